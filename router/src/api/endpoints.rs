@@ -1,0 +1,527 @@
+//! Endpoints: HTTP destinations (or inboxes), their secrets and settings.
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::error::{ApiError, Problem};
+use super::extract::{ApiJson, ApiQuery, ListOut, ListParams};
+use crate::auth::{Principal, Scope};
+use crate::clock::{now_ms, rfc3339};
+use crate::crypto;
+use crate::destination;
+use crate::ids::{EndpointId, TenantId};
+use crate::store::{Endpoint, EndpointKind, RECORD_VERSION, SealedSecret};
+
+pub const MAX_HEADERS: usize = 32;
+pub const MAX_HEADER_VALUE: usize = 4096;
+pub const MAX_DESCRIPTION: usize = 1000;
+pub const MAX_TIMEOUT_MS: u64 = 120_000;
+pub const MAX_RATE_LIMIT: u32 = 100_000;
+pub const MAX_IN_FLIGHT: u32 = 1_000;
+pub const MAX_RETRY_STEPS: usize = 20;
+pub const MAX_RETRY_DELAY_SECS: u32 = 7 * 24 * 3600;
+
+/// Header names GatePulse sets itself; an endpoint cannot override them.
+const RESERVED_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "host",
+    "transfer-encoding",
+    "connection",
+    "user-agent",
+];
+const RESERVED_PREFIXES: &[&str] = &["webhook-", "gatepulse-"];
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointIn {
+    /// Destination URL (http or https); required for `http` endpoints.
+    pub url: Option<String>,
+    /// `http` (default) delivers; `inbox` captures deliveries for inspection.
+    pub kind: Option<EndpointKind>,
+    pub description: Option<String>,
+    /// A `whsec_` secret; generated when absent.
+    pub secret: Option<String>,
+    /// Extra headers sent with every delivery.
+    pub headers: Option<BTreeMap<String, String>>,
+    pub timeout_ms: Option<u64>,
+    pub rate_limit_per_sec: Option<u32>,
+    pub max_in_flight: Option<u32>,
+    /// Delays in seconds before each retry; replaces the default schedule.
+    pub retry_schedule_secs: Option<Vec<u32>>,
+    pub enabled: Option<bool>,
+}
+
+/// Fields to change; absent fields stay, `null` clears an optional setting.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointPatch {
+    pub url: Option<String>,
+    pub description: Option<String>,
+    pub headers: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "super::extract::nullable")]
+    #[schema(value_type = Option<u64>)]
+    pub timeout_ms: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "super::extract::nullable")]
+    #[schema(value_type = Option<u32>)]
+    pub rate_limit_per_sec: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "super::extract::nullable")]
+    #[schema(value_type = Option<u32>)]
+    pub max_in_flight: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "super::extract::nullable")]
+    #[schema(value_type = Option<Vec<u32>>)]
+    pub retry_schedule_secs: Option<Option<Vec<u32>>>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndpointOut {
+    pub id: String,
+    pub kind: EndpointKind,
+    pub url: Option<String>,
+    pub description: String,
+    pub headers: BTreeMap<String, String>,
+    pub timeout_ms: Option<u64>,
+    pub rate_limit_per_sec: Option<u32>,
+    pub max_in_flight: Option<u32>,
+    pub retry_schedule_secs: Option<Vec<u32>>,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<Endpoint> for EndpointOut {
+    fn from(e: Endpoint) -> Self {
+        Self {
+            id: e.id.to_string(),
+            kind: e.kind,
+            url: e.url,
+            description: e.description,
+            headers: e.headers,
+            timeout_ms: e.timeout_ms,
+            rate_limit_per_sec: e.rate_limit_per_sec,
+            max_in_flight: e.max_in_flight,
+            retry_schedule_secs: e.retry_schedule_secs,
+            enabled: e.enabled,
+            disabled_reason: e.disabled_reason,
+            created_at: rfc3339(e.created_at),
+            updated_at: rfc3339(e.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecretOut {
+    /// The current `whsec_` secret.
+    pub secret: String,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateIn {
+    /// The new secret; generated when absent.
+    pub secret: Option<String>,
+}
+
+fn validate_url(state: &AppState, url: &str) -> Result<(), ApiError> {
+    destination::validate_url(url, state.config.delivery.allow_private_destinations)
+        .map(|_| ())
+        .map_err(|e| {
+            let code = if matches!(e, destination::DestinationError::Private(_)) {
+                "destination_not_allowed"
+            } else {
+                "invalid_url"
+            };
+            let mut err = ApiError::invalid_field("url", format!("url {e}"));
+            err.code = code;
+            err
+        })
+}
+
+fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    if headers.len() > MAX_HEADERS {
+        return Err(ApiError::invalid_field(
+            "headers",
+            format!("at most {MAX_HEADERS} headers"),
+        ));
+    }
+    for (name, value) in headers {
+        let field = format!("headers/{name}");
+        let lower = name.to_ascii_lowercase();
+        if HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(ApiError::invalid_field(&field, "is not a valid header name"));
+        }
+        if RESERVED_HEADERS.contains(&lower.as_str())
+            || RESERVED_PREFIXES.iter().any(|p| lower.starts_with(p))
+        {
+            return Err(ApiError::invalid_field(&field, "is set by GatePulse and cannot be overridden"));
+        }
+        if value.len() > MAX_HEADER_VALUE || HeaderValue::from_str(value).is_err() {
+            return Err(ApiError::invalid_field(
+                &field,
+                format!("value must be visible ASCII, at most {MAX_HEADER_VALUE} bytes"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_settings(
+    timeout_ms: Option<u64>,
+    rate: Option<u32>,
+    in_flight: Option<u32>,
+    schedule: Option<&[u32]>,
+) -> Result<(), ApiError> {
+    if let Some(t) = timeout_ms
+        && !(1..=MAX_TIMEOUT_MS).contains(&t)
+    {
+        return Err(ApiError::invalid_field("timeout_ms", format!("must be 1 to {MAX_TIMEOUT_MS}")));
+    }
+    if let Some(r) = rate
+        && !(1..=MAX_RATE_LIMIT).contains(&r)
+    {
+        return Err(ApiError::invalid_field(
+            "rate_limit_per_sec",
+            format!("must be 1 to {MAX_RATE_LIMIT}"),
+        ));
+    }
+    if let Some(m) = in_flight
+        && !(1..=MAX_IN_FLIGHT).contains(&m)
+    {
+        return Err(ApiError::invalid_field("max_in_flight", format!("must be 1 to {MAX_IN_FLIGHT}")));
+    }
+    if let Some(s) = schedule {
+        if s.is_empty() || s.len() > MAX_RETRY_STEPS {
+            return Err(ApiError::invalid_field(
+                "retry_schedule_secs",
+                format!("must have 1 to {MAX_RETRY_STEPS} steps"),
+            ));
+        }
+        if s.iter().any(|&d| d > MAX_RETRY_DELAY_SECS) {
+            return Err(ApiError::invalid_field(
+                "retry_schedule_secs",
+                format!("each delay must be at most {MAX_RETRY_DELAY_SECS} seconds"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_description(d: &str) -> Result<(), ApiError> {
+    if d.chars().count() > MAX_DESCRIPTION {
+        return Err(ApiError::invalid_field(
+            "description",
+            format!("at most {MAX_DESCRIPTION} characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_secret(secret: &str) -> Result<(), ApiError> {
+    crypto::validate_webhook_secret(secret)
+        .map_err(|m| ApiError::invalid_field("secret", format!("secret {m}")).with("hint", "whsec_ + base64 of 24 to 64 random bytes"))
+}
+
+fn seal(state: &AppState, secret: &str, now: i64) -> SealedSecret {
+    SealedSecret {
+        sealed: STANDARD.encode(state.secrets.seal(secret.as_bytes())),
+        created_at: now,
+        expires_at: None,
+    }
+}
+
+/// Opens a sealed secret back into its `whsec_` form.
+pub fn unseal(state: &AppState, s: &SealedSecret) -> Result<String, ApiError> {
+    let bytes = STANDARD.decode(&s.sealed).map_err(|e| {
+        tracing::error!(error = %e, "sealed secret is not base64");
+        ApiError::internal()
+    })?;
+    let plain = state.secrets.open(&bytes).map_err(|e| {
+        tracing::error!(error = %e, "cannot open sealed secret");
+        ApiError::internal()
+    })?;
+    String::from_utf8(plain).map_err(|_| ApiError::internal())
+}
+
+fn endpoint_id(raw: &str) -> Result<EndpointId, ApiError> {
+    EndpointId::parse(raw).ok_or_else(|| ApiError::not_found("endpoint"))
+}
+
+async fn load(state: &AppState, tenant: &TenantId, raw: &str) -> Result<Endpoint, ApiError> {
+    state
+        .store
+        .get_endpoint(tenant, &endpoint_id(raw)?)
+        .await?
+        .ok_or_else(|| ApiError::not_found("endpoint"))
+}
+
+/// Creates an endpoint.
+#[utoipa::path(post, path = "/v1/endpoints", tag = "endpoints", request_body = EndpointIn,
+    responses((status = 201, body = EndpointOut), (status = "4XX", body = Problem)),
+    security(("bearer" = ["endpoints:manage"])))]
+pub async fn create_endpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<EndpointIn>,
+) -> Result<(StatusCode, axum::Json<EndpointOut>), ApiError> {
+    let tenant = principal.tenant_for(Scope::EndpointsManage)?.clone();
+    let kind = body.kind.unwrap_or(EndpointKind::Http);
+    match (&body.url, kind) {
+        (Some(url), _) => validate_url(&state, url)?,
+        (None, EndpointKind::Http) => {
+            return Err(ApiError::invalid_field("url", "is required for http endpoints"));
+        }
+        (None, EndpointKind::Inbox) => {}
+    }
+    let description = body.description.unwrap_or_default();
+    validate_description(&description)?;
+    let headers = body.headers.unwrap_or_default();
+    validate_headers(&headers)?;
+    validate_settings(
+        body.timeout_ms,
+        body.rate_limit_per_sec,
+        body.max_in_flight,
+        body.retry_schedule_secs.as_deref(),
+    )?;
+    let secret = match body.secret {
+        Some(s) => {
+            check_secret(&s)?;
+            s
+        }
+        None => crypto::generate_webhook_secret(),
+    };
+    let now = now_ms();
+    let endpoint = Endpoint {
+        record_version: RECORD_VERSION,
+        id: EndpointId::generate(now),
+        tenant_id: tenant.clone(),
+        kind,
+        url: body.url,
+        description,
+        secrets: vec![seal(&state, &secret, now)],
+        headers,
+        timeout_ms: body.timeout_ms,
+        rate_limit_per_sec: body.rate_limit_per_sec,
+        max_in_flight: body.max_in_flight,
+        retry_schedule_secs: body.retry_schedule_secs,
+        enabled: body.enabled.unwrap_or(true),
+        disabled_reason: None,
+        created_at: now,
+        updated_at: now,
+    };
+    state
+        .store
+        .create_endpoint(endpoint.clone(), state.config.api.max_endpoints_per_tenant)
+        .await?;
+    tracing::info!(tenant_id = %tenant, endpoint_id = %endpoint.id, "endpoint created");
+    Ok((StatusCode::CREATED, axum::Json(endpoint.into())))
+}
+
+/// Lists endpoints.
+#[utoipa::path(get, path = "/v1/endpoints", tag = "endpoints", params(ListParams),
+    responses((status = 200, body = ListOut<EndpointOut>), (status = "4XX", body = Problem)),
+    security(("bearer" = ["endpoints:manage"])))]
+pub async fn list_endpoints(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<axum::Json<ListOut<EndpointOut>>, ApiError> {
+    let tenant = principal.tenant_for(Scope::EndpointsManage)?;
+    let page = state.store.list_endpoints(tenant, params.page()?).await?;
+    Ok(axum::Json(ListOut::from_page(page, EndpointOut::from)))
+}
+
+/// Shows one endpoint.
+#[utoipa::path(get, path = "/v1/endpoints/{endpoint_id}", tag = "endpoints",
+    params(("endpoint_id" = String, Path)),
+    responses((status = 200, body = EndpointOut), (status = "4XX", body = Problem)),
+    security(("bearer" = ["endpoints:manage"])))]
+pub async fn get_endpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw): Path<String>,
+) -> Result<axum::Json<EndpointOut>, ApiError> {
+    let tenant = principal.tenant_for(Scope::EndpointsManage)?;
+    Ok(axum::Json(load(&state, tenant, &raw).await?.into()))
+}
+
+/// Changes an endpoint.
+#[utoipa::path(patch, path = "/v1/endpoints/{endpoint_id}", tag = "endpoints",
+    params(("endpoint_id" = String, Path)), request_body = EndpointPatch,
+    responses((status = 200, body = EndpointOut), (status = "4XX", body = Problem)),
+    security(("bearer" = ["endpoints:manage"])))]
+pub async fn update_endpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw): Path<String>,
+    ApiJson(patch): ApiJson<EndpointPatch>,
+) -> Result<axum::Json<EndpointOut>, ApiError> {
+    let tenant = principal.tenant_for(Scope::EndpointsManage)?.clone();
+    let id = endpoint_id(&raw)?;
+    if let Some(url) = &patch.url {
+        validate_url(&state, url)?;
+    }
+    if let Some(d) = &patch.description {
+        validate_description(d)?;
+    }
+    if let Some(h) = &patch.headers {
+        validate_headers(h)?;
+    }
+    validate_settings(
+        patch.timeout_ms.flatten(),
+        patch.rate_limit_per_sec.flatten(),
+        patch.max_in_flight.flatten(),
+        patch.retry_schedule_secs.as_ref().and_then(|s| s.as_deref()),
+    )?;
+    let now = now_ms();
+    let updated = state
+        .store
+        .update_endpoint(
+            &tenant,
+            &id,
+            Box::new(move |e: &mut Endpoint| {
+                if let Some(url) = patch.url {
+                    e.url = Some(url);
+                }
+                if let Some(d) = patch.description {
+                    e.description = d;
+                }
+                if let Some(h) = patch.headers {
+                    e.headers = h;
+                }
+                if let Some(v) = patch.timeout_ms {
+                    e.timeout_ms = v;
+                }
+                if let Some(v) = patch.rate_limit_per_sec {
+                    e.rate_limit_per_sec = v;
+                }
+                if let Some(v) = patch.max_in_flight {
+                    e.max_in_flight = v;
+                }
+                if let Some(v) = patch.retry_schedule_secs {
+                    e.retry_schedule_secs = v;
+                }
+                if let Some(enabled) = patch.enabled {
+                    e.enabled = enabled;
+                    if enabled {
+                        e.disabled_reason = None;
+                    }
+                }
+                e.updated_at = now;
+            }),
+        )
+        .await?;
+    state.ingest.invalidate(&tenant);
+    tracing::info!(tenant_id = %tenant, endpoint_id = %id, "endpoint updated");
+    Ok(axum::Json(updated.into()))
+}
+
+/// Deletes an endpoint and its subscriptions.
+#[utoipa::path(delete, path = "/v1/endpoints/{endpoint_id}", tag = "endpoints",
+    params(("endpoint_id" = String, Path)),
+    responses((status = 204), (status = "4XX", body = Problem)),
+    security(("bearer" = ["endpoints:manage"])))]
+pub async fn delete_endpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let tenant = principal.tenant_for(Scope::EndpointsManage)?.clone();
+    let id = endpoint_id(&raw)?;
+    let subs = state.store.delete_endpoint(&tenant, &id).await?;
+    state.ingest.invalidate(&tenant);
+    tracing::info!(tenant_id = %tenant, endpoint_id = %id, subscriptions = subs.len(), "endpoint deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Reveals the current signing secret.
+#[utoipa::path(get, path = "/v1/endpoints/{endpoint_id}/secret", tag = "endpoints",
+    params(("endpoint_id" = String, Path)),
+    responses((status = 200, body = SecretOut), (status = "4XX", body = Problem)),
+    security(("bearer" = ["endpoints:manage"])))]
+pub async fn get_secret(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw): Path<String>,
+) -> Result<axum::Json<SecretOut>, ApiError> {
+    let tenant = principal.tenant_for(Scope::EndpointsManage)?;
+    let endpoint = load(&state, tenant, &raw).await?;
+    let current = endpoint.secrets.first().ok_or_else(ApiError::internal)?;
+    Ok(axum::Json(SecretOut {
+        secret: unseal(&state, current)?,
+    }))
+}
+
+/// Rotates the signing secret; the previous one keeps signing alongside for
+/// `delivery.secret_rotation_grace_secs`.
+#[utoipa::path(post, path = "/v1/endpoints/{endpoint_id}/secret/rotate", tag = "endpoints",
+    params(("endpoint_id" = String, Path)), request_body(content = Option<RotateIn>),
+    responses((status = 200, body = SecretOut), (status = "4XX", body = Problem)),
+    security(("bearer" = ["endpoints:manage"])))]
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw): Path<String>,
+    req: axum::extract::Request,
+) -> Result<axum::Json<SecretOut>, ApiError> {
+    let tenant = principal.tenant_for(Scope::EndpointsManage)?.clone();
+    let id = endpoint_id(&raw)?;
+    let bytes = super::extract::read_body(req, &state).await?;
+    let body: RotateIn = if bytes.iter().all(u8::is_ascii_whitespace) {
+        RotateIn::default()
+    } else {
+        super::extract::parse_json(&bytes)?
+    };
+    let secret = match body.secret {
+        Some(s) => {
+            check_secret(&s)?;
+            s
+        }
+        None => crypto::generate_webhook_secret(),
+    };
+    let now = now_ms();
+    let grace_ms = (state.config.delivery.secret_rotation_grace_secs as i64).saturating_mul(1000);
+    let fresh = seal(&state, &secret, now);
+    state
+        .store
+        .update_endpoint(
+            &tenant,
+            &id,
+            Box::new(move |e: &mut Endpoint| {
+                // Drop secrets whose grace ended; the current one starts its grace now.
+                e.secrets.retain(|s| s.expires_at.is_none_or(|t| t > now));
+                for s in &mut e.secrets {
+                    if s.expires_at.is_none() {
+                        s.expires_at = Some(now + grace_ms);
+                    }
+                }
+                e.secrets.insert(0, fresh);
+                e.secrets.truncate(5);
+                e.updated_at = now;
+            }),
+        )
+        .await?;
+    tracing::info!(tenant_id = %tenant, endpoint_id = %id, "endpoint secret rotated");
+    Ok(axum::Json(SecretOut { secret }))
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/endpoints", get(list_endpoints).post(create_endpoint))
+        .route(
+            "/v1/endpoints/{endpoint_id}",
+            get(get_endpoint).patch(update_endpoint).delete(delete_endpoint),
+        )
+        .route("/v1/endpoints/{endpoint_id}/secret", get(get_secret))
+        .route("/v1/endpoints/{endpoint_id}/secret/rotate", post(rotate_secret))
+}

@@ -1,0 +1,122 @@
+//! The HTTP API (API.md). One file per resource, each ending in `fn router()`;
+//! handlers are `verb_noun`; request and response types are `FooIn` / `FooOut` /
+//! `FooPatch`. Only this module knows axum and status codes; every error becomes a
+//! problem document in [`error`].
+
+pub mod deliveries;
+pub mod endpoints;
+pub mod error;
+pub mod events;
+pub mod extract;
+pub mod openapi;
+pub mod ops;
+pub mod subscriptions;
+pub mod tenants;
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::crypto::SecretBox;
+use crate::ingest::Ingest;
+use crate::store::Store;
+use crate::telemetry;
+use error::ApiError;
+
+/// Shared state of every handler; cloning is one `Arc` increment.
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<AppInner>);
+
+#[derive(Debug)]
+pub struct AppInner {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub ingest: Arc<Ingest>,
+    pub auth: Authenticator,
+    pub secrets: Arc<dyn SecretBox>,
+    pub metrics: PrometheusHandle,
+    /// False until the server accepts traffic, and again once shutdown begins.
+    pub ready: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn new(inner: AppInner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+impl Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    let max_body = state.config.api.max_body_bytes;
+    Router::new()
+        .merge(tenants::router())
+        .merge(endpoints::router())
+        .merge(subscriptions::router())
+        .merge(events::router())
+        .merge(deliveries::router())
+        .merge(ops::router())
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(track_request))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .with_state(state)
+}
+
+async fn route_not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method",
+    )
+}
+
+fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let msg = err
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| err.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(panic = msg, "handler panicked");
+    ApiError::internal().into_response()
+}
+
+/// Request metrics by matched route (never the raw path: ids would explode labels).
+async fn track_request(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let method = req.method().clone();
+    let resp = next.run(req).await;
+    telemetry::record_http(
+        route.as_deref().unwrap_or("unmatched"),
+        method.as_str(),
+        resp.status().as_u16(),
+        started.elapsed(),
+    );
+    resp
+}

@@ -1,0 +1,67 @@
+//! The OpenAPI document, generated from the handlers and types. A committed copy
+//! lives at `docs/openapi.json`; a test fails when the two drift (regenerate with
+//! `GATEPULSE_UPDATE_OPENAPI=1 cargo test -p gatepulse openapi`).
+
+use std::sync::OnceLock;
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{deliveries, endpoints, error, events, extract, ops, subscriptions, tenants};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "GatePulse",
+        description = "Self-hosted webhook and event router. Errors are RFC 9457 problem \
+            documents with a stable `code`. Lists take `limit` (1-1000, default 50) and an \
+            opaque `cursor`, and answer `{\"data\": [...], \"next_cursor\": ...}`. \
+            Authenticate with `Authorization: Bearer <token>`; the admin token acts in a \
+            tenant named by the `GatePulse-Tenant` header.",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        tenants::create_tenant, tenants::list_tenants, tenants::get_tenant,
+        tenants::create_key, tenants::list_keys, tenants::revoke_key,
+        endpoints::create_endpoint, endpoints::list_endpoints, endpoints::get_endpoint,
+        endpoints::update_endpoint, endpoints::delete_endpoint, endpoints::get_secret,
+        endpoints::rotate_secret,
+        subscriptions::create_subscription, subscriptions::list_subscriptions,
+        subscriptions::get_subscription, subscriptions::update_subscription,
+        subscriptions::delete_subscription,
+        events::create_event, events::create_events_batch, events::list_events,
+        events::get_event,
+        deliveries::list_deliveries, deliveries::get_delivery,
+        ops::get_healthz, ops::get_readyz, ops::get_metrics, ops::get_openapi,
+    ),
+    components(schemas(error::Problem, extract::ListOut<tenants::TenantOut>)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "tenants", description = "Tenants and API keys (admin token)"),
+        (name = "endpoints", description = "Destinations and their secrets"),
+        (name = "subscriptions", description = "Which events go to which endpoint"),
+        (name = "events", description = "Publishing and reading events"),
+        (name = "deliveries", description = "Deliveries and attempts"),
+        (name = "operations", description = "Health, readiness, metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The document as pretty JSON, rendered once.
+pub fn document_json() -> String {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| ApiDoc::openapi().to_pretty_json().unwrap_or_default())
+        .clone()
+}

@@ -1,0 +1,81 @@
+//! Operational routes: health, readiness, metrics, the OpenAPI document.
+
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::error::{ApiError, Problem};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthOut {
+    pub status: &'static str,
+    pub version: &'static str,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, body = HealthOut)))]
+pub async fn get_healthz() -> axum::Json<HealthOut> {
+    axum::Json(HealthOut {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// Readiness: the store is open for writes and the server accepts traffic.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = HealthOut), (status = 503, body = Problem)))]
+pub async fn get_readyz(State(state): State<AppState>) -> Result<axum::Json<HealthOut>, ApiError> {
+    if let Some(reason) = state.store.read_only_reason() {
+        return Err(ApiError::unavailable("store_read_only", reason, 60));
+    }
+    if !state.ready.load(Ordering::Acquire) {
+        return Err(ApiError::unavailable(
+            "not_ready",
+            "the server is starting or shutting down",
+            1,
+        ));
+    }
+    Ok(axum::Json(HealthOut {
+        status: "ready",
+        version: env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, content_type = "text/plain")))]
+pub async fn get_metrics(State(state): State<AppState>) -> Response {
+    let body = state.metrics.render();
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, content_type = "application/json")))]
+pub async fn get_openapi() -> Response {
+    let mut resp = (StatusCode::OK, super::openapi::document_json()).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(get_healthz))
+        .route("/readyz", get(get_readyz))
+        .route("/metrics", get(get_metrics))
+        .route("/openapi.json", get(get_openapi))
+}

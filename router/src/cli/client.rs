@@ -1,0 +1,263 @@
+//! Client commands: thin wrappers over the HTTP API that print JSON.
+
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use super::Command;
+
+#[derive(Debug, Subcommand)]
+pub enum TenantsCmd {
+    /// Create a tenant.
+    Create { name: String },
+    /// List tenants.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCmd {
+    /// Create a key; prints its secret once.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+        /// Repeat for several scopes, e.g. --scope events:write --scope events:read.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+    },
+    /// List a tenant's keys.
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revoke a key.
+    Revoke {
+        #[arg(long)]
+        tenant: String,
+        key_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EndpointsCmd {
+    /// Create an endpoint.
+    Create {
+        #[arg(long)]
+        url: Option<String>,
+        /// Capture deliveries instead of sending them.
+        #[arg(long)]
+        inbox: bool,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    List,
+    Get { id: String },
+    Delete { id: String },
+    /// Print the signing secret.
+    Secret { id: String },
+    /// Rotate the signing secret.
+    Rotate { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubscriptionsCmd {
+    /// Subscribe an endpoint to topic patterns.
+    Create {
+        #[arg(long)]
+        endpoint: String,
+        /// Repeat for several patterns.
+        #[arg(long = "topic", required = true)]
+        topics: Vec<String>,
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    List,
+    Get { id: String },
+    Delete { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCmd {
+    /// Publish one event.
+    Publish {
+        #[arg(long)]
+        topic: String,
+        /// The payload, a JSON object.
+        #[arg(long)]
+        data: String,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        topic: Option<String>,
+        #[arg(long)]
+        after_cursor: Option<u64>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    Get { id: String },
+}
+
+struct Client {
+    base: String,
+    token: String,
+    tenant: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    fn from_env() -> Result<Self, String> {
+        let base = std::env::var("GATEPULSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
+        let token = std::env::var("GATEPULSE_TOKEN")
+            .map_err(|_| "set GATEPULSE_TOKEN to an API key or the admin token".to_owned())?;
+        let tenant = std::env::var("GATEPULSE_TENANT").ok();
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|e| format!("http client: {e}"))?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            tenant,
+            http,
+        })
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(t) = &self.tenant {
+            req = req.header("GatePulse-Tenant", t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.map_err(|e| format!("request failed: {e}"))?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| format!("reading response: {e}"))?;
+        let value: Value = if text.is_empty() {
+            json!({"status": status.as_u16()})
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        if status.is_success() {
+            Ok(value)
+        } else {
+            Err(serde_json::to_string_pretty(&value).unwrap_or_default())
+        }
+    }
+}
+
+pub(super) fn run(command: Command) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gp: {e}");
+            return 1;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let client = Client::from_env()?;
+        execute(&client, command).await
+    });
+    match result {
+        Ok(v) => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            0
+        }
+        Err(e) => {
+            eprintln!("gp: {e}");
+            1
+        }
+    }
+}
+
+async fn execute(c: &Client, command: Command) -> Result<Value, String> {
+    use reqwest::Method as M;
+    match command {
+        Command::Tenants(TenantsCmd::Create { name }) => {
+            c.call(M::POST, "/v1/tenants", Some(json!({"name": name}))).await
+        }
+        Command::Tenants(TenantsCmd::List) => c.call(M::GET, "/v1/tenants", None).await,
+        Command::Keys(KeysCmd::Create { tenant, name, scopes }) => {
+            c.call(
+                M::POST,
+                &format!("/v1/tenants/{tenant}/keys"),
+                Some(json!({"name": name, "scopes": scopes})),
+            )
+            .await
+        }
+        Command::Keys(KeysCmd::List { tenant }) => {
+            c.call(M::GET, &format!("/v1/tenants/{tenant}/keys"), None).await
+        }
+        Command::Keys(KeysCmd::Revoke { tenant, key_id }) => {
+            c.call(M::DELETE, &format!("/v1/tenants/{tenant}/keys/{key_id}"), None)
+                .await
+        }
+        Command::Endpoints(cmd) => match cmd {
+            EndpointsCmd::Create { url, inbox, description } => {
+                let mut body = json!({"kind": if inbox { "inbox" } else { "http" }});
+                if let Some(u) = url {
+                    body["url"] = json!(u);
+                }
+                if let Some(d) = description {
+                    body["description"] = json!(d);
+                }
+                c.call(M::POST, "/v1/endpoints", Some(body)).await
+            }
+            EndpointsCmd::List => c.call(M::GET, "/v1/endpoints", None).await,
+            EndpointsCmd::Get { id } => c.call(M::GET, &format!("/v1/endpoints/{id}"), None).await,
+            EndpointsCmd::Delete { id } => {
+                c.call(M::DELETE, &format!("/v1/endpoints/{id}"), None).await
+            }
+            EndpointsCmd::Secret { id } => {
+                c.call(M::GET, &format!("/v1/endpoints/{id}/secret"), None).await
+            }
+            EndpointsCmd::Rotate { id } => {
+                c.call(M::POST, &format!("/v1/endpoints/{id}/secret/rotate"), Some(json!({})))
+                    .await
+            }
+        },
+        Command::Subscriptions(cmd) => match cmd {
+            SubscriptionsCmd::Create { endpoint, topics, filter } => {
+                let mut body = json!({"endpoint_id": endpoint, "topics": topics});
+                if let Some(f) = filter {
+                    body["filter"] = json!(f);
+                }
+                c.call(M::POST, "/v1/subscriptions", Some(body)).await
+            }
+            SubscriptionsCmd::List => c.call(M::GET, "/v1/subscriptions", None).await,
+            SubscriptionsCmd::Get { id } => {
+                c.call(M::GET, &format!("/v1/subscriptions/{id}"), None).await
+            }
+            SubscriptionsCmd::Delete { id } => {
+                c.call(M::DELETE, &format!("/v1/subscriptions/{id}"), None).await
+            }
+        },
+        Command::Events(cmd) => match cmd {
+            EventsCmd::Publish { topic, data, idempotency_key } => {
+                let payload: Value =
+                    serde_json::from_str(&data).map_err(|e| format!("--data is not JSON: {e}"))?;
+                let mut body = json!({"topic": topic, "payload": payload});
+                if let Some(k) = idempotency_key {
+                    body["idempotency_key"] = json!(k);
+                }
+                c.call(M::POST, "/v1/events", Some(body)).await
+            }
+            EventsCmd::List { topic, after_cursor, limit } => {
+                let mut q = vec![format!("limit={limit}")];
+                if let Some(t) = topic {
+                    q.push(format!("topic={t}"));
+                }
+                if let Some(a) = after_cursor {
+                    q.push(format!("after_cursor={a}"));
+                }
+                c.call(M::GET, &format!("/v1/events?{}", q.join("&")), None).await
+            }
+            EventsCmd::Get { id } => c.call(M::GET, &format!("/v1/events/{id}"), None).await,
+        },
+        Command::Serve(_) | Command::Openapi => Err("not a client command".into()),
+    }
+}

@@ -1,0 +1,130 @@
+//! The `gp` command line. `gp serve` runs the server; every other command is a client
+//! of the HTTP API (`GATEPULSE_URL`, `GATEPULSE_TOKEN`).
+
+mod client;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{CliOverrides, Config};
+
+#[derive(Debug, Parser)]
+#[command(name = "gp", version, about = "GatePulse: a self-hosted webhook and event router")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Manage tenants (admin token).
+    #[command(subcommand)]
+    Tenants(client::TenantsCmd),
+    /// Manage API keys of a tenant (admin token).
+    #[command(subcommand)]
+    Keys(client::KeysCmd),
+    /// Manage endpoints.
+    #[command(subcommand)]
+    Endpoints(client::EndpointsCmd),
+    /// Manage subscriptions.
+    #[command(subcommand)]
+    Subscriptions(client::SubscriptionsCmd),
+    /// Publish and read events.
+    #[command(subcommand)]
+    Events(client::EventsCmd),
+    /// Print the OpenAPI document this build serves.
+    Openapi,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (also GATEPULSE_CONFIG).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Listen address, e.g. 127.0.0.1:8080 (also GATEPULSE_LISTEN).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Data directory (also GATEPULSE_DATA_DIR).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Development mode: embedded store in ./gatepulse-data, private destinations
+    /// allowed, a default tenant and all-scopes key created and printed.
+    #[arg(long)]
+    pub dev: bool,
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn main(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Openapi => {
+            println!("{}", crate::api::openapi::document_json());
+            0
+        }
+        other => client::run(other),
+    }
+}
+
+fn serve(args: ServeArgs) -> i32 {
+    let overrides = CliOverrides {
+        listen: args.listen,
+        data_dir: args.data_dir,
+    };
+    let config = match Config::load(args.config.as_deref(), &overrides, args.dev) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gp serve: {e}");
+            return 2;
+        }
+    };
+    crate::telemetry::init_logging(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gp serve: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("gp serve: cannot listen on {}: {e}", config.listen);
+                return 1;
+            }
+        };
+        match crate::server::run(config, listener, shutdown_signal()).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("gp serve: {e}");
+                1
+            }
+        }
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,307 @@
+//! Configuration: one typed tree, loaded in layers and validated once at start.
+//!
+//! Layers, later wins: the built-in defaults (`router/config/default.toml`, compiled
+//! in) → a TOML file (`--config` or `GATEPULSE_CONFIG`) → `GATEPULSE_*` environment
+//! variables with `__` between nested keys → command-line flags. Unknown keys are
+//! refused so that a typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The compiled-in defaults file; every key is listed there with its default.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Environment variable prefix for overrides.
+pub const ENV_PREFIX: &str = "GATEPULSE_";
+
+/// Why a configuration could not be used. The message names the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(Box<figment::Error>),
+    #[error("configuration key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        Self::Load(Box::new(e))
+    }
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub admin_token: String,
+    pub store: String,
+    pub master_key: String,
+    pub shutdown_grace_secs: u64,
+    pub log: LogConfig,
+    pub api: ApiConfig,
+    pub redb: RedbConfig,
+    pub delivery: DeliveryConfig,
+    /// Set by `gp serve --dev`; not a file key.
+    #[serde(skip)]
+    pub dev: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    pub max_body_bytes: usize,
+    pub max_payload_bytes: usize,
+    pub max_batch_events: usize,
+    pub max_topic_bytes: usize,
+    pub max_idempotency_key_bytes: usize,
+    pub idempotency_window_secs: u64,
+    pub max_endpoints_per_tenant: usize,
+    pub max_subscriptions_per_tenant: usize,
+    pub max_topics_per_subscription: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedbConfig {
+    pub commit_max_batch: usize,
+    pub commit_max_wait_us: u64,
+    pub cache_size_mib: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    pub allow_private_destinations: bool,
+    pub default_timeout_ms: u64,
+    pub secret_rotation_grace_secs: u64,
+}
+
+/// Values given on the command line; `None` leaves the lower layers alone.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct CliOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads every layer from the real process environment.
+    pub fn load(
+        file: Option<&Path>,
+        cli: &CliOverrides,
+        dev: bool,
+    ) -> Result<Self, ConfigError> {
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("GATEPULSE_CONFIG").map(PathBuf::from));
+        Self::from_figment(Self::figment(file.as_deref(), cli), dev)
+    }
+
+    /// The layered figment; exposed so tests can inject environment values.
+    pub fn figment(file: Option<&Path>, cli: &CliOverrides) -> Figment {
+        let mut fig = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(path) = file {
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        fig.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"]))
+            .merge(Serialized::defaults(cli))
+    }
+
+    /// Extracts and validates; `dev` applies the `--dev` adjustments first.
+    pub fn from_figment(fig: Figment, dev: bool) -> Result<Self, ConfigError> {
+        let mut config: Config = fig.extract()?;
+        config.dev = dev;
+        if dev {
+            config.delivery.allow_private_destinations = true;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The defaults alone, as `--dev` would see them (tests and benchmarks).
+    pub fn defaults_for_dev(data_dir: PathBuf, admin_token: String) -> Result<Self, ConfigError> {
+        let mut config: Config = Figment::from(Toml::string(DEFAULT_TOML)).extract()?;
+        config.data_dir = data_dir;
+        config.admin_token = admin_token;
+        config.dev = true;
+        config.delivery.allow_private_destinations = true;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks relations between keys that types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        // In dev mode an empty token means "generate one" (done at start).
+        if !self.dev && self.admin_token.len() < 16 {
+            return Err(invalid(
+                "admin_token",
+                "must be set to at least 16 characters (GATEPULSE_ADMIN_TOKEN, or \
+                 admin_token in the config file), or run `gp serve --dev`",
+            ));
+        }
+        if self.dev && !self.admin_token.is_empty() && self.admin_token.len() < 16 {
+            return Err(invalid("admin_token", "must be at least 16 characters"));
+        }
+        if self.store != "redb" {
+            let msg = if self.store.starts_with("postgres://")
+                || self.store.starts_with("postgresql://")
+            {
+                "the PostgreSQL backend is not available in this version; use \"redb\""
+                    .to_owned()
+            } else {
+                format!("unknown store {:?}; expected \"redb\"", self.store)
+            };
+            return Err(invalid("store", msg));
+        }
+        let api = &self.api;
+        positive("api.max_body_bytes", api.max_body_bytes)?;
+        positive("api.max_payload_bytes", api.max_payload_bytes)?;
+        positive("api.max_batch_events", api.max_batch_events)?;
+        positive("api.max_topic_bytes", api.max_topic_bytes)?;
+        positive("api.max_idempotency_key_bytes", api.max_idempotency_key_bytes)?;
+        positive("api.max_topics_per_subscription", api.max_topics_per_subscription)?;
+        if api.max_payload_bytes > api.max_body_bytes {
+            return Err(invalid(
+                "api.max_payload_bytes",
+                format!(
+                    "{} is larger than api.max_body_bytes ({})",
+                    api.max_payload_bytes, api.max_body_bytes
+                ),
+            ));
+        }
+        if !(1..=65_536).contains(&self.redb.commit_max_batch) {
+            return Err(invalid("redb.commit_max_batch", "must be between 1 and 65536"));
+        }
+        if self.redb.commit_max_wait_us > 100_000 {
+            return Err(invalid(
+                "redb.commit_max_wait_us",
+                "must be at most 100000 (100 ms)",
+            ));
+        }
+        if self.delivery.default_timeout_ms == 0 {
+            return Err(invalid("delivery.default_timeout_ms", "must be positive"));
+        }
+        Ok(())
+    }
+
+    pub fn idempotency_window(&self) -> Duration {
+        Duration::from_secs(self.api.idempotency_window_secs)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+fn positive(key: &'static str, value: usize) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(invalid(key, "must be positive"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_with(jail: &mut figment::Jail, dev: bool) -> Result<Config, ConfigError> {
+        let _ = jail;
+        Config::from_figment(Config::figment(None, &CliOverrides::default()), dev)
+    }
+
+    #[test]
+    fn defaults_file_is_complete_and_dev_mode_validates() {
+        let config = Config::defaults_for_dev(PathBuf::from("/tmp/x"), String::new()).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert!(config.delivery.allow_private_destinations);
+    }
+
+    #[test]
+    fn env_overrides_nested_keys_and_names_bad_ones() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("GATEPULSE_ADMIN_TOKEN", "0123456789abcdef");
+            jail.set_env("GATEPULSE_API__MAX_BATCH_EVENTS", "7");
+            jail.set_env("GATEPULSE_DELIVERY__ALLOW_PRIVATE_DESTINATIONS", "true");
+            let config = load_with(jail, false).unwrap();
+            assert_eq!(config.api.max_batch_events, 7);
+            assert!(config.delivery.allow_private_destinations);
+
+            jail.set_env("GATEPULSE_API__MAX_BATCH_EVENTS", "lots");
+            let err = load_with(jail, false).unwrap_err().to_string();
+            assert!(err.contains("max_batch_events"), "{err}");
+
+            jail.set_env("GATEPULSE_API__MAX_BATCH_EVENTS", "7");
+            jail.set_env("GATEPULSE_API__MAX_BATCH_EVENT", "7");
+            let err = load_with(jail, false).unwrap_err().to_string();
+            assert!(err.contains("max_batch_event"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_layer_sits_between_defaults_and_env() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "gp.toml",
+                "admin_token = \"from-file-0123456789\"\nlisten = \"127.0.0.1:9999\"\n[redb]\ncommit_max_batch = 16\n",
+            )?;
+            jail.set_env("GATEPULSE_LISTEN", "127.0.0.1:7777");
+            let fig = Config::figment(Some(Path::new("gp.toml")), &CliOverrides::default());
+            let config = Config::from_figment(fig, false).unwrap();
+            assert_eq!(config.admin_token, "from-file-0123456789");
+            assert_eq!(config.listen.port(), 7777);
+            assert_eq!(config.redb.commit_max_batch, 16);
+
+            let cli = CliOverrides {
+                listen: Some("127.0.0.1:6666".parse().unwrap()),
+                data_dir: None,
+            };
+            let config =
+                Config::from_figment(Config::figment(Some(Path::new("gp.toml")), &cli), false)
+                    .unwrap();
+            assert_eq!(config.listen.port(), 6666);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_admin_token_is_refused_outside_dev() {
+        figment::Jail::expect_with(|jail| {
+            let err = load_with(jail, false).unwrap_err().to_string();
+            assert!(err.contains("admin_token"), "{err}");
+            assert!(load_with(jail, true).is_ok());
+            jail.set_env("GATEPULSE_STORE", "postgres://localhost/x");
+            let err = load_with(jail, true).unwrap_err().to_string();
+            assert!(err.contains("`store`"), "{err}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,148 @@
+//! Typed, prefixed resource ids (`evt_…`, `ep_…`, …).
+//!
+//! An id is a type prefix plus 26 Crockford base32 characters: 48 bits of milliseconds
+//! since the Unix epoch followed by 80 random bits. Ids of one type therefore sort by
+//! creation time, which the store relies on for ordered listings and time-ordered
+//! pagination cursors. Ids are opaque to clients (API.md).
+
+use std::fmt;
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// Encodes 128 bits (48-bit time, 80-bit randomness) as 26 base32 characters.
+fn encode_128(value: u128, out: &mut String) {
+    // 26 chars * 5 bits = 130 bits; the first char carries the top 3 bits.
+    for i in (0..26).rev() {
+        let idx = ((value >> (i * 5)) & 0x1f) as usize;
+        out.push(CROCKFORD[idx] as char);
+    }
+}
+
+/// Generates the 26-character body of a new id for the given time.
+fn new_body(now_ms: i64) -> String {
+    let mut random = [0u8; 10];
+    rand::rng().fill_bytes(&mut random);
+    let mut value: u128 = (u128::from(now_ms.max(0) as u64) & 0xffff_ffff_ffff) << 80;
+    for (i, b) in random.iter().enumerate() {
+        value |= u128::from(*b) << (8 * (9 - i));
+    }
+    let mut s = String::with_capacity(26);
+    encode_128(value, &mut s);
+    s
+}
+
+/// True when `body` looks like an id body (26 Crockford characters).
+fn valid_body(body: &str) -> bool {
+    body.len() == 26 && body.bytes().all(|b| CROCKFORD.contains(&b))
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// The type prefix, including the underscore.
+            pub const PREFIX: &'static str = $prefix;
+
+            /// A new id for an object created at `now_ms`.
+            pub fn generate(now_ms: i64) -> Self {
+                let mut s = String::with_capacity(Self::PREFIX.len() + 26);
+                s.push_str(Self::PREFIX);
+                s.push_str(&new_body(now_ms));
+                Self(s)
+            }
+
+            /// Parses an id from user input; `None` when it is not an id of this type.
+            pub fn parse(s: &str) -> Option<Self> {
+                let body = s.strip_prefix(Self::PREFIX)?;
+                valid_body(body).then(|| Self(s.to_owned()))
+            }
+
+            /// Wraps a string already known to be an id (read back from the store).
+            pub fn from_trusted(s: String) -> Self {
+                Self(s)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A tenant: the isolation unit.
+    TenantId, "ten_"
+);
+id_type!(
+    /// An API key (the id, never the secret).
+    KeyId, "key_"
+);
+id_type!(
+    /// An HTTP or inbox destination.
+    EndpointId, "ep_"
+);
+id_type!(
+    /// A subscription: endpoint + topic patterns + filter + transform.
+    SubscriptionId, "sub_"
+);
+id_type!(
+    /// A published event.
+    EventId, "evt_"
+);
+id_type!(
+    /// One event for one subscription.
+    DeliveryId, "dlv_"
+);
+id_type!(
+    /// One HTTP try of a delivery.
+    AttemptId, "att_"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_reject_other_types() {
+        let id = EventId::generate(1_700_000_000_000);
+        assert!(id.as_str().starts_with("evt_"));
+        assert_eq!(id.as_str().len(), 4 + 26);
+        assert_eq!(EventId::parse(id.as_str()), Some(id.clone()));
+        assert_eq!(EndpointId::parse(id.as_str()), None);
+        assert_eq!(EventId::parse("evt_short"), None);
+        assert_eq!(EventId::parse("evt_IIIIIIIIIIIIIIIIIIIIIIIIII"), None);
+    }
+
+    #[test]
+    fn ids_sort_by_creation_time() {
+        let a = DeliveryId::generate(1_000);
+        let b = DeliveryId::generate(2_000);
+        let c = DeliveryId::generate(1_000_000_000_000);
+        assert!(a < b && b < c);
+    }
+}

@@ -1,0 +1,21 @@
+//! GatePulse: a self-hosted webhook and event router.
+//!
+//! Entry point: [`server::run`]. Map of the code: `ARCHITECTURE.md` at the repository
+//! root. Subsystems, one module each: [`config`], [`api`] (HTTP, the only module that
+//! knows axum), [`auth`], [`ingest`], [`store`] (the only module that knows redb),
+//! [`crypto`], [`destination`], [`telemetry`] (every metric name), [`cli`].
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod destination;
+pub mod ids;
+pub mod ingest;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+
+pub use server::run;

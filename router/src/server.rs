@@ -1,0 +1,215 @@
+//! The server entry point, [`run`], used by `gp serve`, tests and benchmarks alike.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppInner, AppState};
+use crate::auth::{Authenticator, Scope};
+use crate::config::Config;
+use crate::crypto::{self, PlainBox, SecretBox};
+use crate::ids::TenantId;
+use crate::ingest::{Ingest, IngestLimits};
+use crate::store::backends::redb::{RedbOptions, RedbStore};
+use crate::store::{RECORD_VERSION, Store, StoreError, Tenant};
+use crate::{clock, telemetry};
+
+/// File name of the embedded store inside the data dir.
+pub const STORE_FILE: &str = "gatepulse.redb";
+/// Dev-mode credentials, kept so that restarts print the same ones.
+pub const DEV_CREDENTIALS_FILE: &str = "dev-credentials.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("dev bootstrap: {0}")]
+    Dev(String),
+    #[error("http server: {0}")]
+    Http(std::io::Error),
+}
+
+/// Dev-mode credentials as written to the data dir.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DevCredentials {
+    pub admin_token: String,
+    pub tenant_id: String,
+    pub api_key: String,
+}
+
+/// Runs the server on `listener` until `shutdown` resolves, then finishes in-flight
+/// requests (bounded by `shutdown_grace_secs`) and closes the store.
+pub async fn run(
+    mut config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let store = Arc::new(RedbStore::open(
+        &config.data_dir.join(STORE_FILE),
+        RedbOptions {
+            commit_max_batch: config.redb.commit_max_batch,
+            commit_max_wait: Duration::from_micros(config.redb.commit_max_wait_us),
+            cache_size_bytes: config.redb.cache_size_mib << 20,
+        },
+    )?);
+    let dyn_store: Arc<dyn Store> = store.clone();
+
+    let dev = if config.dev {
+        let creds = dev_bootstrap(&config, dyn_store.as_ref()).await?;
+        config.admin_token = creds.admin_token.clone();
+        Some(creds)
+    } else {
+        None
+    };
+    let addr = listener.local_addr().map_err(ServeError::Http)?;
+    if let Some(creds) = &dev {
+        print_dev_banner(&addr.to_string(), &config.data_dir, creds);
+    }
+
+    let config = Arc::new(config);
+    let ready = Arc::new(AtomicBool::new(false));
+    let ingest = Arc::new(Ingest::new(
+        dyn_store.clone(),
+        IngestLimits {
+            max_payload_bytes: config.api.max_payload_bytes,
+            max_topic_bytes: config.api.max_topic_bytes,
+            max_idempotency_key_bytes: config.api.max_idempotency_key_bytes,
+            idempotency_window_ms: i64::try_from(config.idempotency_window().as_millis())
+                .unwrap_or(i64::MAX),
+        },
+    ));
+    let secrets: Arc<dyn SecretBox> = Arc::new(PlainBox);
+    let state = AppState::new(AppInner {
+        auth: Authenticator::new(dyn_store.clone(), &config.admin_token),
+        config: config.clone(),
+        store: dyn_store.clone(),
+        ingest,
+        secrets,
+        metrics: telemetry::metrics_handle(),
+        ready: ready.clone(),
+    });
+    let app = api::app(state);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut graceful = stop_rx.clone();
+    let ready_flag = ready.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = graceful.wait_for(|stop| *stop).await;
+        ready_flag.store(false, Ordering::Release);
+        tracing::info!("shutdown requested; finishing in-flight requests");
+    });
+    ready.store(true, Ordering::Release);
+    tracing::info!(%addr, store = %config.data_dir.join(STORE_FILE).display(), "gatepulse listening");
+
+    let grace = config.shutdown_grace();
+    let mut deadline = stop_rx;
+    let result = tokio::select! {
+        r = server.into_future() => r.map_err(ServeError::Http),
+        () = async move {
+            let _ = deadline.wait_for(|stop| *stop).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(grace_secs = grace.as_secs(), "grace period over; closing remaining connections");
+            Ok(())
+        }
+    };
+    // Every write that was acknowledged is already durable; stop the writer.
+    let closing = store.clone();
+    let _ = tokio::task::spawn_blocking(move || closing.close()).await;
+    tracing::info!("gatepulse stopped");
+    result
+}
+
+/// Creates (once) the default tenant and an all-scopes key; returns the credentials
+/// to print. An admin token from the configuration is used as given.
+async fn dev_bootstrap(config: &Config, store: &dyn Store) -> Result<DevCredentials, ServeError> {
+    let path = config.data_dir.join(DEV_CREDENTIALS_FILE);
+    let saved: Option<DevCredentials> = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    if let Some(saved) = &saved
+        && let Some(id) = TenantId::parse(&saved.tenant_id)
+        && store.get_tenant(&id).await?.is_some()
+    {
+        let mut creds = saved.clone();
+        if !config.admin_token.is_empty() {
+            creds.admin_token = config.admin_token.clone();
+        }
+        return Ok(creds);
+    }
+    let now = clock::now_ms();
+    let tenant = Tenant {
+        record_version: RECORD_VERSION,
+        id: TenantId::generate(now),
+        name: "default".into(),
+        created_at: now,
+    };
+    store.create_tenant(tenant.clone()).await?;
+    let (key, secret) = api::tenants::new_key(tenant.id.clone(), "dev".into(), Scope::ALL.to_vec())
+        .map_err(|e| ServeError::Dev(e.detail))?;
+    store.create_api_key(key).await?;
+    let generated_admin = saved
+        .map(|s| s.admin_token)
+        .unwrap_or_else(crypto::generate_admin_token);
+    let stored = DevCredentials {
+        admin_token: generated_admin,
+        tenant_id: tenant.id.to_string(),
+        api_key: secret,
+    };
+    write_private(&path, &serde_json::to_vec_pretty(&stored).unwrap_or_default())
+        .map_err(|e| ServeError::Dev(format!("writing {}: {e}", path.display())))?;
+    let mut creds = stored;
+    if !config.admin_token.is_empty() {
+        creds.admin_token = config.admin_token.clone();
+    }
+    Ok(creds)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+fn print_dev_banner(addr: &str, data_dir: &Path, creds: &DevCredentials) {
+    println!(
+        "\nGatePulse dev mode (embedded store in {dir}; private destinations allowed)\n\
+         \n  url          http://{addr}\
+         \n  admin token  {admin}\
+         \n  tenant       {tenant}  (\"default\")\
+         \n  api key      {key}  (all scopes)\
+         \n\nTry it:\
+         \n  curl -s -X POST http://{addr}/v1/events -H 'Authorization: Bearer {key}' \\\
+         \n    -H 'Content-Type: application/json' -d '{{\"topic\":\"hello.world\",\"payload\":{{\"hi\":1}}}}'\n",
+        dir = data_dir.display(),
+        admin = creds.admin_token,
+        tenant = creds.tenant_id,
+        key = creds.api_key,
+    );
+}

@@ -1,0 +1,3 @@
+//! Store backends. Only this folder knows a storage engine.
+
+pub mod redb;

@@ -1,0 +1,977 @@
+//! The embedded redb backend: one file, one writer thread with group commit, MVCC
+//! readers that never block the writer.
+//!
+//! Reads run inline on the caller's task (a read transaction over the page cache
+//! takes microseconds); writes go through [`writer`]. Table layout: [`tables`].
+
+mod tables;
+mod writer;
+
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, Table, WriteTransaction};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+
+use self::tables::*;
+use self::writer::{WriterHandle, WriterOptions};
+use crate::ids::{DeliveryId, EndpointId, EventId, KeyId, SubscriptionId, TenantId};
+use crate::store::{
+    ApiKey, AppendOutcome, Attempt, Delivery, DeliveryQuery, DeliveryStatus, Endpoint, Event,
+    EventQuery, Mutation, NewEvent, Page, PageRequest, QueueCounts, RECORD_VERSION,
+    STORE_VERSION, Store, StoreError, StoreMeta, StoreResult, Subscription, Tenant,
+};
+
+/// How a listing with filters may scan before it returns a partial page (with a
+/// `next` cursor so the client can continue): `limit * SCAN_FACTOR` rows.
+const SCAN_FACTOR: usize = 20;
+
+/// Tuning of the redb backend (`[redb]` in the configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct RedbOptions {
+    pub commit_max_batch: usize,
+    pub commit_max_wait: Duration,
+    pub cache_size_bytes: usize,
+}
+
+impl Default for RedbOptions {
+    fn default() -> Self {
+        Self {
+            commit_max_batch: 1024,
+            commit_max_wait: Duration::ZERO,
+            cache_size_bytes: 64 << 20,
+        }
+    }
+}
+
+/// A migration from one store version to the next, run in one write transaction.
+struct Migration {
+    from: u32,
+    run: fn(&WriteTransaction) -> StoreResult<()>,
+}
+
+/// Steps from older store versions; each takes `from` to `from + 1`.
+const MIGRATIONS: &[Migration] = &[];
+
+pub struct RedbStore {
+    db: Arc<Database>,
+    writer: WriterHandle,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    meta: StoreMeta,
+    read_only: Option<String>,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("meta", &self.meta)
+            .field("read_only", &self.read_only)
+            .finish_non_exhaustive()
+    }
+}
+
+macro_rules! backend_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Backend(e.to_string())
+            }
+        }
+    )*};
+}
+backend_errors!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+fn encode<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Backend(format!("encode: {e}")))
+}
+
+fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> StoreResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        table,
+        message: e.to_string(),
+    })
+}
+
+/// The smallest string greater than every string starting with `s`'s exact value as a
+/// tuple's first element: `(s, anything) < (upper(s), "")`.
+fn upper(s: &str) -> String {
+    let mut u = String::with_capacity(s.len() + 1);
+    u.push_str(s);
+    u.push('\0');
+    u
+}
+
+fn counter_add(
+    table: &mut Table<(&str, &str), u64>,
+    tenant: &str,
+    name: &str,
+    delta: i64,
+) -> StoreResult<()> {
+    let current = table.get((tenant, name))?.map(|g| g.value()).unwrap_or(0);
+    let next = if delta >= 0 {
+        current.saturating_add(delta.unsigned_abs())
+    } else {
+        current.saturating_sub(delta.unsigned_abs())
+    };
+    table.insert((tenant, name), next)?;
+    Ok(())
+}
+
+fn counter_get(
+    table: &impl ReadableTable<(&'static str, &'static str), u64>,
+    tenant: &str,
+    name: &str,
+) -> StoreResult<u64> {
+    Ok(table.get((tenant, name))?.map(|g| g.value()).unwrap_or(0))
+}
+
+/// Lists a `(tenant, id) → JSON` table in id order, keeping rows that pass `keep`,
+/// scanning at most `limit * SCAN_FACTOR` rows.
+fn list_scoped<T: DeserializeOwned>(
+    txn: &ReadTransaction,
+    def: redb::TableDefinition<(&str, &str), &[u8]>,
+    table_name: &'static str,
+    tenant: &str,
+    page: &PageRequest,
+    keep: impl Fn(&T) -> bool,
+) -> StoreResult<Page<T>> {
+    let table = match txn.open_table(def) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => {
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let up = upper(tenant);
+    let after = page.after.as_deref().unwrap_or("");
+    let start = if page.after.is_some() {
+        Bound::Excluded((tenant, after))
+    } else {
+        Bound::Included((tenant, ""))
+    };
+    let limit = page.limit.max(1);
+    let scan_cap = limit.saturating_mul(SCAN_FACTOR);
+    let mut items = Vec::with_capacity(limit.min(256));
+    let mut scanned = 0usize;
+    for row in table.range::<(&str, &str)>((start, Bound::Excluded((up.as_str(), ""))))? {
+        let (k, v) = row?;
+        scanned += 1;
+        let record: T = decode(table_name, v.value())?;
+        if keep(&record) {
+            items.push(record);
+        }
+        if items.len() == limit || scanned == scan_cap {
+            // There may be more; continue from here next time.
+            return Ok(Page {
+                items,
+                next: Some(k.value().1.to_owned()),
+            });
+        }
+    }
+    Ok(Page { items, next: None })
+}
+
+fn get_json<T: DeserializeOwned>(
+    txn: &ReadTransaction,
+    def: redb::TableDefinition<(&str, &str), &[u8]>,
+    table_name: &'static str,
+    tenant: &str,
+    id: &str,
+) -> StoreResult<Option<T>> {
+    let table = match txn.open_table(def) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    match table.get((tenant, id))? {
+        Some(v) => Ok(Some(decode(table_name, v.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// The stored form of an event, borrowed from a [`NewEvent`] so nothing is copied
+/// before encoding. Field names match [`Event`].
+#[derive(Serialize)]
+struct EventRef<'a> {
+    record_version: u32,
+    id: &'a EventId,
+    tenant_id: &'a TenantId,
+    cursor: u64,
+    topic: &'a str,
+    payload: &'a RawValue,
+    idempotency_key: Option<&'a str>,
+    created_at: i64,
+}
+
+impl RedbStore {
+    /// Opens (creating if absent) the store file at `path`, migrating an older store
+    /// version; a newer or unmigratable one opens read-only with an instruction.
+    pub fn open(path: &Path, options: RedbOptions) -> StoreResult<Self> {
+        let db = Database::builder()
+            .set_cache_size(options.cache_size_bytes)
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Backend(format!(
+                    "{} is already open in another process (is another `gp serve` running \
+                     on this data dir?)",
+                    path.display()
+                )),
+                other => StoreError::Backend(format!("opening {}: {other}", path.display())),
+            })?;
+        let (meta, read_only) = Self::prepare(&db)?;
+        let db = Arc::new(db);
+        let (writer, thread) = WriterHandle::spawn(
+            db.clone(),
+            WriterOptions {
+                max_batch: options.commit_max_batch.max(1),
+                max_wait: options.commit_max_wait,
+            },
+        )
+        .map_err(|e| StoreError::Backend(format!("spawning writer thread: {e}")))?;
+        if let Some(reason) = &read_only {
+            tracing::warn!(reason = %reason, "store opened read-only");
+        }
+        Ok(Self {
+            db,
+            writer,
+            writer_thread: Mutex::new(Some(thread)),
+            meta,
+            read_only,
+        })
+    }
+
+    /// Reads `store_meta`, initialising a new store and running migrations.
+    fn prepare(db: &Database) -> StoreResult<(StoreMeta, Option<String>)> {
+        let txn = db.begin_write()?;
+        let existing: Option<StoreMeta> = {
+            let meta = txn.open_table(META)?;
+            let value = meta.get("store_meta")?;
+            match value {
+                Some(v) => Some(decode("meta", v.value())?),
+                None => None,
+            }
+        };
+        let Some(mut meta) = existing else {
+            let meta = StoreMeta {
+                version: STORE_VERSION,
+                created_at: crate::clock::now_ms(),
+                last_compaction_at: None,
+            };
+            Self::create_tables(&txn)?;
+            txn.open_table(META)?
+                .insert("store_meta", encode(&meta)?.as_slice())?;
+            txn.commit()?;
+            return Ok((meta, None));
+        };
+        if meta.version == STORE_VERSION {
+            txn.abort()?;
+            return Ok((meta, None));
+        }
+        if meta.version > STORE_VERSION {
+            txn.abort()?;
+            let reason = format!(
+                "this store was written by a newer GatePulse (store version {}, this build \
+                 reads up to {STORE_VERSION}). Upgrade gp to the release that wrote it, or \
+                 restore a backup taken with this version. Nothing will be written.",
+                meta.version
+            );
+            return Ok((meta, Some(reason)));
+        }
+        let from = meta.version;
+        while meta.version < STORE_VERSION {
+            let Some(step) = MIGRATIONS.iter().find(|m| m.from == meta.version) else {
+                txn.abort()?;
+                let reason = format!(
+                    "store version {} cannot be migrated to {STORE_VERSION} by this build \
+                     (no migration path). Open it with the release that wrote it, take a \
+                     snapshot, and restore into a new data dir. Nothing will be written.",
+                    meta.version
+                );
+                return Ok((meta, Some(reason)));
+            };
+            (step.run)(&txn)?;
+            meta.version += 1;
+        }
+        Self::create_tables(&txn)?;
+        txn.open_table(META)?
+            .insert("store_meta", encode(&meta)?.as_slice())?;
+        txn.commit()?;
+        tracing::info!(from, to = STORE_VERSION, "store migrated");
+        Ok((meta, None))
+    }
+
+    /// Creates every table so readers never meet a missing one.
+    fn create_tables(txn: &WriteTransaction) -> StoreResult<()> {
+        txn.open_table(TENANTS)?;
+        txn.open_table(API_KEYS)?;
+        txn.open_table(API_KEY_HASHES)?;
+        txn.open_table(ENDPOINTS)?;
+        txn.open_table(SUBSCRIPTIONS)?;
+        txn.open_table(EVENTS)?;
+        txn.open_table(EVENT_IDS)?;
+        txn.open_table(IDEMPOTENCY)?;
+        txn.open_table(CURSORS)?;
+        txn.open_table(DELIVERIES)?;
+        txn.open_table(DELIVERIES_BY_EVENT)?;
+        txn.open_table(DELIVERIES_DUE)?;
+        txn.open_table(ATTEMPTS)?;
+        txn.open_table(COUNTERS)?;
+        Ok(())
+    }
+
+    /// Stops the writer after the batch in progress and waits for it. Later writes
+    /// fail with [`StoreError::Closed`].
+    pub fn close(&self) {
+        self.writer.stop();
+        let handle = self.writer_thread.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> StoreResult<T> + Send + 'static,
+    {
+        if let Some(reason) = &self.read_only {
+            return Err(StoreError::ReadOnly(reason.clone()));
+        }
+        self.writer.write(f).await
+    }
+
+    fn read(&self) -> StoreResult<ReadTransaction> {
+        Ok(self.db.begin_read()?)
+    }
+}
+
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        self.writer.stop();
+    }
+}
+
+fn tenant_exists(txn: &WriteTransaction, tenant: &str) -> StoreResult<bool> {
+    Ok(txn.open_table(TENANTS)?.get(tenant)?.is_some())
+}
+
+#[async_trait]
+impl Store for RedbStore {
+    fn meta(&self) -> StoreMeta {
+        self.meta.clone()
+    }
+
+    fn read_only_reason(&self) -> Option<String> {
+        self.read_only.clone()
+    }
+
+    async fn create_tenant(&self, tenant: Tenant) -> StoreResult<()> {
+        let bytes = encode(&tenant)?;
+        self.write(move |txn| {
+            let mut t = txn.open_table(TENANTS)?;
+            if t.get(tenant.id.as_str())?.is_some() {
+                return Err(StoreError::Backend(format!("tenant {} exists", tenant.id)));
+            }
+            t.insert(tenant.id.as_str(), bytes.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>> {
+        let txn = self.read()?;
+        let t = txn.open_table(TENANTS)?;
+        match t.get(id.as_str())? {
+            Some(v) => Ok(Some(decode("tenants", v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_tenants(&self, page: PageRequest) -> StoreResult<Page<Tenant>> {
+        let txn = self.read()?;
+        let t = txn.open_table(TENANTS)?;
+        let limit = page.limit.max(1);
+        let after = page.after.unwrap_or_default();
+        let range = if after.is_empty() {
+            t.range::<&str>(..)?
+        } else {
+            t.range::<&str>((Bound::Excluded(after.as_str()), Bound::Unbounded))?
+        };
+        let mut items = Vec::new();
+        for row in range {
+            let (_, v) = row?;
+            let tenant: Tenant = decode("tenants", v.value())?;
+            items.push(tenant);
+            if items.len() == limit {
+                let next = items.last().map(|t: &Tenant| t.id.to_string());
+                return Ok(Page { items, next });
+            }
+        }
+        Ok(Page { items, next: None })
+    }
+
+    async fn create_api_key(&self, key: ApiKey) -> StoreResult<()> {
+        let bytes = encode(&key)?;
+        self.write(move |txn| {
+            if !tenant_exists(txn, key.tenant_id.as_str())? {
+                return Err(StoreError::MissingReference("tenant"));
+            }
+            txn.open_table(API_KEYS)?
+                .insert((key.tenant_id.as_str(), key.id.as_str()), bytes.as_slice())?;
+            txn.open_table(API_KEY_HASHES)?.insert(
+                key.hash.as_str(),
+                (key.tenant_id.as_str(), key.id.as_str()),
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_api_keys(&self, tenant: &TenantId, page: PageRequest) -> StoreResult<Page<ApiKey>> {
+        let txn = self.read()?;
+        list_scoped(&txn, API_KEYS, "api_keys", tenant.as_str(), &page, |_| true)
+    }
+
+    async fn revoke_api_key(
+        &self,
+        tenant: &TenantId,
+        id: &KeyId,
+        at: i64,
+    ) -> StoreResult<Option<ApiKey>> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.write(move |txn| {
+            let mut keys = txn.open_table(API_KEYS)?;
+            let mut key: ApiKey = match keys.get((tenant.as_str(), id.as_str()))? {
+                Some(v) => decode("api_keys", v.value())?,
+                None => return Ok(None),
+            };
+            if key.revoked_at.is_some() {
+                return Ok(Some(key));
+            }
+            key.revoked_at = Some(at);
+            keys.insert((tenant.as_str(), id.as_str()), encode(&key)?.as_slice())?;
+            txn.open_table(API_KEY_HASHES)?.remove(key.hash.as_str())?;
+            Ok(Some(key))
+        })
+        .await
+    }
+
+    async fn find_api_key(&self, hash: &str) -> StoreResult<Option<ApiKey>> {
+        let txn = self.read()?;
+        let hashes = txn.open_table(API_KEY_HASHES)?;
+        let Some(found) = hashes.get(hash)? else {
+            return Ok(None);
+        };
+        let (tenant, id) = found.value();
+        let key: Option<ApiKey> = get_json(&txn, API_KEYS, "api_keys", tenant, id)?;
+        Ok(key.filter(|k| k.revoked_at.is_none()))
+    }
+
+    async fn create_endpoint(&self, endpoint: Endpoint, max_per_tenant: usize) -> StoreResult<()> {
+        let bytes = encode(&endpoint)?;
+        self.write(move |txn| {
+            let tenant = endpoint.tenant_id.as_str();
+            if !tenant_exists(txn, tenant)? {
+                return Err(StoreError::MissingReference("tenant"));
+            }
+            let mut counters = txn.open_table(COUNTERS)?;
+            if counter_get(&counters, tenant, COUNTER_ENDPOINTS)? >= max_per_tenant as u64 {
+                return Err(StoreError::LimitReached {
+                    what: "endpoints",
+                    limit: max_per_tenant,
+                });
+            }
+            txn.open_table(ENDPOINTS)?
+                .insert((tenant, endpoint.id.as_str()), bytes.as_slice())?;
+            counter_add(&mut counters, tenant, COUNTER_ENDPOINTS, 1)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_endpoint(&self, tenant: &TenantId, id: &EndpointId) -> StoreResult<Option<Endpoint>> {
+        let txn = self.read()?;
+        get_json(&txn, ENDPOINTS, "endpoints", tenant.as_str(), id.as_str())
+    }
+
+    async fn list_endpoints(&self, tenant: &TenantId, page: PageRequest) -> StoreResult<Page<Endpoint>> {
+        let txn = self.read()?;
+        list_scoped(&txn, ENDPOINTS, "endpoints", tenant.as_str(), &page, |_| true)
+    }
+
+    async fn update_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+        change: Mutation<Endpoint>,
+    ) -> StoreResult<Endpoint> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.write(move |txn| {
+            let mut table = txn.open_table(ENDPOINTS)?;
+            let mut endpoint: Endpoint = match table.get((tenant.as_str(), id.as_str()))? {
+                Some(v) => decode("endpoints", v.value())?,
+                None => return Err(StoreError::NotFound("endpoint")),
+            };
+            let (keep_id, keep_tenant, keep_created) =
+                (endpoint.id.clone(), endpoint.tenant_id.clone(), endpoint.created_at);
+            change(&mut endpoint);
+            endpoint.id = keep_id;
+            endpoint.tenant_id = keep_tenant;
+            endpoint.created_at = keep_created;
+            endpoint.record_version = RECORD_VERSION;
+            table.insert((tenant.as_str(), id.as_str()), encode(&endpoint)?.as_slice())?;
+            Ok(endpoint)
+        })
+        .await
+    }
+
+    async fn delete_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+    ) -> StoreResult<Vec<SubscriptionId>> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.write(move |txn| {
+            let t = tenant.as_str();
+            let mut endpoints = txn.open_table(ENDPOINTS)?;
+            if endpoints.get((t, id.as_str()))?.is_none() {
+                return Err(StoreError::NotFound("endpoint"));
+            }
+            let mut subs = txn.open_table(SUBSCRIPTIONS)?;
+            let up = upper(t);
+            let mut doomed = Vec::new();
+            for row in subs.range::<(&str, &str)>((t, "")..(up.as_str(), ""))? {
+                let (_, v) = row?;
+                let sub: Subscription = decode("subscriptions", v.value())?;
+                if sub.endpoint_id == id {
+                    doomed.push(sub.id);
+                }
+            }
+            endpoints.remove((t, id.as_str()))?;
+            for sub in &doomed {
+                subs.remove((t, sub.as_str()))?;
+            }
+            let mut counters = txn.open_table(COUNTERS)?;
+            counter_add(&mut counters, t, COUNTER_ENDPOINTS, -1)?;
+            counter_add(&mut counters, t, COUNTER_SUBSCRIPTIONS, -(doomed.len() as i64))?;
+            Ok(doomed)
+        })
+        .await
+    }
+
+    async fn create_subscription(
+        &self,
+        subscription: Subscription,
+        max_per_tenant: usize,
+    ) -> StoreResult<()> {
+        let bytes = encode(&subscription)?;
+        self.write(move |txn| {
+            let t = subscription.tenant_id.as_str();
+            if txn
+                .open_table(ENDPOINTS)?
+                .get((t, subscription.endpoint_id.as_str()))?
+                .is_none()
+            {
+                return Err(StoreError::MissingReference("endpoint"));
+            }
+            let mut counters = txn.open_table(COUNTERS)?;
+            if counter_get(&counters, t, COUNTER_SUBSCRIPTIONS)? >= max_per_tenant as u64 {
+                return Err(StoreError::LimitReached {
+                    what: "subscriptions",
+                    limit: max_per_tenant,
+                });
+            }
+            txn.open_table(SUBSCRIPTIONS)?
+                .insert((t, subscription.id.as_str()), bytes.as_slice())?;
+            counter_add(&mut counters, t, COUNTER_SUBSCRIPTIONS, 1)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_subscription(
+        &self,
+        tenant: &TenantId,
+        id: &SubscriptionId,
+    ) -> StoreResult<Option<Subscription>> {
+        let txn = self.read()?;
+        get_json(&txn, SUBSCRIPTIONS, "subscriptions", tenant.as_str(), id.as_str())
+    }
+
+    async fn list_subscriptions(
+        &self,
+        tenant: &TenantId,
+        endpoint: Option<&EndpointId>,
+        page: PageRequest,
+    ) -> StoreResult<Page<Subscription>> {
+        let txn = self.read()?;
+        list_scoped(
+            &txn,
+            SUBSCRIPTIONS,
+            "subscriptions",
+            tenant.as_str(),
+            &page,
+            |s: &Subscription| endpoint.is_none_or(|e| &s.endpoint_id == e),
+        )
+    }
+
+    async fn all_subscriptions(&self, tenant: &TenantId) -> StoreResult<Vec<Subscription>> {
+        let txn = self.read()?;
+        let table = txn.open_table(SUBSCRIPTIONS)?;
+        let t = tenant.as_str();
+        let up = upper(t);
+        let mut out = Vec::new();
+        for row in table.range::<(&str, &str)>((t, "")..(up.as_str(), ""))? {
+            let (_, v) = row?;
+            out.push(decode("subscriptions", v.value())?);
+        }
+        Ok(out)
+    }
+
+    async fn update_subscription(
+        &self,
+        tenant: &TenantId,
+        id: &SubscriptionId,
+        change: Mutation<Subscription>,
+    ) -> StoreResult<Subscription> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.write(move |txn| {
+            let t = tenant.as_str();
+            let mut table = txn.open_table(SUBSCRIPTIONS)?;
+            let mut sub: Subscription = match table.get((t, id.as_str()))? {
+                Some(v) => decode("subscriptions", v.value())?,
+                None => return Err(StoreError::NotFound("subscription")),
+            };
+            let (keep_id, keep_tenant, keep_created) =
+                (sub.id.clone(), sub.tenant_id.clone(), sub.created_at);
+            change(&mut sub);
+            sub.id = keep_id;
+            sub.tenant_id = keep_tenant;
+            sub.created_at = keep_created;
+            sub.record_version = RECORD_VERSION;
+            if txn
+                .open_table(ENDPOINTS)?
+                .get((t, sub.endpoint_id.as_str()))?
+                .is_none()
+            {
+                return Err(StoreError::MissingReference("endpoint"));
+            }
+            table.insert((t, id.as_str()), encode(&sub)?.as_slice())?;
+            Ok(sub)
+        })
+        .await
+    }
+
+    async fn delete_subscription(&self, tenant: &TenantId, id: &SubscriptionId) -> StoreResult<()> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.write(move |txn| {
+            let t = tenant.as_str();
+            if txn.open_table(SUBSCRIPTIONS)?.remove((t, id.as_str()))?.is_none() {
+                return Err(StoreError::NotFound("subscription"));
+            }
+            counter_add(&mut txn.open_table(COUNTERS)?, t, COUNTER_SUBSCRIPTIONS, -1)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn append_events(
+        &self,
+        events: Vec<NewEvent>,
+        idempotency_window_ms: i64,
+    ) -> StoreResult<Vec<AppendOutcome>> {
+        self.write(move |txn| append(txn, &events, idempotency_window_ms))
+            .await
+    }
+
+    async fn get_event(&self, tenant: &TenantId, id: &EventId) -> StoreResult<Option<Event>> {
+        let txn = self.read()?;
+        let Some(cursor) = txn
+            .open_table(EVENT_IDS)?
+            .get((tenant.as_str(), id.as_str()))?
+            .map(|g| g.value())
+        else {
+            return Ok(None);
+        };
+        match txn.open_table(EVENTS)?.get((tenant.as_str(), cursor))? {
+            Some(v) => Ok(Some(decode("events", v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_events(&self, tenant: &TenantId, query: EventQuery) -> StoreResult<Page<Event>> {
+        let txn = self.read()?;
+        let table = txn.open_table(EVENTS)?;
+        let t = tenant.as_str();
+        let after_page = query
+            .page
+            .after
+            .as_deref()
+            .and_then(|s| s.parse::<u64>().ok());
+        let after = after_page.max(query.after_cursor).unwrap_or(0);
+        let limit = query.page.limit.max(1);
+        let scan_cap = limit.saturating_mul(SCAN_FACTOR);
+        let mut items = Vec::with_capacity(limit.min(256));
+        let mut scanned = 0usize;
+        for row in table.range::<(&str, u64)>((
+            Bound::Excluded((t, after)),
+            Bound::Included((t, u64::MAX)),
+        ))? {
+            let (k, v) = row?;
+            scanned += 1;
+            let cursor = k.value().1;
+            let event: Event = decode("events", v.value())?;
+            if query.topic.as_ref().is_none_or(|p| p.matches(&event.topic)) {
+                items.push(event);
+            }
+            if items.len() == limit || scanned == scan_cap {
+                return Ok(Page {
+                    items,
+                    next: Some(cursor.to_string()),
+                });
+            }
+        }
+        Ok(Page { items, next: None })
+    }
+
+    async fn head_cursor(&self, tenant: &TenantId) -> StoreResult<u64> {
+        let txn = self.read()?;
+        Ok(txn
+            .open_table(CURSORS)?
+            .get(tenant.as_str())?
+            .map(|g| g.value())
+            .unwrap_or(0))
+    }
+
+    async fn get_delivery(&self, tenant: &TenantId, id: &DeliveryId) -> StoreResult<Option<Delivery>> {
+        let txn = self.read()?;
+        get_json(&txn, DELIVERIES, "deliveries", tenant.as_str(), id.as_str())
+    }
+
+    async fn list_deliveries(
+        &self,
+        tenant: &TenantId,
+        query: DeliveryQuery,
+    ) -> StoreResult<Page<Delivery>> {
+        let txn = self.read()?;
+        let keep = |d: &Delivery| {
+            query.endpoint_id.as_ref().is_none_or(|e| &d.endpoint_id == e)
+                && query.status.is_none_or(|s| d.status == s)
+        };
+        let Some(event) = &query.event_id else {
+            return list_scoped(&txn, DELIVERIES, "deliveries", tenant.as_str(), &query.page, keep);
+        };
+        // One event's deliveries come from the event index.
+        let t = tenant.as_str();
+        let by_event = txn.open_table(DELIVERIES_BY_EVENT)?;
+        let deliveries = txn.open_table(DELIVERIES)?;
+        let e = event.as_str();
+        let up = upper(e);
+        let after = query.page.after.as_deref().unwrap_or("");
+        let start = if query.page.after.is_some() {
+            Bound::Excluded((t, e, after))
+        } else {
+            Bound::Included((t, e, ""))
+        };
+        let limit = query.page.limit.max(1);
+        let mut items = Vec::new();
+        for row in by_event.range::<(&str, &str, &str)>((start, Bound::Excluded((t, up.as_str(), ""))))? {
+            let (k, _) = row?;
+            let id = k.value().2;
+            if let Some(v) = deliveries.get((t, id))? {
+                let d: Delivery = decode("deliveries", v.value())?;
+                if keep(&d) {
+                    items.push(d);
+                }
+            }
+            if items.len() == limit {
+                let next = Some(id.to_owned());
+                return Ok(Page { items, next });
+            }
+        }
+        Ok(Page { items, next: None })
+    }
+
+    async fn list_attempts(&self, tenant: &TenantId, id: &DeliveryId) -> StoreResult<Vec<Attempt>> {
+        let txn = self.read()?;
+        let table = txn.open_table(ATTEMPTS)?;
+        let (t, d) = (tenant.as_str(), id.as_str());
+        let mut out = Vec::new();
+        for row in table.range::<(&str, &str, u32)>((t, d, 0)..=(t, d, u32::MAX))? {
+            let (_, v) = row?;
+            out.push(decode("attempts", v.value())?);
+        }
+        Ok(out)
+    }
+
+    async fn due_deliveries(&self, now: i64, limit: usize) -> StoreResult<Vec<Delivery>> {
+        let txn = self.read()?;
+        let due = txn.open_table(DELIVERIES_DUE)?;
+        let deliveries = txn.open_table(DELIVERIES)?;
+        let now = u64::try_from(now).unwrap_or(0);
+        let mut out = Vec::new();
+        for row in due.range::<(u64, &str)>((0, "")..=(now, "\u{10ffff}"))? {
+            let (k, v) = row?;
+            let (_, id) = k.value();
+            if let Some(rec) = deliveries.get((v.value(), id))? {
+                out.push(decode("deliveries", rec.value())?);
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn queue_counts(&self, tenant: Option<&TenantId>) -> StoreResult<QueueCounts> {
+        let txn = self.read()?;
+        let counters = txn.open_table(COUNTERS)?;
+        let mut counts = QueueCounts::default();
+        let mut add = |name: &str, n: u64| match DeliveryStatus::parse(name) {
+            Some(DeliveryStatus::Pending) => counts.pending += n,
+            Some(DeliveryStatus::Retrying) => counts.retrying += n,
+            Some(DeliveryStatus::InFlight) => counts.in_flight += n,
+            Some(DeliveryStatus::Dead) => counts.dead += n,
+            _ => {}
+        };
+        match tenant {
+            Some(t) => {
+                for status in DeliveryStatus::ALL {
+                    add(status.as_str(), counter_get(&counters, t.as_str(), status.as_str())?);
+                }
+            }
+            None => {
+                for row in counters.iter()? {
+                    let (k, v) = row?;
+                    add(k.value().1, v.value());
+                }
+            }
+        }
+        Ok(counts)
+    }
+}
+
+/// The publishing transaction body: events, stream positions, idempotency records and
+/// deliveries. Checks come first; it writes only what it has decided to keep.
+fn append(
+    txn: &WriteTransaction,
+    events: &[NewEvent],
+    window_ms: i64,
+) -> StoreResult<Vec<AppendOutcome>> {
+    let mut events_t = txn.open_table(EVENTS)?;
+    let mut ids_t = txn.open_table(EVENT_IDS)?;
+    let mut idem_t = txn.open_table(IDEMPOTENCY)?;
+    let mut cursors_t = txn.open_table(CURSORS)?;
+    let mut deliveries_t = txn.open_table(DELIVERIES)?;
+    let mut by_event_t = txn.open_table(DELIVERIES_BY_EVENT)?;
+    let mut due_t = txn.open_table(DELIVERIES_DUE)?;
+    let mut counters_t = txn.open_table(COUNTERS)?;
+
+    // Last cursor per tenant touched by this call (usually one tenant).
+    let mut heads: HashMap<&str, u64> = HashMap::new();
+    let mut pending_added: HashMap<&str, i64> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(events.len());
+    let mut buf = Vec::with_capacity(512);
+
+    for ev in events {
+        let tenant = ev.tenant_id.as_str();
+        if let Some(key) = ev.idempotency_key.as_deref()
+            && let Some(found) = idem_t.get((tenant, key))?
+        {
+            let (cursor, created, id) = found.value();
+            if ev.created_at.saturating_sub(created) < window_ms {
+                outcomes.push(AppendOutcome {
+                    id: EventId::from_trusted(id.to_owned()),
+                    cursor,
+                    deduped: true,
+                });
+                continue;
+            }
+        }
+        let head = match heads.get(tenant) {
+            Some(h) => *h,
+            None => cursors_t.get(tenant)?.map(|g| g.value()).unwrap_or(0),
+        };
+        let cursor = head + 1;
+        heads.insert(tenant, cursor);
+
+        buf.clear();
+        serde_json::to_writer(
+            &mut buf,
+            &EventRef {
+                record_version: RECORD_VERSION,
+                id: &ev.id,
+                tenant_id: &ev.tenant_id,
+                cursor,
+                topic: &ev.topic,
+                payload: &ev.payload,
+                idempotency_key: ev.idempotency_key.as_deref(),
+                created_at: ev.created_at,
+            },
+        )
+        .map_err(|e| StoreError::Backend(format!("encode event: {e}")))?;
+        events_t.insert((tenant, cursor), buf.as_slice())?;
+        ids_t.insert((tenant, ev.id.as_str()), cursor)?;
+        if let Some(key) = ev.idempotency_key.as_deref() {
+            idem_t.insert((tenant, key), (cursor, ev.created_at, ev.id.as_str()))?;
+        }
+        for nd in &ev.deliveries {
+            let delivery = Delivery {
+                record_version: RECORD_VERSION,
+                id: nd.id.clone(),
+                tenant_id: ev.tenant_id.clone(),
+                event_id: ev.id.clone(),
+                event_cursor: cursor,
+                subscription_id: nd.subscription_id.clone(),
+                endpoint_id: nd.endpoint_id.clone(),
+                status: DeliveryStatus::Pending,
+                attempts: 0,
+                next_attempt_at: ev.created_at,
+                claimed_by: None,
+                lease_until: None,
+                lease_token: 0,
+                created_at: ev.created_at,
+                updated_at: ev.created_at,
+            };
+            buf.clear();
+            serde_json::to_writer(&mut buf, &delivery)
+                .map_err(|e| StoreError::Backend(format!("encode delivery: {e}")))?;
+            deliveries_t.insert((tenant, nd.id.as_str()), buf.as_slice())?;
+            by_event_t.insert((tenant, ev.id.as_str(), nd.id.as_str()), ())?;
+            due_t.insert(
+                (u64::try_from(ev.created_at).unwrap_or(0), nd.id.as_str()),
+                tenant,
+            )?;
+        }
+        if !ev.deliveries.is_empty() {
+            *pending_added.entry(tenant).or_default() += ev.deliveries.len() as i64;
+        }
+        outcomes.push(AppendOutcome {
+            id: ev.id.clone(),
+            cursor,
+            deduped: false,
+        });
+    }
+    for (tenant, head) in heads {
+        cursors_t.insert(tenant, head)?;
+    }
+    for (tenant, n) in pending_added {
+        counter_add(&mut counters_t, tenant, DeliveryStatus::Pending.as_str(), n)?;
+    }
+    Ok(outcomes)
+}

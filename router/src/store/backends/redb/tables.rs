@@ -1,0 +1,45 @@
+//! Table definitions of the redb backend: the on-disk layout, in one place.
+//!
+//! Tenant-owned tables are keyed by `(tenant, …)` so that every read is tenant-scoped
+//! and a tenant's rows form one contiguous key range. Record values are JSON.
+
+use redb::TableDefinition;
+
+/// `"store_meta"` → JSON [`crate::store::StoreMeta`].
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// tenant id → JSON tenant.
+pub const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
+/// (tenant, key id) → JSON key record.
+pub const API_KEYS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("api_keys");
+/// key hash → (tenant, key id); only live keys are present.
+pub const API_KEY_HASHES: TableDefinition<&str, (&str, &str)> =
+    TableDefinition::new("api_key_hashes");
+/// (tenant, endpoint id) → JSON endpoint.
+pub const ENDPOINTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("endpoints");
+/// (tenant, subscription id) → JSON subscription.
+pub const SUBSCRIPTIONS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("subscriptions");
+/// (tenant, cursor) → JSON event. The tenant's stream, in cursor order.
+pub const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events");
+/// (tenant, event id) → cursor.
+pub const EVENT_IDS: TableDefinition<(&str, &str), u64> = TableDefinition::new("event_ids");
+/// (tenant, idempotency key) → (cursor, created_at ms, event id).
+pub const IDEMPOTENCY: TableDefinition<(&str, &str), (u64, i64, &str)> =
+    TableDefinition::new("idempotency");
+/// tenant → last assigned stream cursor (incremented in the publishing transaction).
+pub const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
+/// (tenant, delivery id) → JSON delivery.
+pub const DELIVERIES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("deliveries");
+/// (tenant, event id, delivery id) → (): the deliveries of one event.
+pub const DELIVERIES_BY_EVENT: TableDefinition<(&str, &str, &str), ()> =
+    TableDefinition::new("deliveries_by_event");
+/// (next attempt ms, delivery id) → tenant: queued deliveries by due time.
+pub const DELIVERIES_DUE: TableDefinition<(u64, &str), &str> =
+    TableDefinition::new("deliveries_due");
+/// (tenant, delivery id, attempt number) → JSON attempt.
+pub const ATTEMPTS: TableDefinition<(&str, &str, u32), &[u8]> = TableDefinition::new("attempts");
+/// (tenant, counter name) → count: endpoints, subscriptions and deliveries per status.
+pub const COUNTERS: TableDefinition<(&str, &str), u64> = TableDefinition::new("counters");
+
+pub const COUNTER_ENDPOINTS: &str = "endpoints";
+pub const COUNTER_SUBSCRIPTIONS: &str = "subscriptions";

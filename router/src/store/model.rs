@@ -1,0 +1,265 @@
+//! The records the store keeps. Plain data: no behaviour beyond small helpers, no
+//! backend types. Times are Unix milliseconds. Every record carries `record_version`,
+//! the schema version of that record's shape, so a migration can tell old rows apart.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::auth::Scope;
+use crate::ids::{
+    AttemptId, DeliveryId, EndpointId, EventId, KeyId, SubscriptionId, TenantId,
+};
+
+/// Current `record_version` of every record type written by this build.
+pub const RECORD_VERSION: u32 = 1;
+
+fn record_version() -> u32 {
+    RECORD_VERSION
+}
+
+/// `store_meta(version, created_at, last_compaction_at)` (SPEC CORE-6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreMeta {
+    pub version: u32,
+    pub created_at: i64,
+    pub last_compaction_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tenant {
+    #[serde(default = "record_version")]
+    pub record_version: u32,
+    pub id: TenantId,
+    pub name: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKey {
+    #[serde(default = "record_version")]
+    pub record_version: u32,
+    pub id: KeyId,
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    /// SHA-256 of the key, hex. The key itself is never stored.
+    pub hash: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointKind {
+    Http,
+    Inbox,
+}
+
+/// An endpoint secret as sealed by the crypto seam, base64 in the record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SealedSecret {
+    pub sealed: String,
+    pub created_at: i64,
+    /// `None` for the current secret; set on a rotated-out secret that keeps signing
+    /// until then.
+    pub expires_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Endpoint {
+    #[serde(default = "record_version")]
+    pub record_version: u32,
+    pub id: EndpointId,
+    pub tenant_id: TenantId,
+    pub kind: EndpointKind,
+    pub url: Option<String>,
+    pub description: String,
+    /// Current secret first, then rotated-out ones still in their grace period.
+    pub secrets: Vec<SealedSecret>,
+    pub headers: BTreeMap<String, String>,
+    pub timeout_ms: Option<u64>,
+    pub rate_limit_per_sec: Option<u32>,
+    pub max_in_flight: Option<u32>,
+    pub retry_schedule_secs: Option<Vec<u32>>,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subscription {
+    #[serde(default = "record_version")]
+    pub record_version: u32,
+    pub id: SubscriptionId,
+    pub tenant_id: TenantId,
+    pub endpoint_id: EndpointId,
+    pub topics: Vec<String>,
+    pub filter: Option<String>,
+    pub transform: Option<serde_json::Value>,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A stored event. The payload is kept as the exact JSON text that was published.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    #[serde(default = "record_version")]
+    pub record_version: u32,
+    pub id: EventId,
+    pub tenant_id: TenantId,
+    pub cursor: u64,
+    pub topic: String,
+    pub payload: Box<RawValue>,
+    pub idempotency_key: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Pending,
+    InFlight,
+    Succeeded,
+    Retrying,
+    Dead,
+}
+
+impl DeliveryStatus {
+    pub const ALL: [DeliveryStatus; 5] = [
+        Self::Pending,
+        Self::InFlight,
+        Self::Succeeded,
+        Self::Retrying,
+        Self::Dead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::InFlight => "in_flight",
+            Self::Succeeded => "succeeded",
+            Self::Retrying => "retrying",
+            Self::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Waiting in the due-time index for a dispatcher to claim it.
+    pub fn is_queued(self) -> bool {
+        matches!(self, Self::Pending | Self::Retrying)
+    }
+}
+
+/// One event for one subscription. The lease fields exist on every backend, even on
+/// one node, so that a crashed worker's claims can be reclaimed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    #[serde(default = "record_version")]
+    pub record_version: u32,
+    pub id: DeliveryId,
+    pub tenant_id: TenantId,
+    pub event_id: EventId,
+    pub event_cursor: u64,
+    pub subscription_id: SubscriptionId,
+    pub endpoint_id: EndpointId,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub next_attempt_at: i64,
+    /// Node that holds the lease while the delivery is in flight.
+    pub claimed_by: Option<String>,
+    pub lease_until: Option<i64>,
+    /// Incremented on every claim; a worker holding an older token lost its lease and
+    /// may neither renew nor complete it.
+    pub lease_token: u64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One HTTP try of a delivery (written by the delivery engine).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    #[serde(default = "record_version")]
+    pub record_version: u32,
+    pub id: AttemptId,
+    pub delivery_id: DeliveryId,
+    pub tenant_id: TenantId,
+    pub number: u32,
+    pub started_at: i64,
+    pub status_code: Option<u16>,
+    pub latency_ms: u64,
+    pub response_excerpt: Option<String>,
+    pub error_kind: Option<String>,
+}
+
+/// What ingest hands the store for one publish.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: EventId,
+    pub tenant_id: TenantId,
+    pub topic: String,
+    pub payload: Box<RawValue>,
+    pub idempotency_key: Option<String>,
+    pub created_at: i64,
+    /// One pending delivery is created per entry, in the same transaction.
+    pub deliveries: Vec<NewDelivery>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub id: DeliveryId,
+    pub subscription_id: SubscriptionId,
+    pub endpoint_id: EndpointId,
+}
+
+/// The store's answer to one appended event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub id: EventId,
+    pub cursor: u64,
+    /// True when an earlier event with the same idempotency key (inside the window)
+    /// answered instead; nothing new was written.
+    pub deduped: bool,
+}
+
+/// One page of a listing. `next` is an opaque continuation, `None` at the end.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+/// Where a listing starts and how much it returns.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    /// The `next` of the previous page.
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Only events whose topic matches this pattern.
+    pub topic: Option<crate::ingest::topic::TopicPattern>,
+    /// Only events with a cursor above this one.
+    pub after_cursor: Option<u64>,
+    pub page: PageRequest,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryQuery {
+    pub event_id: Option<EventId>,
+    pub endpoint_id: Option<EndpointId>,
+    pub status: Option<DeliveryStatus>,
+    pub page: PageRequest,
+}
+
+/// A change applied atomically to a stored record (read, modify, write in one
+/// transaction). It must not fail: validate before building it.
+pub type Mutation<T> = Box<dyn FnOnce(&mut T) + Send>;

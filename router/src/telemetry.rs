@@ -1,0 +1,131 @@
+//! Metrics and logs. Every metric name is defined here once and nowhere else, so the
+//! dashboards in `grafana/` and the alerts in `prometheus/` cannot drift from the code.
+//!
+//! Metrics go through the `metrics` facade into a Prometheus recorder installed once
+//! per process; `/metrics` renders it.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_histogram, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::config::{LogConfig, LogFormat};
+
+pub const HTTP_REQUESTS_TOTAL: &str = "gatepulse_http_requests_total";
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "gatepulse_http_request_duration_seconds";
+pub const EVENTS_ACCEPTED_TOTAL: &str = "gatepulse_events_accepted_total";
+pub const EVENTS_DEDUPED_TOTAL: &str = "gatepulse_events_deduped_total";
+pub const STORE_COMMIT_BATCH_SIZE: &str = "gatepulse_store_commit_batch_size";
+pub const STORE_COMMIT_DURATION_SECONDS: &str = "gatepulse_store_commit_duration_seconds";
+
+/// Every metric name this build exports (checked against the dashboards by a test).
+pub const ALL_METRICS: &[&str] = &[
+    HTTP_REQUESTS_TOTAL,
+    HTTP_REQUEST_DURATION_SECONDS,
+    EVENTS_ACCEPTED_TOTAL,
+    EVENTS_DEDUPED_TOTAL,
+    STORE_COMMIT_BATCH_SIZE,
+    STORE_COMMIT_DURATION_SECONDS,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the Prometheus recorder (once per process) and returns its handle.
+pub fn metrics_handle() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let latency = [
+                0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+                0.25, 0.5, 1.0, 2.5, 5.0,
+            ];
+            let batch = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(STORE_COMMIT_BATCH_SIZE.into()),
+                        &batch,
+                    )
+                });
+            let recorder = match builder {
+                Ok(b) => b.build_recorder(),
+                Err(_) => PrometheusBuilder::new().build_recorder(),
+            };
+            let handle = recorder.handle();
+            // Another recorder may already be installed (tests running several servers
+            // in one process share this one); either way the handle renders ours.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(HTTP_REQUESTS_TOTAL, "HTTP requests by route, method and status.");
+    describe_histogram!(
+        HTTP_REQUEST_DURATION_SECONDS,
+        metrics::Unit::Seconds,
+        "HTTP request latency by route and method."
+    );
+    describe_counter!(EVENTS_ACCEPTED_TOTAL, "Events stored (new, not deduplicated).");
+    describe_counter!(
+        EVENTS_DEDUPED_TOTAL,
+        "Publishes answered with an earlier event through their idempotency key."
+    );
+    describe_histogram!(
+        STORE_COMMIT_BATCH_SIZE,
+        "Write operations sharing one durable commit (group commit)."
+    );
+    describe_histogram!(
+        STORE_COMMIT_DURATION_SECONDS,
+        metrics::Unit::Seconds,
+        "Time to run and durably commit one write batch."
+    );
+}
+
+pub fn record_http(route: &str, method: &str, status: u16, elapsed: Duration) {
+    counter!(
+        HTTP_REQUESTS_TOTAL,
+        "route" => route.to_owned(),
+        "method" => method.to_owned(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+    histogram!(
+        HTTP_REQUEST_DURATION_SECONDS,
+        "route" => route.to_owned(),
+        "method" => method.to_owned()
+    )
+    .record(elapsed.as_secs_f64());
+}
+
+pub fn record_publish(deduped: bool) {
+    if deduped {
+        counter!(EVENTS_DEDUPED_TOTAL).increment(1);
+    } else {
+        counter!(EVENTS_ACCEPTED_TOTAL).increment(1);
+    }
+}
+
+pub fn record_commit(batch: usize, elapsed: Duration) {
+    histogram!(STORE_COMMIT_BATCH_SIZE).record(batch as f64);
+    histogram!(STORE_COMMIT_DURATION_SECONDS).record(elapsed.as_secs_f64());
+}
+
+/// Installs the tracing subscriber for the `gp` process. `RUST_LOG` wins over the
+/// configured level.
+pub fn init_logging(config: &LogConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
