@@ -131,7 +131,7 @@ impl Config {
         if let Some(path) = file {
             fig = fig.merge(Toml::file_exact(path));
         }
-        fig.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"]))
+        fig.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config", "url", "token", "tenant"]))
             .merge(Serialized::defaults(cli))
     }
 
@@ -255,12 +255,12 @@ mod tests {
             assert!(config.delivery.allow_private_destinations);
 
             jail.set_env("GATEPULSE_API__MAX_BATCH_EVENTS", "lots");
-            let err = load_with(jail, false).unwrap_err().to_string();
-            assert!(err.contains("max_batch_events"), "{err}");
+            let err = load_with(jail, false).unwrap_err().to_string().to_lowercase();
+            assert!(err.contains("api.max_batch_events"), "{err}");
 
             jail.set_env("GATEPULSE_API__MAX_BATCH_EVENTS", "7");
             jail.set_env("GATEPULSE_API__MAX_BATCH_EVENT", "7");
-            let err = load_with(jail, false).unwrap_err().to_string();
+            let err = load_with(jail, false).unwrap_err().to_string().to_lowercase();
             assert!(err.contains("max_batch_event"), "{err}");
             Ok(())
         });

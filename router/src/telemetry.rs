@@ -83,6 +83,9 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time to run and durably commit one write batch."
     );
+    // Counters without labels exist from the start, so dashboards show 0, not "no data".
+    counter!(EVENTS_ACCEPTED_TOTAL).increment(0);
+    counter!(EVENTS_DEDUPED_TOTAL).increment(0);
 }
 
 pub fn record_http(route: &str, method: &str, status: u16, elapsed: Duration) {

@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers and types. A committed copy
 //! lives at `docs/openapi.json`; a test fails when the two drift (regenerate with
-//! `GATEPULSE_UPDATE_OPENAPI=1 cargo test -p gatepulse openapi`).
+//! `GP_UPDATE_OPENAPI=1 cargo test -p gatepulse openapi`).
 
 use std::sync::OnceLock;
 

@@ -1,0 +1,414 @@
+//! The store conformance suite: every backend must pass every case here.
+//!
+//! Each case is an async function over a fresh `Arc<dyn Store>`; the
+//! `conformance!` macro instantiates all of them for one backend factory. A new
+//! backend adds one `conformance!` line.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use gatepulse::ids::*;
+use gatepulse::store::backends::redb::{RedbOptions, RedbStore};
+use gatepulse::store::*;
+use serde_json::value::RawValue;
+
+fn tenant(name: &str) -> Tenant {
+    Tenant {
+        record_version: RECORD_VERSION,
+        id: TenantId::generate(1_700_000_000_000),
+        name: name.into(),
+        created_at: 1_700_000_000_000,
+    }
+}
+
+fn endpoint(t: &TenantId) -> Endpoint {
+    Endpoint {
+        record_version: RECORD_VERSION,
+        id: EndpointId::generate(1_700_000_000_000),
+        tenant_id: t.clone(),
+        kind: EndpointKind::Http,
+        url: Some("https://example.com/hook".into()),
+        description: String::new(),
+        secrets: vec![],
+        headers: BTreeMap::new(),
+        timeout_ms: None,
+        rate_limit_per_sec: None,
+        max_in_flight: None,
+        retry_schedule_secs: None,
+        enabled: true,
+        disabled_reason: None,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+fn subscription(t: &TenantId, e: &EndpointId) -> Subscription {
+    Subscription {
+        record_version: RECORD_VERSION,
+        id: SubscriptionId::generate(1_700_000_000_000),
+        tenant_id: t.clone(),
+        endpoint_id: e.clone(),
+        topics: vec!["orders.*".into()],
+        filter: None,
+        transform: None,
+        enabled: true,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+fn new_event(t: &TenantId, key: Option<&str>, at: i64, subs: &[(SubscriptionId, EndpointId)]) -> NewEvent {
+    NewEvent {
+        id: EventId::generate(at),
+        tenant_id: t.clone(),
+        topic: "orders.created".into(),
+        payload: RawValue::from_string(r#"{"amount":42,"name":"é"}"#.into()).unwrap(),
+        idempotency_key: key.map(str::to_owned),
+        created_at: at,
+        deliveries: subs
+            .iter()
+            .map(|(s, e)| NewDelivery {
+                id: DeliveryId::generate(at),
+                subscription_id: s.clone(),
+                endpoint_id: e.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn page(limit: usize) -> PageRequest {
+    PageRequest { after: None, limit }
+}
+
+async fn tenants_list_in_pages(store: Arc<dyn Store>) {
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let t = tenant(&format!("t{i}"));
+        ids.push(t.id.clone());
+        store.create_tenant(t).await.unwrap();
+    }
+    ids.sort();
+    let first = store.list_tenants(page(3)).await.unwrap();
+    assert_eq!(first.items.len(), 3);
+    let rest = store
+        .list_tenants(PageRequest { after: first.next.clone(), limit: 3 })
+        .await
+        .unwrap();
+    assert_eq!(rest.items.len(), 2);
+    assert_eq!(rest.next, None);
+    let listed: Vec<_> = first.items.iter().chain(&rest.items).map(|t| t.id.clone()).collect();
+    assert_eq!(listed, ids);
+    assert_eq!(store.get_tenant(&ids[0]).await.unwrap().unwrap().id, ids[0]);
+    assert!(store.get_tenant(&TenantId::generate(5)).await.unwrap().is_none());
+}
+
+async fn api_keys_are_found_by_hash_until_revoked(store: Arc<dyn Store>) {
+    let t = tenant("a");
+    store.create_tenant(t.clone()).await.unwrap();
+    let key = ApiKey {
+        record_version: RECORD_VERSION,
+        id: KeyId::generate(1),
+        tenant_id: t.id.clone(),
+        name: "ci".into(),
+        scopes: vec![gatepulse::auth::Scope::EventsWrite],
+        hash: "ab".repeat(32),
+        created_at: 1,
+        revoked_at: None,
+    };
+    store.create_api_key(key.clone()).await.unwrap();
+    assert_eq!(store.find_api_key(&key.hash).await.unwrap().unwrap().id, key.id);
+    let revoked = store.revoke_api_key(&t.id, &key.id, 99).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(99));
+    assert!(store.find_api_key(&key.hash).await.unwrap().is_none());
+    // Idempotent, and listed with its revocation time.
+    assert_eq!(
+        store.revoke_api_key(&t.id, &key.id, 100).await.unwrap().unwrap().revoked_at,
+        Some(99)
+    );
+    let keys = store.list_api_keys(&t.id, page(10)).await.unwrap();
+    assert_eq!(keys.items.len(), 1);
+    // A key for an unknown tenant is refused.
+    let mut orphan = key.clone();
+    orphan.tenant_id = TenantId::generate(1);
+    orphan.id = KeyId::generate(2);
+    assert!(matches!(
+        store.create_api_key(orphan).await,
+        Err(StoreError::MissingReference("tenant"))
+    ));
+}
+
+async fn endpoints_are_tenant_scoped_limited_and_cascade(store: Arc<dyn Store>) {
+    let (a, b) = (tenant("a"), tenant("b"));
+    store.create_tenant(a.clone()).await.unwrap();
+    store.create_tenant(b.clone()).await.unwrap();
+    let ep = endpoint(&a.id);
+    store.create_endpoint(ep.clone(), 2).await.unwrap();
+    assert!(store.get_endpoint(&a.id, &ep.id).await.unwrap().is_some());
+    assert!(store.get_endpoint(&b.id, &ep.id).await.unwrap().is_none(), "other tenant sees nothing");
+    store.create_endpoint(endpoint(&a.id), 2).await.unwrap();
+    assert!(matches!(
+        store.create_endpoint(endpoint(&a.id), 2).await,
+        Err(StoreError::LimitReached { .. })
+    ));
+    let updated = store
+        .update_endpoint(&a.id, &ep.id, Box::new(|e| {
+            e.description = "changed".into();
+            e.id = EndpointId::generate(5); // ignored: ids are immutable
+        }))
+        .await
+        .unwrap();
+    assert_eq!(updated.id, ep.id);
+    assert_eq!(updated.description, "changed");
+    assert!(matches!(
+        store.update_endpoint(&b.id, &ep.id, Box::new(|_| {})).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let sub = subscription(&a.id, &ep.id);
+    store.create_subscription(sub.clone(), 10).await.unwrap();
+    let deleted = store.delete_endpoint(&a.id, &ep.id).await.unwrap();
+    assert_eq!(deleted, vec![sub.id.clone()]);
+    assert!(store.get_subscription(&a.id, &sub.id).await.unwrap().is_none());
+    // Room again after the delete.
+    store.create_endpoint(endpoint(&a.id), 2).await.unwrap();
+    assert!(matches!(
+        store.delete_endpoint(&a.id, &ep.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn subscriptions_need_their_endpoint(store: Arc<dyn Store>) {
+    let a = tenant("a");
+    store.create_tenant(a.clone()).await.unwrap();
+    let ep = endpoint(&a.id);
+    store.create_endpoint(ep.clone(), 10).await.unwrap();
+    let missing = subscription(&a.id, &EndpointId::generate(1));
+    assert!(matches!(
+        store.create_subscription(missing, 10).await,
+        Err(StoreError::MissingReference("endpoint"))
+    ));
+    let sub = subscription(&a.id, &ep.id);
+    store.create_subscription(sub.clone(), 10).await.unwrap();
+    let bad = EndpointId::generate(2);
+    assert!(matches!(
+        store
+            .update_subscription(&a.id, &sub.id, Box::new(move |s| s.endpoint_id = bad))
+            .await,
+        Err(StoreError::MissingReference("endpoint"))
+    ));
+    let s = store
+        .update_subscription(&a.id, &sub.id, Box::new(|s| s.topics = vec!["x.#".into()]))
+        .await
+        .unwrap();
+    assert_eq!(s.topics, vec!["x.#".to_owned()]);
+    assert_eq!(store.all_subscriptions(&a.id).await.unwrap().len(), 1);
+    let by_ep = store.list_subscriptions(&a.id, Some(&ep.id), page(10)).await.unwrap();
+    assert_eq!(by_ep.items.len(), 1);
+    store.delete_subscription(&a.id, &sub.id).await.unwrap();
+    assert!(matches!(
+        store.delete_subscription(&a.id, &sub.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn appended_events_get_gapless_cursors_per_tenant(store: Arc<dyn Store>) {
+    let (a, b) = (tenant("a"), tenant("b"));
+    store.create_tenant(a.clone()).await.unwrap();
+    store.create_tenant(b.clone()).await.unwrap();
+    // Many concurrent appends, interleaving two tenants.
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let store = store.clone();
+        let t = if i % 3 == 0 { b.id.clone() } else { a.id.clone() };
+        tasks.push(tokio::spawn(async move {
+            let evs = vec![new_event(&t, None, 1_000 + i, &[]), new_event(&t, None, 1_000 + i, &[])];
+            (t, store.append_events(evs, 1000).await.unwrap())
+        }));
+    }
+    let mut cursors: BTreeMap<TenantId, Vec<u64>> = BTreeMap::new();
+    for task in tasks {
+        let (t, outs) = task.await.unwrap();
+        assert_eq!(outs[1].cursor, outs[0].cursor + 1, "one call's events are consecutive");
+        cursors.entry(t).or_default().extend(outs.iter().map(|o| o.cursor));
+    }
+    for (t, mut cs) in cursors {
+        cs.sort_unstable();
+        let n = cs.len() as u64;
+        assert_eq!(cs, (1..=n).collect::<Vec<_>>());
+        assert_eq!(store.head_cursor(&t).await.unwrap(), n);
+        // Listing walks the stream in order, across pages.
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let p = store
+                .list_events(&t, EventQuery { page: PageRequest { after, limit: 7 }, ..Default::default() })
+                .await
+                .unwrap();
+            seen.extend(p.items.iter().map(|e| e.cursor));
+            match p.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(seen, (1..=n).collect::<Vec<_>>());
+    }
+}
+
+async fn idempotency_keys_dedupe_within_the_window(store: Arc<dyn Store>) {
+    let a = tenant("a");
+    let b = tenant("b");
+    store.create_tenant(a.clone()).await.unwrap();
+    store.create_tenant(b.clone()).await.unwrap();
+    let first = store
+        .append_events(vec![new_event(&a.id, Some("k1"), 10_000, &[])], 5_000)
+        .await
+        .unwrap();
+    assert!(!first[0].deduped);
+    // Same key in one call and in a later call: the original answers.
+    let again = store
+        .append_events(
+            vec![new_event(&a.id, Some("k1"), 12_000, &[]), new_event(&a.id, Some("k2"), 12_000, &[]), new_event(&a.id, Some("k2"), 12_000, &[])],
+            5_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again[0], AppendOutcome { id: first[0].id.clone(), cursor: first[0].cursor, deduped: true });
+    assert!(!again[1].deduped);
+    assert!(again[2].deduped);
+    assert_eq!(again[2].id, again[1].id);
+    // Another tenant's identical key is its own.
+    let other = store
+        .append_events(vec![new_event(&b.id, Some("k1"), 12_000, &[])], 5_000)
+        .await
+        .unwrap();
+    assert!(!other[0].deduped);
+    // After the window the key is free again.
+    let later = store
+        .append_events(vec![new_event(&a.id, Some("k1"), 16_000, &[])], 5_000)
+        .await
+        .unwrap();
+    assert!(!later[0].deduped);
+    assert_ne!(later[0].id, first[0].id);
+    assert_eq!(store.head_cursor(&a.id).await.unwrap(), 3);
+}
+
+async fn events_are_stored_with_pending_deliveries(store: Arc<dyn Store>) {
+    let a = tenant("a");
+    let b = tenant("b");
+    store.create_tenant(a.clone()).await.unwrap();
+    store.create_tenant(b.clone()).await.unwrap();
+    let ep = endpoint(&a.id);
+    store.create_endpoint(ep.clone(), 10).await.unwrap();
+    let s1 = subscription(&a.id, &ep.id);
+    let s2 = subscription(&a.id, &ep.id);
+    let subs = [(s1.id.clone(), ep.id.clone()), (s2.id.clone(), ep.id.clone())];
+    let ev = new_event(&a.id, None, 5_000, &subs);
+    let id = ev.id.clone();
+    store.append_events(vec![ev, new_event(&a.id, None, 6_000, &subs[..1])], 1).await.unwrap();
+
+    let got = store.get_event(&a.id, &id).await.unwrap().unwrap();
+    assert_eq!(got.payload.get(), r#"{"amount":42,"name":"é"}"#, "payload kept byte for byte");
+    assert!(store.get_event(&b.id, &id).await.unwrap().is_none());
+
+    let q = DeliveryQuery { event_id: Some(id.clone()), page: page(10), ..Default::default() };
+    let ds = store.list_deliveries(&a.id, q).await.unwrap();
+    assert_eq!(ds.items.len(), 2);
+    for d in &ds.items {
+        assert_eq!(d.status, DeliveryStatus::Pending);
+        assert_eq!(d.event_id, id);
+        assert_eq!(d.attempts, 0);
+        assert_eq!(d.lease_until, None);
+        assert!(store.get_delivery(&a.id, &d.id).await.unwrap().is_some());
+        assert!(store.get_delivery(&b.id, &d.id).await.unwrap().is_none());
+        assert!(store.list_attempts(&a.id, &d.id).await.unwrap().is_empty());
+    }
+    let all = store.list_deliveries(&a.id, DeliveryQuery { page: page(2), ..Default::default() }).await.unwrap();
+    assert_eq!(all.items.len(), 2);
+    assert!(all.next.is_some());
+    let due = store.due_deliveries(5_500, 10).await.unwrap();
+    assert_eq!(due.len(), 2, "only the first event's deliveries are due at 5.5 s");
+    assert_eq!(store.due_deliveries(10_000, 10).await.unwrap().len(), 3);
+    let counts = store.queue_counts(Some(&a.id)).await.unwrap();
+    assert_eq!(counts.pending, 3);
+    assert_eq!(store.queue_counts(Some(&b.id)).await.unwrap().pending, 0);
+    assert_eq!(store.queue_counts(None).await.unwrap().pending, 3);
+}
+
+macro_rules! conformance {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            use super::*;
+            conformance!(@case $make, tenants_list_in_pages);
+            conformance!(@case $make, api_keys_are_found_by_hash_until_revoked);
+            conformance!(@case $make, endpoints_are_tenant_scoped_limited_and_cascade);
+            conformance!(@case $make, subscriptions_need_their_endpoint);
+            conformance!(@case $make, appended_events_get_gapless_cursors_per_tenant);
+            conformance!(@case $make, idempotency_keys_dedupe_within_the_window);
+            conformance!(@case $make, events_are_stored_with_pending_deliveries);
+        }
+    };
+    (@case $make:expr, $name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let (store, _guard) = $make;
+            super::$name(store).await;
+        }
+    };
+}
+
+fn redb_store() -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&dir.path().join("s.redb"), RedbOptions::default()).unwrap();
+    (Arc::new(store), dir)
+}
+
+conformance!(redb, redb_store());
+
+// Backend-specific behaviour of redb: persistence and versioning.
+
+#[tokio::test]
+async fn redb_keeps_everything_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let t = tenant("a");
+    {
+        let store = RedbStore::open(&path, RedbOptions::default()).unwrap();
+        store.create_tenant(t.clone()).await.unwrap();
+        store
+            .append_events((0..10).map(|i| new_event(&t.id, Some(&format!("k{i}")), 1000, &[])).collect(), 60_000)
+            .await
+            .unwrap();
+        store.close();
+    }
+    let store = RedbStore::open(&path, RedbOptions::default()).unwrap();
+    assert_eq!(store.head_cursor(&t.id).await.unwrap(), 10);
+    let again = store
+        .append_events(vec![new_event(&t.id, Some("k3"), 2000, &[])], 60_000)
+        .await
+        .unwrap();
+    assert!(again[0].deduped);
+    assert_eq!(again[0].cursor, 4);
+    assert_eq!(store.meta().version, STORE_VERSION);
+    assert!(store.read_only_reason().is_none());
+}
+
+#[tokio::test]
+async fn redb_store_from_a_newer_version_opens_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    {
+        let db = ::redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta: ::redb::Table<&str, &[u8]> =
+                txn.open_table(::redb::TableDefinition::new("meta")).unwrap();
+            let newer = format!(r#"{{"version":{},"created_at":1,"last_compaction_at":null}}"#, STORE_VERSION + 1);
+            meta.insert("store_meta", newer.as_bytes()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let store = RedbStore::open(&path, RedbOptions::default()).unwrap();
+    let reason = store.read_only_reason().expect("read-only");
+    assert!(reason.contains("newer GatePulse"), "{reason}");
+    assert!(matches!(store.create_tenant(tenant("x")).await, Err(StoreError::ReadOnly(_))));
+    assert_eq!(store.meta().version, STORE_VERSION + 1, "the file's meta is left untouched");
+}
