@@ -1,1 +1,196 @@
-//! placeholder
+//! End-to-end harness: starts the real `gp` binary on a free port with a temp data dir
+//! and talks to it over HTTP only. Nothing here links GatePulse itself.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+
+pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdef";
+
+/// The `gp` binary: `$GP_BIN`, or `gp` next to the test executable's `deps/` folder.
+pub fn gp_binary() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("GP_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test executable has no parent directory")?;
+    let bin = dir.join("gp");
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it first (cargo build -p gatepulse --bin gp) or set GP_BIN",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// A running `gp serve`.
+pub struct Gp {
+    child: Option<Child>,
+    pub base: String,
+    pub data_dir: PathBuf,
+    pub http: Client,
+    port: u16,
+    extra_env: Vec<(String, String)>,
+}
+
+impl Gp {
+    /// Starts `gp serve` on a free port over `data_dir`; waits until `/readyz` is 200.
+    pub async fn start(data_dir: &Path, extra_env: &[(&str, &str)]) -> Result<Self> {
+        let mut gp = Self {
+            child: None,
+            base: String::new(),
+            data_dir: data_dir.to_path_buf(),
+            http: Client::builder().timeout(Duration::from_secs(30)).build()?,
+            port: free_port()?,
+            extra_env: extra_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        };
+        gp.spawn().await?;
+        Ok(gp)
+    }
+
+    async fn spawn(&mut self) -> Result<()> {
+        self.base = format!("http://127.0.0.1:{}", self.port);
+        let mut cmd = Command::new(gp_binary()?);
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env("GATEPULSE_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("GATEPULSE_DELIVERY__ALLOW_PRIVATE_DESTINATIONS", "true")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().context("spawning gp")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!("gp exited early with {status}");
+            }
+            if let Ok(r) = self.http.get(format!("{}/readyz", self.base)).send().await
+                && r.status() == StatusCode::OK
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("gp did not become ready in 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `kill -9`: no shutdown work at all.
+    pub fn kill9(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?; // SIGKILL on Unix
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit code.
+    pub fn terminate(&mut self) -> Result<i32> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(0);
+        };
+        let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
+        if !status.success() {
+            bail!("kill -TERM failed");
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = child.try_wait()? {
+                return Ok(s.code().unwrap_or(-1));
+            }
+            if Instant::now() > deadline {
+                child.kill()?;
+                bail!("gp did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts again on the same port and data dir.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.spawn().await
+    }
+
+    pub async fn call(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> Result<(StatusCode, Value)> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text)? };
+        Ok((status, value))
+    }
+
+    /// Creates a tenant and an all-scopes key; returns (tenant id, key).
+    pub async fn tenant_with_key(&self) -> Result<(String, String)> {
+        let (s, t) = self.call(ADMIN_TOKEN, Method::POST, "/v1/tenants", Some(json!({"name": "e2e"}))).await?;
+        if s != StatusCode::CREATED {
+            bail!("create tenant: {s} {t}");
+        }
+        let tid = t["id"].as_str().context("tenant id")?.to_owned();
+        let scopes = ["events:write", "events:read", "endpoints:manage", "replay:write", "dlq:manage"];
+        let (s, k) = self
+            .call(ADMIN_TOKEN, Method::POST, &format!("/v1/tenants/{tid}/keys"), Some(json!({"name": "e2e", "scopes": scopes})))
+            .await?;
+        if s != StatusCode::CREATED {
+            bail!("create key: {s} {k}");
+        }
+        Ok((tid, k["key"].as_str().context("key")?.to_owned()))
+    }
+
+    /// Follows `next_cursor` through a whole listing.
+    pub async fn list_all(&self, token: &str, path: &str) -> Result<Vec<Value>> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let url = match &cursor {
+                Some(c) => format!("{path}{sep}limit=1000&cursor={c}"),
+                None => format!("{path}{sep}limit=1000"),
+            };
+            let (s, page) = self.call(token, Method::GET, &url, None).await?;
+            if s != StatusCode::OK {
+                bail!("list {path}: {s} {page}");
+            }
+            out.extend(page["data"].as_array().cloned().unwrap_or_default());
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return Ok(out),
+            }
+        }
+    }
+}
+
+impl Drop for Gp {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
