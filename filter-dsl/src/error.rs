@@ -164,7 +164,10 @@ impl FilterError {
         let mut out = String::with_capacity(self.line_text.len() * 2 + 2);
         out.push_str(&self.line_text);
         out.push('\n');
-        out.extend(std::iter::repeat_n(' ', self.caret_column.saturating_sub(1)));
+        out.extend(std::iter::repeat_n(
+            ' ',
+            self.caret_column.saturating_sub(1),
+        ));
         out.push('^');
         out
     }
@@ -202,25 +205,10 @@ impl Expected {
             | Rule::unary
             | Rule::not_op
             | Rule::group
-            | Rule::comparison
-            | Rule::exists_call
-            | Rule::matches_call
-            | Rule::like_call
-            | Rule::between_call
-            | Rule::cidr_call
-            | Rule::quantifier
-            | Rule::quant_name
-            | Rule::unknown_call
-            | Rule::kw_exists
-            | Rule::kw_matches
-            | Rule::kw_like
-            | Rule::kw_between
-            | Rule::kw_cidr => Expected::Condition,
+            | Rule::comparison => Expected::Condition,
             Rule::cmp_op | Rule::in_op | Rule::not_in_op | Rule::str_op => Expected::Operator,
             Rule::path | Rule::name => Expected::Path,
-            Rule::number | Rule::true_lit | Rule::false_lit | Rule::null_lit => {
-                Expected::Literal
-            }
+            Rule::number | Rule::true_lit | Rule::false_lit | Rule::null_lit => Expected::Literal,
             Rule::string | Rule::string_body => Expected::String,
             Rule::list | Rule::lbracket => Expected::List,
             Rule::field_seg | Rule::key_seg | Rule::index_seg => Expected::Segment,
@@ -238,11 +226,15 @@ impl Expected {
 
     fn describe(self) -> &'static str {
         match self {
-            Expected::Condition => "a condition (a comparison, `!`, `(`, or a function such as exists(...))",
+            Expected::Condition => {
+                "a condition (a comparison, `!`, `(`, or a function such as exists(...))"
+            }
             Expected::Operator => {
                 "a comparison operator (==, !=, <, <=, >, >=, in, not in, starts_with, ends_with, contains, istarts_with, iends_with, icontains)"
             }
-            Expected::Value => "a value (a path such as payload.x, or a string, number, true, false, null or list)",
+            Expected::Value => {
+                "a value (a path such as payload.x, or a string, number, true, false, null or list)"
+            }
             Expected::Path => "a path (topic, payload…, headers[\"…\"], meta…)",
             Expected::Literal => "a literal",
             Expected::String => "a string in double quotes",
@@ -294,21 +286,51 @@ pub(crate) fn from_pest(src: &str, err: &pest::error::Error<Rule>) -> FilterErro
     }
     if has(&expected, Expected::Condition) {
         // A condition starts with a value; saying both is noise.
-        expected.retain(|e| !matches!(e, Expected::Value | Expected::Path | Expected::Literal));
+        expected.retain(|e| {
+            !matches!(
+                e,
+                Expected::Value | Expected::Path | Expected::Literal | Expected::OpenParen
+            )
+        });
     }
     if has(&expected, Expected::Operator) {
         // "a comparison operator" is the useful hint after a complete path.
         expected.retain(|e| *e != Expected::Segment);
+        if !has(&expected, Expected::Comma) {
+            // Outside call arguments a bare value is never a condition, so after a value
+            // only an operator can help; after a call (`exists(x)`) an operator cannot.
+            let after_call = src
+                .get(..offset)
+                .is_some_and(|before| before.trim_end().ends_with(')'));
+            if after_call {
+                expected.retain(|e| *e != Expected::Operator);
+            } else {
+                expected.retain(|e| *e == Expected::Operator);
+            }
+        }
     }
     expected.sort();
     expected.dedup();
+    compose(src, offset, &expected)
+}
 
-    let what = match expected.as_slice() {
+/// "expected a comparison operator after `payload.amount`, found …" at `offset`.
+pub(crate) fn expected_operator(src: &str, offset: usize) -> FilterError {
+    compose(src, offset, &[Expected::Operator])
+}
+
+fn compose(src: &str, offset: usize, expected: &[Expected]) -> FilterError {
+    let what = match expected {
         [] => "something else".to_string(),
         [one] => one.describe().to_string(),
         [init @ .., last] => {
-            let init: Vec<&str> = init.iter().map(|e| e.describe()).collect();
-            format!("{} or {}", init.join(", "), last.describe())
+            // In a list, the operator is named briefly so the other options stay visible.
+            let brief = |e: &Expected| match e {
+                Expected::Operator => "a comparison operator (==, <, in, starts_with, …)",
+                other => other.describe(),
+            };
+            let init: Vec<&str> = init.iter().map(brief).collect();
+            format!("{} or {}", init.join(", "), brief(last))
         }
     };
     let context = match previous_token(src, offset) {
@@ -330,6 +352,11 @@ fn previous_token(src: &str, offset: usize) -> Option<String> {
         .rsplit(|c: char| c.is_whitespace())
         .next()
         .unwrap_or(before);
+    // `(payload.x` reads better as `payload.x`.
+    let word = match word.trim_start_matches(['(', '!']) {
+        "" => word,
+        trimmed => trimmed,
+    };
     let count = word.chars().count();
     if count > 40 {
         let tail: String = word.chars().skip(count - 39).collect();

@@ -53,10 +53,7 @@ pub(crate) fn parse_value(src: &str, limits: &Limits) -> Result<Operand, FilterE
     limits::prescan(src, limits)?;
     let top = parse_rule(src, Rule::value_expr)?;
     let mut builder = Builder::new(src, limits);
-    match top
-        .into_inner()
-        .find(|p| p.as_rule() != Rule::EOI)
-    {
+    match top.into_inner().find(|p| p.as_rule() != Rule::EOI) {
         Some(pair) => Ok(builder.operand(pair)?.0),
         None => Err(builder.error(ErrorCode::SyntaxError, 0, "empty expression")),
     }
@@ -234,29 +231,64 @@ impl<'s, 'l> Builder<'s, 'l> {
 
     fn primary(&mut self, pair: Pair<'s, Rule>, depth: usize) -> Result<Node, FilterError> {
         let at = pair.as_span().start();
-        let rule = pair.as_rule();
-        if rule == Rule::group {
-            return match pair.into_inner().find(|p| p.as_rule() == Rule::or_expr) {
+        match pair.as_rule() {
+            Rule::group => match pair.into_inner().find(|p| p.as_rule() == Rule::or_expr) {
                 Some(inner) => self.or_expr(inner, depth),
                 None => Err(self.error(ErrorCode::SyntaxError, at, "expected a condition")),
-            };
+            },
+            Rule::comparison => self.comparison(pair, depth),
+            _ => Err(self.error(ErrorCode::SyntaxError, at, "expected a condition")),
         }
-        if rule == Rule::unknown_call {
+    }
+
+    fn comparison(&mut self, pair: Pair<'s, Rule>, depth: usize) -> Result<Node, FilterError> {
+        let at = pair.as_span().start();
+        let parts: Vec<Pair<'s, Rule>> = pair.into_inner().collect();
+        self.check_depth(depth, at)?;
+        match parts.as_slice() {
+            // A function call is a condition on its own; any other operand is not.
+            [call] if call.as_rule() == Rule::call => {
+                self.count(at)?;
+                self.call(call.clone(), depth)
+            }
+            [bare] => Err(error::expected_operator(self.src, bare.as_span().end())),
+            [left, op, right] => {
+                self.count(at)?;
+                self.binary(left, op, right)
+            }
+            _ => Err(self.error(ErrorCode::SyntaxError, at, "expected a comparison")),
+        }
+    }
+
+    /// `name(args…)` as a condition: checks the name, the arity and each argument.
+    fn call(&mut self, pair: Pair<'s, Rule>, depth: usize) -> Result<Node, FilterError> {
+        let at = pair.as_span().start();
+        let mut inner = pair.clone().into_inner();
+        let name = inner.next().map_or("", |p| p.as_str());
+        let args: Vec<Pair<'s, Rule>> = inner.filter(|p| p.as_rule() == Rule::or_expr).collect();
+        let Some(usage) = usage(name) else {
+            return Err(self.call_error(pair, false));
+        };
+        let arity = match name {
+            "exists" => 1,
+            "between" => 3,
+            _ => 2,
+        };
+        if args.len() != arity {
             return Err(self.call_error(pair, false));
         }
-        self.check_depth(depth, at)?;
-        self.count(at)?;
-        // Arguments and operands, punctuation dropped.
-        let args: Vec<Pair<'s, Rule>> = pair
-            .into_inner()
-            .filter(|p| !matches!(p.as_rule(), Rule::lparen | Rule::rparen | Rule::comma))
-            .collect();
-        match rule {
-            Rule::comparison => self.comparison(args),
-            Rule::exists_call => Ok(Node::Exists(self.path_arg(&args, 1)?)),
-            Rule::matches_call => {
-                let path = self.path_arg(&args, 1)?;
-                let (pattern, pat_at) = self.string_arg(&args, 2, "matches")?;
+        if matches!(name, "any" | "all") && self.in_quantifier {
+            return Err(self.error(
+                ErrorCode::NestedQuantifier,
+                at,
+                "any(...)/all(...) cannot be nested: the predicate sees one array level",
+            ));
+        }
+        let path = self.path_arg(&args[0], name, usage)?;
+        match name {
+            "exists" => Ok(Node::Exists(path)),
+            "matches" => {
+                let (pattern, pat_at) = self.string_arg(&args[1], name)?;
                 self.regex_count += 1;
                 if self.regex_count > self.limits.max_regexes {
                     return Err(self.error(
@@ -271,32 +303,31 @@ impl<'s, 'l> Builder<'s, 'l> {
                 self.regex(&pattern, false, pat_at)?;
                 Ok(Node::Matches(path, pattern))
             }
-            Rule::like_call => {
-                let path = self.path_arg(&args, 1)?;
-                let (pattern, _) = self.string_arg(&args, 2, "like")?;
+            "like" => {
+                let (pattern, _) = self.string_arg(&args[1], name)?;
                 Ok(Node::Like(path, pattern))
             }
-            Rule::between_call => {
-                let path = self.path_arg(&args, 1)?;
+            "between" => {
                 self.not_a_string(&path, "between", at)?;
-                let (low, low_at) = self.number_arg(&args, 2)?;
-                let (high, _) = self.number_arg(&args, 3)?;
+                let (low, low_at) = self.number_arg(&args[1])?;
+                let (high, _) = self.number_arg(&args[2])?;
                 if num_cmp(&low, &high) == Some(std::cmp::Ordering::Greater) {
                     return Err(self.error(
                         ErrorCode::InvalidArgument,
                         low_at,
-                        format!("between(..., {low}, {high}) can never match: the low bound is above the high bound"),
+                        format!(
+                            "between(..., {low}, {high}) can never match: the low bound is above the high bound"
+                        ),
                     ));
                 }
                 Ok(Node::Between(path, low, high))
             }
-            Rule::cidr_call => {
-                let path = self.path_arg(&args, 1)?;
-                let Some(net_pair) = args.get(2) else {
-                    return Err(self.error(ErrorCode::SyntaxError, at, "expected a network"));
+            "cidr" => {
+                let net_at = args[1].as_span().start();
+                let value = match arg_operand(&args[1]) {
+                    Some(operand) => self.operand(operand)?.0,
+                    None => Operand::Literal(Value::Null),
                 };
-                let net_at = net_pair.as_span().start();
-                let (value, _) = self.operand(net_pair.clone())?;
                 let arg = match value {
                     Operand::Literal(Value::String(s)) => {
                         self.net(&s, net_at)?;
@@ -327,73 +358,55 @@ impl<'s, 'l> Builder<'s, 'l> {
                 };
                 Ok(Node::Cidr(path, arg))
             }
-            Rule::quantifier => {
-                let kind = match args.first().map(|p| p.as_str()) {
-                    Some("all") => Quantifier::All,
-                    _ => Quantifier::Any,
-                };
-                if self.in_quantifier {
-                    return Err(self.error(
-                        ErrorCode::NestedQuantifier,
-                        at,
-                        "any(...)/all(...) cannot be nested: the predicate sees one array level",
-                    ));
-                }
-                let path = self.path_arg(&args, 1)?;
+            _ => {
+                // any / all
                 if matches!(path.root, Root::Topic | Root::Headers | Root::Meta) {
                     return Err(self.error(
                         ErrorCode::TypeError,
-                        args.get(1).map_or(at, |p| p.as_span().start()),
+                        args[0].as_span().start(),
                         format!("`{path}` is a string, not an array"),
                     ));
                 }
-                let Some(pred) = args.get(2).cloned() else {
-                    return Err(self.error(ErrorCode::SyntaxError, at, "expected a condition"));
-                };
                 self.in_quantifier = true;
-                let predicate = self.or_expr(pred, depth + 1);
+                let predicate = self.or_expr(args[1].clone(), depth + 1);
                 self.in_quantifier = false;
                 Ok(Node::Quantifier {
-                    kind,
+                    kind: if name == "all" {
+                        Quantifier::All
+                    } else {
+                        Quantifier::Any
+                    },
                     path,
                     predicate: Box::new(predicate?),
                 })
             }
-            _ => Err(self.error(ErrorCode::SyntaxError, at, "expected a condition")),
         }
     }
 
-    /// An `unknown_call` parse: an unknown function, a known one with the wrong
-    /// arguments, or (`as_operand`) a condition used where a value was expected.
+    /// A call that cannot be what it looks like: an unknown function, a known one with
+    /// the wrong number of arguments, or (`as_operand`) a condition used as a value.
     fn call_error(&self, pair: Pair<'s, Rule>, as_operand: bool) -> FilterError {
         let at = pair.as_span().start();
         let name = pair
             .into_inner()
             .find(|p| p.as_rule() == Rule::name)
             .map_or("", |p| p.as_str());
-        let usage = match name {
-            "exists" => "exists(path)",
-            "matches" => "matches(path, \"regex\")",
-            "like" => "like(path, \"glob*\")",
-            "between" => "between(path, low, high)",
-            "cidr" => "cidr(path, \"10.0.0.0/8\")",
-            "any" => "any(path, condition on it)",
-            "all" => "all(path, condition on it)",
-            _ => {
-                return self.error(
-                    ErrorCode::UnknownFunction,
-                    at,
-                    format!(
-                        "unknown function `{name}`; the functions are exists, matches, like, between, cidr, any and all"
-                    ),
-                );
-            }
+        let Some(usage) = usage(name) else {
+            return self.error(
+                ErrorCode::UnknownFunction,
+                at,
+                format!(
+                    "unknown function `{name}`; the functions are exists, matches, like, between, cidr, any and all"
+                ),
+            );
         };
         if as_operand {
             self.error(
                 ErrorCode::TypeError,
                 at,
-                format!("{name}(...) is a condition, not a value: use it on its own, as in {usage} && ..."),
+                format!(
+                    "{name}(...) is a condition, not a value: use it on its own, as in {usage} && ..."
+                ),
             )
         } else {
             self.error(
@@ -404,11 +417,12 @@ impl<'s, 'l> Builder<'s, 'l> {
         }
     }
 
-    fn comparison(&mut self, args: Vec<Pair<'s, Rule>>) -> Result<Node, FilterError> {
-        let [left, op, right] = args.as_slice() else {
-            let at = args.first().map_or(0, |p| p.as_span().start());
-            return Err(self.error(ErrorCode::SyntaxError, at, "expected a comparison"));
-        };
+    fn binary(
+        &mut self,
+        left: &Pair<'s, Rule>,
+        op: &Pair<'s, Rule>,
+        right: &Pair<'s, Rule>,
+    ) -> Result<Node, FilterError> {
         let op_at = op.as_span().start();
         let right_at = right.as_span().start();
         let (left_op, left_ty) = self.operand(left.clone())?;
@@ -438,14 +452,20 @@ impl<'s, 'l> Builder<'s, 'l> {
                         return Err(self.error(
                             ErrorCode::TypeError,
                             right_at,
-                            format!("`{path}` is a string, not an array; `in` needs a list or an array"),
+                            format!(
+                                "`{path}` is a string, not an array; `in` needs a list or an array"
+                            ),
                         ));
                     }
                     InRhs::Path(path)
                 } else {
                     let (value, _) = self.operand(right.clone())?;
                     let Operand::Literal(Value::Array(items)) = value else {
-                        return Err(self.error(ErrorCode::SyntaxError, right_at, "expected a list"));
+                        return Err(self.error(
+                            ErrorCode::SyntaxError,
+                            right_at,
+                            "expected a list",
+                        ));
                     };
                     if left_ty == StaticType::List {
                         return Err(self.error(
@@ -475,7 +495,10 @@ impl<'s, 'l> Builder<'s, 'l> {
                     return Err(self.error(
                         ErrorCode::TypeError,
                         left.as_span().start(),
-                        format!("`{spelled}` tests strings; the left side is a {}", left_ty.name()),
+                        format!(
+                            "`{spelled}` tests strings; the left side is a {}",
+                            left_ty.name()
+                        ),
                     ));
                 }
                 let (right_op, _) = self.operand(right.clone())?;
@@ -496,7 +519,11 @@ impl<'s, 'l> Builder<'s, 'l> {
                     needle,
                 })
             }
-            _ => Err(self.error(ErrorCode::SyntaxError, op_at, "expected a comparison operator")),
+            _ => Err(self.error(
+                ErrorCode::SyntaxError,
+                op_at,
+                "expected a comparison operator",
+            )),
         }
     }
 
@@ -537,7 +564,12 @@ impl<'s, 'l> Builder<'s, 'l> {
         Ok(())
     }
 
-    fn check_in_list(&self, left: StaticType, items: &[Value], at: usize) -> Result<(), FilterError> {
+    fn check_in_list(
+        &self,
+        left: StaticType,
+        items: &[Value],
+        at: usize,
+    ) -> Result<(), FilterError> {
         if items.is_empty() || matches!(left, StaticType::Unknown | StaticType::List) {
             return Ok(());
         }
@@ -568,54 +600,58 @@ impl<'s, 'l> Builder<'s, 'l> {
 
     // ---- arguments ---------------------------------------------------------
 
-    fn path_arg(&mut self, args: &[Pair<'s, Rule>], index: usize) -> Result<Path, FilterError> {
-        match args.get(index) {
-            Some(p) if p.as_rule() == Rule::path => self.path(p.clone()),
-            other => Err(self.error(
+    fn path_arg(
+        &mut self,
+        arg: &Pair<'s, Rule>,
+        name: &str,
+        usage: &str,
+    ) -> Result<Path, FilterError> {
+        match arg_operand(arg) {
+            Some(p) if p.as_rule() == Rule::path => self.path(p),
+            _ => Err(self.error(
                 ErrorCode::SyntaxError,
-                other.map_or(0, |p| p.as_span().start()),
-                "expected a path",
+                arg.as_span().start(),
+                format!("the first argument of {name}(...) must be a path: {usage}"),
             )),
         }
     }
 
     fn string_arg(
         &mut self,
-        args: &[Pair<'s, Rule>],
-        index: usize,
+        arg: &Pair<'s, Rule>,
         func: &str,
     ) -> Result<(String, usize), FilterError> {
-        let Some(pair) = args.get(index) else {
-            return Err(self.error(ErrorCode::SyntaxError, 0, "expected a string"));
-        };
-        let at = pair.as_span().start();
-        match self.operand(pair.clone())?.0 {
-            Operand::Literal(Value::String(s)) => Ok((s, at)),
-            _ => Err(self.error(
-                ErrorCode::TypeError,
-                at,
-                format!("the pattern of {func}(...) must be a string in double quotes"),
-            )),
+        let at = arg.as_span().start();
+        if let Some(operand) = arg_operand(arg)
+            && let Operand::Literal(Value::String(s)) = self.operand(operand)?.0
+        {
+            return Ok((s, at));
         }
+        Err(self.error(
+            ErrorCode::TypeError,
+            at,
+            format!("the pattern of {func}(...) must be a string in double quotes"),
+        ))
     }
 
     fn number_arg(
         &mut self,
-        args: &[Pair<'s, Rule>],
-        index: usize,
+        arg: &Pair<'s, Rule>,
     ) -> Result<(serde_json::Number, usize), FilterError> {
-        let Some(pair) = args.get(index) else {
-            return Err(self.error(ErrorCode::SyntaxError, 0, "expected a number"));
-        };
-        let at = pair.as_span().start();
-        match self.operand(pair.clone())?.0 {
-            Operand::Literal(Value::Number(n)) => Ok((n, at)),
-            other => Err(self.error(
-                ErrorCode::TypeError,
-                at,
-                format!("between(...) bounds must be number literals, not `{other}`"),
-            )),
+        let at = arg.as_span().start();
+        if let Some(operand) = arg_operand(arg)
+            && let Operand::Literal(Value::Number(n)) = self.operand(operand)?.0
+        {
+            return Ok((n, at));
         }
+        Err(self.error(
+            ErrorCode::TypeError,
+            at,
+            format!(
+                "between(...) bounds must be number literals, not `{}`",
+                arg.as_str()
+            ),
+        ))
     }
 
     fn net(&self, text: &str, at: usize) -> Result<Net, FilterError> {
@@ -676,11 +712,14 @@ impl<'s, 'l> Builder<'s, 'l> {
                 };
                 return Ok((Operand::Path(path), ty));
             }
-            Rule::unknown_call => return Err(self.call_error(pair, true)),
+            Rule::call => return Err(self.call_error(pair, true)),
             Rule::list => {
                 let mut items = Vec::new();
                 for item in pair.into_inner() {
-                    if matches!(item.as_rule(), Rule::lbracket | Rule::rbracket | Rule::comma) {
+                    if matches!(
+                        item.as_rule(),
+                        Rule::lbracket | Rule::rbracket | Rule::comma
+                    ) {
                         continue;
                     }
                     if items.len() >= self.limits.max_list_len {
@@ -832,16 +871,18 @@ impl<'s, 'l> Builder<'s, 'l> {
                     ));
                 }
             },
-            Root::Meta => match segments.as_slice() {
-                [Segment::Field(f)] if matches!(f.as_str(), "id" | "time" | "source") => {}
-                _ => {
-                    return Err(self.error(
+            Root::Meta => {
+                match segments.as_slice() {
+                    [Segment::Field(f)] if matches!(f.as_str(), "id" | "time" | "source") => {}
+                    _ => {
+                        return Err(self.error(
                         ErrorCode::UnknownName,
                         at,
                         format!("unknown field `{text}`; meta has meta.id, meta.time and meta.source"),
                     ));
+                    }
                 }
-            },
+            }
             _ => {}
         }
         self.count(at)?;
@@ -872,5 +913,41 @@ fn parse_number(text: &str) -> Option<serde_json::Number> {
             return Some(i.into());
         }
     }
-    text.parse::<f64>().ok().and_then(serde_json::Number::from_f64)
+    text.parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+}
+
+/// How each function is written, for error messages; `None` for unknown names.
+fn usage(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "exists" => "exists(path)",
+        "matches" => "matches(path, \"regex\")",
+        "like" => "like(path, \"glob*\")",
+        "between" => "between(path, low, high)",
+        "cidr" => "cidr(path, \"10.0.0.0/8\")",
+        "any" => "any(path, condition on it)",
+        "all" => "all(path, condition on it)",
+        _ => return None,
+    })
+}
+
+/// The operand inside a call argument, when the argument is just a value (a path or a
+/// literal) rather than a condition: or_expr → and_expr → unary → comparison → operand.
+fn arg_operand<'s>(arg: &Pair<'s, Rule>) -> Option<Pair<'s, Rule>> {
+    fn only<'s>(pair: Pair<'s, Rule>) -> Option<Pair<'s, Rule>> {
+        let mut inner = pair.into_inner();
+        let first = inner.next()?;
+        match inner.next() {
+            None => Some(first),
+            Some(_) => None,
+        }
+    }
+    let and_expr = only(arg.clone())?;
+    let unary = only(and_expr)?;
+    let comparison = only(unary)?;
+    if comparison.as_rule() != Rule::comparison {
+        return None;
+    }
+    only(comparison)
 }

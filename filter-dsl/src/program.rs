@@ -34,7 +34,8 @@ pub(crate) enum Pred {
     InList {
         negated: bool,
         left: Opnd,
-        set: LitSet,
+        /// Boxed: sets are large and rare; keeping `Pred` small keeps chains dense.
+        set: Box<LitSet>,
     },
     InPath {
         negated: bool,
@@ -192,7 +193,7 @@ impl Compiler<'_> {
             } => Pred::InList {
                 negated: *negated,
                 left: opnd(left),
-                set: LitSet::new(items),
+                set: Box::new(LitSet::new(items)),
             },
             Node::In {
                 negated,
@@ -211,16 +212,15 @@ impl Compiler<'_> {
                 needle,
             } => {
                 let left = opnd(left);
-                let lowered = || -> Box<str> { needle.chars().flat_map(char::to_lowercase).collect() };
+                let lowered =
+                    || -> Box<str> { needle.chars().flat_map(char::to_lowercase).collect() };
                 match (op, case_insensitive) {
                     (StrOp::StartsWith, false) => Pred::StartsWith(left, needle.as_str().into()),
                     (StrOp::EndsWith, false) => Pred::EndsWith(left, needle.as_str().into()),
                     (StrOp::Contains, false) => Pred::Contains(left, needle.as_str().into()),
                     (StrOp::StartsWith, true) => Pred::IStartsWith(left, lowered()),
                     (StrOp::EndsWith, true) => Pred::IEndsWith(left, lowered()),
-                    (StrOp::Contains, true) => {
-                        Pred::IContains(left, self.regex(needle, true)?)
-                    }
+                    (StrOp::Contains, true) => Pred::IContains(left, self.regex(needle, true)?),
                 }
             }
             Node::Exists(path) => Pred::Exists(cpath(path)),
@@ -234,9 +234,8 @@ impl Compiler<'_> {
                 };
                 let mut nets = Vec::with_capacity(texts.len());
                 for text in texts {
-                    let net = Net::parse(text).map_err(|why| {
-                        FilterError::new(ErrorCode::InvalidArgument, "", 0, why)
-                    })?;
+                    let net = Net::parse(text)
+                        .map_err(|why| FilterError::new(ErrorCode::InvalidArgument, "", 0, why))?;
                     nets.push(net);
                 }
                 Pred::Cidr(cpath(path), nets.into_boxed_slice())
@@ -397,16 +396,18 @@ impl Pred {
             Pred::StartsWith(left, needle) => {
                 left.string(scope).is_some_and(|s| s.starts_with(&**needle))
             }
-            Pred::EndsWith(left, needle) => left.string(scope).is_some_and(|s| s.ends_with(&**needle)),
-            Pred::Contains(left, needle) => left.string(scope).is_some_and(|s| s.contains(&**needle)),
-            Pred::IStartsWith(left, needle) => left.string(scope).is_some_and(|s| {
-                let mut hay = s.chars().flat_map(char::to_lowercase);
-                needle.chars().all(|c| hay.next() == Some(c))
-            }),
-            Pred::IEndsWith(left, needle) => left.string(scope).is_some_and(|s| {
-                let mut hay = s.chars().rev().flat_map(|c| c.to_lowercase().rev());
-                needle.chars().rev().all(|c| hay.next() == Some(c))
-            }),
+            Pred::EndsWith(left, needle) => {
+                left.string(scope).is_some_and(|s| s.ends_with(&**needle))
+            }
+            Pred::Contains(left, needle) => {
+                left.string(scope).is_some_and(|s| s.contains(&**needle))
+            }
+            Pred::IStartsWith(left, needle) => {
+                left.string(scope).is_some_and(|s| istarts_with(s, needle))
+            }
+            Pred::IEndsWith(left, needle) => {
+                left.string(scope).is_some_and(|s| iends_with(s, needle))
+            }
             Pred::IContains(left, regex) => left.string(scope).is_some_and(|s| regex.is_match(s)),
             Pred::Exists(path) => path.resolve(scope).is_some(),
             Pred::Matches(path, regex) => path.string(scope).is_some_and(|s| regex.is_match(s)),
@@ -438,5 +439,54 @@ impl Pred {
                 })
             }),
         }
+    }
+}
+
+/// `hay` starts with `needle_lower` once both are lower-cased char by char. No
+/// allocation; when the needle is ASCII and so are the bytes it lines up with, a plain
+/// byte comparison gives the same answer.
+fn istarts_with(hay: &str, needle_lower: &str) -> bool {
+    let n = needle_lower.len();
+    if needle_lower.is_ascii()
+        && let Some(head) = hay.as_bytes().get(..n)
+        && head.is_ascii()
+    {
+        return head.eq_ignore_ascii_case(needle_lower.as_bytes());
+    }
+    let mut chars = hay.chars().flat_map(char::to_lowercase);
+    needle_lower.chars().all(|c| chars.next() == Some(c))
+}
+
+/// Like `istarts_with`, from the end.
+fn iends_with(hay: &str, needle_lower: &str) -> bool {
+    let n = needle_lower.len();
+    if needle_lower.is_ascii()
+        && let Some(start) = hay.len().checked_sub(n)
+        && let Some(tail) = hay.as_bytes().get(start..)
+        && tail.is_ascii()
+    {
+        return tail.eq_ignore_ascii_case(needle_lower.as_bytes());
+    }
+    let mut chars = hay.chars().rev().flat_map(|c| c.to_lowercase().rev());
+    needle_lower.chars().rev().all(|c| chars.next() == Some(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{iends_with, istarts_with};
+
+    #[test]
+    fn case_insensitive_affixes_agree_on_ascii_and_unicode_paths() {
+        assert!(istarts_with("Alice@x", "alice"));
+        assert!(!istarts_with("Ali", "alice"));
+        assert!(istarts_with("ÀLICE", "àl"));
+        // Kelvin sign lower-cases to ASCII `k`: the fast path must not say no.
+        assert!(istarts_with("\u{212A}ey", "key"));
+        assert!(iends_with("x@EXAMPLE.com", "@example.com"));
+        assert!(!iends_with("com", "@example.com"));
+        assert!(iends_with("MONKEY\u{212A}", "k"));
+        assert!(iends_with("ΣΊΣΥΦΟΣ", "υφοσ"));
+        assert!(istarts_with("", ""));
+        assert!(iends_with("abc", ""));
     }
 }

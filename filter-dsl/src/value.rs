@@ -92,10 +92,8 @@ fn json_eq_at(a: &Value, b: &Value, depth: usize) -> bool {
         }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
-                && x.iter().all(|(k, v)| {
-                    y.get(k)
-                        .is_some_and(|w| json_eq_at(v, w, depth + 1))
-                })
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq_at(v, w, depth + 1)))
         }
         _ => false,
     }

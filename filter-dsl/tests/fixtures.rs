@@ -27,7 +27,12 @@ impl OwnedEvent {
             .map(|pairs| {
                 pairs
                     .iter()
-                    .map(|p| (p[0].as_str().unwrap().to_string(), p[1].as_str().unwrap().to_string()))
+                    .map(|p| {
+                        (
+                            p[0].as_str().unwrap().to_string(),
+                            p[1].as_str().unwrap().to_string(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -71,8 +76,16 @@ fn check(expr: &str, event: &Event<'_>, expected: bool, origin: &str) {
     let printed = filter.to_string();
     let reparsed = Filter::compile(&printed, &limits)
         .unwrap_or_else(|e| panic!("{origin}: canonical `{printed}` did not compile: {e}"));
-    assert_eq!(reparsed.ast(), filter.ast(), "{origin}: `{printed}` re-parsed differently");
-    assert_eq!(reparsed.matches(event), expected, "{origin}: canonical `{printed}`");
+    assert_eq!(
+        reparsed.ast(),
+        filter.ast(),
+        "{origin}: `{printed}` re-parsed differently"
+    );
+    assert_eq!(
+        reparsed.matches(event),
+        expected,
+        "{origin}: canonical `{printed}`"
+    );
 }
 
 /// The one assertion every error fixture goes through.
@@ -91,8 +104,18 @@ fn check_error(expr: &str, code: &str, line: usize, column: usize, origin: &str)
                 e.caret_excerpt()
             );
             // Messages never leak grammar rule names.
-            for leak in ["EOI", "or_expr", "and_expr", "cmp_op", "field_seg", "Rule::"] {
-                assert!(!e.message().contains(leak), "{origin}: message leaks `{leak}`: {e}");
+            for leak in [
+                "EOI",
+                "or_expr",
+                "and_expr",
+                "cmp_op",
+                "field_seg",
+                "Rule::",
+            ] {
+                assert!(
+                    !e.message().contains(leak),
+                    "{origin}: message leaks `{leak}`: {e}"
+                );
             }
             // The caret sits under the reported column.
             let excerpt = e.caret_excerpt();

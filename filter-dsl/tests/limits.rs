@@ -26,7 +26,10 @@ fn refused(src: &str, limits: &Limits, code: &str) -> FilterError {
     let result = Filter::compile(src, limits);
     let elapsed = start.elapsed();
     let err = match result {
-        Ok(f) => panic!("compiled but should fail with {code}: {}", f.to_string().len()),
+        Ok(f) => panic!(
+            "compiled but should fail with {code}: {}",
+            f.to_string().len()
+        ),
         Err(e) => e,
     };
     assert_eq!(err.code(), code, "{err}");
@@ -68,7 +71,11 @@ fn ten_thousand_nested_parentheses_are_nesting_too_deep() {
     assert_eq!(err.position().column, 33);
     // Unbalanced, and brackets instead of parentheses: same answer, no recursion.
     refused(&"(".repeat(1_000_000), &roomy(), "nesting_too_deep");
-    refused(&format!("payload.x in {}", "[".repeat(100_000)), &roomy(), "nesting_too_deep");
+    refused(
+        &format!("payload.x in {}", "[".repeat(100_000)),
+        &roomy(),
+        "nesting_too_deep",
+    );
 }
 
 #[test]
@@ -78,8 +85,16 @@ fn nesting_at_the_limit_compiles_and_one_more_does_not() {
     let deep = format!("{}payload.x == 1{}", "(".repeat(33), ")".repeat(33));
     refused(&deep, &Limits::default(), "nesting_too_deep");
     // `!` chains count as nesting too.
-    refused(&format!("{}exists(payload.x)", "!".repeat(40)), &Limits::default(), "nesting_too_deep");
-    refused(&format!("{}exists(payload.x)", "!".repeat(100_000)), &roomy(), "nesting_too_deep");
+    refused(
+        &format!("{}exists(payload.x)", "!".repeat(40)),
+        &Limits::default(),
+        "nesting_too_deep",
+    );
+    refused(
+        &format!("{}exists(payload.x)", "!".repeat(100_000)),
+        &roomy(),
+        "nesting_too_deep",
+    );
 }
 
 #[test]
@@ -140,7 +155,11 @@ fn string_too_long() {
     let long = format!("payload.x == \"{}\"", "a".repeat(1025));
     let err = refused(&long, &Limits::default(), "string_too_long");
     assert_eq!(err.position().column, 14);
-    refused(&format!("payload[\"{}\"] == 1", "k".repeat(2000)), &Limits::default(), "string_too_long");
+    refused(
+        &format!("payload[\"{}\"] == 1", "k".repeat(2000)),
+        &Limits::default(),
+        "string_too_long",
+    );
 }
 
 #[test]
@@ -149,18 +168,33 @@ fn too_many_regexes() {
     assert!(Filter::compile(&four, &Limits::default()).is_ok());
     let five = ["matches(payload.a, \"x\")"; 5].join(" || ");
     let err = refused(&five, &Limits::default(), "too_many_regexes");
-    assert_eq!(err.position().column, 4 * "matches(payload.a, \"x\") || ".len() + 1);
+    assert_eq!(
+        err.position().column,
+        4 * "matches(payload.a, \"x\") || ".len() + 1
+    );
 }
 
 #[test]
 fn huge_regex_is_regex_too_big() {
-    refused("matches(payload.x, \"a{10000}{10000}\")", &Limits::default(), "regex_too_big");
-    refused("matches(payload.x, \"\\\\w{500}\")", &Limits::default(), "regex_too_big");
+    refused(
+        "matches(payload.x, \"a{10000}{10000}\")",
+        &Limits::default(),
+        "regex_too_big",
+    );
+    refused(
+        "matches(payload.x, \"\\\\w{500}\")",
+        &Limits::default(),
+        "regex_too_big",
+    );
 }
 
 #[test]
 fn invalid_regex_is_regex_invalid() {
-    let err = refused("matches(payload.x, \"(a\")", &Limits::default(), "regex_invalid");
+    let err = refused(
+        "matches(payload.x, \"(a\")",
+        &Limits::default(),
+        "regex_invalid",
+    );
     assert!(err.message().contains("unclosed group"), "{err}");
 }
 
@@ -175,7 +209,11 @@ fn catastrophic_backtracking_regex_is_accepted_and_linear() {
     let _ = filter.matches(&Event::new("t", &payload));
     let bounded = Filter::compile("matches(payload.s, \"^(a+)+$\")", &Limits::default()).unwrap();
     assert!(!bounded.matches(&Event::new("t", &payload)));
-    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
@@ -204,16 +242,112 @@ fn every_limit_has_its_own_code() {
     let codes = [
         refused(&"a".repeat(5000), &Limits::default(), "expression_too_long").code(),
         refused(&"(".repeat(50), &Limits::default(), "nesting_too_deep").code(),
-        refused(&vec![format!("({})", chain(4, " && ")); 40].join(" || "), &roomy(), "too_many_nodes").code(),
-        refused(&chain(65, " || "), &Limits { max_nodes: 1000, ..roomy() }, "chain_too_long").code(),
-        refused(&format!("payload{} == 1", ".a".repeat(17)), &Limits::default(), "path_too_long").code(),
-        refused(&format!("payload.x in [{}]", vec!["1"; 300].join(",")), &Limits::default(), "list_too_long").code(),
-        refused(&format!("payload.x == \"{}\"", "a".repeat(2000)), &Limits::default(), "string_too_long").code(),
-        refused(&["matches(payload.a, \"x\")"; 5].join(" || "), &Limits::default(), "too_many_regexes").code(),
-        refused("matches(payload.x, \"a{10000}{10000}\")", &Limits::default(), "regex_too_big").code(),
+        refused(
+            &vec![format!("({})", chain(4, " && ")); 40].join(" || "),
+            &roomy(),
+            "too_many_nodes",
+        )
+        .code(),
+        refused(
+            &chain(65, " || "),
+            &Limits {
+                max_nodes: 1000,
+                ..roomy()
+            },
+            "chain_too_long",
+        )
+        .code(),
+        refused(
+            &format!("payload{} == 1", ".a".repeat(17)),
+            &Limits::default(),
+            "path_too_long",
+        )
+        .code(),
+        refused(
+            &format!("payload.x in [{}]", vec!["1"; 300].join(",")),
+            &Limits::default(),
+            "list_too_long",
+        )
+        .code(),
+        refused(
+            &format!("payload.x == \"{}\"", "a".repeat(2000)),
+            &Limits::default(),
+            "string_too_long",
+        )
+        .code(),
+        refused(
+            &["matches(payload.a, \"x\")"; 5].join(" || "),
+            &Limits::default(),
+            "too_many_regexes",
+        )
+        .code(),
+        refused(
+            "matches(payload.x, \"a{10000}{10000}\")",
+            &Limits::default(),
+            "regex_too_big",
+        )
+        .code(),
     ];
     let mut unique = codes.to_vec();
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), codes.len());
+}
+
+#[test]
+fn nesting_at_the_hard_maximum_fits_on_a_test_thread_stack() {
+    // Test threads have 2 MiB stacks; the router's are at least that.
+    let limits = Limits {
+        max_depth: usize::MAX,
+        ..roomy()
+    };
+    let depth = gatepulse_filter_dsl::HARD_MAX_DEPTH;
+    let parens = format!("{}payload.x == 1{}", "(".repeat(depth), ")".repeat(depth));
+    let filter = Filter::compile(&parens, &limits).unwrap();
+    assert!(filter.matches(&Event::new("t", &json!({ "x": 1 }))));
+    // Alternating `!(` nests both the parser and the evaluator.
+    let nots = format!(
+        "{}payload.x == 1{}",
+        "!(".repeat(depth / 2),
+        ")".repeat(depth / 2)
+    );
+    let filter = Filter::compile(&nots, &limits).unwrap();
+    assert!(filter.matches(&Event::new("t", &json!({ "x": 1 }))));
+    let _ = filter.to_string();
+}
+
+#[test]
+fn adversarial_nesting_parses_in_linear_time() {
+    // Shapes that make a backtracking grammar re-parse nested arguments at every level
+    // (2^depth work); each must be answered quickly, balanced or not.
+    let templates = [
+        ("f(", ")"),
+        ("exists(", ")"),
+        ("between(payload, ", ")"),
+        ("any(payload, ", ")"),
+        ("cidr(payload, ", ")"),
+        ("matches(payload, ", ")"),
+        ("(", ")"),
+        ("!(", ")"),
+        ("payload.x == f(", ")"),
+        ("payload.x starts_with f(", ")"),
+        ("payload.x in [", "]"),
+    ];
+    for (open, close) in templates {
+        for depth in [16, 31, 32] {
+            for tail in ["payload.x == 1", "1", "payload.x", "payload.x ==", ""] {
+                let balanced = format!("{}{tail}{}", open.repeat(depth), close.repeat(depth));
+                let unbalanced = format!("{}{tail}", open.repeat(depth));
+                for src in [balanced, unbalanced] {
+                    let start = Instant::now();
+                    let _ = Filter::compile(&src, &Limits::default());
+                    assert!(
+                        start.elapsed() < QUICK,
+                        "{src:?} took {:?}",
+                        start.elapsed()
+                    );
+                }
+            }
+        }
+    }
 }

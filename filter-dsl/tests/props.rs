@@ -107,11 +107,15 @@ fn leaf(in_quantifier: bool) -> BoxedStrategy<Node> {
     ]);
     let str_op = prop::sample::select(vec![StrOp::StartsWith, StrOp::EndsWith, StrOp::Contains]);
     let q = in_quantifier;
-    let compare = (cmp_op, data_path(q), prop_oneof![
-        scalar().prop_map(Operand::Literal),
-        prop::collection::vec(scalar(), 0..3).prop_map(|v| Operand::Literal(Value::Array(v))),
-        data_path(q).prop_map(Operand::Path),
-    ])
+    let compare = (
+        cmp_op,
+        data_path(q),
+        prop_oneof![
+            scalar().prop_map(Operand::Literal),
+            prop::collection::vec(scalar(), 0..3).prop_map(|v| Operand::Literal(Value::Array(v))),
+            data_path(q).prop_map(Operand::Path),
+        ],
+    )
         .prop_map(|(op, left, right)| {
             // Ordering operators only take numbers and strings.
             let right = match right {
@@ -119,13 +123,25 @@ fn leaf(in_quantifier: bool) -> BoxedStrategy<Node> {
                 _ if op.is_ordering() => Operand::Literal(json!(1)),
                 other => other,
             };
-            Node::Compare { op, left: Operand::Path(left), right }
+            Node::Compare {
+                op,
+                left: Operand::Path(left),
+                right,
+            }
         });
-    let in_list = (any::<bool>(), data_path(q), prop_oneof![
-        prop::collection::vec(scalar(), 0..5).prop_map(InRhs::List),
-        data_path(q).prop_map(InRhs::Path),
-    ])
-        .prop_map(|(negated, left, right)| Node::In { negated, left: Operand::Path(left), right });
+    let in_list = (
+        any::<bool>(),
+        data_path(q),
+        prop_oneof![
+            prop::collection::vec(scalar(), 0..5).prop_map(InRhs::List),
+            data_path(q).prop_map(InRhs::Path),
+        ],
+    )
+        .prop_map(|(negated, left, right)| Node::In {
+            negated,
+            left: Operand::Path(left),
+            right,
+        });
     let str_test = (str_op, any::<bool>(), any_path(q), any_string()).prop_map(
         |(op, case_insensitive, left, needle)| Node::StrTest {
             op,
@@ -135,13 +151,19 @@ fn leaf(in_quantifier: bool) -> BoxedStrategy<Node> {
         },
     );
     let exists = any_path(q).prop_map(Node::Exists);
-    let matches = (any_path(q), prop::sample::select(vec!["^a", "b+$", "[0-9]{2}", "(?i)x", "é|ü"]))
+    let matches = (
+        any_path(q),
+        prop::sample::select(vec!["^a", "b+$", "[0-9]{2}", "(?i)x", "é|ü"]),
+    )
         .prop_map(|(p, re)| Node::Matches(p, re.to_string()));
     let like = (any_path(q), any_string()).prop_map(|(p, g)| Node::Like(p, g));
-    let between = (data_path(q), any::<i32>(), any::<i32>()).prop_map(|(p, a, b)| {
-        Node::Between(p, Number::from(a.min(b)), Number::from(a.max(b)))
-    });
-    let cidr = (any_path(q), prop::sample::select(vec!["10.0.0.0/8", "::1/128", "0.0.0.0/0", "192.168.1.7"]), any::<bool>())
+    let between = (data_path(q), any::<i32>(), any::<i32>())
+        .prop_map(|(p, a, b)| Node::Between(p, Number::from(a.min(b)), Number::from(a.max(b))));
+    let cidr = (
+        any_path(q),
+        prop::sample::select(vec!["10.0.0.0/8", "::1/128", "0.0.0.0/0", "192.168.1.7"]),
+        any::<bool>(),
+    )
         .prop_map(|(p, net, many)| {
             let arg = if many {
                 CidrArg::Many(vec![net.to_string(), "2001:db8::/32".to_string()])
@@ -150,22 +172,33 @@ fn leaf(in_quantifier: bool) -> BoxedStrategy<Node> {
             };
             Node::Cidr(p, arg)
         });
-    prop_oneof![compare, in_list, str_test, exists, matches, like, between, cidr].boxed()
+    prop_oneof![
+        compare, in_list, str_test, exists, matches, like, between, cidr
+    ]
+    .boxed()
 }
 
 fn tree(in_quantifier: bool) -> BoxedStrategy<Node> {
     leaf(in_quantifier)
         .prop_recursive(4, 24, 3, move |inner| {
             let mut options = vec![
-                prop::collection::vec(inner.clone(), 2..4).prop_map(Node::Or).boxed(),
-                prop::collection::vec(inner.clone(), 2..4).prop_map(Node::And).boxed(),
+                prop::collection::vec(inner.clone(), 2..4)
+                    .prop_map(Node::Or)
+                    .boxed(),
+                prop::collection::vec(inner.clone(), 2..4)
+                    .prop_map(Node::And)
+                    .boxed(),
                 inner.clone().prop_map(|n| Node::Not(Box::new(n))).boxed(),
             ];
             if !in_quantifier {
                 options.push(
                     (any::<bool>(), data_path(false), tree(true))
                         .prop_map(|(all, path, predicate)| Node::Quantifier {
-                            kind: if all { Quantifier::All } else { Quantifier::Any },
+                            kind: if all {
+                                Quantifier::All
+                            } else {
+                                Quantifier::Any
+                            },
                             path,
                             predicate: Box::new(predicate),
                         })
@@ -183,13 +216,21 @@ fn json_value() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         number().prop_map(Value::Number),
         any_string().prop_map(Value::String),
-        prop::sample::select(vec!["10.1.2.3", "::1", "2001:db8::5", "a", "A-1"]).prop_map(|s| json!(s)),
+        prop::sample::select(vec!["10.1.2.3", "::1", "2001:db8::5", "a", "A-1"])
+            .prop_map(|s| json!(s)),
     ];
     leaf.prop_recursive(5, 64, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
             prop::collection::btree_map(
-                prop_oneof![any_string(), prop::sample::select(vec!["a".to_string(), "b".to_string(), "items".to_string()])],
+                prop_oneof![
+                    any_string(),
+                    prop::sample::select(vec![
+                        "a".to_string(),
+                        "b".to_string(),
+                        "items".to_string()
+                    ])
+                ],
                 inner,
                 0..6
             )
@@ -201,10 +242,52 @@ fn json_value() -> impl Strategy<Value = Value> {
 /// Fragments that make random inputs reach deep into the grammar.
 fn dsl_soup() -> impl Strategy<Value = String> {
     let tokens = prop::sample::select(vec![
-        "payload", "topic", "headers", "meta", "it", ".", "a", "id", "[", "]", "\"x\"", "\"", "\\",
-        "0", "1.5e3", "-", "(", ")", ",", "==", "!=", "<", ">=", "!", "&&", "||", "in", "not in",
-        "starts_with", "icontains", "exists", "matches", "like", "between", "cidr", "any", "all",
-        "true", "null", "\"10.0.0.0/8\"", "\"(a+)+$\"", " ", "\n", "é", "🎉", "\u{0}",
+        "payload",
+        "topic",
+        "headers",
+        "meta",
+        "it",
+        ".",
+        "a",
+        "id",
+        "[",
+        "]",
+        "\"x\"",
+        "\"",
+        "\\",
+        "0",
+        "1.5e3",
+        "-",
+        "(",
+        ")",
+        ",",
+        "==",
+        "!=",
+        "<",
+        ">=",
+        "!",
+        "&&",
+        "||",
+        "in",
+        "not in",
+        "starts_with",
+        "icontains",
+        "exists",
+        "matches",
+        "like",
+        "between",
+        "cidr",
+        "any",
+        "all",
+        "true",
+        "null",
+        "\"10.0.0.0/8\"",
+        "\"(a+)+$\"",
+        " ",
+        "\n",
+        "é",
+        "🎉",
+        "\u{0}",
     ]);
     prop::collection::vec(tokens, 0..40).prop_map(|t| t.concat())
 }
@@ -214,11 +297,19 @@ fn sample_event(payload: &Value) -> Event<'_> {
     let headers = HEADERS.get_or_init(|| vec![("X-A".to_string(), "10.0.0.1".to_string())]);
     Event::new("orders.created", payload)
         .with_headers(headers)
-        .with_meta(Meta { id: Some("e1"), time: None, source: Some("s") })
+        .with_meta(Meta {
+            id: Some("e1"),
+            time: None,
+            source: Some("s"),
+        })
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    // 512 cases by default; PROPTEST_CASES=100000 for a long run.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn arbitrary_text_never_panics(src in any::<String>()) {
@@ -227,11 +318,24 @@ proptest! {
 
     #[test]
     fn dsl_like_text_never_panics_and_what_compiles_round_trips(src in dsl_soup(), payload in json_value()) {
-        if let Ok(filter) = Filter::compile(&src, &Limits::default()) {
-            let _ = filter.matches(&sample_event(&payload));
-            let printed = filter.to_string();
-            let again = parse(&printed, &generous());
-            prop_assert_eq!(again.as_ref().ok(), Some(filter.ast()), "printed: {}", printed);
+        match Filter::compile(&src, &Limits::default()) {
+            Ok(filter) => {
+                let _ = filter.matches(&sample_event(&payload));
+                let printed = filter.to_string();
+                let again = parse(&printed, &generous());
+                prop_assert_eq!(again.as_ref().ok(), Some(filter.ast()), "printed: {}", printed);
+            }
+            Err(e) => {
+                // Errors are well-formed: a real position, a caret, no grammar jargon.
+                let pos = e.position();
+                prop_assert!(pos.offset <= src.len() && src.is_char_boundary(pos.offset));
+                prop_assert!(pos.line >= 1 && pos.column >= 1);
+                prop_assert!(e.caret_excerpt().ends_with('^'));
+                prop_assert!(!e.message().is_empty());
+                for leak in ["EOI", "or_expr", "cmp_op", "field_seg", "lparen"] {
+                    prop_assert!(!e.message().contains(leak), "{}", e.message());
+                }
+            }
         }
     }
 

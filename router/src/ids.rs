@@ -34,13 +34,26 @@ fn new_body(now_ms: i64) -> String {
     s
 }
 
-/// True when `body` looks like an id body (26 Crockford characters).
-fn valid_body(body: &str) -> bool {
-    body.len() == 26 && body.bytes().all(|b| CROCKFORD.contains(&b))
+/// True when `body` looks like an id body of `len` Crockford characters.
+fn valid_body(body: &str, len: usize) -> bool {
+    body.len() == len && body.bytes().all(|b| CROCKFORD.contains(&b))
 }
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        id_type!($(#[$doc])* $name, $prefix, 26);
+
+        impl $name {
+            /// A new id for an object created at `now_ms`.
+            pub fn generate(now_ms: i64) -> Self {
+                let mut s = String::with_capacity(Self::PREFIX.len() + 26);
+                s.push_str(Self::PREFIX);
+                s.push_str(&new_body(now_ms));
+                Self(s)
+            }
+        }
+    };
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $body_len:literal) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(transparent)]
@@ -50,18 +63,10 @@ macro_rules! id_type {
             /// The type prefix, including the underscore.
             pub const PREFIX: &'static str = $prefix;
 
-            /// A new id for an object created at `now_ms`.
-            pub fn generate(now_ms: i64) -> Self {
-                let mut s = String::with_capacity(Self::PREFIX.len() + 26);
-                s.push_str(Self::PREFIX);
-                s.push_str(&new_body(now_ms));
-                Self(s)
-            }
-
             /// Parses an id from user input; `None` when it is not an id of this type.
             pub fn parse(s: &str) -> Option<Self> {
                 let body = s.strip_prefix(Self::PREFIX)?;
-                valid_body(body).then(|| Self(s.to_owned()))
+                valid_body(body, $body_len).then(|| Self(s.to_owned()))
             }
 
             /// Wraps a string already known to be an id (read back from the store).
@@ -115,9 +120,31 @@ id_type!(
     EventId, "evt_"
 );
 id_type!(
-    /// One event for one subscription.
-    DeliveryId, "dlv_"
+    /// One event for one subscription: the event's id body followed by a 4-character
+    /// sequence number, so an event's deliveries share a key prefix (and sort by
+    /// event time) without a separate index.
+    DeliveryId, "dlv_", 30
 );
+
+impl DeliveryId {
+    /// The `seq`-th delivery of `event` (seq < 2^20).
+    pub fn for_event(event: &EventId, seq: u32) -> Self {
+        let mut s = Self::event_prefix(event);
+        for i in (0..4).rev() {
+            s.push(CROCKFORD[((seq >> (i * 5)) & 0x1f) as usize] as char);
+        }
+        Self(s)
+    }
+
+    /// The common prefix of every delivery id of `event`.
+    pub fn event_prefix(event: &EventId) -> String {
+        let body = &event.as_str()[EventId::PREFIX.len()..];
+        let mut s = String::with_capacity(Self::PREFIX.len() + 30);
+        s.push_str(Self::PREFIX);
+        s.push_str(body);
+        s
+    }
+}
 id_type!(
     /// One HTTP try of a delivery.
     AttemptId, "att_"
@@ -140,9 +167,23 @@ mod tests {
 
     #[test]
     fn ids_sort_by_creation_time() {
-        let a = DeliveryId::generate(1_000);
-        let b = DeliveryId::generate(2_000);
-        let c = DeliveryId::generate(1_000_000_000_000);
+        let a = EventId::generate(1_000);
+        let b = EventId::generate(2_000);
+        let c = EventId::generate(1_000_000_000_000);
         assert!(a < b && b < c);
+    }
+
+    #[test]
+    fn delivery_ids_extend_their_event_id() {
+        let e = EventId::generate(5_000);
+        let d0 = DeliveryId::for_event(&e, 0);
+        let d1 = DeliveryId::for_event(&e, 1);
+        let d31 = DeliveryId::for_event(&e, 32);
+        assert!(d0 < d1 && d1 < d31);
+        assert!(d0.as_str().starts_with(&DeliveryId::event_prefix(&e)));
+        assert_eq!(DeliveryId::parse(d31.as_str()), Some(d31.clone()));
+        assert_eq!(DeliveryId::parse(&d31.as_str()[..30]), None);
+        let later = DeliveryId::for_event(&EventId::generate(6_000), 0);
+        assert!(d31 < later);
     }
 }

@@ -58,8 +58,9 @@ fn subscription(t: &TenantId, e: &EndpointId) -> Subscription {
 }
 
 fn new_event(t: &TenantId, key: Option<&str>, at: i64, subs: &[(SubscriptionId, EndpointId)]) -> NewEvent {
+    let id = EventId::generate(at);
     NewEvent {
-        id: EventId::generate(at),
+        id: id.clone(),
         tenant_id: t.clone(),
         topic: "orders.created".into(),
         payload: RawValue::from_string(r#"{"amount":42,"name":"é"}"#.into()).unwrap(),
@@ -67,8 +68,9 @@ fn new_event(t: &TenantId, key: Option<&str>, at: i64, subs: &[(SubscriptionId, 
         created_at: at,
         deliveries: subs
             .iter()
-            .map(|(s, e)| NewDelivery {
-                id: DeliveryId::generate(at),
+            .enumerate()
+            .map(|(i, (s, e))| NewDelivery {
+                id: DeliveryId::for_event(&id, i as u32),
                 subscription_id: s.clone(),
                 endpoint_id: e.clone(),
             })

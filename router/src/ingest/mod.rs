@@ -236,19 +236,21 @@ impl Ingest {
         let mut events = Vec::with_capacity(items.len());
         for p in items {
             index.matching(&p.topic, &mut matched);
+            let id = EventId::generate(now);
             let deliveries = matched
                 .iter()
-                .map(|&i| {
+                .enumerate()
+                .map(|(seq, &i)| {
                     let e = index.entry(i);
                     NewDelivery {
-                        id: DeliveryId::generate(now),
+                        id: DeliveryId::for_event(&id, seq as u32),
                         subscription_id: e.id.clone(),
                         endpoint_id: e.endpoint_id.clone(),
                     }
                 })
                 .collect();
             events.push(NewEvent {
-                id: EventId::generate(now),
+                id,
                 tenant_id: tenant.clone(),
                 topic: p.topic,
                 payload: p.payload,

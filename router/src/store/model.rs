@@ -111,6 +111,8 @@ pub struct Event {
     pub record_version: u32,
     pub id: EventId,
     pub tenant_id: TenantId,
+    /// Position in the tenant's stream. Backends may keep it only in the key.
+    #[serde(default)]
     pub cursor: u64,
     pub topic: String,
     pub payload: Box<RawValue>,
@@ -166,7 +168,6 @@ pub struct Delivery {
     pub id: DeliveryId,
     pub tenant_id: TenantId,
     pub event_id: EventId,
-    pub event_cursor: u64,
     pub subscription_id: SubscriptionId,
     pub endpoint_id: EndpointId,
     pub status: DeliveryStatus,

@@ -205,13 +205,13 @@ fn get_json<T: DeserializeOwned>(
 }
 
 /// The stored form of an event, borrowed from a [`NewEvent`] so nothing is copied
-/// before encoding. Field names match [`Event`].
+/// before encoding. Field names match [`Event`]; the cursor lives only in the key, so
+/// the record can be encoded before the writer assigns it.
 #[derive(Serialize)]
 struct EventRef<'a> {
     record_version: u32,
     id: &'a EventId,
     tenant_id: &'a TenantId,
-    cursor: u64,
     topic: &'a str,
     payload: &'a RawValue,
     idempotency_key: Option<&'a str>,
@@ -325,9 +325,7 @@ impl RedbStore {
         txn.open_table(EVENTS)?;
         txn.open_table(EVENT_IDS)?;
         txn.open_table(IDEMPOTENCY)?;
-        txn.open_table(CURSORS)?;
         txn.open_table(DELIVERIES)?;
-        txn.open_table(DELIVERIES_BY_EVENT)?;
         txn.open_table(DELIVERIES_DUE)?;
         txn.open_table(ATTEMPTS)?;
         txn.open_table(COUNTERS)?;
@@ -695,8 +693,16 @@ impl Store for RedbStore {
         events: Vec<NewEvent>,
         idempotency_window_ms: i64,
     ) -> StoreResult<Vec<AppendOutcome>> {
-        self.write(move |txn| append(txn, &events, idempotency_window_ms))
-            .await
+        if let Some(reason) = &self.read_only {
+            return Err(StoreError::ReadOnly(reason.clone()));
+        }
+        // Encoding happens here, on the caller's task, in parallel with other callers;
+        // the single writer only inserts bytes.
+        let prepared = events
+            .iter()
+            .map(PreparedEvent::encode)
+            .collect::<StoreResult<Vec<_>>>()?;
+        self.writer.append(prepared, idempotency_window_ms).await
     }
 
     async fn get_event(&self, tenant: &TenantId, id: &EventId) -> StoreResult<Option<Event>> {
@@ -709,7 +715,11 @@ impl Store for RedbStore {
             return Ok(None);
         };
         match txn.open_table(EVENTS)?.get((tenant.as_str(), cursor))? {
-            Some(v) => Ok(Some(decode("events", v.value())?)),
+            Some(v) => {
+                let mut event: Event = decode("events", v.value())?;
+                event.cursor = cursor;
+                Ok(Some(event))
+            }
             None => Ok(None),
         }
     }
@@ -735,7 +745,8 @@ impl Store for RedbStore {
             let (k, v) = row?;
             scanned += 1;
             let cursor = k.value().1;
-            let event: Event = decode("events", v.value())?;
+            let mut event: Event = decode("events", v.value())?;
+            event.cursor = cursor;
             if query.topic.as_ref().is_none_or(|p| p.matches(&event.topic)) {
                 items.push(event);
             }
@@ -751,11 +762,7 @@ impl Store for RedbStore {
 
     async fn head_cursor(&self, tenant: &TenantId) -> StoreResult<u64> {
         let txn = self.read()?;
-        Ok(txn
-            .open_table(CURSORS)?
-            .get(tenant.as_str())?
-            .map(|g| g.value())
-            .unwrap_or(0))
+        counter_get(&txn.open_table(COUNTERS)?, tenant.as_str(), COUNTER_CURSOR)
     }
 
     async fn get_delivery(&self, tenant: &TenantId, id: &DeliveryId) -> StoreResult<Option<Delivery>> {
@@ -776,31 +783,27 @@ impl Store for RedbStore {
         let Some(event) = &query.event_id else {
             return list_scoped(&txn, DELIVERIES, "deliveries", tenant.as_str(), &query.page, keep);
         };
-        // One event's deliveries come from the event index.
+        // One event's deliveries are the key range of its id prefix.
         let t = tenant.as_str();
-        let by_event = txn.open_table(DELIVERIES_BY_EVENT)?;
         let deliveries = txn.open_table(DELIVERIES)?;
-        let e = event.as_str();
-        let up = upper(e);
+        let prefix = DeliveryId::event_prefix(event);
+        let end = format!("{prefix}\u{7f}");
         let after = query.page.after.as_deref().unwrap_or("");
         let start = if query.page.after.is_some() {
-            Bound::Excluded((t, e, after))
+            Bound::Excluded((t, after))
         } else {
-            Bound::Included((t, e, ""))
+            Bound::Included((t, prefix.as_str()))
         };
         let limit = query.page.limit.max(1);
         let mut items = Vec::new();
-        for row in by_event.range::<(&str, &str, &str)>((start, Bound::Excluded((t, up.as_str(), ""))))? {
-            let (k, _) = row?;
-            let id = k.value().2;
-            if let Some(v) = deliveries.get((t, id))? {
-                let d: Delivery = decode("deliveries", v.value())?;
-                if keep(&d) {
-                    items.push(d);
-                }
+        for row in deliveries.range::<(&str, &str)>((start, Bound::Excluded((t, end.as_str()))))? {
+            let (k, v) = row?;
+            let d: Delivery = decode("deliveries", v.value())?;
+            if keep(&d) {
+                items.push(d);
             }
             if items.len() == limit {
-                let next = Some(id.to_owned());
+                let next = Some(k.value().1.to_owned());
                 return Ok(Page { items, next });
             }
         }
@@ -866,112 +869,132 @@ impl Store for RedbStore {
     }
 }
 
-/// The publishing transaction body: events, stream positions, idempotency records and
-/// deliveries. Checks come first; it writes only what it has decided to keep.
-fn append(
+/// An event encoded for storage before it reaches the writer.
+struct PreparedEvent {
+    tenant: String,
+    id: EventId,
+    idempotency_key: Option<String>,
+    created_at: i64,
+    record: Vec<u8>,
+    /// (delivery id, encoded delivery record).
+    deliveries: Vec<(DeliveryId, Vec<u8>)>,
+}
+
+impl PreparedEvent {
+    fn encode(ev: &NewEvent) -> StoreResult<Self> {
+        let record = serde_json::to_vec(&EventRef {
+            record_version: RECORD_VERSION,
+            id: &ev.id,
+            tenant_id: &ev.tenant_id,
+            topic: &ev.topic,
+            payload: &ev.payload,
+            idempotency_key: ev.idempotency_key.as_deref(),
+            created_at: ev.created_at,
+        })
+        .map_err(|e| StoreError::Backend(format!("encode event: {e}")))?;
+        let deliveries = ev
+            .deliveries
+            .iter()
+            .map(|nd| {
+                let delivery = Delivery {
+                    record_version: RECORD_VERSION,
+                    id: nd.id.clone(),
+                    tenant_id: ev.tenant_id.clone(),
+                    event_id: ev.id.clone(),
+                    subscription_id: nd.subscription_id.clone(),
+                    endpoint_id: nd.endpoint_id.clone(),
+                    status: DeliveryStatus::Pending,
+                    attempts: 0,
+                    next_attempt_at: ev.created_at,
+                    claimed_by: None,
+                    lease_until: None,
+                    lease_token: 0,
+                    created_at: ev.created_at,
+                    updated_at: ev.created_at,
+                };
+                Ok((nd.id.clone(), encode(&delivery)?))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Self {
+            tenant: ev.tenant_id.to_string(),
+            id: ev.id.clone(),
+            idempotency_key: ev.idempotency_key.clone(),
+            created_at: ev.created_at,
+            record,
+            deliveries,
+        })
+    }
+}
+
+/// The publishing transaction body for every publish of one commit: events, stream
+/// positions, idempotency records and deliveries, with each table opened once. It
+/// checks before it writes; an `Err` means a storage failure (the batch aborts).
+fn append_batch(
     txn: &WriteTransaction,
-    events: &[NewEvent],
-    window_ms: i64,
-) -> StoreResult<Vec<AppendOutcome>> {
+    ops: &[writer::AppendOp],
+) -> StoreResult<Vec<StoreResult<Vec<AppendOutcome>>>> {
     let mut events_t = txn.open_table(EVENTS)?;
     let mut ids_t = txn.open_table(EVENT_IDS)?;
     let mut idem_t = txn.open_table(IDEMPOTENCY)?;
-    let mut cursors_t = txn.open_table(CURSORS)?;
     let mut deliveries_t = txn.open_table(DELIVERIES)?;
-    let mut by_event_t = txn.open_table(DELIVERIES_BY_EVENT)?;
     let mut due_t = txn.open_table(DELIVERIES_DUE)?;
     let mut counters_t = txn.open_table(COUNTERS)?;
 
-    // Last cursor per tenant touched by this call (usually one tenant).
+    // Last cursor per tenant touched by this batch (usually one tenant).
     let mut heads: HashMap<&str, u64> = HashMap::new();
     let mut pending_added: HashMap<&str, i64> = HashMap::new();
-    let mut outcomes = Vec::with_capacity(events.len());
-    let mut buf = Vec::with_capacity(512);
+    let mut results = Vec::with_capacity(ops.len());
 
-    for ev in events {
-        let tenant = ev.tenant_id.as_str();
-        if let Some(key) = ev.idempotency_key.as_deref()
-            && let Some(found) = idem_t.get((tenant, key))?
-        {
-            let (cursor, created, id) = found.value();
-            if ev.created_at.saturating_sub(created) < window_ms {
-                outcomes.push(AppendOutcome {
-                    id: EventId::from_trusted(id.to_owned()),
-                    cursor,
-                    deduped: true,
-                });
-                continue;
+    for op in ops {
+        let mut outcomes = Vec::with_capacity(op.events.len());
+        for ev in &op.events {
+            let tenant = ev.tenant.as_str();
+            if let Some(key) = ev.idempotency_key.as_deref()
+                && let Some(found) = idem_t.get((tenant, key))?
+            {
+                let (cursor, created, id) = found.value();
+                if ev.created_at.saturating_sub(created) < op.window_ms {
+                    outcomes.push(AppendOutcome {
+                        id: EventId::from_trusted(id.to_owned()),
+                        cursor,
+                        deduped: true,
+                    });
+                    continue;
+                }
             }
-        }
-        let head = match heads.get(tenant) {
-            Some(h) => *h,
-            None => cursors_t.get(tenant)?.map(|g| g.value()).unwrap_or(0),
-        };
-        let cursor = head + 1;
-        heads.insert(tenant, cursor);
-
-        buf.clear();
-        serde_json::to_writer(
-            &mut buf,
-            &EventRef {
-                record_version: RECORD_VERSION,
-                id: &ev.id,
-                tenant_id: &ev.tenant_id,
-                cursor,
-                topic: &ev.topic,
-                payload: &ev.payload,
-                idempotency_key: ev.idempotency_key.as_deref(),
-                created_at: ev.created_at,
-            },
-        )
-        .map_err(|e| StoreError::Backend(format!("encode event: {e}")))?;
-        events_t.insert((tenant, cursor), buf.as_slice())?;
-        ids_t.insert((tenant, ev.id.as_str()), cursor)?;
-        if let Some(key) = ev.idempotency_key.as_deref() {
-            idem_t.insert((tenant, key), (cursor, ev.created_at, ev.id.as_str()))?;
-        }
-        for nd in &ev.deliveries {
-            let delivery = Delivery {
-                record_version: RECORD_VERSION,
-                id: nd.id.clone(),
-                tenant_id: ev.tenant_id.clone(),
-                event_id: ev.id.clone(),
-                event_cursor: cursor,
-                subscription_id: nd.subscription_id.clone(),
-                endpoint_id: nd.endpoint_id.clone(),
-                status: DeliveryStatus::Pending,
-                attempts: 0,
-                next_attempt_at: ev.created_at,
-                claimed_by: None,
-                lease_until: None,
-                lease_token: 0,
-                created_at: ev.created_at,
-                updated_at: ev.created_at,
+            let head = match heads.get(tenant) {
+                Some(h) => *h,
+                None => counter_get(&counters_t, tenant, COUNTER_CURSOR)?,
             };
-            buf.clear();
-            serde_json::to_writer(&mut buf, &delivery)
-                .map_err(|e| StoreError::Backend(format!("encode delivery: {e}")))?;
-            deliveries_t.insert((tenant, nd.id.as_str()), buf.as_slice())?;
-            by_event_t.insert((tenant, ev.id.as_str(), nd.id.as_str()), ())?;
-            due_t.insert(
-                (u64::try_from(ev.created_at).unwrap_or(0), nd.id.as_str()),
-                tenant,
-            )?;
+            let cursor = head + 1;
+            heads.insert(tenant, cursor);
+
+            events_t.insert((tenant, cursor), ev.record.as_slice())?;
+            ids_t.insert((tenant, ev.id.as_str()), cursor)?;
+            if let Some(key) = ev.idempotency_key.as_deref() {
+                idem_t.insert((tenant, key), (cursor, ev.created_at, ev.id.as_str()))?;
+            }
+            let due = u64::try_from(ev.created_at).unwrap_or(0);
+            for (id, record) in &ev.deliveries {
+                deliveries_t.insert((tenant, id.as_str()), record.as_slice())?;
+                due_t.insert((due, id.as_str()), tenant)?;
+            }
+            if !ev.deliveries.is_empty() {
+                *pending_added.entry(tenant).or_default() += ev.deliveries.len() as i64;
+            }
+            outcomes.push(AppendOutcome {
+                id: ev.id.clone(),
+                cursor,
+                deduped: false,
+            });
         }
-        if !ev.deliveries.is_empty() {
-            *pending_added.entry(tenant).or_default() += ev.deliveries.len() as i64;
-        }
-        outcomes.push(AppendOutcome {
-            id: ev.id.clone(),
-            cursor,
-            deduped: false,
-        });
+        results.push(Ok(outcomes));
     }
     for (tenant, head) in heads {
-        cursors_t.insert(tenant, head)?;
+        counters_t.insert((tenant, COUNTER_CURSOR), head)?;
     }
     for (tenant, n) in pending_added {
         counter_add(&mut counters_t, tenant, DeliveryStatus::Pending.as_str(), n)?;
     }
-    Ok(outcomes)
+    Ok(results)
 }

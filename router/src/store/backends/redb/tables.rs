@@ -26,20 +26,20 @@ pub const EVENT_IDS: TableDefinition<(&str, &str), u64> = TableDefinition::new("
 /// (tenant, idempotency key) → (cursor, created_at ms, event id).
 pub const IDEMPOTENCY: TableDefinition<(&str, &str), (u64, i64, &str)> =
     TableDefinition::new("idempotency");
-/// tenant → last assigned stream cursor (incremented in the publishing transaction).
-pub const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
-/// (tenant, delivery id) → JSON delivery.
+/// (tenant, delivery id) → JSON delivery. Delivery ids extend their event's id, so
+/// one event's deliveries are one key range.
 pub const DELIVERIES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("deliveries");
-/// (tenant, event id, delivery id) → (): the deliveries of one event.
-pub const DELIVERIES_BY_EVENT: TableDefinition<(&str, &str, &str), ()> =
-    TableDefinition::new("deliveries_by_event");
 /// (next attempt ms, delivery id) → tenant: queued deliveries by due time.
 pub const DELIVERIES_DUE: TableDefinition<(u64, &str), &str> =
     TableDefinition::new("deliveries_due");
 /// (tenant, delivery id, attempt number) → JSON attempt.
 pub const ATTEMPTS: TableDefinition<(&str, &str, u32), &[u8]> = TableDefinition::new("attempts");
-/// (tenant, counter name) → count: endpoints, subscriptions and deliveries per status.
+/// (tenant, counter name) → count: the stream cursor (incremented in the publishing
+/// transaction), endpoints, subscriptions and deliveries per status.
 pub const COUNTERS: TableDefinition<(&str, &str), u64> = TableDefinition::new("counters");
+
+/// Counter holding a tenant's last assigned stream cursor.
+pub const COUNTER_CURSOR: &str = "cursor";
 
 pub const COUNTER_ENDPOINTS: &str = "endpoints";
 pub const COUNTER_SUBSCRIPTIONS: &str = "subscriptions";

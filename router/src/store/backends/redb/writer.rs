@@ -26,7 +26,17 @@ type Job = Box<dyn FnOnce(&WriteTransaction) -> (Finisher, bool) + Send>;
 
 pub(super) enum Msg {
     Job(Job),
+    /// Publishes get their own message so that a batch of them shares one pass over
+    /// the publishing tables (see [`super::append_batch`]).
+    Append(AppendOp),
     Stop,
+}
+
+/// One `append_events` call, already encoded by the caller.
+pub(super) struct AppendOp {
+    pub events: Vec<super::PreparedEvent>,
+    pub window_ms: i64,
+    pub reply: oneshot::Sender<StoreResult<Vec<crate::store::AppendOutcome>>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -78,24 +88,69 @@ impl WriterHandle {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Queues a publish; resolves after the commit that contains it.
+    pub(super) async fn append(
+        &self,
+        events: Vec<super::PreparedEvent>,
+        window_ms: i64,
+    ) -> StoreResult<Vec<crate::store::AppendOutcome>> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Msg::Append(AppendOp { events, window_ms, reply }))
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
     pub(super) fn stop(&self) {
         let _ = self.tx.send(Msg::Stop);
     }
 }
 
+/// The operations of one commit.
+#[derive(Default)]
+struct Batch {
+    jobs: Vec<Job>,
+    appends: Vec<AppendOp>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.jobs.len() + self.appends.len()
+    }
+
+    /// Adds a message; false for `Stop`.
+    fn push(&mut self, msg: Msg) -> bool {
+        match msg {
+            Msg::Job(job) => self.jobs.push(job),
+            Msg::Append(op) => self.appends.push(op),
+            Msg::Stop => return false,
+        }
+        true
+    }
+}
+
 fn run(db: &Database, rx: &Receiver<Msg>, options: WriterOptions) {
-    let mut batch: Vec<Job> = Vec::with_capacity(options.max_batch);
+    let mut batch = Batch::default();
     let mut stopping = false;
     while !stopping {
         match rx.recv() {
-            Ok(Msg::Job(job)) => batch.push(job),
-            Ok(Msg::Stop) | Err(_) => break,
+            Ok(msg) => {
+                if !batch.push(msg) {
+                    break;
+                }
+            }
+            Err(_) => break,
         }
         // Everything already queued joins this commit.
         while batch.len() < options.max_batch {
             match rx.try_recv() {
-                Ok(Msg::Job(job)) => batch.push(job),
-                Ok(Msg::Stop) | Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                Ok(msg) => {
+                    if !batch.push(msg) {
+                        stopping = true;
+                        break;
+                    }
+                }
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
                     stopping = true;
                     break;
                 }
@@ -107,8 +162,13 @@ fn run(db: &Database, rx: &Receiver<Msg>, options: WriterOptions) {
             while batch.len() < options.max_batch {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match rx.recv_timeout(left) {
-                    Ok(Msg::Job(job)) => batch.push(job),
-                    Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                    Ok(msg) => {
+                        if !batch.push(msg) {
+                            stopping = true;
+                            break;
+                        }
+                    }
+                    Err(RecvTimeoutError::Disconnected) => {
                         stopping = true;
                         break;
                     }
@@ -121,26 +181,36 @@ fn run(db: &Database, rx: &Receiver<Msg>, options: WriterOptions) {
     // Jobs still queued after Stop are dropped: their callers see `Closed`.
 }
 
-fn commit_batch(db: &Database, batch: &mut Vec<Job>) {
+fn commit_batch(db: &Database, batch: &mut Batch) {
     let size = batch.len();
     let started = Instant::now();
     let txn = match db.begin_write() {
         Ok(txn) => txn,
         Err(e) => {
-            let msg = e.to_string();
-            for job in batch.drain(..) {
-                drop(job);
-            }
-            tracing::error!(error = %msg, "store: cannot begin write transaction");
+            // Dropping the jobs and replies tells their callers the store failed.
+            batch.jobs.clear();
+            batch.appends.clear();
+            tracing::error!(error = %e, "store: cannot begin write transaction");
             return;
         }
     };
     let mut finishers = Vec::with_capacity(size);
     let mut abort = false;
-    for job in batch.drain(..) {
+    for job in batch.jobs.drain(..) {
         let (finish, failed) = job(&txn);
         abort |= failed;
         finishers.push(finish);
+    }
+    let appends: Vec<AppendOp> = batch.appends.drain(..).collect();
+    let mut append_results = Vec::new();
+    if !appends.is_empty() {
+        match super::append_batch(&txn, &appends) {
+            Ok(results) => append_results = results,
+            Err(e) => {
+                tracing::error!(error = %e, "store: publish batch failed");
+                abort = true;
+            }
+        }
     }
     let outcome: StoreResult<()> = if abort {
         let _ = txn.abort();
@@ -154,10 +224,18 @@ fn commit_batch(db: &Database, batch: &mut Vec<Job>) {
         tracing::error!(error = %e, batch = size, "store: commit failed");
     }
     telemetry::record_commit(size, started.elapsed());
+    let fail = |e: &StoreError| StoreError::Backend(e.to_string());
     for finish in finishers {
-        finish(match &outcome {
-            Ok(()) => Ok(()),
-            Err(e) => Err(StoreError::Backend(e.to_string())),
-        });
+        finish(outcome.as_ref().map(|_| ()).map_err(fail));
+    }
+    let mut results = append_results.into_iter();
+    for op in appends {
+        let answer = match &outcome {
+            Ok(()) => results
+                .next()
+                .unwrap_or_else(|| Err(StoreError::Backend("missing publish outcome".into()))),
+            Err(e) => Err(fail(e)),
+        };
+        let _ = op.reply.send(answer);
     }
 }
