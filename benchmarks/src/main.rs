@@ -79,19 +79,33 @@ fn gp_path(explicit: Option<PathBuf>) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let p = exe.parent().context("no parent")?.join("gp");
     if !p.exists() {
-        bail!("{} not found; build it with `cargo build --release -p gatepulse`", p.display());
+        bail!(
+            "{} not found; build it with `cargo build --release -p gatepulse`",
+            p.display()
+        );
     }
     Ok(p)
 }
 
 async fn start_server(args: &IngestArgs) -> Result<Server> {
     if let Some(url) = &args.url {
-        return Ok(Server { child: None, base: url.trim_end_matches('/').into(), _dir: None });
+        return Ok(Server {
+            child: None,
+            base: url.trim_end_matches('/').into(),
+            _dir: None,
+        });
     }
     let dir = tempfile::tempdir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let child = Command::new(gp_path(args.gp.clone())?)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(dir.path())
         .env("GATEPULSE_ADMIN_TOKEN", ADMIN)
         .env("GATEPULSE_DELIVERY__ALLOW_PRIVATE_DESTINATIONS", "true")
@@ -99,7 +113,11 @@ async fn start_server(args: &IngestArgs) -> Result<Server> {
         .stdout(Stdio::null())
         .spawn()
         .context("starting gp")?;
-    let server = Server { child: Some(child), base: format!("http://127.0.0.1:{port}"), _dir: Some(dir) };
+    let server = Server {
+        child: Some(child),
+        base: format!("http://127.0.0.1:{port}"),
+        _dir: Some(dir),
+    };
     let http = reqwest::Client::new();
     for _ in 0..500 {
         if let Ok(r) = http.get(format!("{}/readyz", server.base)).send().await
@@ -125,7 +143,13 @@ async fn post(http: &reqwest::Client, url: String, token: &str, body: Value) -> 
 /// Tenant, key and `subscriptions` subscriptions to `bench.#` on inbox-less endpoints.
 async fn setup(base: &str, subscriptions: usize) -> Result<String> {
     let http = reqwest::Client::new();
-    let t = post(&http, format!("{base}/v1/tenants"), ADMIN, json!({"name": "bench"})).await?;
+    let t = post(
+        &http,
+        format!("{base}/v1/tenants"),
+        ADMIN,
+        json!({"name": "bench"}),
+    )
+    .await?;
     let tid = t["id"].as_str().context("tenant id")?;
     let k = post(
         &http,
@@ -136,7 +160,13 @@ async fn setup(base: &str, subscriptions: usize) -> Result<String> {
     .await?;
     let key = k["key"].as_str().context("key")?.to_owned();
     for _ in 0..subscriptions {
-        let ep = post(&http, format!("{base}/v1/endpoints"), &key, json!({"url": "http://127.0.0.1:9/sink"})).await?;
+        let ep = post(
+            &http,
+            format!("{base}/v1/endpoints"),
+            &key,
+            json!({"url": "http://127.0.0.1:9/sink"}),
+        )
+        .await?;
         post(
             &http,
             format!("{base}/v1/subscriptions"),
@@ -169,8 +199,13 @@ async fn ingest(args: IngestArgs) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for w in 0..args.concurrency {
-        let (key, url, measuring, stop, filler) =
-            (key.clone(), url.clone(), measuring.clone(), stop.clone(), filler.clone());
+        let (key, url, measuring, stop, filler) = (
+            key.clone(),
+            url.clone(),
+            measuring.clone(),
+            stop.clone(),
+            filler.clone(),
+        );
         workers.push(tokio::spawn(async move {
             let http = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
             let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
@@ -205,7 +240,10 @@ async fn ingest(args: IngestArgs) -> Result<()> {
         }));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = reqwest::get(format!("{}/metrics", server.base)).await?.text().await?;
+    let before = reqwest::get(format!("{}/metrics", server.base))
+        .await?
+        .text()
+        .await?;
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
@@ -219,7 +257,10 @@ async fn ingest(args: IngestArgs) -> Result<()> {
         total.add(h)?;
         errors += e;
     }
-    let after = reqwest::get(format!("{}/metrics", server.base)).await?.text().await?;
+    let after = reqwest::get(format!("{}/metrics", server.base))
+        .await?
+        .text()
+        .await?;
     let batch = histogram_mean(&after, "gatepulse_store_commit_batch_size");
     let commit = histogram_mean(&after, "gatepulse_store_commit_duration_seconds");
     let _ = before;
@@ -230,7 +271,9 @@ async fn ingest(args: IngestArgs) -> Result<()> {
         "concurrency {}, payload ~{} B, {} subscription(s) matching each event, {} s measured\n",
         args.concurrency, args.payload_bytes, args.subscriptions, args.seconds
     );
-    println!("| publishes/s | p50 ms | p95 ms | p99 ms | max ms | errors | mean commit batch | mean commit ms |");
+    println!(
+        "| publishes/s | p50 ms | p95 ms | p99 ms | max ms | errors | mean commit batch | mean commit ms |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     println!(
         "| {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
@@ -240,8 +283,12 @@ async fn ingest(args: IngestArgs) -> Result<()> {
         ms(0.99),
         total.max() as f64 / 1000.0,
         errors,
-        batch.map(|b| format!("{b:.1}")).unwrap_or_else(|| "-".into()),
-        commit.map(|c| format!("{:.2}", c * 1000.0)).unwrap_or_else(|| "-".into()),
+        batch
+            .map(|b| format!("{b:.1}"))
+            .unwrap_or_else(|| "-".into()),
+        commit
+            .map(|c| format!("{:.2}", c * 1000.0))
+            .unwrap_or_else(|| "-".into()),
     );
     drop(server);
     Ok(())
@@ -249,6 +296,7 @@ async fn ingest(args: IngestArgs) -> Result<()> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().scenario {
         Scenario::Ingest(args) => ingest(args).await,
     }

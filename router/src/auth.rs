@@ -14,8 +14,19 @@ use crate::ids::{KeyId, TenantId};
 use crate::store::{Store, StoreError};
 
 /// What an API key may do (SPEC SEC-1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 pub enum Scope {
     #[serde(rename = "events:write")]
     EventsWrite,

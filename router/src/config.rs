@@ -54,6 +54,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub redb: RedbConfig,
     pub delivery: DeliveryConfig,
+    pub filter: FilterConfig,
     /// Set by `gp serve --dev`; not a file key.
     #[serde(skip)]
     pub dev: bool,
@@ -101,6 +102,75 @@ pub struct DeliveryConfig {
     pub allow_private_destinations: bool,
     pub default_timeout_ms: u64,
     pub secret_rotation_grace_secs: u64,
+    pub retry_schedule_secs: Vec<u32>,
+    pub retry_jitter: f64,
+    pub max_retry_after_secs: u64,
+    pub default_max_in_flight: u32,
+    pub max_in_flight_global: usize,
+    pub circuit_failure_threshold: u32,
+    pub circuit_cooldown_secs: u64,
+    pub circuit_max_cooldown_secs: u64,
+    pub auto_disable_after_secs: u64,
+    pub response_excerpt_bytes: usize,
+    pub claim_batch: usize,
+    pub reaper_interval_secs: u64,
+}
+
+/// Complexity limits for subscription filters (`[filter]`), one key per field of
+/// [`gatepulse_filter_dsl::Limits`] with the crate's defaults. Checked when a
+/// subscription is created or updated, and when the ingest index compiles it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    pub max_source_len: usize,
+    pub max_depth: usize,
+    pub max_nodes: usize,
+    pub max_chain_terms: usize,
+    pub max_path_segments: usize,
+    pub max_list_len: usize,
+    pub max_string_len: usize,
+    pub max_regexes: usize,
+    pub max_regex_size: usize,
+    pub max_regex_dfa_size: usize,
+    pub max_array_iterations: usize,
+}
+
+impl FilterConfig {
+    /// The limits handed to `Filter::compile`.
+    pub fn limits(&self) -> gatepulse_filter_dsl::Limits {
+        gatepulse_filter_dsl::Limits {
+            max_source_len: self.max_source_len,
+            max_depth: self.max_depth,
+            max_nodes: self.max_nodes,
+            max_chain_terms: self.max_chain_terms,
+            max_path_segments: self.max_path_segments,
+            max_list_len: self.max_list_len,
+            max_string_len: self.max_string_len,
+            max_regexes: self.max_regexes,
+            max_regex_size: self.max_regex_size,
+            max_regex_dfa_size: self.max_regex_dfa_size,
+            max_array_iterations: self.max_array_iterations,
+        }
+    }
+}
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        let l = gatepulse_filter_dsl::Limits::default();
+        Self {
+            max_source_len: l.max_source_len,
+            max_depth: l.max_depth,
+            max_nodes: l.max_nodes,
+            max_chain_terms: l.max_chain_terms,
+            max_path_segments: l.max_path_segments,
+            max_list_len: l.max_list_len,
+            max_string_len: l.max_string_len,
+            max_regexes: l.max_regexes,
+            max_regex_size: l.max_regex_size,
+            max_regex_dfa_size: l.max_regex_dfa_size,
+            max_array_iterations: l.max_array_iterations,
+        }
+    }
 }
 
 /// Values given on the command line; `None` leaves the lower layers alone.
@@ -114,11 +184,7 @@ pub struct CliOverrides {
 
 impl Config {
     /// Loads every layer from the real process environment.
-    pub fn load(
-        file: Option<&Path>,
-        cli: &CliOverrides,
-        dev: bool,
-    ) -> Result<Self, ConfigError> {
+    pub fn load(file: Option<&Path>, cli: &CliOverrides, dev: bool) -> Result<Self, ConfigError> {
         let file = file
             .map(Path::to_path_buf)
             .or_else(|| std::env::var_os("GATEPULSE_CONFIG").map(PathBuf::from));
@@ -131,8 +197,12 @@ impl Config {
         if let Some(path) = file {
             fig = fig.merge(Toml::file_exact(path));
         }
-        fig.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config", "url", "token", "tenant"]))
-            .merge(Serialized::defaults(cli))
+        fig.merge(
+            Env::prefixed(ENV_PREFIX)
+                .split("__")
+                .ignore(&["config", "url", "token", "tenant"]),
+        )
+        .merge(Serialized::defaults(cli))
     }
 
     /// Extracts and validates; `dev` applies the `--dev` adjustments first.
@@ -174,8 +244,7 @@ impl Config {
             let msg = if self.store.starts_with("postgres://")
                 || self.store.starts_with("postgresql://")
             {
-                "the PostgreSQL backend is not available in this version; use \"redb\""
-                    .to_owned()
+                "the PostgreSQL backend is not available in this version; use \"redb\"".to_owned()
             } else {
                 format!("unknown store {:?}; expected \"redb\"", self.store)
             };
@@ -186,8 +255,14 @@ impl Config {
         positive("api.max_payload_bytes", api.max_payload_bytes)?;
         positive("api.max_batch_events", api.max_batch_events)?;
         positive("api.max_topic_bytes", api.max_topic_bytes)?;
-        positive("api.max_idempotency_key_bytes", api.max_idempotency_key_bytes)?;
-        positive("api.max_topics_per_subscription", api.max_topics_per_subscription)?;
+        positive(
+            "api.max_idempotency_key_bytes",
+            api.max_idempotency_key_bytes,
+        )?;
+        positive(
+            "api.max_topics_per_subscription",
+            api.max_topics_per_subscription,
+        )?;
         if api.max_payload_bytes > api.max_body_bytes {
             return Err(invalid(
                 "api.max_payload_bytes",
@@ -198,7 +273,10 @@ impl Config {
             ));
         }
         if !(1..=65_536).contains(&self.redb.commit_max_batch) {
-            return Err(invalid("redb.commit_max_batch", "must be between 1 and 65536"));
+            return Err(invalid(
+                "redb.commit_max_batch",
+                "must be between 1 and 65536",
+            ));
         }
         if self.redb.commit_max_wait_us > 100_000 {
             return Err(invalid(
@@ -206,8 +284,58 @@ impl Config {
                 "must be at most 100000 (100 ms)",
             ));
         }
-        if self.delivery.default_timeout_ms == 0 {
-            return Err(invalid("delivery.default_timeout_ms", "must be positive"));
+        let f = &self.filter;
+        positive("filter.max_source_len", f.max_source_len)?;
+        positive("filter.max_depth", f.max_depth)?;
+        positive("filter.max_nodes", f.max_nodes)?;
+        positive("filter.max_chain_terms", f.max_chain_terms)?;
+        positive("filter.max_path_segments", f.max_path_segments)?;
+        positive("filter.max_list_len", f.max_list_len)?;
+        positive("filter.max_string_len", f.max_string_len)?;
+        positive("filter.max_regex_size", f.max_regex_size)?;
+        positive("filter.max_regex_dfa_size", f.max_regex_dfa_size)?;
+        if f.max_depth > gatepulse_filter_dsl::HARD_MAX_DEPTH {
+            return Err(invalid(
+                "filter.max_depth",
+                format!(
+                    "must be at most {} (the filter language's hard cap)",
+                    gatepulse_filter_dsl::HARD_MAX_DEPTH
+                ),
+            ));
+        }
+        let d = &self.delivery;
+        if d.default_timeout_ms == 0 || d.default_timeout_ms > 120_000 {
+            return Err(invalid(
+                "delivery.default_timeout_ms",
+                "must be 1 to 120000",
+            ));
+        }
+        if d.retry_schedule_secs.len() > 50 {
+            return Err(invalid("delivery.retry_schedule_secs", "at most 50 delays"));
+        }
+        if !(0.0..=1.0).contains(&d.retry_jitter) {
+            return Err(invalid("delivery.retry_jitter", "must be between 0 and 1"));
+        }
+        if !(1..=1000).contains(&d.default_max_in_flight) {
+            return Err(invalid(
+                "delivery.default_max_in_flight",
+                "must be 1 to 1000",
+            ));
+        }
+        if d.max_in_flight_global == 0 {
+            return Err(invalid("delivery.max_in_flight_global", "must be positive"));
+        }
+        if d.claim_batch == 0 || d.claim_batch > 10_000 {
+            return Err(invalid("delivery.claim_batch", "must be 1 to 10000"));
+        }
+        if d.reaper_interval_secs == 0 {
+            return Err(invalid("delivery.reaper_interval_secs", "must be positive"));
+        }
+        if d.circuit_cooldown_secs == 0 || d.circuit_max_cooldown_secs < d.circuit_cooldown_secs {
+            return Err(invalid(
+                "delivery.circuit_cooldown_secs",
+                "must be positive and at most delivery.circuit_max_cooldown_secs",
+            ));
         }
         Ok(())
     }
@@ -229,6 +357,7 @@ fn positive(key: &'static str, value: usize) -> Result<(), ConfigError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closure signature
 mod tests {
     use super::*;
 
@@ -255,12 +384,18 @@ mod tests {
             assert!(config.delivery.allow_private_destinations);
 
             jail.set_env("GATEPULSE_API__MAX_BATCH_EVENTS", "lots");
-            let err = load_with(jail, false).unwrap_err().to_string().to_lowercase();
+            let err = load_with(jail, false)
+                .unwrap_err()
+                .to_string()
+                .to_lowercase();
             assert!(err.contains("api.max_batch_events"), "{err}");
 
             jail.set_env("GATEPULSE_API__MAX_BATCH_EVENTS", "7");
             jail.set_env("GATEPULSE_API__MAX_BATCH_EVENT", "7");
-            let err = load_with(jail, false).unwrap_err().to_string().to_lowercase();
+            let err = load_with(jail, false)
+                .unwrap_err()
+                .to_string()
+                .to_lowercase();
             assert!(err.contains("max_batch_event"), "{err}");
             Ok(())
         });
@@ -288,6 +423,39 @@ mod tests {
                 Config::from_figment(Config::figment(Some(Path::new("gp.toml")), &cli), false)
                     .unwrap();
             assert_eq!(config.listen.port(), 6666);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn filter_defaults_equal_the_crate_limits() {
+        let config = Config::defaults_for_dev(PathBuf::from("/tmp/x"), String::new()).unwrap();
+        assert_eq!(
+            config.filter.limits(),
+            gatepulse_filter_dsl::Limits::default()
+        );
+        assert_eq!(config.filter, FilterConfig::default());
+    }
+
+    #[test]
+    fn filter_keys_are_overridable_and_checked() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("GATEPULSE_ADMIN_TOKEN", "0123456789abcdef");
+            jail.set_env("GATEPULSE_FILTER__MAX_SOURCE_LEN", "100");
+            let config = load_with(jail, false).unwrap();
+            assert_eq!(config.filter.limits().max_source_len, 100);
+
+            jail.set_env("GATEPULSE_FILTER__MAX_DEPTH", "65");
+            let err = load_with(jail, false).unwrap_err().to_string();
+            assert!(err.contains("filter.max_depth"), "{err}");
+
+            jail.set_env("GATEPULSE_FILTER__MAX_DEPTH", "8");
+            jail.set_env("GATEPULSE_FILTER__MAX_DEPHT", "8");
+            let err = load_with(jail, false)
+                .unwrap_err()
+                .to_string()
+                .to_lowercase();
+            assert!(err.contains("max_depht"), "{err}");
             Ok(())
         });
     }

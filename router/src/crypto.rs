@@ -77,7 +77,10 @@ pub fn validate_webhook_secret(secret: &str) -> Result<(), &'static str> {
 
 /// A new API key secret: `gpk_` + 32 random bytes in URL-safe base64.
 pub fn generate_api_key() -> String {
-    format!("{API_KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>()))
+    format!(
+        "{API_KEY_PREFIX}{}",
+        URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+    )
 }
 
 /// A new admin token for `--dev`.
@@ -108,7 +111,10 @@ mod tests {
         let b = PlainBox;
         let sealed = b.seal(b"whsec_abc");
         assert_eq!(b.open(&sealed).unwrap(), b"whsec_abc");
-        assert!(matches!(b.open(&[7, 1]), Err(CryptoError::UnknownVersion(7))));
+        assert!(matches!(
+            b.open(&[7, 1]),
+            Err(CryptoError::UnknownVersion(7))
+        ));
         assert!(matches!(b.open(&[]), Err(CryptoError::Empty)));
     }
 

@@ -134,20 +134,33 @@ mod tests {
             );
             assert!(validate_url(bad, true).is_ok(), "{bad}");
         }
-        for good in ["https://example.com/hook", "http://93.184.216.34/", "https://[2606:4700::1]/"] {
+        for good in [
+            "https://example.com/hook",
+            "http://93.184.216.34/",
+            "https://[2606:4700::1]/",
+        ] {
             assert!(validate_url(good, false).is_ok(), "{good}");
         }
     }
 
     #[test]
     fn malformed_urls_are_refused() {
-        assert_eq!(validate_url("ftp://example.com", true), Err(DestinationError::Scheme));
+        assert_eq!(
+            validate_url("ftp://example.com", true),
+            Err(DestinationError::Scheme)
+        );
         assert_eq!(
             validate_url("https://user:pw@example.com", true),
             Err(DestinationError::Credentials)
         );
-        assert!(matches!(validate_url("not a url", true), Err(DestinationError::Invalid(_))));
+        assert!(matches!(
+            validate_url("not a url", true),
+            Err(DestinationError::Invalid(_))
+        ));
         let long = format!("https://example.com/{}", "a".repeat(3000));
-        assert!(matches!(validate_url(&long, true), Err(DestinationError::TooLong(_))));
+        assert!(matches!(
+            validate_url(&long, true),
+            Err(DestinationError::TooLong(_))
+        ));
     }
 }

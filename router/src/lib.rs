@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod destination;
+pub mod dispatch;
 pub mod ids;
 pub mod ingest;
 pub mod server;

@@ -4,7 +4,6 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -15,12 +14,9 @@ use crate::config::Config;
 use crate::crypto::{self, PlainBox, SecretBox};
 use crate::ids::TenantId;
 use crate::ingest::{Ingest, IngestLimits};
-use crate::store::backends::redb::{RedbOptions, RedbStore};
-use crate::store::{RECORD_VERSION, Store, StoreError, Tenant};
+use crate::store::{self, RECORD_VERSION, Store, StoreError, Tenant};
 use crate::{clock, telemetry};
 
-/// File name of the embedded store inside the data dir.
-pub const STORE_FILE: &str = "gatepulse.redb";
 /// Dev-mode credentials, kept so that restarts print the same ones.
 pub const DEV_CREDENTIALS_FILE: &str = "dev-credentials.json";
 
@@ -58,15 +54,7 @@ pub async fn run(
         path: config.data_dir.clone(),
         source,
     })?;
-    let store = Arc::new(RedbStore::open(
-        &config.data_dir.join(STORE_FILE),
-        RedbOptions {
-            commit_max_batch: config.redb.commit_max_batch,
-            commit_max_wait: Duration::from_micros(config.redb.commit_max_wait_us),
-            cache_size_bytes: config.redb.cache_size_mib << 20,
-        },
-    )?);
-    let dyn_store: Arc<dyn Store> = store.clone();
+    let dyn_store = store::open(&config)?;
 
     let dev = if config.dev {
         let creds = dev_bootstrap(&config, dyn_store.as_ref()).await?;
@@ -93,18 +81,27 @@ pub async fn run(
         },
     ));
     let secrets: Arc<dyn SecretBox> = Arc::new(PlainBox);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (dispatch, dispatcher) = crate::dispatch::start(
+        &config,
+        dyn_store.clone(),
+        secrets.clone(),
+        ingest.clone(),
+        stop_rx.clone(),
+    )
+    .map_err(|e| ServeError::Http(std::io::Error::other(e)))?;
     let state = AppState::new(AppInner {
         auth: Authenticator::new(dyn_store.clone(), &config.admin_token),
         config: config.clone(),
         store: dyn_store.clone(),
         ingest,
         secrets,
+        dispatch,
         metrics: telemetry::metrics_handle(),
         ready: ready.clone(),
     });
     let app = api::app(state);
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -117,7 +114,7 @@ pub async fn run(
         tracing::info!("shutdown requested; finishing in-flight requests");
     });
     ready.store(true, Ordering::Release);
-    tracing::info!(%addr, store = %config.data_dir.join(STORE_FILE).display(), "gatepulse listening");
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "gatepulse listening");
 
     let grace = config.shutdown_grace();
     let mut deadline = stop_rx;
@@ -131,8 +128,12 @@ pub async fn run(
             Ok(())
         }
     };
+    // The dispatcher finishes in-flight attempts within the same grace period.
+    if let Err(e) = dispatcher.await {
+        tracing::error!(error = %e, "dispatcher ended abnormally");
+    }
     // Every write that was acknowledged is already durable; stop the writer.
-    let closing = store.clone();
+    let closing = dyn_store.clone();
     let _ = tokio::task::spawn_blocking(move || closing.close()).await;
     tracing::info!("gatepulse stopped");
     result
@@ -174,8 +175,11 @@ async fn dev_bootstrap(config: &Config, store: &dyn Store) -> Result<DevCredenti
         tenant_id: tenant.id.to_string(),
         api_key: secret,
     };
-    write_private(&path, &serde_json::to_vec_pretty(&stored).unwrap_or_default())
-        .map_err(|e| ServeError::Dev(format!("writing {}: {e}", path.display())))?;
+    write_private(
+        &path,
+        &serde_json::to_vec_pretty(&stored).unwrap_or_default(),
+    )
+    .map_err(|e| ServeError::Dev(format!("writing {}: {e}", path.display())))?;
     let mut creds = stored;
     if !config.admin_token.is_empty() {
         creds.admin_token = config.admin_token.clone();

@@ -7,7 +7,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{counter, describe_counter, describe_histogram, histogram};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::config::{LogConfig, LogFormat};
@@ -19,6 +19,16 @@ pub const EVENTS_DEDUPED_TOTAL: &str = "gatepulse_events_deduped_total";
 pub const STORE_COMMIT_BATCH_SIZE: &str = "gatepulse_store_commit_batch_size";
 pub const STORE_COMMIT_DURATION_SECONDS: &str = "gatepulse_store_commit_duration_seconds";
 
+pub const DELIVERY_ATTEMPTS_TOTAL: &str = "gatepulse_delivery_attempts_total";
+pub const DELIVERY_ATTEMPT_DURATION_SECONDS: &str = "gatepulse_delivery_attempt_duration_seconds";
+pub const DELIVERY_LATENCY_SECONDS: &str = "gatepulse_delivery_latency_seconds";
+pub const DELIVERY_IN_FLIGHT: &str = "gatepulse_delivery_in_flight";
+pub const DELIVERY_QUEUE_DEPTH: &str = "gatepulse_delivery_queue_depth";
+pub const DELIVERY_RETRY_BACKLOG: &str = "gatepulse_delivery_retry_backlog";
+pub const DLQ_SIZE: &str = "gatepulse_dlq_size";
+pub const ENDPOINT_CIRCUIT_STATE: &str = "gatepulse_endpoint_circuit_state";
+pub const ENDPOINTS_AUTO_DISABLED_TOTAL: &str = "gatepulse_endpoints_auto_disabled_total";
+
 /// Every metric name this build exports (checked against the dashboards by a test).
 pub const ALL_METRICS: &[&str] = &[
     HTTP_REQUESTS_TOTAL,
@@ -27,6 +37,15 @@ pub const ALL_METRICS: &[&str] = &[
     EVENTS_DEDUPED_TOTAL,
     STORE_COMMIT_BATCH_SIZE,
     STORE_COMMIT_DURATION_SECONDS,
+    DELIVERY_ATTEMPTS_TOTAL,
+    DELIVERY_ATTEMPT_DURATION_SECONDS,
+    DELIVERY_LATENCY_SECONDS,
+    DELIVERY_IN_FLIGHT,
+    DELIVERY_QUEUE_DEPTH,
+    DELIVERY_RETRY_BACKLOG,
+    DLQ_SIZE,
+    ENDPOINT_CIRCUIT_STATE,
+    ENDPOINTS_AUTO_DISABLED_TOTAL,
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -36,17 +55,16 @@ pub fn metrics_handle() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let latency = [
-                0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
-                0.25, 0.5, 1.0, 2.5, 5.0,
+                0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                0.5, 1.0, 2.5, 5.0,
             ];
-            let batch = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
+            let batch = [
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+            ];
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
                 .and_then(|b| {
-                    b.set_buckets_for_metric(
-                        Matcher::Full(STORE_COMMIT_BATCH_SIZE.into()),
-                        &batch,
-                    )
+                    b.set_buckets_for_metric(Matcher::Full(STORE_COMMIT_BATCH_SIZE.into()), &batch)
                 });
             let recorder = match builder {
                 Ok(b) => b.build_recorder(),
@@ -63,13 +81,19 @@ pub fn metrics_handle() -> PrometheusHandle {
 }
 
 fn describe() {
-    describe_counter!(HTTP_REQUESTS_TOTAL, "HTTP requests by route, method and status.");
+    describe_counter!(
+        HTTP_REQUESTS_TOTAL,
+        "HTTP requests by route, method and status."
+    );
     describe_histogram!(
         HTTP_REQUEST_DURATION_SECONDS,
         metrics::Unit::Seconds,
         "HTTP request latency by route and method."
     );
-    describe_counter!(EVENTS_ACCEPTED_TOTAL, "Events stored (new, not deduplicated).");
+    describe_counter!(
+        EVENTS_ACCEPTED_TOTAL,
+        "Events stored (new, not deduplicated)."
+    );
     describe_counter!(
         EVENTS_DEDUPED_TOTAL,
         "Publishes answered with an earlier event through their idempotency key."
@@ -83,6 +107,40 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time to run and durably commit one write batch."
     );
+    describe_counter!(
+        DELIVERY_ATTEMPTS_TOTAL,
+        "Delivery attempts by outcome: success, retry (will be retried), dead (sent to the DLQ)."
+    );
+    describe_histogram!(
+        DELIVERY_ATTEMPT_DURATION_SECONDS,
+        metrics::Unit::Seconds,
+        "Duration of one HTTP attempt, request to response."
+    );
+    describe_histogram!(
+        DELIVERY_LATENCY_SECONDS,
+        metrics::Unit::Seconds,
+        "From the event's acceptance to its successful delivery."
+    );
+    describe_gauge!(DELIVERY_IN_FLIGHT, "Attempts in progress.");
+    describe_gauge!(
+        DELIVERY_QUEUE_DEPTH,
+        "Deliveries waiting for their first attempt."
+    );
+    describe_gauge!(DELIVERY_RETRY_BACKLOG, "Deliveries waiting for a retry.");
+    describe_gauge!(DLQ_SIZE, "Deliveries in the dead-letter queue.");
+    describe_gauge!(
+        ENDPOINT_CIRCUIT_STATE,
+        "Circuit breaker per endpoint: 0 closed, 1 half-open, 2 open."
+    );
+    describe_counter!(
+        ENDPOINTS_AUTO_DISABLED_TOTAL,
+        "Endpoints disabled automatically (410 Gone or failing too long)."
+    );
+    for outcome in ["success", "retry", "dead"] {
+        counter!(DELIVERY_ATTEMPTS_TOTAL, "outcome" => outcome).increment(0);
+    }
+    counter!(ENDPOINTS_AUTO_DISABLED_TOTAL).increment(0);
+    gauge!(DELIVERY_IN_FLIGHT).set(0.0);
     // Counters without labels exist from the start, so dashboards show 0, not "no data".
     counter!(EVENTS_ACCEPTED_TOTAL).increment(0);
     counter!(EVENTS_DEDUPED_TOTAL).increment(0);
@@ -117,6 +175,35 @@ pub fn record_commit(batch: usize, elapsed: Duration) {
     histogram!(STORE_COMMIT_DURATION_SECONDS).record(elapsed.as_secs_f64());
 }
 
+/// One finished attempt. `outcome` is `success`, `retry` or `dead`.
+pub fn record_attempt(outcome: &'static str, elapsed: Duration) {
+    counter!(DELIVERY_ATTEMPTS_TOTAL, "outcome" => outcome).increment(1);
+    histogram!(DELIVERY_ATTEMPT_DURATION_SECONDS).record(elapsed.as_secs_f64());
+}
+
+/// Acceptance-to-delivery latency of a successful delivery.
+pub fn record_delivery_latency(seconds: f64) {
+    histogram!(DELIVERY_LATENCY_SECONDS).record(seconds.max(0.0));
+}
+
+pub fn set_in_flight(n: usize) {
+    gauge!(DELIVERY_IN_FLIGHT).set(n as f64);
+}
+
+pub fn set_queue(pending: u64, retrying: u64, dead: u64) {
+    gauge!(DELIVERY_QUEUE_DEPTH).set(pending as f64);
+    gauge!(DELIVERY_RETRY_BACKLOG).set(retrying as f64);
+    gauge!(DLQ_SIZE).set(dead as f64);
+}
+
+pub fn set_circuit(endpoint: &str, value: f64) {
+    gauge!(ENDPOINT_CIRCUIT_STATE, "endpoint_id" => endpoint.to_owned()).set(value);
+}
+
+pub fn record_auto_disable() {
+    counter!(ENDPOINTS_AUTO_DISABLED_TOTAL).increment(1);
+}
+
 /// Installs the tracing subscriber for the `gp` process. `RUST_LOG` wins over the
 /// configured level.
 pub fn init_logging(config: &LogConfig) {
@@ -126,6 +213,7 @@ pub fn init_logging(config: &LogConfig) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match config.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

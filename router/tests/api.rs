@@ -1,6 +1,8 @@
 //! API tests: the real server (`gatepulse::run`) on 127.0.0.1:0 with a temp data dir,
 //! driven over HTTP.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use gatepulse::config::Config;
@@ -23,6 +25,7 @@ impl TestServer {
     }
 
     async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        gatepulse::dispatch::client::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::defaults_for_dev(dir.path().to_path_buf(), ADMIN.into()).unwrap();
         config.dev = false;
@@ -38,10 +41,23 @@ impl TestServer {
             .await
             .unwrap();
         });
-        let http = Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-        let server = Self { base, http, stop: Some(stop), task: Some(task), _dir: dir };
+        let http = Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let server = Self {
+            base,
+            http,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+        };
         for _ in 0..200 {
-            if let Ok(r) = server.http.get(format!("{}/readyz", server.base)).send().await
+            if let Ok(r) = server
+                .http
+                .get(format!("{}/readyz", server.base))
+                .send()
+                .await
                 && r.status() == StatusCode::OK
             {
                 return server;
@@ -51,7 +67,13 @@ impl TestServer {
         panic!("server did not become ready");
     }
 
-    async fn call(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    async fn call(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         self.call_with(token, method, path, body, &[]).await
     }
 
@@ -63,7 +85,10 @@ impl TestServer {
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -73,17 +98,33 @@ impl TestServer {
         let resp = req.send().await.unwrap();
         let status = resp.status();
         let text = resp.text().await.unwrap();
-        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() };
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        };
         (status, value)
     }
 
     /// A tenant and an API key with the given scopes.
     async fn tenant_with_key(&self, scopes: &[&str]) -> (String, String) {
-        let (s, t) = self.call(ADMIN, Method::POST, "/v1/tenants", Some(json!({"name": "acme"}))).await;
+        let (s, t) = self
+            .call(
+                ADMIN,
+                Method::POST,
+                "/v1/tenants",
+                Some(json!({"name": "acme"})),
+            )
+            .await;
         assert_eq!(s, StatusCode::CREATED, "{t}");
         let tid = t["id"].as_str().unwrap().to_owned();
         let (s, k) = self
-            .call(ADMIN, Method::POST, &format!("/v1/tenants/{tid}/keys"), Some(json!({"name": "k", "scopes": scopes})))
+            .call(
+                ADMIN,
+                Method::POST,
+                &format!("/v1/tenants/{tid}/keys"),
+                Some(json!({"name": "k", "scopes": scopes})),
+            )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{k}");
         (tid, k["key"].as_str().unwrap().to_owned())
@@ -99,16 +140,33 @@ impl TestServer {
     }
 }
 
-const ALL: &[&str] = &["events:write", "events:read", "endpoints:manage", "replay:write", "dlq:manage", "audit:read"];
+const ALL: &[&str] = &[
+    "events:write",
+    "events:read",
+    "endpoints:manage",
+    "replay:write",
+    "dlq:manage",
+    "audit:read",
+];
 
 async fn endpoint_and_subscription(s: &TestServer, key: &str, topics: &[&str]) -> (String, String) {
     let (st, ep) = s
-        .call(key, Method::POST, "/v1/endpoints", Some(json!({"url": "https://example.com/hook"})))
+        .call(
+            key,
+            Method::POST,
+            "/v1/endpoints",
+            Some(json!({"url": "https://example.com/hook"})),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{ep}");
     let ep_id = ep["id"].as_str().unwrap().to_owned();
     let (st, sub) = s
-        .call(key, Method::POST, "/v1/subscriptions", Some(json!({"endpoint_id": ep_id, "topics": topics})))
+        .call(
+            key,
+            Method::POST,
+            "/v1/subscriptions",
+            Some(json!({"endpoint_id": ep_id, "topics": topics})),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{sub}");
     (ep_id, sub["id"].as_str().unwrap().to_owned())
@@ -123,19 +181,29 @@ async fn publish_creates_one_pending_delivery_per_matching_subscription() {
     endpoint_and_subscription(&s, &key, &["billing.#"]).await;
 
     let (st, out) = s
-        .call(key.as_str(), Method::POST, "/v1/events", Some(json!({"topic": "orders.created", "payload": {"amount": 120}})))
+        .call(
+            key.as_str(),
+            Method::POST,
+            "/v1/events",
+            Some(json!({"topic": "orders.created", "payload": {"amount": 120}})),
+        )
         .await;
     assert_eq!(st, StatusCode::ACCEPTED, "{out}");
     assert_eq!(out["cursor"], 1);
     assert_eq!(out["deduped"], false);
     let id = out["id"].as_str().unwrap();
 
-    let (st, ev) = s.call(&key, Method::GET, &format!("/v1/events/{id}"), None).await;
+    let (st, ev) = s
+        .call(&key, Method::GET, &format!("/v1/events/{id}"), None)
+        .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(ev["payload"], json!({"amount": 120}));
     let deliveries = ev["deliveries"].as_array().unwrap();
     assert_eq!(deliveries.len(), 2, "{ev}");
-    let mut subs: Vec<&str> = deliveries.iter().map(|d| d["subscription_id"].as_str().unwrap()).collect();
+    let mut subs: Vec<&str> = deliveries
+        .iter()
+        .map(|d| d["subscription_id"].as_str().unwrap())
+        .collect();
     subs.sort_unstable();
     let mut expected = vec![sub.as_str(), sub2.as_str()];
     expected.sort_unstable();
@@ -143,12 +211,31 @@ async fn publish_creates_one_pending_delivery_per_matching_subscription() {
     assert!(deliveries.iter().all(|d| d["status"] == "pending"));
 
     // Disabling the endpoint stops new deliveries to it.
-    let (st, _) = s.call(&key, Method::PATCH, &format!("/v1/endpoints/{ep}"), Some(json!({"enabled": false}))).await;
+    let (st, _) = s
+        .call(
+            &key,
+            Method::PATCH,
+            &format!("/v1/endpoints/{ep}"),
+            Some(json!({"enabled": false})),
+        )
+        .await;
     assert_eq!(st, StatusCode::OK);
     let (_, out) = s
-        .call(&key, Method::POST, "/v1/events", Some(json!({"topic": "orders.created", "payload": {}})))
+        .call(
+            &key,
+            Method::POST,
+            "/v1/events",
+            Some(json!({"topic": "orders.created", "payload": {}})),
+        )
         .await;
-    let (_, ev) = s.call(&key, Method::GET, &format!("/v1/events/{}", out["id"].as_str().unwrap()), None).await;
+    let (_, ev) = s
+        .call(
+            &key,
+            Method::GET,
+            &format!("/v1/events/{}", out["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
     assert_eq!(ev["deliveries"].as_array().unwrap().len(), 1);
     assert_eq!(out["cursor"], 2);
     s.shutdown().await;
@@ -159,9 +246,22 @@ async fn idempotency_key_from_header_or_body_returns_the_original() {
     let s = TestServer::start().await;
     let (_, key) = s.tenant_with_key(&["events:write"]).await;
     let body = json!({"topic": "a.b", "payload": {"n": 1}});
-    let (_, first) = s.call_with(&key, Method::POST, "/v1/events", Some(body.clone()), &[("Idempotency-Key", "k-1")]).await;
+    let (_, first) = s
+        .call_with(
+            &key,
+            Method::POST,
+            "/v1/events",
+            Some(body.clone()),
+            &[("Idempotency-Key", "k-1")],
+        )
+        .await;
     let (_, second) = s
-        .call(&key, Method::POST, "/v1/events", Some(json!({"topic": "a.b", "payload": {"n": 2}, "idempotency_key": "k-1"})))
+        .call(
+            &key,
+            Method::POST,
+            "/v1/events",
+            Some(json!({"topic": "a.b", "payload": {"n": 2}, "idempotency_key": "k-1"})),
+        )
         .await;
     assert_eq!(first["deduped"], false);
     assert_eq!(second["deduped"], true);
@@ -223,36 +323,100 @@ async fn scopes_and_tokens_are_enforced() {
     assert_eq!(st, StatusCode::FORBIDDEN);
     assert_eq!(p["code"], "missing_scope");
     assert_eq!(p["scope"], "events:read");
-    let (st, _) = s.call(&writer, Method::POST, "/v1/endpoints", Some(json!({"url": "https://example.com"}))).await;
+    let (st, _) = s
+        .call(
+            &writer,
+            Method::POST,
+            "/v1/endpoints",
+            Some(json!({"url": "https://example.com"})),
+        )
+        .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
-    let (st, p) = s.call(&writer, Method::POST, "/v1/tenants", Some(json!({"name": "x"}))).await;
-    assert_eq!((st, p["code"].as_str()), (StatusCode::FORBIDDEN, Some("admin_only")));
+    let (st, p) = s
+        .call(
+            &writer,
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("admin_only"))
+    );
 
     let (st, p) = s.call("gpk_nope", Method::GET, "/v1/events", None).await;
-    assert_eq!((st, p["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_token")));
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_token"))
+    );
     let (st, p) = s.call("", Method::GET, "/v1/events", None).await;
-    assert_eq!((st, p["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("missing_token")));
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("missing_token"))
+    );
 
     // The admin token needs a tenant to act in, and then may do anything there.
     let (st, p) = s.call(ADMIN, Method::GET, "/v1/events", None).await;
-    assert_eq!((st, p["code"].as_str()), (StatusCode::BAD_REQUEST, Some("tenant_required")));
-    let (st, _) = s.call_with(ADMIN, Method::GET, "/v1/events", None, &[("GatePulse-Tenant", &tid)]).await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("tenant_required"))
+    );
+    let (st, _) = s
+        .call_with(
+            ADMIN,
+            Method::GET,
+            "/v1/events",
+            None,
+            &[("GatePulse-Tenant", &tid)],
+        )
+        .await;
     assert_eq!(st, StatusCode::OK);
     let (st, p) = s
-        .call_with(ADMIN, Method::GET, "/v1/events", None, &[("GatePulse-Tenant", "ten_01M8BND5M3ZT198Q37TDKBEH7S")])
+        .call_with(
+            ADMIN,
+            Method::GET,
+            "/v1/events",
+            None,
+            &[("GatePulse-Tenant", "ten_01M8BND5M3ZT198Q37TDKBEH7S")],
+        )
         .await;
-    assert_eq!((st, p["code"].as_str()), (StatusCode::NOT_FOUND, Some("unknown_tenant")));
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_tenant"))
+    );
 
     // A revoked key stops working at once.
-    let (_, keys) = s.call(ADMIN, Method::GET, &format!("/v1/tenants/{tid}/keys"), None).await;
+    let (_, keys) = s
+        .call(ADMIN, Method::GET, &format!("/v1/tenants/{tid}/keys"), None)
+        .await;
     let kid = keys["data"][0]["id"].as_str().unwrap();
-    let (st, _) = s.call(ADMIN, Method::DELETE, &format!("/v1/tenants/{tid}/keys/{kid}"), None).await;
+    let (st, _) = s
+        .call(
+            ADMIN,
+            Method::DELETE,
+            &format!("/v1/tenants/{tid}/keys/{kid}"),
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
-    let (st, _) = s.call(&writer, Method::POST, "/v1/events", Some(json!({"topic": "a", "payload": {}}))).await;
+    let (st, _) = s
+        .call(
+            &writer,
+            Method::POST,
+            "/v1/events",
+            Some(json!({"topic": "a", "payload": {}})),
+        )
+        .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
-    let (_, keys) = s.call(ADMIN, Method::GET, &format!("/v1/tenants/{tid}/keys"), None).await;
+    let (_, keys) = s
+        .call(ADMIN, Method::GET, &format!("/v1/tenants/{tid}/keys"), None)
+        .await;
     assert!(keys["data"][0]["revoked_at"].is_string());
-    assert!(keys["data"][0].get("key").is_none(), "secrets are never listed");
+    assert!(
+        keys["data"][0].get("key").is_none(),
+        "secrets are never listed"
+    );
     s.shutdown().await;
 }
 
@@ -262,9 +426,18 @@ async fn another_tenants_ids_answer_404() {
     let (_, a) = s.tenant_with_key(ALL).await;
     let (_, b) = s.tenant_with_key(ALL).await;
     let (ep, sub) = endpoint_and_subscription(&s, &a, &["x.#"]).await;
-    let (_, ev) = s.call(&a, Method::POST, "/v1/events", Some(json!({"topic": "x.y", "payload": {}}))).await;
+    let (_, ev) = s
+        .call(
+            &a,
+            Method::POST,
+            "/v1/events",
+            Some(json!({"topic": "x.y", "payload": {}})),
+        )
+        .await;
     let evt = ev["id"].as_str().unwrap();
-    let (_, full) = s.call(&a, Method::GET, &format!("/v1/events/{evt}"), None).await;
+    let (_, full) = s
+        .call(&a, Method::GET, &format!("/v1/events/{evt}"), None)
+        .await;
     let dlv = full["deliveries"][0]["id"].as_str().unwrap();
     for path in [
         format!("/v1/endpoints/{ep}"),
@@ -279,12 +452,22 @@ async fn another_tenants_ids_answer_404() {
         let (st, _) = s.call(&a, Method::GET, &path, None).await;
         assert_eq!(st, StatusCode::OK, "{path}");
     }
-    let (st, _) = s.call(&b, Method::DELETE, &format!("/v1/endpoints/{ep}"), None).await;
+    let (st, _) = s
+        .call(&b, Method::DELETE, &format!("/v1/endpoints/{ep}"), None)
+        .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     let (st, p) = s
-        .call(&b, Method::POST, "/v1/subscriptions", Some(json!({"endpoint_id": ep, "topics": ["x"]})))
+        .call(
+            &b,
+            Method::POST,
+            "/v1/subscriptions",
+            Some(json!({"endpoint_id": ep, "topics": ["x"]})),
+        )
         .await;
-    assert_eq!((st, p["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_reference")));
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_reference"))
+    );
     let (_, list) = s.call(&b, Method::GET, "/v1/events", None).await;
     assert!(list["data"].as_array().unwrap().is_empty());
     s.shutdown().await;
@@ -299,42 +482,258 @@ async fn malformed_input_gets_a_problem_document_never_a_5xx() {
     .await;
     let (_, key) = s.tenant_with_key(ALL).await;
     let big_payload = json!({"topic": "a", "payload": {"x": "y".repeat(2000)}});
-    let huge_body = format!(r#"{{"topic":"a","payload":{{"x":"{}"}}}}"#, "y".repeat(10_000));
+    let huge_body = format!(
+        r#"{{"topic":"a","payload":{{"x":"{}"}}}}"#,
+        "y".repeat(10_000)
+    );
     // (method, path, content-type, body, status, code)
     let cases: Vec<(Method, &str, &str, String, u16, &str)> = vec![
-        (Method::POST, "/v1/events", "application/json", "{".into(), 400, "invalid_json"),
-        (Method::POST, "/v1/events", "application/json", "[]".into(), 422, "invalid_body"),
-        (Method::POST, "/v1/events", "application/json", r#"{"topic": 5, "payload": {}}"#.into(), 422, "invalid_body"),
-        (Method::POST, "/v1/events", "application/json", r#"{"topic": "a"}"#.into(), 422, "invalid_body"),
-        (Method::POST, "/v1/events", "application/json", r#"{"topic": "a", "payload": {}, "extra": 1}"#.into(), 422, "invalid_body"),
-        (Method::POST, "/v1/events", "application/json", r#"{"topic": "a b", "payload": {}}"#.into(), 422, "invalid_topic"),
-        (Method::POST, "/v1/events", "application/json", r#"{"topic": "a", "payload": "str"}"#.into(), 422, "invalid_payload"),
-        (Method::POST, "/v1/events", "application/json", big_payload.to_string(), 413, "payload_too_large"),
-        (Method::POST, "/v1/events", "application/json", huge_body, 413, "body_too_large"),
-        (Method::POST, "/v1/events", "text/plain", "{}".into(), 415, "unsupported_media_type"),
-        (Method::POST, "/v1/events/batch", "application/json", r#"{"events": []}"#.into(), 422, "invalid_field"),
-        (Method::GET, "/v1/events?limit=0", "", String::new(), 400, "invalid_query"),
-        (Method::GET, "/v1/events?limit=abc", "", String::new(), 400, "invalid_query"),
-        (Method::GET, "/v1/events?cursor=zzz", "", String::new(), 400, "invalid_query"),
-        (Method::GET, "/v1/events?topic=a..b", "", String::new(), 400, "invalid_query"),
-        (Method::GET, "/v1/events/evt_nope", "", String::new(), 404, "not_found"),
-        (Method::GET, "/v1/events/evt_01M8BND780RDA7YJFKH94BSM1W", "", String::new(), 404, "not_found"),
-        (Method::GET, "/v1/deliveries?status=lost", "", String::new(), 400, "invalid_query"),
-        (Method::GET, "/v1/nowhere", "", String::new(), 404, "route_not_found"),
-        (Method::DELETE, "/v1/events", "", String::new(), 405, "method_not_allowed"),
-        (Method::POST, "/v1/endpoints", "application/json", r#"{"url": "ftp://x"}"#.into(), 422, "invalid_url"),
-        (Method::POST, "/v1/endpoints", "application/json", r#"{"url": "http://10.0.0.1/"}"#.into(), 422, "destination_not_allowed"),
-        (Method::POST, "/v1/endpoints", "application/json", r#"{}"#.into(), 422, "invalid_field"),
-        (Method::POST, "/v1/endpoints", "application/json", r#"{"url": "https://e.com", "secret": "nope"}"#.into(), 422, "invalid_field"),
-        (Method::POST, "/v1/endpoints", "application/json", r#"{"url": "https://e.com", "headers": {"webhook-id": "x"}}"#.into(), 422, "invalid_field"),
-        (Method::POST, "/v1/endpoints", "application/json", r#"{"url": "https://e.com", "timeout_ms": 0}"#.into(), 422, "invalid_field"),
-        (Method::POST, "/v1/endpoints", "application/json", r#"{"url": "https://e.com", "kind": "smtp"}"#.into(), 422, "invalid_body"),
-        (Method::POST, "/v1/subscriptions", "application/json", r#"{"endpoint_id": "ep_x", "topics": ["a"]}"#.into(), 422, "unknown_reference"),
-        (Method::PATCH, "/v1/endpoints/ep_nope", "application/json", r#"{"enabled": true}"#.into(), 404, "not_found"),
-        (Method::POST, "/v1/tenants", "application/json", r#"{"name": ""}"#.into(), 403, "admin_only"),
+        (
+            Method::POST,
+            "/v1/events",
+            "application/json",
+            "{".into(),
+            400,
+            "invalid_json",
+        ),
+        (
+            Method::POST,
+            "/v1/events",
+            "application/json",
+            "[]".into(),
+            422,
+            "invalid_body",
+        ),
+        (
+            Method::POST,
+            "/v1/events",
+            "application/json",
+            r#"{"topic": 5, "payload": {}}"#.into(),
+            422,
+            "invalid_body",
+        ),
+        (
+            Method::POST,
+            "/v1/events",
+            "application/json",
+            r#"{"topic": "a"}"#.into(),
+            422,
+            "invalid_body",
+        ),
+        (
+            Method::POST,
+            "/v1/events",
+            "application/json",
+            r#"{"topic": "a", "payload": {}, "extra": 1}"#.into(),
+            422,
+            "invalid_body",
+        ),
+        (
+            Method::POST,
+            "/v1/events",
+            "application/json",
+            r#"{"topic": "a b", "payload": {}}"#.into(),
+            422,
+            "invalid_topic",
+        ),
+        (
+            Method::POST,
+            "/v1/events",
+            "application/json",
+            r#"{"topic": "a", "payload": "str"}"#.into(),
+            422,
+            "invalid_payload",
+        ),
+        (
+            Method::POST,
+            "/v1/events",
+            "application/json",
+            big_payload.to_string(),
+            413,
+            "payload_too_large",
+        ),
+        (
+            Method::POST,
+            "/v1/events",
+            "application/json",
+            huge_body,
+            413,
+            "body_too_large",
+        ),
+        (
+            Method::POST,
+            "/v1/events",
+            "text/plain",
+            "{}".into(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            Method::POST,
+            "/v1/events/batch",
+            "application/json",
+            r#"{"events": []}"#.into(),
+            422,
+            "invalid_field",
+        ),
+        (
+            Method::GET,
+            "/v1/events?limit=0",
+            "",
+            String::new(),
+            400,
+            "invalid_query",
+        ),
+        (
+            Method::GET,
+            "/v1/events?limit=abc",
+            "",
+            String::new(),
+            400,
+            "invalid_query",
+        ),
+        (
+            Method::GET,
+            "/v1/events?cursor=zzz",
+            "",
+            String::new(),
+            400,
+            "invalid_query",
+        ),
+        (
+            Method::GET,
+            "/v1/events?topic=a..b",
+            "",
+            String::new(),
+            400,
+            "invalid_query",
+        ),
+        (
+            Method::GET,
+            "/v1/events/evt_nope",
+            "",
+            String::new(),
+            404,
+            "not_found",
+        ),
+        (
+            Method::GET,
+            "/v1/events/evt_01M8BND780RDA7YJFKH94BSM1W",
+            "",
+            String::new(),
+            404,
+            "not_found",
+        ),
+        (
+            Method::GET,
+            "/v1/deliveries?status=lost",
+            "",
+            String::new(),
+            400,
+            "invalid_query",
+        ),
+        (
+            Method::GET,
+            "/v1/nowhere",
+            "",
+            String::new(),
+            404,
+            "route_not_found",
+        ),
+        (
+            Method::DELETE,
+            "/v1/events",
+            "",
+            String::new(),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            Method::POST,
+            "/v1/endpoints",
+            "application/json",
+            r#"{"url": "ftp://x"}"#.into(),
+            422,
+            "invalid_url",
+        ),
+        (
+            Method::POST,
+            "/v1/endpoints",
+            "application/json",
+            r#"{"url": "http://10.0.0.1/"}"#.into(),
+            422,
+            "destination_not_allowed",
+        ),
+        (
+            Method::POST,
+            "/v1/endpoints",
+            "application/json",
+            r#"{}"#.into(),
+            422,
+            "invalid_field",
+        ),
+        (
+            Method::POST,
+            "/v1/endpoints",
+            "application/json",
+            r#"{"url": "https://e.com", "secret": "nope"}"#.into(),
+            422,
+            "invalid_field",
+        ),
+        (
+            Method::POST,
+            "/v1/endpoints",
+            "application/json",
+            r#"{"url": "https://e.com", "headers": {"webhook-id": "x"}}"#.into(),
+            422,
+            "invalid_field",
+        ),
+        (
+            Method::POST,
+            "/v1/endpoints",
+            "application/json",
+            r#"{"url": "https://e.com", "timeout_ms": 0}"#.into(),
+            422,
+            "invalid_field",
+        ),
+        (
+            Method::POST,
+            "/v1/endpoints",
+            "application/json",
+            r#"{"url": "https://e.com", "kind": "smtp"}"#.into(),
+            422,
+            "invalid_body",
+        ),
+        (
+            Method::POST,
+            "/v1/subscriptions",
+            "application/json",
+            r#"{"endpoint_id": "ep_x", "topics": ["a"]}"#.into(),
+            422,
+            "unknown_reference",
+        ),
+        (
+            Method::PATCH,
+            "/v1/endpoints/ep_nope",
+            "application/json",
+            r#"{"enabled": true}"#.into(),
+            404,
+            "not_found",
+        ),
+        (
+            Method::POST,
+            "/v1/tenants",
+            "application/json",
+            r#"{"name": ""}"#.into(),
+            403,
+            "admin_only",
+        ),
     ];
     for (method, path, ctype, body, status, code) in cases {
-        let mut req = s.http.request(method.clone(), format!("{}{path}", s.base)).bearer_auth(&key);
+        let mut req = s
+            .http
+            .request(method.clone(), format!("{}{path}", s.base))
+            .bearer_auth(&key);
         if !ctype.is_empty() {
             req = req.header("content-type", ctype);
         }
@@ -343,10 +742,21 @@ async fn malformed_input_gets_a_problem_document_never_a_5xx() {
         }
         let resp = req.send().await.unwrap();
         let got = resp.status().as_u16();
-        let ctype_out = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+        let ctype_out = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
         let doc: Value = resp.json().await.unwrap();
-        assert_eq!((got, doc["code"].as_str().unwrap_or("")), (status, code), "{method} {path}: {doc}");
-        assert_eq!(ctype_out.as_deref(), Some("application/problem+json"), "{method} {path}");
+        assert_eq!(
+            (got, doc["code"].as_str().unwrap_or("")),
+            (status, code),
+            "{method} {path}: {doc}"
+        );
+        assert_eq!(
+            ctype_out.as_deref(),
+            Some("application/problem+json"),
+            "{method} {path}"
+        );
         assert_eq!(doc["status"], status);
         assert!(doc["type"].as_str().unwrap().ends_with(code));
     }
@@ -362,28 +772,85 @@ async fn endpoint_secrets_are_revealed_and_rotated() {
     let (_, key) = s.tenant_with_key(&["endpoints:manage"]).await;
     let mine = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let (st, ep) = s
-        .call(&key, Method::POST, "/v1/endpoints", Some(json!({"url": "https://e.com/h", "secret": mine, "headers": {"X-Team": "core"}})))
+        .call(
+            &key,
+            Method::POST,
+            "/v1/endpoints",
+            Some(json!({"url": "https://e.com/h", "secret": mine, "headers": {"X-Team": "core"}})),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{ep}");
-    assert!(ep.get("secret").is_none(), "created endpoint must not echo its secret");
+    assert!(
+        ep.get("secret").is_none(),
+        "created endpoint must not echo its secret"
+    );
     assert_eq!(ep["headers"]["X-Team"], "core");
     let id = ep["id"].as_str().unwrap();
-    let (_, sec) = s.call(&key, Method::GET, &format!("/v1/endpoints/{id}/secret"), None).await;
+    let (_, sec) = s
+        .call(
+            &key,
+            Method::GET,
+            &format!("/v1/endpoints/{id}/secret"),
+            None,
+        )
+        .await;
     assert_eq!(sec["secret"], mine);
-    let (st, rotated) = s.call(&key, Method::POST, &format!("/v1/endpoints/{id}/secret/rotate"), None).await;
+    let (st, rotated) = s
+        .call(
+            &key,
+            Method::POST,
+            &format!("/v1/endpoints/{id}/secret/rotate"),
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::OK);
     let new = rotated["secret"].as_str().unwrap();
     assert!(new.starts_with("whsec_") && new != mine);
-    let (_, sec) = s.call(&key, Method::GET, &format!("/v1/endpoints/{id}/secret"), None).await;
+    let (_, sec) = s
+        .call(
+            &key,
+            Method::GET,
+            &format!("/v1/endpoints/{id}/secret"),
+            None,
+        )
+        .await;
     assert_eq!(sec["secret"], new);
     // Generated secrets are valid Standard Webhooks secrets.
-    let (_, ep2) = s.call(&key, Method::POST, "/v1/endpoints", Some(json!({"kind": "inbox"}))).await;
-    let (_, sec2) = s.call(&key, Method::GET, &format!("/v1/endpoints/{}/secret", ep2["id"].as_str().unwrap()), None).await;
+    let (_, ep2) = s
+        .call(
+            &key,
+            Method::POST,
+            "/v1/endpoints",
+            Some(json!({"kind": "inbox"})),
+        )
+        .await;
+    let (_, sec2) = s
+        .call(
+            &key,
+            Method::GET,
+            &format!("/v1/endpoints/{}/secret", ep2["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
     assert!(sec2["secret"].as_str().unwrap().starts_with("whsec_"));
     // PATCH with null clears an optional setting.
-    let (_, p) = s.call(&key, Method::PATCH, &format!("/v1/endpoints/{id}"), Some(json!({"timeout_ms": 5000}))).await;
+    let (_, p) = s
+        .call(
+            &key,
+            Method::PATCH,
+            &format!("/v1/endpoints/{id}"),
+            Some(json!({"timeout_ms": 5000})),
+        )
+        .await;
     assert_eq!(p["timeout_ms"], 5000);
-    let (_, p) = s.call(&key, Method::PATCH, &format!("/v1/endpoints/{id}"), Some(json!({"timeout_ms": null}))).await;
+    let (_, p) = s
+        .call(
+            &key,
+            Method::PATCH,
+            &format!("/v1/endpoints/{id}"),
+            Some(json!({"timeout_ms": null})),
+        )
+        .await;
     assert_eq!(p["timeout_ms"], Value::Null);
     s.shutdown().await;
 }
@@ -393,30 +860,73 @@ async fn lists_paginate_with_opaque_cursors() {
     let s = TestServer::start().await;
     let (_, key) = s.tenant_with_key(ALL).await;
     for _ in 0..5 {
-        s.call(&key, Method::POST, "/v1/endpoints", Some(json!({"url": "https://e.com"}))).await;
+        s.call(
+            &key,
+            Method::POST,
+            "/v1/endpoints",
+            Some(json!({"url": "https://e.com"})),
+        )
+        .await;
     }
-    let (_, p1) = s.call(&key, Method::GET, "/v1/endpoints?limit=2", None).await;
+    let (_, p1) = s
+        .call(&key, Method::GET, "/v1/endpoints?limit=2", None)
+        .await;
     assert_eq!(p1["data"].as_array().unwrap().len(), 2);
     let c = p1["next_cursor"].as_str().unwrap();
-    let (_, p2) = s.call(&key, Method::GET, &format!("/v1/endpoints?limit=2&cursor={c}"), None).await;
+    let (_, p2) = s
+        .call(
+            &key,
+            Method::GET,
+            &format!("/v1/endpoints?limit=2&cursor={c}"),
+            None,
+        )
+        .await;
     let c = p2["next_cursor"].as_str().unwrap();
-    let (_, p3) = s.call(&key, Method::GET, &format!("/v1/endpoints?limit=2&cursor={c}"), None).await;
+    let (_, p3) = s
+        .call(
+            &key,
+            Method::GET,
+            &format!("/v1/endpoints?limit=2&cursor={c}"),
+            None,
+        )
+        .await;
     assert_eq!(p3["data"].as_array().unwrap().len(), 1);
     assert_eq!(p3["next_cursor"], Value::Null);
     let mut ids: Vec<&str> = [&p1, &p2, &p3]
         .iter()
-        .flat_map(|p| p["data"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()))
+        .flat_map(|p| {
+            p["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].as_str().unwrap())
+        })
         .collect();
     ids.dedup();
     assert_eq!(ids.len(), 5);
 
     for i in 0..5 {
-        s.call(&key, Method::POST, "/v1/events", Some(json!({"topic": format!("t.{}", i % 2), "payload": {}}))).await;
+        s.call(
+            &key,
+            Method::POST,
+            "/v1/events",
+            Some(json!({"topic": format!("t.{}", i % 2), "payload": {}})),
+        )
+        .await;
     }
-    let (_, evs) = s.call(&key, Method::GET, "/v1/events?topic=t.1", None).await;
-    let cursors: Vec<u64> = evs["data"].as_array().unwrap().iter().map(|e| e["cursor"].as_u64().unwrap()).collect();
+    let (_, evs) = s
+        .call(&key, Method::GET, "/v1/events?topic=t.1", None)
+        .await;
+    let cursors: Vec<u64> = evs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["cursor"].as_u64().unwrap())
+        .collect();
     assert_eq!(cursors, vec![2, 4]);
-    let (_, evs) = s.call(&key, Method::GET, "/v1/events?after_cursor=3", None).await;
+    let (_, evs) = s
+        .call(&key, Method::GET, "/v1/events?after_cursor=3", None)
+        .await;
     assert_eq!(evs["data"].as_array().unwrap().len(), 2);
     s.shutdown().await;
 }
@@ -424,16 +934,53 @@ async fn lists_paginate_with_opaque_cursors() {
 #[tokio::test]
 async fn operational_routes_answer() {
     let s = TestServer::start().await;
-    let r = s.http.get(format!("{}/healthz", s.base)).send().await.unwrap();
+    let r = s
+        .http
+        .get(format!("{}/healthz", s.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let (_, key) = s.tenant_with_key(&["events:write"]).await;
-    s.call(&key, Method::POST, "/v1/events", Some(json!({"topic": "a", "payload": {}}))).await;
-    let text = s.http.get(format!("{}/metrics", s.base)).send().await.unwrap().text().await.unwrap();
-    for name in gatepulse::telemetry::ALL_METRICS {
+    s.call(
+        &key,
+        Method::POST,
+        "/v1/events",
+        Some(json!({"topic": "a", "payload": {}})),
+    )
+    .await;
+    let text = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    use gatepulse::telemetry as t;
+    for name in [
+        t::HTTP_REQUESTS_TOTAL,
+        t::EVENTS_ACCEPTED_TOTAL,
+        t::EVENTS_DEDUPED_TOTAL,
+        t::STORE_COMMIT_BATCH_SIZE,
+        t::DELIVERY_ATTEMPTS_TOTAL,
+    ] {
         assert!(text.contains(name), "{name} missing from /metrics");
     }
-    assert!(text.contains(r#"route="/v1/events""#), "routes are labelled by pattern");
-    let doc: Value = s.http.get(format!("{}/openapi.json", s.base)).send().await.unwrap().json().await.unwrap();
+    assert!(
+        text.contains(r#"route="/v1/events""#),
+        "routes are labelled by pattern"
+    );
+    let doc: Value = s
+        .http
+        .get(format!("{}/openapi.json", s.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(doc["paths"]["/v1/events"]["post"].is_object());
     s.shutdown().await;
 }

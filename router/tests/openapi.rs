@@ -1,6 +1,8 @@
 //! The committed OpenAPI document (`docs/openapi.json`) must match the code.
 //! Regenerate with `GP_UPDATE_OPENAPI=1 cargo test -p gatepulse --test openapi`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 #[test]

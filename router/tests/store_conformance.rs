@@ -4,6 +4,8 @@
 //! `conformance!` macro instantiates all of them for one backend factory. A new
 //! backend adds one `conformance!` line.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -57,7 +59,12 @@ fn subscription(t: &TenantId, e: &EndpointId) -> Subscription {
     }
 }
 
-fn new_event(t: &TenantId, key: Option<&str>, at: i64, subs: &[(SubscriptionId, EndpointId)]) -> NewEvent {
+fn new_event(
+    t: &TenantId,
+    key: Option<&str>,
+    at: i64,
+    subs: &[(SubscriptionId, EndpointId)],
+) -> NewEvent {
     let id = EventId::generate(at);
     NewEvent {
         id: id.clone(),
@@ -93,15 +100,29 @@ async fn tenants_list_in_pages(store: Arc<dyn Store>) {
     let first = store.list_tenants(page(3)).await.unwrap();
     assert_eq!(first.items.len(), 3);
     let rest = store
-        .list_tenants(PageRequest { after: first.next.clone(), limit: 3 })
+        .list_tenants(PageRequest {
+            after: first.next.clone(),
+            limit: 3,
+        })
         .await
         .unwrap();
     assert_eq!(rest.items.len(), 2);
     assert_eq!(rest.next, None);
-    let listed: Vec<_> = first.items.iter().chain(&rest.items).map(|t| t.id.clone()).collect();
+    let listed: Vec<_> = first
+        .items
+        .iter()
+        .chain(&rest.items)
+        .map(|t| t.id.clone())
+        .collect();
     assert_eq!(listed, ids);
     assert_eq!(store.get_tenant(&ids[0]).await.unwrap().unwrap().id, ids[0]);
-    assert!(store.get_tenant(&TenantId::generate(5)).await.unwrap().is_none());
+    assert!(
+        store
+            .get_tenant(&TenantId::generate(5))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn api_keys_are_found_by_hash_until_revoked(store: Arc<dyn Store>) {
@@ -118,13 +139,25 @@ async fn api_keys_are_found_by_hash_until_revoked(store: Arc<dyn Store>) {
         revoked_at: None,
     };
     store.create_api_key(key.clone()).await.unwrap();
-    assert_eq!(store.find_api_key(&key.hash).await.unwrap().unwrap().id, key.id);
-    let revoked = store.revoke_api_key(&t.id, &key.id, 99).await.unwrap().unwrap();
+    assert_eq!(
+        store.find_api_key(&key.hash).await.unwrap().unwrap().id,
+        key.id
+    );
+    let revoked = store
+        .revoke_api_key(&t.id, &key.id, 99)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(revoked.revoked_at, Some(99));
     assert!(store.find_api_key(&key.hash).await.unwrap().is_none());
     // Idempotent, and listed with its revocation time.
     assert_eq!(
-        store.revoke_api_key(&t.id, &key.id, 100).await.unwrap().unwrap().revoked_at,
+        store
+            .revoke_api_key(&t.id, &key.id, 100)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
         Some(99)
     );
     let keys = store.list_api_keys(&t.id, page(10)).await.unwrap();
@@ -146,17 +179,24 @@ async fn endpoints_are_tenant_scoped_limited_and_cascade(store: Arc<dyn Store>) 
     let ep = endpoint(&a.id);
     store.create_endpoint(ep.clone(), 2).await.unwrap();
     assert!(store.get_endpoint(&a.id, &ep.id).await.unwrap().is_some());
-    assert!(store.get_endpoint(&b.id, &ep.id).await.unwrap().is_none(), "other tenant sees nothing");
+    assert!(
+        store.get_endpoint(&b.id, &ep.id).await.unwrap().is_none(),
+        "other tenant sees nothing"
+    );
     store.create_endpoint(endpoint(&a.id), 2).await.unwrap();
     assert!(matches!(
         store.create_endpoint(endpoint(&a.id), 2).await,
         Err(StoreError::LimitReached { .. })
     ));
     let updated = store
-        .update_endpoint(&a.id, &ep.id, Box::new(|e| {
-            e.description = "changed".into();
-            e.id = EndpointId::generate(5); // ignored: ids are immutable
-        }))
+        .update_endpoint(
+            &a.id,
+            &ep.id,
+            Box::new(|e| {
+                e.description = "changed".into();
+                e.id = EndpointId::generate(5); // ignored: ids are immutable
+            }),
+        )
         .await
         .unwrap();
     assert_eq!(updated.id, ep.id);
@@ -169,7 +209,13 @@ async fn endpoints_are_tenant_scoped_limited_and_cascade(store: Arc<dyn Store>) 
     store.create_subscription(sub.clone(), 10).await.unwrap();
     let deleted = store.delete_endpoint(&a.id, &ep.id).await.unwrap();
     assert_eq!(deleted, vec![sub.id.clone()]);
-    assert!(store.get_subscription(&a.id, &sub.id).await.unwrap().is_none());
+    assert!(
+        store
+            .get_subscription(&a.id, &sub.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
     // Room again after the delete.
     store.create_endpoint(endpoint(&a.id), 2).await.unwrap();
     assert!(matches!(
@@ -203,7 +249,10 @@ async fn subscriptions_need_their_endpoint(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(s.topics, vec!["x.#".to_owned()]);
     assert_eq!(store.all_subscriptions(&a.id).await.unwrap().len(), 1);
-    let by_ep = store.list_subscriptions(&a.id, Some(&ep.id), page(10)).await.unwrap();
+    let by_ep = store
+        .list_subscriptions(&a.id, Some(&ep.id), page(10))
+        .await
+        .unwrap();
     assert_eq!(by_ep.items.len(), 1);
     store.delete_subscription(&a.id, &sub.id).await.unwrap();
     assert!(matches!(
@@ -220,17 +269,31 @@ async fn appended_events_get_gapless_cursors_per_tenant(store: Arc<dyn Store>) {
     let mut tasks = Vec::new();
     for i in 0..100 {
         let store = store.clone();
-        let t = if i % 3 == 0 { b.id.clone() } else { a.id.clone() };
+        let t = if i % 3 == 0 {
+            b.id.clone()
+        } else {
+            a.id.clone()
+        };
         tasks.push(tokio::spawn(async move {
-            let evs = vec![new_event(&t, None, 1_000 + i, &[]), new_event(&t, None, 1_000 + i, &[])];
+            let evs = vec![
+                new_event(&t, None, 1_000 + i, &[]),
+                new_event(&t, None, 1_000 + i, &[]),
+            ];
             (t, store.append_events(evs, 1000).await.unwrap())
         }));
     }
     let mut cursors: BTreeMap<TenantId, Vec<u64>> = BTreeMap::new();
     for task in tasks {
         let (t, outs) = task.await.unwrap();
-        assert_eq!(outs[1].cursor, outs[0].cursor + 1, "one call's events are consecutive");
-        cursors.entry(t).or_default().extend(outs.iter().map(|o| o.cursor));
+        assert_eq!(
+            outs[1].cursor,
+            outs[0].cursor + 1,
+            "one call's events are consecutive"
+        );
+        cursors
+            .entry(t)
+            .or_default()
+            .extend(outs.iter().map(|o| o.cursor));
     }
     for (t, mut cs) in cursors {
         cs.sort_unstable();
@@ -242,7 +305,13 @@ async fn appended_events_get_gapless_cursors_per_tenant(store: Arc<dyn Store>) {
         let mut after = None;
         loop {
             let p = store
-                .list_events(&t, EventQuery { page: PageRequest { after, limit: 7 }, ..Default::default() })
+                .list_events(
+                    &t,
+                    EventQuery {
+                        page: PageRequest { after, limit: 7 },
+                        ..Default::default()
+                    },
+                )
                 .await
                 .unwrap();
             seen.extend(p.items.iter().map(|e| e.cursor));
@@ -268,12 +337,23 @@ async fn idempotency_keys_dedupe_within_the_window(store: Arc<dyn Store>) {
     // Same key in one call and in a later call: the original answers.
     let again = store
         .append_events(
-            vec![new_event(&a.id, Some("k1"), 12_000, &[]), new_event(&a.id, Some("k2"), 12_000, &[]), new_event(&a.id, Some("k2"), 12_000, &[])],
+            vec![
+                new_event(&a.id, Some("k1"), 12_000, &[]),
+                new_event(&a.id, Some("k2"), 12_000, &[]),
+                new_event(&a.id, Some("k2"), 12_000, &[]),
+            ],
             5_000,
         )
         .await
         .unwrap();
-    assert_eq!(again[0], AppendOutcome { id: first[0].id.clone(), cursor: first[0].cursor, deduped: true });
+    assert_eq!(
+        again[0],
+        AppendOutcome {
+            id: first[0].id.clone(),
+            cursor: first[0].cursor,
+            deduped: true
+        }
+    );
     assert!(!again[1].deduped);
     assert!(again[2].deduped);
     assert_eq!(again[2].id, again[1].id);
@@ -302,16 +382,30 @@ async fn events_are_stored_with_pending_deliveries(store: Arc<dyn Store>) {
     store.create_endpoint(ep.clone(), 10).await.unwrap();
     let s1 = subscription(&a.id, &ep.id);
     let s2 = subscription(&a.id, &ep.id);
-    let subs = [(s1.id.clone(), ep.id.clone()), (s2.id.clone(), ep.id.clone())];
+    let subs = [
+        (s1.id.clone(), ep.id.clone()),
+        (s2.id.clone(), ep.id.clone()),
+    ];
     let ev = new_event(&a.id, None, 5_000, &subs);
     let id = ev.id.clone();
-    store.append_events(vec![ev, new_event(&a.id, None, 6_000, &subs[..1])], 1).await.unwrap();
+    store
+        .append_events(vec![ev, new_event(&a.id, None, 6_000, &subs[..1])], 1)
+        .await
+        .unwrap();
 
     let got = store.get_event(&a.id, &id).await.unwrap().unwrap();
-    assert_eq!(got.payload.get(), r#"{"amount":42,"name":"é"}"#, "payload kept byte for byte");
+    assert_eq!(
+        got.payload.get(),
+        r#"{"amount":42,"name":"é"}"#,
+        "payload kept byte for byte"
+    );
     assert!(store.get_event(&b.id, &id).await.unwrap().is_none());
 
-    let q = DeliveryQuery { event_id: Some(id.clone()), page: page(10), ..Default::default() };
+    let q = DeliveryQuery {
+        event_id: Some(id.clone()),
+        page: page(10),
+        ..Default::default()
+    };
     let ds = store.list_deliveries(&a.id, q).await.unwrap();
     assert_eq!(ds.items.len(), 2);
     for d in &ds.items {
@@ -323,16 +417,279 @@ async fn events_are_stored_with_pending_deliveries(store: Arc<dyn Store>) {
         assert!(store.get_delivery(&b.id, &d.id).await.unwrap().is_none());
         assert!(store.list_attempts(&a.id, &d.id).await.unwrap().is_empty());
     }
-    let all = store.list_deliveries(&a.id, DeliveryQuery { page: page(2), ..Default::default() }).await.unwrap();
+    let all = store
+        .list_deliveries(
+            &a.id,
+            DeliveryQuery {
+                page: page(2),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(all.items.len(), 2);
     assert!(all.next.is_some());
-    let due = store.due_deliveries(5_500, 10).await.unwrap();
-    assert_eq!(due.len(), 2, "only the first event's deliveries are due at 5.5 s");
-    assert_eq!(store.due_deliveries(10_000, 10).await.unwrap().len(), 3);
+    assert_eq!(
+        store.queued_endpoints().await.unwrap(),
+        vec![(a.id.clone(), ep.id.clone())]
+    );
+    assert_eq!(store.next_due(&ep.id).await.unwrap(), Some(5_000));
     let counts = store.queue_counts(Some(&a.id)).await.unwrap();
     assert_eq!(counts.pending, 3);
     assert_eq!(store.queue_counts(Some(&b.id)).await.unwrap().pending, 0);
     assert_eq!(store.queue_counts(None).await.unwrap().pending, 3);
+}
+
+fn claim(t: &TenantId, e: &EndpointId, now: i64, limit: usize) -> Claim {
+    Claim {
+        node: "n1".into(),
+        tenant: t.clone(),
+        endpoint: e.clone(),
+        now,
+        lease_until: now + 10_000,
+        limit,
+    }
+}
+
+fn attempt(t: &TenantId, d: &Delivery, number: u32, at: i64, code: u16) -> Attempt {
+    Attempt {
+        record_version: RECORD_VERSION,
+        id: AttemptId::generate(at),
+        delivery_id: d.id.clone(),
+        tenant_id: t.clone(),
+        number,
+        started_at: at,
+        status_code: Some(code),
+        latency_ms: 3,
+        response_excerpt: None,
+        error_kind: None,
+    }
+}
+
+/// Two endpoints of one tenant with one subscription each, and `n` events to each.
+async fn two_endpoint_queue(
+    store: &Arc<dyn Store>,
+    n: usize,
+) -> (TenantId, EndpointId, EndpointId) {
+    let a = tenant("a");
+    store.create_tenant(a.clone()).await.unwrap();
+    let (e1, e2) = (endpoint(&a.id), endpoint(&a.id));
+    store.create_endpoint(e1.clone(), 10).await.unwrap();
+    store.create_endpoint(e2.clone(), 10).await.unwrap();
+    let (s1, s2) = (subscription(&a.id, &e1.id), subscription(&a.id, &e2.id));
+    store.create_subscription(s1.clone(), 10).await.unwrap();
+    store.create_subscription(s2.clone(), 10).await.unwrap();
+    let evs = (0..n)
+        .map(|i| {
+            new_event(
+                &a.id,
+                None,
+                1_000 + i as i64,
+                &[
+                    (s1.id.clone(), e1.id.clone()),
+                    (s2.id.clone(), e2.id.clone()),
+                ],
+            )
+        })
+        .collect();
+    store.append_events(evs, 1).await.unwrap();
+    (a.id, e1.id, e2.id)
+}
+
+async fn claims_lease_one_endpoints_due_deliveries_in_order(store: Arc<dyn Store>) {
+    let (t, e1, e2) = two_endpoint_queue(&store, 5).await;
+    let first = store.claim_due(claim(&t, &e1, 1_002, 2)).await.unwrap();
+    assert_eq!(first.len(), 2);
+    assert!(first.iter().all(|c| c.delivery.endpoint_id == e1));
+    assert_eq!(first[0].event.payload.get(), r#"{"amount":42,"name":"é"}"#);
+    assert!(first[0].event.cursor >= 1);
+    for c in &first {
+        assert_eq!(c.delivery.status, DeliveryStatus::InFlight);
+        assert_eq!(c.delivery.claimed_by.as_deref(), Some("n1"));
+        assert_eq!(c.delivery.lease_token, 1);
+    }
+    // Only due ones: at 1_002, events created at 1_000..=1_002 are due (3); one is left.
+    let rest = store.claim_due(claim(&t, &e1, 1_002, 10)).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(store.next_due(&e1).await.unwrap(), Some(1_003));
+    // The other endpoint's queue is untouched.
+    assert_eq!(
+        store
+            .claim_due(claim(&t, &e2, 9_999, 100))
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+    let counts = store.queue_counts(Some(&t)).await.unwrap();
+    assert_eq!((counts.pending, counts.in_flight), (2, 8));
+}
+
+async fn outcomes_move_deliveries_through_retry_success_and_dead(store: Arc<dyn Store>) {
+    let (t, e1, _) = two_endpoint_queue(&store, 3).await;
+    let c = store.claim_due(claim(&t, &e1, 5_000, 3)).await.unwrap();
+    let (d0, d1, d2) = (&c[0].delivery, &c[1].delivery, &c[2].delivery);
+    let ok = |d: &Delivery, next| Outcome {
+        tenant: t.clone(),
+        delivery: d.id.clone(),
+        lease_token: d.lease_token,
+        attempt: attempt(&t, d, 1, 5_000, 500),
+        next,
+    };
+    assert!(
+        store
+            .record_outcome(ok(d0, NextState::Succeeded))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_outcome(ok(d1, NextState::Retry { at: 60_000 }))
+            .await
+            .unwrap()
+    );
+    assert!(store.record_outcome(ok(d2, NextState::Dead)).await.unwrap());
+    // A second outcome under the same (now released) lease is refused.
+    assert!(!store.record_outcome(ok(d0, NextState::Dead)).await.unwrap());
+    let got = |id: &DeliveryId| {
+        let store = store.clone();
+        let (t, id) = (t.clone(), id.clone());
+        async move { store.get_delivery(&t, &id).await.unwrap().unwrap() }
+    };
+    assert_eq!(got(&d0.id).await.status, DeliveryStatus::Succeeded);
+    let retrying = got(&d1.id).await;
+    assert_eq!(
+        (retrying.status, retrying.attempts, retrying.next_attempt_at),
+        (DeliveryStatus::Retrying, 1, 60_000)
+    );
+    assert_eq!(got(&d2.id).await.status, DeliveryStatus::Dead);
+    assert_eq!(store.list_attempts(&t, &d1.id).await.unwrap().len(), 1);
+    // The retry is due again only at its time.
+    assert!(
+        store
+            .claim_due(claim(&t, &e1, 59_999, 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = store.claim_due(claim(&t, &e1, 60_000, 10)).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].delivery.lease_token, 2);
+    // DLQ: listed, requeued with a fresh schedule, and listed no more.
+    let dead = store.list_dead(&t, Some(&e1), page(10)).await.unwrap();
+    assert_eq!(dead.items.len(), 1);
+    let woken = store
+        .requeue_dead(&t, RequeueSelection::Endpoint(e1.clone()), 70_000, 100)
+        .await
+        .unwrap();
+    assert_eq!(woken, vec![(t.clone(), e1.clone())]);
+    assert!(
+        store
+            .list_dead(&t, None, page(10))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let requeued = got(&d2.id).await;
+    assert_eq!(
+        (requeued.status, requeued.attempts),
+        (DeliveryStatus::Pending, 0)
+    );
+    let counts = store.queue_counts(Some(&t)).await.unwrap();
+    assert_eq!((counts.dead, counts.in_flight), (0, 1));
+}
+
+async fn expired_leases_return_to_the_queue(store: Arc<dyn Store>) {
+    let (t, e1, _) = two_endpoint_queue(&store, 2).await;
+    let c = store.claim_due(claim(&t, &e1, 2_000, 10)).await.unwrap();
+    assert_eq!(c.len(), 2);
+    // Leases end at 12_000: nothing expires before.
+    assert_eq!(store.reclaim_leases(Some(12_000)).await.unwrap(), 0);
+    assert_eq!(store.reclaim_leases(Some(12_001)).await.unwrap(), 2);
+    let back = store.claim_due(claim(&t, &e1, 12_001, 10)).await.unwrap();
+    assert_eq!(back.len(), 2);
+    assert!(back.iter().all(|c| c.delivery.lease_token == 2));
+    // The stale holder cannot complete.
+    let stale = Outcome {
+        tenant: t.clone(),
+        delivery: c[0].delivery.id.clone(),
+        lease_token: c[0].delivery.lease_token,
+        attempt: attempt(&t, &c[0].delivery, 1, 3_000, 200),
+        next: NextState::Succeeded,
+    };
+    assert!(!store.record_outcome(stale).await.unwrap());
+    assert_eq!(
+        store.reclaim_leases(None).await.unwrap(),
+        2,
+        "None reclaims every lease"
+    );
+}
+
+async fn replays_add_fresh_deliveries_to_old_events(store: Arc<dyn Store>) {
+    let (t, e1, e2) = two_endpoint_queue(&store, 1).await;
+    let ev = store
+        .list_events(
+            &t,
+            EventQuery {
+                page: page(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let subs = store.all_subscriptions(&t).await.unwrap();
+    let replay = Replay {
+        record_version: RECORD_VERSION,
+        id: "rpl_test".into(),
+        tenant_id: t.clone(),
+        created_at: 50_000,
+        request: serde_json::json!({"event_id": ev.id}),
+        deliveries: 2,
+    };
+    let news: Vec<ReplayDelivery> = subs
+        .iter()
+        .map(|s| ReplayDelivery {
+            event_id: ev.id.clone(),
+            subscription_id: s.id.clone(),
+            endpoint_id: s.endpoint_id.clone(),
+        })
+        .collect();
+    store
+        .create_replay(replay.clone(), news.clone())
+        .await
+        .unwrap();
+    store
+        .create_replay(
+            Replay {
+                id: "rpl_test2".into(),
+                ..replay
+            },
+            news,
+        )
+        .await
+        .unwrap();
+    let q = DeliveryQuery {
+        event_id: Some(ev.id.clone()),
+        page: page(100),
+        ..Default::default()
+    };
+    let ds = store.list_deliveries(&t, q).await.unwrap().items;
+    assert_eq!(ds.len(), 6, "2 original + 2 per replay");
+    let ids: std::collections::BTreeSet<_> = ds.iter().map(|d| d.id.clone()).collect();
+    assert_eq!(ids.len(), 6, "every delivery id is new");
+    for e in [&e1, &e2] {
+        assert_eq!(
+            store
+                .claim_due(claim(&t, e, 50_000, 10))
+                .await
+                .unwrap()
+                .len(),
+            3
+        );
+    }
 }
 
 macro_rules! conformance {
@@ -346,6 +703,10 @@ macro_rules! conformance {
             conformance!(@case $make, appended_events_get_gapless_cursors_per_tenant);
             conformance!(@case $make, idempotency_keys_dedupe_within_the_window);
             conformance!(@case $make, events_are_stored_with_pending_deliveries);
+            conformance!(@case $make, claims_lease_one_endpoints_due_deliveries_in_order);
+            conformance!(@case $make, outcomes_move_deliveries_through_retry_success_and_dead);
+            conformance!(@case $make, expired_leases_return_to_the_queue);
+            conformance!(@case $make, replays_add_fresh_deliveries_to_old_events);
         }
     };
     (@case $make:expr, $name:ident) => {
@@ -376,10 +737,15 @@ async fn redb_keeps_everything_across_reopen() {
         let store = RedbStore::open(&path, RedbOptions::default()).unwrap();
         store.create_tenant(t.clone()).await.unwrap();
         store
-            .append_events((0..10).map(|i| new_event(&t.id, Some(&format!("k{i}")), 1000, &[])).collect(), 60_000)
+            .append_events(
+                (0..10)
+                    .map(|i| new_event(&t.id, Some(&format!("k{i}")), 1000, &[]))
+                    .collect(),
+                60_000,
+            )
             .await
             .unwrap();
-        store.close();
+        Store::close(&store);
     }
     let store = RedbStore::open(&path, RedbOptions::default()).unwrap();
     assert_eq!(store.head_cursor(&t.id).await.unwrap(), 10);
@@ -401,9 +767,13 @@ async fn redb_store_from_a_newer_version_opens_read_only() {
         let db = ::redb::Database::create(&path).unwrap();
         let txn = db.begin_write().unwrap();
         {
-            let mut meta: ::redb::Table<&str, &[u8]> =
-                txn.open_table(::redb::TableDefinition::new("meta")).unwrap();
-            let newer = format!(r#"{{"version":{},"created_at":1,"last_compaction_at":null}}"#, STORE_VERSION + 1);
+            let mut meta: ::redb::Table<&str, &[u8]> = txn
+                .open_table(::redb::TableDefinition::new("meta"))
+                .unwrap();
+            let newer = format!(
+                r#"{{"version":{},"created_at":1,"last_compaction_at":null}}"#,
+                STORE_VERSION + 1
+            );
             meta.insert("store_meta", newer.as_bytes()).unwrap();
         }
         txn.commit().unwrap();
@@ -411,6 +781,13 @@ async fn redb_store_from_a_newer_version_opens_read_only() {
     let store = RedbStore::open(&path, RedbOptions::default()).unwrap();
     let reason = store.read_only_reason().expect("read-only");
     assert!(reason.contains("newer GatePulse"), "{reason}");
-    assert!(matches!(store.create_tenant(tenant("x")).await, Err(StoreError::ReadOnly(_))));
-    assert_eq!(store.meta().version, STORE_VERSION + 1, "the file's meta is left untouched");
+    assert!(matches!(
+        store.create_tenant(tenant("x")).await,
+        Err(StoreError::ReadOnly(_))
+    ));
+    assert_eq!(
+        store.meta().version,
+        STORE_VERSION + 1,
+        "the file's meta is left untouched"
+    );
 }

@@ -1,6 +1,8 @@
 //! End-to-end harness: starts the real `gp` binary on a free port with a temp data dir
 //! and talks to it over HTTP only. Nothing here links GatePulse itself.
 
+pub mod receiver;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,6 +12,12 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
 pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdef";
+
+/// Installs rustls' `ring` provider (the workspace builds reqwest without a default
+/// one); every test client needs it before a `reqwest::Client` is built.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 /// The `gp` binary: `$GP_BIN`, or `gp` next to the test executable's `deps/` folder.
 pub fn gp_binary() -> Result<PathBuf> {
@@ -49,13 +57,17 @@ pub struct Gp {
 impl Gp {
     /// Starts `gp serve` on a free port over `data_dir`; waits until `/readyz` is 200.
     pub async fn start(data_dir: &Path, extra_env: &[(&str, &str)]) -> Result<Self> {
+        install_crypto_provider();
         let mut gp = Self {
             child: None,
             base: String::new(),
             data_dir: data_dir.to_path_buf(),
             http: Client::builder().timeout(Duration::from_secs(30)).build()?,
             port: free_port()?,
-            extra_env: extra_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            extra_env: extra_env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         gp.spawn().await?;
         Ok(gp)
@@ -112,7 +124,10 @@ impl Gp {
         let Some(mut child) = self.child.take() else {
             return Ok(0);
         };
-        let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()?;
         if !status.success() {
             bail!("kill -TERM failed");
         }
@@ -134,28 +149,59 @@ impl Gp {
         self.spawn().await
     }
 
-    pub async fn call(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> Result<(StatusCode, Value)> {
-        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token);
+    pub async fn call(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(StatusCode, Value)> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
         if let Some(b) = body {
             req = req.json(&b);
         }
         let resp = req.send().await?;
         let status = resp.status();
         let text = resp.text().await?;
-        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text)? };
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)?
+        };
         Ok((status, value))
     }
 
     /// Creates a tenant and an all-scopes key; returns (tenant id, key).
     pub async fn tenant_with_key(&self) -> Result<(String, String)> {
-        let (s, t) = self.call(ADMIN_TOKEN, Method::POST, "/v1/tenants", Some(json!({"name": "e2e"}))).await?;
+        let (s, t) = self
+            .call(
+                ADMIN_TOKEN,
+                Method::POST,
+                "/v1/tenants",
+                Some(json!({"name": "e2e"})),
+            )
+            .await?;
         if s != StatusCode::CREATED {
             bail!("create tenant: {s} {t}");
         }
         let tid = t["id"].as_str().context("tenant id")?.to_owned();
-        let scopes = ["events:write", "events:read", "endpoints:manage", "replay:write", "dlq:manage"];
+        let scopes = [
+            "events:write",
+            "events:read",
+            "endpoints:manage",
+            "replay:write",
+            "dlq:manage",
+        ];
         let (s, k) = self
-            .call(ADMIN_TOKEN, Method::POST, &format!("/v1/tenants/{tid}/keys"), Some(json!({"name": "e2e", "scopes": scopes})))
+            .call(
+                ADMIN_TOKEN,
+                Method::POST,
+                &format!("/v1/tenants/{tid}/keys"),
+                Some(json!({"name": "e2e", "scopes": scopes})),
+            )
             .await?;
         if s != StatusCode::CREATED {
             bail!("create key: {s} {k}");

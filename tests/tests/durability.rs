@@ -1,6 +1,8 @@
 //! Durability of accepted events across restarts and `kill -9`, against the real
 //! binary.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,13 +16,23 @@ async fn setup(gp: &Gp) -> (String, String) {
     let (_, key) = gp.tenant_with_key().await.unwrap();
     // Deliveries are not attempted by this test; the endpoint only has to exist.
     let (s, ep) = gp
-        .call(&key, Method::POST, "/v1/endpoints", Some(json!({"url": "http://127.0.0.1:9/hook"})))
+        .call(
+            &key,
+            Method::POST,
+            "/v1/endpoints",
+            Some(json!({"url": "http://127.0.0.1:9/hook"})),
+        )
         .await
         .unwrap();
     assert_eq!(s, StatusCode::CREATED, "{ep}");
     let ep = ep["id"].as_str().unwrap().to_owned();
     let (s, sub) = gp
-        .call(&key, Method::POST, "/v1/subscriptions", Some(json!({"endpoint_id": ep, "topics": ["orders.#"]})))
+        .call(
+            &key,
+            Method::POST,
+            "/v1/subscriptions",
+            Some(json!({"endpoint_id": ep, "topics": ["orders.#"]})),
+        )
         .await
         .unwrap();
     assert_eq!(s, StatusCode::CREATED, "{sub}");
@@ -28,9 +40,15 @@ async fn setup(gp: &Gp) -> (String, String) {
 }
 
 fn assert_gapless(events: &[Value]) -> Vec<u64> {
-    let cursors: Vec<u64> = events.iter().map(|e| e["cursor"].as_u64().unwrap()).collect();
+    let cursors: Vec<u64> = events
+        .iter()
+        .map(|e| e["cursor"].as_u64().unwrap())
+        .collect();
     let expected: Vec<u64> = (1..=cursors.len() as u64).collect();
-    assert_eq!(cursors, expected, "cursors must be 1..=N in order with no gap");
+    assert_eq!(
+        cursors, expected,
+        "cursors must be 1..=N in order with no gap"
+    );
     cursors
 }
 
@@ -49,11 +67,15 @@ async fn concurrent_publishes_survive_restart_with_their_deliveries() {
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire().await.unwrap();
             let idem = (i % 10 == 0).then(|| format!("dup-{}", (i / 10) % 20));
-            let mut body = json!({"topic": "orders.created", "payload": {"i": i, "blob": "x".repeat(200)}});
+            let mut body =
+                json!({"topic": "orders.created", "payload": {"i": i, "blob": "x".repeat(200)}});
             if let Some(k) = &idem {
                 body["idempotency_key"] = json!(k);
             }
-            let (s, out) = gp.call(&key, Method::POST, "/v1/events", Some(body)).await.unwrap();
+            let (s, out) = gp
+                .call(&key, Method::POST, "/v1/events", Some(body))
+                .await
+                .unwrap();
             assert_eq!(s, StatusCode::ACCEPTED, "{out}");
             (idem, out)
         }));
@@ -67,7 +89,10 @@ async fn concurrent_publishes_survive_restart_with_their_deliveries() {
         if out["deduped"] == true {
             deduped += 1;
         } else {
-            assert!(accepted.insert(id.clone()), "a new event id was returned twice");
+            assert!(
+                accepted.insert(id.clone()),
+                "a new event id was returned twice"
+            );
         }
         if let Some(k) = idem {
             by_key.entry(k).or_default().insert(id);
@@ -75,7 +100,11 @@ async fn concurrent_publishes_survive_restart_with_their_deliveries() {
     }
     assert_eq!(by_key.len(), 20);
     for (k, ids) in &by_key {
-        assert_eq!(ids.len(), 1, "idempotency key {k} stored more than one event: {ids:?}");
+        assert_eq!(
+            ids.len(),
+            1,
+            "idempotency key {k} stored more than one event: {ids:?}"
+        );
     }
     assert_eq!(deduped, 100 - 20);
     assert_eq!(accepted.len(), 1000 - deduped);
@@ -85,17 +114,28 @@ async fn concurrent_publishes_survive_restart_with_their_deliveries() {
     gp.restart().await.unwrap();
 
     let events = gp.list_all(&key, "/v1/events").await.unwrap();
-    let ids: HashSet<String> = events.iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
+    let ids: HashSet<String> = events
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(ids, accepted, "exactly the accepted events are stored");
     assert_gapless(&events);
     let deliveries = gp.list_all(&key, "/v1/deliveries").await.unwrap();
     assert_eq!(deliveries.len(), accepted.len(), "one delivery per event");
-    let per_event: HashSet<&str> = deliveries.iter().map(|d| d["event_id"].as_str().unwrap()).collect();
+    let per_event: HashSet<&str> = deliveries
+        .iter()
+        .map(|d| d["event_id"].as_str().unwrap())
+        .collect();
     assert_eq!(per_event.len(), accepted.len());
     assert!(deliveries.iter().all(|d| d["status"] == "pending"));
     // Keys still dedupe after the restart.
     let (_, again) = gp
-        .call(&key, Method::POST, "/v1/events", Some(json!({"topic": "orders.created", "payload": {}, "idempotency_key": "dup-0"})))
+        .call(
+            &key,
+            Method::POST,
+            "/v1/events",
+            Some(json!({"topic": "orders.created", "payload": {}, "idempotency_key": "dup-0"})),
+        )
         .await
         .unwrap();
     assert_eq!(again["deduped"], true);
@@ -115,7 +155,13 @@ async fn kill_9_during_a_publish_burst_loses_no_acknowledged_event() {
     let acked = Arc::new(std::sync::Mutex::new(BTreeMap::<String, u64>::new()));
     let mut publishers = Vec::new();
     for w in 0..16 {
-        let (http, base, key, stop, acked) = (http.clone(), base.clone(), key.clone(), stop.clone(), acked.clone());
+        let (http, base, key, stop, acked) = (
+            http.clone(),
+            base.clone(),
+            key.clone(),
+            stop.clone(),
+            acked.clone(),
+        );
         publishers.push(tokio::spawn(async move {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) && n < 5_000 {
@@ -130,11 +176,13 @@ async fn kill_9_during_a_publish_burst_loses_no_acknowledged_event() {
                 if resp.status() != StatusCode::ACCEPTED {
                     break;
                 }
-                let Ok(out) = resp.json::<Value>().await else { break };
-                acked
-                    .lock()
-                    .unwrap()
-                    .insert(out["id"].as_str().unwrap().to_owned(), out["cursor"].as_u64().unwrap());
+                let Ok(out) = resp.json::<Value>().await else {
+                    break;
+                };
+                acked.lock().unwrap().insert(
+                    out["id"].as_str().unwrap().to_owned(),
+                    out["cursor"].as_u64().unwrap(),
+                );
             }
         }));
     }
@@ -157,14 +205,27 @@ async fn kill_9_during_a_publish_burst_loses_no_acknowledged_event() {
     let events = gp.list_all(&key, "/v1/events").await.unwrap();
     let stored: HashMap<String, u64> = events
         .iter()
-        .map(|e| (e["id"].as_str().unwrap().to_owned(), e["cursor"].as_u64().unwrap()))
+        .map(|e| {
+            (
+                e["id"].as_str().unwrap().to_owned(),
+                e["cursor"].as_u64().unwrap(),
+            )
+        })
         .collect();
     for (id, cursor) in &acked {
-        assert_eq!(stored.get(id), Some(cursor), "acknowledged event {id} lost or moved");
+        assert_eq!(
+            stored.get(id),
+            Some(cursor),
+            "acknowledged event {id} lost or moved"
+        );
     }
     // Events whose answer was lost in the kill may exist too, but never with a gap.
     assert_gapless(&events);
     assert!(stored.len() >= acked.len());
     let deliveries = gp.list_all(&key, "/v1/deliveries").await.unwrap();
-    assert_eq!(deliveries.len(), stored.len(), "every stored event kept its delivery");
+    assert_eq!(
+        deliveries.len(),
+        stored.len(),
+        "every stored event kept its delivery"
+    );
 }

@@ -103,7 +103,12 @@ pub async fn list_deliveries(
         cursor: params.cursor,
     }
     .page()?;
-    let empty = || axum::Json(ListOut { data: Vec::new(), next_cursor: None });
+    let empty = || {
+        axum::Json(ListOut {
+            data: Vec::new(),
+            next_cursor: None,
+        })
+    };
     let status = match params.status.as_deref() {
         None => None,
         Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {

@@ -159,12 +159,18 @@ fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> 
         let field = format!("headers/{name}");
         let lower = name.to_ascii_lowercase();
         if HeaderName::from_bytes(name.as_bytes()).is_err() {
-            return Err(ApiError::invalid_field(&field, "is not a valid header name"));
+            return Err(ApiError::invalid_field(
+                &field,
+                "is not a valid header name",
+            ));
         }
         if RESERVED_HEADERS.contains(&lower.as_str())
             || RESERVED_PREFIXES.iter().any(|p| lower.starts_with(p))
         {
-            return Err(ApiError::invalid_field(&field, "is set by GatePulse and cannot be overridden"));
+            return Err(ApiError::invalid_field(
+                &field,
+                "is set by GatePulse and cannot be overridden",
+            ));
         }
         if value.len() > MAX_HEADER_VALUE || HeaderValue::from_str(value).is_err() {
             return Err(ApiError::invalid_field(
@@ -185,7 +191,10 @@ fn validate_settings(
     if let Some(t) = timeout_ms
         && !(1..=MAX_TIMEOUT_MS).contains(&t)
     {
-        return Err(ApiError::invalid_field("timeout_ms", format!("must be 1 to {MAX_TIMEOUT_MS}")));
+        return Err(ApiError::invalid_field(
+            "timeout_ms",
+            format!("must be 1 to {MAX_TIMEOUT_MS}"),
+        ));
     }
     if let Some(r) = rate
         && !(1..=MAX_RATE_LIMIT).contains(&r)
@@ -198,7 +207,10 @@ fn validate_settings(
     if let Some(m) = in_flight
         && !(1..=MAX_IN_FLIGHT).contains(&m)
     {
-        return Err(ApiError::invalid_field("max_in_flight", format!("must be 1 to {MAX_IN_FLIGHT}")));
+        return Err(ApiError::invalid_field(
+            "max_in_flight",
+            format!("must be 1 to {MAX_IN_FLIGHT}"),
+        ));
     }
     if let Some(s) = schedule {
         if s.is_empty() || s.len() > MAX_RETRY_STEPS {
@@ -228,8 +240,10 @@ fn validate_description(d: &str) -> Result<(), ApiError> {
 }
 
 fn check_secret(secret: &str) -> Result<(), ApiError> {
-    crypto::validate_webhook_secret(secret)
-        .map_err(|m| ApiError::invalid_field("secret", format!("secret {m}")).with("hint", "whsec_ + base64 of 24 to 64 random bytes"))
+    crypto::validate_webhook_secret(secret).map_err(|m| {
+        ApiError::invalid_field("secret", format!("secret {m}"))
+            .with("hint", "whsec_ + base64 of 24 to 64 random bytes")
+    })
 }
 
 fn seal(state: &AppState, secret: &str, now: i64) -> SealedSecret {
@@ -279,7 +293,10 @@ pub async fn create_endpoint(
     match (&body.url, kind) {
         (Some(url), _) => validate_url(&state, url)?,
         (None, EndpointKind::Http) => {
-            return Err(ApiError::invalid_field("url", "is required for http endpoints"));
+            return Err(ApiError::invalid_field(
+                "url",
+                "is required for http endpoints",
+            ));
         }
         (None, EndpointKind::Inbox) => {}
     }
@@ -381,7 +398,10 @@ pub async fn update_endpoint(
         patch.timeout_ms.flatten(),
         patch.rate_limit_per_sec.flatten(),
         patch.max_in_flight.flatten(),
-        patch.retry_schedule_secs.as_ref().and_then(|s| s.as_deref()),
+        patch
+            .retry_schedule_secs
+            .as_ref()
+            .and_then(|s| s.as_deref()),
     )?;
     let now = now_ms();
     let updated = state
@@ -422,6 +442,10 @@ pub async fn update_endpoint(
         )
         .await?;
     state.ingest.invalidate(&tenant);
+    if updated.enabled {
+        // Deliveries that waited while it was disabled can go now.
+        state.dispatch.wake(tenant.clone(), id.clone());
+    }
     tracing::info!(tenant_id = %tenant, endpoint_id = %id, "endpoint updated");
     Ok(axum::Json(updated.into()))
 }
@@ -515,13 +539,54 @@ pub async fn rotate_secret(
     Ok(axum::Json(SecretOut { secret }))
 }
 
+/// An endpoint's delivery health.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthOut {
+    pub endpoint_id: String,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    #[serde(flatten)]
+    pub health: crate::dispatch::Health,
+    /// When the last attempt finished, if any.
+    pub last_attempt_at: Option<String>,
+}
+
+/// Success rate, last status and circuit state of an endpoint (since this node
+/// started).
+#[utoipa::path(get, path = "/v1/endpoints/{endpoint_id}/health", tag = "endpoints",
+    params(("endpoint_id" = String, Path)),
+    responses((status = 200, body = HealthOut), (status = "4XX", body = Problem)),
+    security(("bearer" = ["endpoints:manage"])))]
+pub async fn get_health(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw): Path<String>,
+) -> Result<axum::Json<HealthOut>, ApiError> {
+    let tenant = principal.tenant_for(Scope::EndpointsManage)?;
+    let endpoint = load(&state, tenant, &raw).await?;
+    let health = state.dispatch.health(&endpoint.id);
+    Ok(axum::Json(HealthOut {
+        endpoint_id: endpoint.id.to_string(),
+        enabled: endpoint.enabled,
+        disabled_reason: endpoint.disabled_reason,
+        last_attempt_at: health.last_attempt_at.map(rfc3339),
+        health,
+    }))
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/endpoints", get(list_endpoints).post(create_endpoint))
         .route(
             "/v1/endpoints/{endpoint_id}",
-            get(get_endpoint).patch(update_endpoint).delete(delete_endpoint),
+            get(get_endpoint)
+                .patch(update_endpoint)
+                .delete(delete_endpoint),
         )
         .route("/v1/endpoints/{endpoint_id}/secret", get(get_secret))
-        .route("/v1/endpoints/{endpoint_id}/secret/rotate", post(rotate_secret))
+        .route("/v1/endpoints/{endpoint_id}/health", get(get_health))
+        .route(
+            "/v1/endpoints/{endpoint_id}/secret/rotate",
+            post(rotate_secret),
+        )
 }

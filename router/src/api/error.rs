@@ -64,7 +64,11 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
@@ -144,7 +148,9 @@ impl From<StoreError> for ApiError {
                 format!("at most {limit} {what} per tenant (configurable)"),
             ),
             StoreError::ReadOnly(reason) => Self::unavailable("store_read_only", reason, 60),
-            StoreError::Closed => Self::unavailable("shutting_down", "the server is shutting down", 5),
+            StoreError::Closed => {
+                Self::unavailable("shutting_down", "the server is shutting down", 5)
+            }
             other => {
                 tracing::error!(error = %other, "store error");
                 Self::unavailable(
@@ -164,7 +170,8 @@ impl From<AuthError> for ApiError {
             AuthError::MissingToken => Self::new(StatusCode::UNAUTHORIZED, "missing_token", detail),
             AuthError::InvalidToken => Self::new(StatusCode::UNAUTHORIZED, "invalid_token", detail),
             AuthError::MissingScope(scope) => {
-                Self::new(StatusCode::FORBIDDEN, "missing_scope", detail).with("scope", scope.as_str())
+                Self::new(StatusCode::FORBIDDEN, "missing_scope", detail)
+                    .with("scope", scope.as_str())
             }
             AuthError::AdminOnly => Self::new(StatusCode::FORBIDDEN, "admin_only", detail),
             AuthError::TenantRequired => Self::bad_request("tenant_required", detail),
@@ -178,7 +185,9 @@ impl From<PublishError> for ApiError {
     fn from(e: PublishError) -> Self {
         let detail = e.to_string();
         match e {
-            PublishError::Topic(_) => Self::invalid_field("topic", detail).with_code("invalid_topic"),
+            PublishError::Topic(_) => {
+                Self::invalid_field("topic", detail).with_code("invalid_topic")
+            }
             PublishError::PayloadTooLarge { .. } => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", detail)
             }

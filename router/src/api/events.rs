@@ -187,7 +187,13 @@ pub async fn create_events_batch(
     for raw in &body.events {
         let item = parse_json::<EventIn>(raw.get().as_bytes())
             .and_then(|e| into_publish(e, None))
-            .and_then(|p| state.ingest.validate(&p).map(|()| p).map_err(ApiError::from));
+            .and_then(|p| {
+                state
+                    .ingest
+                    .validate(&p)
+                    .map(|()| p)
+                    .map_err(ApiError::from)
+            });
         slots.push(item.map(|p| {
             valid.push(p);
             valid.len() - 1
@@ -229,8 +235,15 @@ pub async fn list_events(
         cursor: params.cursor,
     }
     .page()?;
-    if page.after.as_deref().is_some_and(|c| c.parse::<u64>().is_err()) {
-        return Err(ApiError::bad_request("invalid_query", "cursor is not a cursor of this listing"));
+    if page
+        .after
+        .as_deref()
+        .is_some_and(|c| c.parse::<u64>().is_err())
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "cursor is not a cursor of this listing",
+        ));
     }
     let topic = params
         .topic
@@ -286,7 +299,13 @@ pub async fn get_event(
         )
         .await?;
     let mut out = EventOut::from(event);
-    out.deliveries = Some(deliveries.items.into_iter().map(DeliverySummary::from).collect());
+    out.deliveries = Some(
+        deliveries
+            .items
+            .into_iter()
+            .map(DeliverySummary::from)
+            .collect(),
+    );
     Ok(axum::Json(out))
 }
 

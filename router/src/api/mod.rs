@@ -4,6 +4,7 @@
 //! problem document in [`error`].
 
 pub mod deliveries;
+pub mod dlq;
 pub mod endpoints;
 pub mod error;
 pub mod events;
@@ -29,6 +30,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::crypto::SecretBox;
+use crate::dispatch::DispatchHandle;
 use crate::ingest::Ingest;
 use crate::store::Store;
 use crate::telemetry;
@@ -45,6 +47,7 @@ pub struct AppInner {
     pub ingest: Arc<Ingest>,
     pub auth: Authenticator,
     pub secrets: Arc<dyn SecretBox>,
+    pub dispatch: DispatchHandle,
     pub metrics: PrometheusHandle,
     /// False until the server accepts traffic, and again once shutdown begins.
     pub ready: Arc<AtomicBool>,
@@ -72,6 +75,7 @@ pub fn app(state: AppState) -> Router {
         .merge(subscriptions::router())
         .merge(events::router())
         .merge(deliveries::router())
+        .merge(dlq::router())
         .merge(ops::router())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)

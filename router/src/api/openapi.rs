@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{deliveries, endpoints, error, events, extract, ops, subscriptions, tenants};
+use super::{deliveries, dlq, endpoints, error, events, extract, ops, subscriptions, tenants};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,10 +25,11 @@ use super::{deliveries, endpoints, error, events, extract, ops, subscriptions, t
         tenants::create_key, tenants::list_keys, tenants::revoke_key,
         endpoints::create_endpoint, endpoints::list_endpoints, endpoints::get_endpoint,
         endpoints::update_endpoint, endpoints::delete_endpoint, endpoints::get_secret,
-        endpoints::rotate_secret,
+        endpoints::rotate_secret, endpoints::get_health,
+        dlq::list_dlq, dlq::requeue_dlq,
         subscriptions::create_subscription, subscriptions::list_subscriptions,
         subscriptions::get_subscription, subscriptions::update_subscription,
-        subscriptions::delete_subscription,
+        subscriptions::delete_subscription, subscriptions::preview_subscription,
         events::create_event, events::create_events_batch, events::list_events,
         events::get_event,
         deliveries::list_deliveries, deliveries::get_delivery,

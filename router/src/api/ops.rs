@@ -67,8 +67,10 @@ pub async fn get_metrics(State(state): State<AppState>) -> Response {
     responses((status = 200, content_type = "application/json")))]
 pub async fn get_openapi() -> Response {
     let mut resp = (StatusCode::OK, super::openapi::document_json()).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 

@@ -1,10 +1,17 @@
-//! Subscriptions: an endpoint, topic patterns, an optional filter and transform.
+//! Subscriptions: an endpoint, topic patterns, an optional filter and transform, and
+//! the preview (a dry run of the pipeline for one event; nothing stored or sent).
+//!
+//! Filters are compiled here with the configured `[filter]` limits, so an invalid or
+//! hostile one is a `400` at create/update time and never a surprise at delivery.
 
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
+use gatepulse_filter_dsl::{Event, Filter, FilterError, Meta, ast};
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::time::Instant;
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
@@ -12,8 +19,8 @@ use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, ApiQuery, ListOut, ListParams};
 use crate::auth::{Principal, Scope};
 use crate::clock::{now_ms, rfc3339};
-use crate::ids::{EndpointId, SubscriptionId, TenantId};
-use crate::ingest::topic::TopicPattern;
+use crate::ids::{EndpointId, EventId, SubscriptionId, TenantId};
+use crate::ingest::topic::{self, TopicPattern};
 use crate::store::{PageRequest, RECORD_VERSION, Subscription};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -92,7 +99,8 @@ fn validate_topics(state: &AppState, topics: &[String]) -> Result<(), ApiError> 
     }
     for (i, t) in topics.iter().enumerate() {
         TopicPattern::parse(t, state.config.api.max_topic_bytes).map_err(|e| {
-            let mut err = ApiError::invalid_field(&format!("topics/{i}"), format!("topic pattern {e}"));
+            let mut err =
+                ApiError::invalid_field(&format!("topics/{i}"), format!("topic pattern {e}"));
             err.code = "invalid_topic";
             err
         })?;
@@ -101,12 +109,21 @@ fn validate_topics(state: &AppState, topics: &[String]) -> Result<(), ApiError> 
 }
 
 /// Compiles a filter so an invalid one is refused now, never at delivery time.
-fn validate_filter(filter: &str) -> Result<(), ApiError> {
-    let _ = filter;
-    Err(ApiError::invalid_field(
-        "filter",
-        "filter expressions are not available in this build",
-    ))
+fn validate_filter(state: &AppState, filter: &str) -> Result<Filter, ApiError> {
+    Filter::compile(filter, &state.config.filter.limits()).map_err(|e| filter_problem(&e))
+}
+
+/// A filter compile error as a `400` problem: the crate's code (also in `type`), its
+/// message as `detail`, the position, the caret excerpt and `field: "filter"`.
+fn filter_problem(e: &FilterError) -> ApiError {
+    let pos = e.position();
+    ApiError::bad_request(e.code(), e.message())
+        .with("field", "filter")
+        .with(
+            "position",
+            json!({"line": pos.line, "column": pos.column, "offset": pos.offset}),
+        )
+        .with("excerpt", e.caret_excerpt())
 }
 
 fn validate_transform(transform: &serde_json::Value) -> Result<(), ApiError> {
@@ -118,11 +135,13 @@ fn validate_transform(transform: &serde_json::Value) -> Result<(), ApiError> {
 }
 
 fn endpoint_ref(raw: &str) -> Result<EndpointId, ApiError> {
-    EndpointId::parse(raw).ok_or_else(|| {
-        let mut e = ApiError::invalid_field("endpoint_id", "endpoint does not exist");
-        e.code = "unknown_reference";
-        e
-    })
+    EndpointId::parse(raw).ok_or_else(unknown_endpoint)
+}
+
+fn unknown_endpoint() -> ApiError {
+    let mut e = ApiError::invalid_field("endpoint_id", "endpoint does not exist");
+    e.code = "unknown_reference";
+    e
 }
 
 fn subscription_id(raw: &str) -> Result<SubscriptionId, ApiError> {
@@ -150,7 +169,7 @@ pub async fn create_subscription(
     let endpoint_id = endpoint_ref(&body.endpoint_id)?;
     validate_topics(&state, &body.topics)?;
     if let Some(f) = &body.filter {
-        validate_filter(f)?;
+        validate_filter(&state, f)?;
     }
     if let Some(t) = &body.transform {
         validate_transform(t)?;
@@ -196,7 +215,12 @@ pub async fn list_subscriptions(
         Some(raw) => match EndpointId::parse(raw) {
             Some(id) => Some(id),
             // An unknown id matches nothing.
-            None => return Ok(axum::Json(ListOut { data: Vec::new(), next_cursor: None })),
+            None => {
+                return Ok(axum::Json(ListOut {
+                    data: Vec::new(),
+                    next_cursor: None,
+                }));
+            }
         },
         None => None,
     };
@@ -239,7 +263,7 @@ pub async fn update_subscription(
         validate_topics(&state, t)?;
     }
     if let Some(Some(f)) = &patch.filter {
-        validate_filter(f)?;
+        validate_filter(&state, f)?;
     }
     if let Some(Some(t)) = &patch.transform {
         validate_transform(t)?;
@@ -293,9 +317,205 @@ pub async fn delete_subscription(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The subscription half of a preview: the fields of [`SubscriptionIn`], with
+/// `endpoint_id` optional.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewSubscriptionIn {
+    /// When given it must name an existing endpoint of the tenant.
+    pub endpoint_id: Option<String>,
+    pub topics: Vec<String>,
+    pub filter: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub transform: Option<serde_json::Value>,
+    /// Accepted for symmetry with create; a preview runs the pipeline either way.
+    pub enabled: Option<bool>,
+}
+
+/// The event of a preview, as it would be published.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewEventIn {
+    pub topic: String,
+    /// A JSON object.
+    #[schema(value_type = Object)]
+    pub payload: Value,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewIn {
+    pub subscription: PreviewSubscriptionIn,
+    pub event: PreviewEventIn,
+}
+
+/// One pipeline stage of a preview. The pipeline stops at the first stage that does not
+/// match, so the last stage listed is the one that decided a non-match.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PreviewStage {
+    /// `topic` or `filter`.
+    pub stage: String,
+    /// Time the stage took, in microseconds.
+    pub took_us: u64,
+    pub matched: bool,
+    /// Why: for `topic`, the topic, the patterns and the first that matched; for
+    /// `filter`, the canonical filter and, when it is an `&&`/`||` chain, each term
+    /// with its result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub explain: Option<Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PreviewOut {
+    /// Whether the event would be delivered to the subscription.
+    pub matched: bool,
+    /// The body that would be delivered (the payload; transforms are not available in
+    /// this version), or `null` when not matched.
+    #[schema(value_type = Option<Object>)]
+    pub body: Option<Value>,
+    pub stages: Vec<PreviewStage>,
+}
+
+fn micros(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Each term of a top-level `&&` / `||` chain with its own result, so a non-match
+/// says which part failed. Terms are re-compiled from their canonical form, which the
+/// language guarantees compiles to the same tree.
+fn explain_filter(filter: &Filter, event: &Event<'_>, state: &AppState) -> Value {
+    let (op, terms) = match filter.ast() {
+        ast::Node::And(terms) => ("&&", terms),
+        ast::Node::Or(terms) => ("||", terms),
+        _ => return json!({ "filter": filter.to_string() }),
+    };
+    let limits = state.config.filter.limits();
+    let terms: Vec<Value> = terms
+        .iter()
+        .map(|t| {
+            let src = t.to_string();
+            match Filter::compile(&src, &limits) {
+                Ok(f) => json!({ "term": src, "matched": f.matches(event) }),
+                Err(_) => json!({ "term": src }),
+            }
+        })
+        .collect();
+    json!({ "filter": filter.to_string(), "operator": op, "terms": terms })
+}
+
+/// Runs one event through a subscription's pipeline (topic match → filter) without
+/// storing or sending anything.
+#[utoipa::path(post, path = "/v1/subscriptions/preview", tag = "subscriptions", request_body = PreviewIn,
+    responses((status = 200, body = PreviewOut), (status = "4XX", body = Problem)),
+    security(("bearer" = ["endpoints:manage"])))]
+pub async fn preview_subscription(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<PreviewIn>,
+) -> Result<axum::Json<PreviewOut>, ApiError> {
+    let tenant = principal.tenant_for(Scope::EndpointsManage)?.clone();
+    let sub = body.subscription;
+    if let Some(raw) = &sub.endpoint_id {
+        let id = endpoint_ref(raw)?;
+        if state.store.get_endpoint(&tenant, &id).await?.is_none() {
+            return Err(unknown_endpoint());
+        }
+    }
+    validate_topics(&state, &sub.topics)?;
+    let filter = sub
+        .filter
+        .as_deref()
+        .map(|f| validate_filter(&state, f))
+        .transpose()?;
+    if let Some(t) = &sub.transform {
+        validate_transform(t)?;
+    }
+    let event = body.event;
+    topic::validate_topic(&event.topic, state.config.api.max_topic_bytes).map_err(|e| {
+        let mut err = ApiError::invalid_field("event/topic", format!("topic {e}"));
+        err.code = "invalid_topic";
+        err
+    })?;
+    if !event.payload.is_object() {
+        let mut err = ApiError::invalid_field("event/payload", "payload must be a JSON object");
+        err.code = "invalid_payload";
+        return Err(err);
+    }
+
+    let mut stages = Vec::with_capacity(2);
+    let started = Instant::now();
+    let patterns: Vec<TopicPattern> = sub
+        .topics
+        .iter()
+        .filter_map(|t| TopicPattern::parse(t, usize::MAX).ok())
+        .collect();
+    let hit = patterns.iter().find(|p| p.matches(&event.topic));
+    let topic_matched = hit.is_some();
+    stages.push(PreviewStage {
+        stage: "topic".into(),
+        took_us: micros(started),
+        matched: topic_matched,
+        explain: Some(json!({
+            "topic": event.topic,
+            "patterns": sub.topics,
+            "matched_pattern": hit.map(TopicPattern::as_str),
+        })),
+    });
+    if !topic_matched {
+        return Ok(axum::Json(PreviewOut {
+            matched: false,
+            body: None,
+            stages,
+        }));
+    }
+
+    let started = Instant::now();
+    // The event is not stored; an id and time are made up so `meta.*` filters behave
+    // as they would on publish.
+    let now = now_ms();
+    let id = EventId::generate(now);
+    let time = rfc3339(now);
+    let view = Event::new(&event.topic, &event.payload).with_meta(Meta {
+        id: Some(id.as_str()),
+        time: Some(&time),
+        source: None,
+    });
+    let (filter_matched, explain) = match &filter {
+        Some(f) => {
+            let matched = f.matches(&view);
+            let took = micros(started);
+            let explain = explain_filter(f, &view, &state);
+            (matched, Some((took, explain)))
+        }
+        None => (true, None),
+    };
+    let (took_us, explain) = match explain {
+        Some((took, explain)) => (took, explain),
+        None => (micros(started), json!({ "filter": null })),
+    };
+    stages.push(PreviewStage {
+        stage: "filter".into(),
+        took_us,
+        matched: filter_matched,
+        explain: Some(explain),
+    });
+    let body = filter_matched.then_some(event.payload);
+    Ok(axum::Json(PreviewOut {
+        matched: filter_matched,
+        body,
+        stages,
+    }))
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/subscriptions", get(list_subscriptions).post(create_subscription))
+        .route(
+            "/v1/subscriptions",
+            get(list_subscriptions).post(create_subscription),
+        )
+        // A static segment: matched before the `{subscription_id}` pattern below.
+        .route("/v1/subscriptions/preview", post(preview_subscription))
         .route(
             "/v1/subscriptions/{subscription_id}",
             get(get_subscription)

@@ -200,7 +200,10 @@ pub fn new_key(
     mut scopes: Vec<Scope>,
 ) -> Result<(ApiKey, String), ApiError> {
     if scopes.is_empty() {
-        return Err(ApiError::invalid_field("scopes", "must name at least one scope"));
+        return Err(ApiError::invalid_field(
+            "scopes",
+            "must name at least one scope",
+        ));
     }
     scopes.sort_unstable();
     scopes.dedup();
@@ -262,6 +265,9 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/tenants", get(list_tenants).post(create_tenant))
         .route("/v1/tenants/{tenant_id}", get(get_tenant))
-        .route("/v1/tenants/{tenant_id}/keys", get(list_keys).post(create_key))
+        .route(
+            "/v1/tenants/{tenant_id}/keys",
+            get(list_keys).post(create_key),
+        )
         .route("/v1/tenants/{tenant_id}/keys/{key_id}", delete(revoke_key))
 }

@@ -51,12 +51,20 @@ pub enum EndpointsCmd {
         description: Option<String>,
     },
     List,
-    Get { id: String },
-    Delete { id: String },
+    Get {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
     /// Print the signing secret.
-    Secret { id: String },
+    Secret {
+        id: String,
+    },
     /// Rotate the signing secret.
-    Rotate { id: String },
+    Rotate {
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,8 +80,12 @@ pub enum SubscriptionsCmd {
         filter: Option<String>,
     },
     List,
-    Get { id: String },
-    Delete { id: String },
+    Get {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,7 +108,9 @@ pub enum EventsCmd {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
-    Get { id: String },
+    Get {
+        id: String,
+    },
 }
 
 struct Client {
@@ -108,7 +122,8 @@ struct Client {
 
 impl Client {
     fn from_env() -> Result<Self, String> {
-        let base = std::env::var("GATEPULSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
+        let base =
+            std::env::var("GATEPULSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
         let token = std::env::var("GATEPULSE_TOKEN")
             .map_err(|_| "set GATEPULSE_TOKEN to an API key or the admin token".to_owned())?;
         let tenant = std::env::var("GATEPULSE_TENANT").ok();
@@ -123,7 +138,12 @@ impl Client {
         })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -134,9 +154,15 @@ impl Client {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.map_err(|e| format!("request failed: {e}"))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("request failed: {e}"))?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| format!("reading response: {e}"))?;
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| format!("reading response: {e}"))?;
         let value: Value = if text.is_empty() {
             json!({"status": status.as_u16()})
         } else {
@@ -151,7 +177,10 @@ impl Client {
 }
 
 pub(super) fn run(command: Command) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("gp: {e}");
@@ -178,10 +207,15 @@ async fn execute(c: &Client, command: Command) -> Result<Value, String> {
     use reqwest::Method as M;
     match command {
         Command::Tenants(TenantsCmd::Create { name }) => {
-            c.call(M::POST, "/v1/tenants", Some(json!({"name": name}))).await
+            c.call(M::POST, "/v1/tenants", Some(json!({"name": name})))
+                .await
         }
         Command::Tenants(TenantsCmd::List) => c.call(M::GET, "/v1/tenants", None).await,
-        Command::Keys(KeysCmd::Create { tenant, name, scopes }) => {
+        Command::Keys(KeysCmd::Create {
+            tenant,
+            name,
+            scopes,
+        }) => {
             c.call(
                 M::POST,
                 &format!("/v1/tenants/{tenant}/keys"),
@@ -190,14 +224,23 @@ async fn execute(c: &Client, command: Command) -> Result<Value, String> {
             .await
         }
         Command::Keys(KeysCmd::List { tenant }) => {
-            c.call(M::GET, &format!("/v1/tenants/{tenant}/keys"), None).await
-        }
-        Command::Keys(KeysCmd::Revoke { tenant, key_id }) => {
-            c.call(M::DELETE, &format!("/v1/tenants/{tenant}/keys/{key_id}"), None)
+            c.call(M::GET, &format!("/v1/tenants/{tenant}/keys"), None)
                 .await
         }
+        Command::Keys(KeysCmd::Revoke { tenant, key_id }) => {
+            c.call(
+                M::DELETE,
+                &format!("/v1/tenants/{tenant}/keys/{key_id}"),
+                None,
+            )
+            .await
+        }
         Command::Endpoints(cmd) => match cmd {
-            EndpointsCmd::Create { url, inbox, description } => {
+            EndpointsCmd::Create {
+                url,
+                inbox,
+                description,
+            } => {
                 let mut body = json!({"kind": if inbox { "inbox" } else { "http" }});
                 if let Some(u) = url {
                     body["url"] = json!(u);
@@ -210,18 +253,28 @@ async fn execute(c: &Client, command: Command) -> Result<Value, String> {
             EndpointsCmd::List => c.call(M::GET, "/v1/endpoints", None).await,
             EndpointsCmd::Get { id } => c.call(M::GET, &format!("/v1/endpoints/{id}"), None).await,
             EndpointsCmd::Delete { id } => {
-                c.call(M::DELETE, &format!("/v1/endpoints/{id}"), None).await
+                c.call(M::DELETE, &format!("/v1/endpoints/{id}"), None)
+                    .await
             }
             EndpointsCmd::Secret { id } => {
-                c.call(M::GET, &format!("/v1/endpoints/{id}/secret"), None).await
+                c.call(M::GET, &format!("/v1/endpoints/{id}/secret"), None)
+                    .await
             }
             EndpointsCmd::Rotate { id } => {
-                c.call(M::POST, &format!("/v1/endpoints/{id}/secret/rotate"), Some(json!({})))
-                    .await
+                c.call(
+                    M::POST,
+                    &format!("/v1/endpoints/{id}/secret/rotate"),
+                    Some(json!({})),
+                )
+                .await
             }
         },
         Command::Subscriptions(cmd) => match cmd {
-            SubscriptionsCmd::Create { endpoint, topics, filter } => {
+            SubscriptionsCmd::Create {
+                endpoint,
+                topics,
+                filter,
+            } => {
                 let mut body = json!({"endpoint_id": endpoint, "topics": topics});
                 if let Some(f) = filter {
                     body["filter"] = json!(f);
@@ -230,14 +283,20 @@ async fn execute(c: &Client, command: Command) -> Result<Value, String> {
             }
             SubscriptionsCmd::List => c.call(M::GET, "/v1/subscriptions", None).await,
             SubscriptionsCmd::Get { id } => {
-                c.call(M::GET, &format!("/v1/subscriptions/{id}"), None).await
+                c.call(M::GET, &format!("/v1/subscriptions/{id}"), None)
+                    .await
             }
             SubscriptionsCmd::Delete { id } => {
-                c.call(M::DELETE, &format!("/v1/subscriptions/{id}"), None).await
+                c.call(M::DELETE, &format!("/v1/subscriptions/{id}"), None)
+                    .await
             }
         },
         Command::Events(cmd) => match cmd {
-            EventsCmd::Publish { topic, data, idempotency_key } => {
+            EventsCmd::Publish {
+                topic,
+                data,
+                idempotency_key,
+            } => {
                 let payload: Value =
                     serde_json::from_str(&data).map_err(|e| format!("--data is not JSON: {e}"))?;
                 let mut body = json!({"topic": topic, "payload": payload});
@@ -246,7 +305,11 @@ async fn execute(c: &Client, command: Command) -> Result<Value, String> {
                 }
                 c.call(M::POST, "/v1/events", Some(body)).await
             }
-            EventsCmd::List { topic, after_cursor, limit } => {
+            EventsCmd::List {
+                topic,
+                after_cursor,
+                limit,
+            } => {
                 let mut q = vec![format!("limit={limit}")];
                 if let Some(t) = topic {
                     q.push(format!("topic={t}"));
@@ -254,10 +317,13 @@ async fn execute(c: &Client, command: Command) -> Result<Value, String> {
                 if let Some(a) = after_cursor {
                     q.push(format!("after_cursor={a}"));
                 }
-                c.call(M::GET, &format!("/v1/events?{}", q.join("&")), None).await
+                c.call(M::GET, &format!("/v1/events?{}", q.join("&")), None)
+                    .await
             }
             EventsCmd::Get { id } => c.call(M::GET, &format!("/v1/events/{id}"), None).await,
         },
-        Command::Serve(_) | Command::Openapi => Err("not a client command".into()),
+        Command::Serve(_) | Command::Filter(_) | Command::Openapi => {
+            Err("not a client command".into())
+        }
     }
 }

@@ -1,7 +1,8 @@
-//! The `gp` command line. `gp serve` runs the server; every other command is a client
-//! of the HTTP API (`GATEPULSE_URL`, `GATEPULSE_TOKEN`).
+//! The `gp` command line. `gp serve` runs the server; `gp filter` works locally; every
+//! other command is a client of the HTTP API (`GATEPULSE_URL`, `GATEPULSE_TOKEN`).
 
 mod client;
+mod filter;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,7 +12,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{CliOverrides, Config};
 
 #[derive(Debug, Parser)]
-#[command(name = "gp", version, about = "GatePulse: a self-hosted webhook and event router")]
+#[command(
+    name = "gp",
+    version,
+    about = "GatePulse: a self-hosted webhook and event router"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -36,6 +41,9 @@ pub enum Command {
     /// Publish and read events.
     #[command(subcommand)]
     Events(client::EventsCmd),
+    /// Check or evaluate a filter expression locally (no server needed).
+    #[command(subcommand)]
+    Filter(filter::FilterCmd),
     /// Print the OpenAPI document this build serves.
     Openapi,
 }
@@ -59,8 +67,10 @@ pub struct ServeArgs {
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn main(cli: Cli) -> i32 {
+    crate::dispatch::client::install_crypto_provider();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Filter(cmd) => filter::run(cmd),
         Command::Openapi => {
             println!("{}", crate::api::openapi::document_json());
             0
@@ -82,7 +92,10 @@ fn serve(args: ServeArgs) -> i32 {
         }
     };
     crate::telemetry::init_logging(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("gp serve: cannot start the async runtime: {e}");

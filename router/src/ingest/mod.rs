@@ -3,9 +3,13 @@
 //! The payload is parsed once, by the API layer, into raw JSON text that is stored
 //! as-is. Topic matching uses a per-tenant [`TopicIndex`] held in memory, built from
 //! the store on first use and replaced whole (an `Arc` swap) whenever this node
-//! changes that tenant's subscriptions or endpoints. The event, its stream position
-//! and one pending delivery per matching subscription are written in one store
-//! transaction; the caller answers `202` only after it is durable.
+//! changes that tenant's subscriptions or endpoints. The index also holds each
+//! subscription's compiled filter (compiled once, when the index is built); a publish
+//! parses the payload into a JSON value only when a topic-matched subscription has a
+//! filter, once per event, and a subscription whose filter is false gets no delivery.
+//! The event, its stream position and one pending delivery per selected subscription
+//! are written in one store transaction; the caller answers `202` only after it is
+//! durable.
 
 pub mod topic;
 
@@ -13,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use gatepulse_filter_dsl::{Event, Filter, Limits, Meta};
 use serde_json::value::RawValue;
 
 use crate::clock;
@@ -56,6 +61,48 @@ pub struct Publish {
 pub struct SubEntry {
     pub id: SubscriptionId,
     pub endpoint_id: EndpointId,
+    pub filter: SubFilter,
+}
+
+/// A subscription's filter, compiled when the index is built.
+#[derive(Debug, Clone, Default)]
+pub enum SubFilter {
+    /// No filter: every topic-matched event is delivered.
+    #[default]
+    MatchAll,
+    /// Delivered only when the filter is true.
+    Compiled(Filter),
+    /// The stored filter no longer compiles under the current limits (logged when the
+    /// index was built): the subscription matches nothing until it is fixed.
+    MatchNothing,
+}
+
+impl SubFilter {
+    /// Compiles a stored filter; `None` is no filter.
+    pub fn compile(
+        src: Option<&str>,
+        limits: &Limits,
+    ) -> Result<Self, gatepulse_filter_dsl::FilterError> {
+        match src {
+            None => Ok(Self::MatchAll),
+            Some(src) => Filter::compile(src, limits).map(Self::Compiled),
+        }
+    }
+
+    /// Whether deciding needs the parsed payload.
+    fn needs_event(&self) -> bool {
+        matches!(self, Self::Compiled(_))
+    }
+
+    /// Whether an event passes; `event` is `None` only when the payload could not be
+    /// parsed, which fails every filter.
+    fn admits(&self, event: Option<&Event<'_>>) -> bool {
+        match self {
+            Self::MatchAll => true,
+            Self::Compiled(f) => event.is_some_and(|e| f.matches(e)),
+            Self::MatchNothing => false,
+        }
+    }
 }
 
 /// The subscriptions of one tenant, ready for matching.
@@ -66,6 +113,9 @@ pub struct TopicIndex {
     exact: HashMap<Box<str>, Vec<u32>>,
     /// Wildcard patterns with the index of their subscription.
     wildcard: Vec<(TopicPattern, u32)>,
+    /// Whether any subscription has a compiled filter: when none does, a publish never
+    /// formats the event time for filters.
+    any_filter: bool,
 }
 
 impl TopicIndex {
@@ -75,6 +125,7 @@ impl TopicIndex {
         let mut index = Self::default();
         for (entry, patterns) in subs {
             let i = index.subs.len() as u32;
+            index.any_filter |= entry.filter.needs_event();
             index.subs.push(entry);
             for p in patterns {
                 if p.is_exact() {
@@ -104,6 +155,48 @@ impl TopicIndex {
         }
     }
 
+    /// Subscriptions that take this event: those matching `topic` (see [`matching`])
+    /// whose filter admits it. The payload is parsed at most once, and only when a
+    /// topic-matched subscription has a filter. `meta` is the event's envelope.
+    ///
+    /// [`matching`]: TopicIndex::matching
+    pub fn select(&self, topic: &str, payload: &RawValue, meta: Meta<'_>, out: &mut Vec<u32>) {
+        self.select_with(topic, meta, out, || {
+            serde_json::from_str(payload.get())
+                .map_err(|e| {
+                    // Impossible for a validated publish (the payload is JSON already).
+                    tracing::warn!(error = %e, "payload could not be parsed for filters");
+                })
+                .ok()
+        });
+    }
+
+    /// [`select`](TopicIndex::select) with the payload parser passed in, so tests can
+    /// see when it runs.
+    fn select_with(
+        &self,
+        topic: &str,
+        meta: Meta<'_>,
+        out: &mut Vec<u32>,
+        parse: impl FnOnce() -> Option<serde_json::Value>,
+    ) {
+        self.matching(topic, out);
+        if !out.iter().any(|&i| self.entry(i).filter.needs_event()) {
+            out.retain(|&i| self.entry(i).filter.admits(None));
+            return;
+        }
+        let parsed = parse();
+        let event = parsed
+            .as_ref()
+            .map(|payload| Event::new(topic, payload).with_meta(meta));
+        out.retain(|&i| self.entry(i).filter.admits(event.as_ref()));
+    }
+
+    /// Whether any subscription in the index has a filter.
+    pub fn has_filters(&self) -> bool {
+        self.any_filter
+    }
+
     pub fn entry(&self, i: u32) -> &SubEntry {
         &self.subs[i as usize]
     }
@@ -117,11 +210,36 @@ impl TopicIndex {
     }
 }
 
+/// Compiles a stored subscription's filter for the index. Stored filters were checked
+/// at create/update time; one that no longer compiles (the limits were lowered since)
+/// is logged and makes the subscription match nothing rather than everything.
+fn stored_filter(
+    tenant: &TenantId,
+    subscription: &SubscriptionId,
+    src: Option<&str>,
+    limits: &Limits,
+) -> SubFilter {
+    SubFilter::compile(src, limits).unwrap_or_else(|e| {
+        tracing::warn!(
+            tenant_id = %tenant,
+            subscription_id = %subscription,
+            code = e.code(),
+            error = %e,
+            "stored filter does not compile under the current limits; \
+             the subscription matches nothing until it is fixed"
+        );
+        SubFilter::MatchNothing
+    })
+}
+
 /// The publish path.
 #[derive(Debug)]
 pub struct Ingest {
     store: Arc<dyn Store>,
     limits: IngestLimits,
+    /// Limits stored filters are compiled under when an index is built; the same as the
+    /// API validates with (`[filter]`), so a filter accepted there compiles here.
+    filter_limits: Limits,
     indexes: RwLock<HashMap<TenantId, Arc<TopicIndex>>>,
     /// Bumped on every invalidation, so an index built from data read before a change
     /// is never cached after it.
@@ -133,9 +251,21 @@ impl Ingest {
         Self {
             store,
             limits,
+            filter_limits: Limits::default(),
             indexes: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
         }
+    }
+
+    /// Compiles stored filters under `limits` (the configured `[filter]` section)
+    /// instead of the language defaults.
+    pub fn with_filter_limits(mut self, limits: Limits) -> Self {
+        self.filter_limits = limits;
+        self
+    }
+
+    pub fn filter_limits(&self) -> &Limits {
+        &self.filter_limits
     }
 
     pub fn limits(&self) -> &IngestLimits {
@@ -152,7 +282,12 @@ impl Ingest {
 
     /// The tenant's index, built from the store when not cached.
     pub async fn index(&self, tenant: &TenantId) -> Result<Arc<TopicIndex>, StoreError> {
-        if let Some(idx) = self.indexes.read().ok().and_then(|m| m.get(tenant).cloned()) {
+        if let Some(idx) = self
+            .indexes
+            .read()
+            .ok()
+            .and_then(|m| m.get(tenant).cloned())
+        {
             return Ok(idx);
         }
         let generation = self.generation.load(Ordering::SeqCst);
@@ -183,10 +318,12 @@ impl Ingest {
                 .iter()
                 .filter_map(|t| TopicPattern::parse(t, usize::MAX).ok())
                 .collect();
+            let filter = stored_filter(tenant, &sub.id, sub.filter.as_deref(), &self.filter_limits);
             entries.push((
                 SubEntry {
                     id: sub.id,
                     endpoint_id: sub.endpoint_id,
+                    filter,
                 },
                 patterns,
             ));
@@ -234,9 +371,20 @@ impl Ingest {
         let now = clock::now_ms();
         let mut matched = Vec::new();
         let mut events = Vec::with_capacity(items.len());
+        // `meta.time` for filters; every event of one call shares `now`.
+        let time = if index.has_filters() {
+            clock::rfc3339(now)
+        } else {
+            String::new()
+        };
         for p in items {
-            index.matching(&p.topic, &mut matched);
             let id = EventId::generate(now);
+            let meta = Meta {
+                id: Some(id.as_str()),
+                time: Some(&time),
+                source: None,
+            };
+            index.select(&p.topic, &p.payload, meta, &mut matched);
             let deliveries = matched
                 .iter()
                 .enumerate()
@@ -275,14 +423,25 @@ mod tests {
     use super::*;
 
     fn entry(n: u8) -> SubEntry {
+        filtered(n, None)
+    }
+
+    fn filtered(n: u8, filter: Option<&str>) -> SubEntry {
         SubEntry {
             id: SubscriptionId::generate(i64::from(n)),
             endpoint_id: EndpointId::generate(i64::from(n)),
+            filter: SubFilter::compile(filter, &Limits::default()).unwrap(),
         }
     }
 
     fn pats(ps: &[&str]) -> Vec<TopicPattern> {
-        ps.iter().map(|p| TopicPattern::parse(p, 255).unwrap()).collect()
+        ps.iter()
+            .map(|p| TopicPattern::parse(p, 255).unwrap())
+            .collect()
+    }
+
+    fn raw(json: &str) -> Box<RawValue> {
+        RawValue::from_string(json.to_owned()).unwrap()
     }
 
     #[test]
@@ -299,5 +458,134 @@ mod tests {
         assert_eq!(out, vec![1]);
         index.matching("shipping.sent", &mut out);
         assert!(out.is_empty());
+        assert!(!index.has_filters());
+    }
+
+    #[test]
+    fn select_keeps_only_subscriptions_whose_filter_admits_the_event() {
+        let index = TopicIndex::build([
+            (entry(1), pats(&["orders.*"])),
+            (
+                filtered(2, Some("payload.amount > 100")),
+                pats(&["orders.*"]),
+            ),
+            (
+                filtered(3, Some(r#"payload.currency in ["EUR"]"#)),
+                pats(&["orders.#"]),
+            ),
+            (
+                filtered(4, Some("payload.amount > 100")),
+                pats(&["billing.#"]),
+            ),
+        ]);
+        assert!(index.has_filters());
+        let mut out = Vec::new();
+        let payload = raw(r#"{"amount": 250, "currency": "USD"}"#);
+        index.select("orders.created", &payload, Meta::default(), &mut out);
+        assert_eq!(out, vec![0, 1]);
+        let payload = raw(r#"{"amount": 5, "currency": "EUR"}"#);
+        index.select("orders.created", &payload, Meta::default(), &mut out);
+        assert_eq!(out, vec![0, 2]);
+        index.select("shipping.sent", &payload, Meta::default(), &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn payload_is_parsed_once_and_only_when_a_matched_subscription_has_a_filter() {
+        let index = TopicIndex::build([
+            (entry(1), pats(&["orders.*"])),
+            (
+                filtered(2, Some("payload.a == 1")),
+                pats(&["orders.*", "billing.#"]),
+            ),
+            (filtered(3, Some("payload.b == 2")), pats(&["orders.#"])),
+        ]);
+        let mut out = Vec::new();
+        let payload = serde_json::json!({"a": 1, "b": 2});
+        let mut calls = 0;
+        index.select_with("orders.created", Meta::default(), &mut out, || {
+            calls += 1;
+            Some(payload.clone())
+        });
+        assert_eq!((calls, out.clone()), (1, vec![0, 1, 2]));
+
+        // Only the unfiltered subscription matches this topic: no parse at all.
+        let index = TopicIndex::build([
+            (entry(1), pats(&["shipping.*"])),
+            (filtered(2, Some("payload.a == 1")), pats(&["orders.*"])),
+        ]);
+        let mut calls = 0;
+        index.select_with("shipping.sent", Meta::default(), &mut out, || {
+            calls += 1;
+            None
+        });
+        assert_eq!((calls, out.clone()), (0, vec![0]));
+    }
+
+    #[test]
+    fn filters_see_meta_id_and_time_but_no_headers_or_source() {
+        let index = TopicIndex::build([
+            (
+                filtered(
+                    1,
+                    Some(r#"meta.id == "evt_1" && meta.time starts_with "2026-""#),
+                ),
+                pats(&["a"]),
+            ),
+            (filtered(2, Some("exists(meta.source)")), pats(&["a"])),
+            (filtered(3, Some(r#"exists(headers["x"])"#)), pats(&["a"])),
+            (filtered(4, Some(r#"topic == "a""#)), pats(&["a"])),
+        ]);
+        let mut out = Vec::new();
+        let meta = Meta {
+            id: Some("evt_1"),
+            time: Some("2026-11-26T10:00:00.000Z"),
+            source: None,
+        };
+        index.select("a", &raw("{}"), meta, &mut out);
+        assert_eq!(out, vec![0, 3]);
+    }
+
+    #[test]
+    fn a_stored_filter_that_no_longer_compiles_matches_nothing() {
+        let tight = Limits {
+            max_source_len: 10,
+            ..Limits::default()
+        };
+        let tenant = TenantId::generate(1);
+        let sub = SubscriptionId::generate(1);
+        let f = stored_filter(&tenant, &sub, Some("payload.amount > 100"), &tight);
+        assert!(matches!(f, SubFilter::MatchNothing));
+        assert!(matches!(
+            stored_filter(&tenant, &sub, None, &tight),
+            SubFilter::MatchAll
+        ));
+        let index = TopicIndex::build([(
+            SubEntry {
+                id: sub,
+                endpoint_id: EndpointId::generate(1),
+                filter: f,
+            },
+            pats(&["orders.#"]),
+        )]);
+        let mut out = Vec::new();
+        index.select(
+            "orders.created",
+            &raw(r#"{"amount": 500}"#),
+            Meta::default(),
+            &mut out,
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn an_unparseable_payload_fails_every_filter_but_not_unfiltered_subscriptions() {
+        let index = TopicIndex::build([
+            (entry(1), pats(&["a"])),
+            (filtered(2, Some("!exists(payload.x)")), pats(&["a"])),
+        ]);
+        let mut out = Vec::new();
+        index.select_with("a", Meta::default(), &mut out, || None);
+        assert_eq!(out, vec![0]);
     }
 }

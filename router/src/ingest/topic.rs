@@ -26,16 +26,18 @@ pub enum TopicError {
     TooManySegments,
     #[error("has an empty segment (two dots in a row, or a leading or trailing dot)")]
     EmptySegment,
-    #[error("segment {0:?} has a character that is not allowed (letters, digits, `_`, `-`, `:` and `/` are)")]
+    #[error(
+        "segment {0:?} has a character that is not allowed (letters, digits, `_`, `-`, `:` and `/` are)"
+    )]
     BadCharacter(String),
     #[error("wildcards `*` and `#` are allowed in patterns only, as whole segments")]
     Wildcard,
 }
 
 fn check_segment_chars(seg: &str) -> Result<(), TopicError> {
-    let ok = seg.chars().all(|c| {
-        c.is_alphanumeric() || matches!(c, '_' | '-' | ':' | '/')
-    });
+    let ok = seg
+        .chars()
+        .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | ':' | '/'));
     if ok {
         Ok(())
     } else {
@@ -184,11 +186,7 @@ fn general_match(segs: &[Seg], topic: &str) -> bool {
                     next[j] = any;
                 }
             }
-            Seg::One => {
-                for j in 0..n {
-                    next[j + 1] = reach[j];
-                }
-            }
+            Seg::One => next[1..=n].copy_from_slice(&reach[..n]),
             Seg::Lit(lit) => {
                 for j in 0..n {
                     next[j + 1] = reach[j] && parts[j] == &**lit;
@@ -247,7 +245,10 @@ mod tests {
         assert_eq!(validate_topic("", 255), Err(TopicError::Empty));
         assert_eq!(validate_topic("a..b", 255), Err(TopicError::EmptySegment));
         assert_eq!(validate_topic("a.*", 255), Err(TopicError::Wildcard));
-        assert_eq!(validate_topic("a b", 255), Err(TopicError::BadCharacter("a b".into())));
+        assert_eq!(
+            validate_topic("a b", 255),
+            Err(TopicError::BadCharacter("a b".into()))
+        );
         assert_eq!(validate_topic("abc", 2), Err(TopicError::TooLong(2)));
         assert!(validate_topic("billing/v1.invoice:paid", 255).is_ok());
         assert_eq!(
@@ -255,7 +256,10 @@ mod tests {
             Err(TopicError::Wildcard)
         );
         let deep = vec!["a"; 33].join(".");
-        assert_eq!(validate_topic(&deep, 1000), Err(TopicError::TooManySegments));
+        assert_eq!(
+            validate_topic(&deep, 1000),
+            Err(TopicError::TooManySegments)
+        );
     }
 
     /// A slow reference matcher for the property test.

@@ -41,10 +41,65 @@ pub enum StoreError {
     Backend(String),
     /// A stored record could not be decoded.
     #[error("corrupt record in {table}: {message}")]
-    Corrupt { table: &'static str, message: String },
+    Corrupt {
+        table: &'static str,
+        message: String,
+    },
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// File name of the embedded store inside the data dir.
+pub const REDB_FILE: &str = "gatepulse.redb";
+
+/// Opens the backend the configuration names (`store = "redb"` today).
+pub fn open(config: &crate::config::Config) -> StoreResult<std::sync::Arc<dyn Store>> {
+    let store = backends::redb::RedbStore::open(
+        &config.data_dir.join(REDB_FILE),
+        backends::redb::RedbOptions {
+            commit_max_batch: config.redb.commit_max_batch,
+            commit_max_wait: std::time::Duration::from_micros(config.redb.commit_max_wait_us),
+            cache_size_bytes: config.redb.cache_size_mib << 20,
+        },
+    )?;
+    Ok(std::sync::Arc::new(store))
+}
+
+/// How the store tells dispatchers that an endpoint has new queued work (new events,
+/// requeues, replays, reclaimed leases). A backend announces after its commit; on
+/// PostgreSQL this maps to LISTEN/NOTIFY.
+#[derive(Debug, Default)]
+pub struct QueueSignal {
+    pending: std::sync::Mutex<std::collections::HashSet<(TenantId, EndpointId)>>,
+    notify: tokio::sync::Notify,
+}
+
+impl QueueSignal {
+    pub fn announce(&self, items: impl IntoIterator<Item = (TenantId, EndpointId)>) {
+        let mut any = false;
+        if let Ok(mut p) = self.pending.lock() {
+            for item in items {
+                any |= p.insert(item);
+            }
+        }
+        if any {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Takes every announced endpoint.
+    pub fn take(&self) -> Vec<(TenantId, EndpointId)> {
+        self.pending
+            .lock()
+            .map(|mut p| p.drain().collect())
+            .unwrap_or_default()
+    }
+
+    /// Resolves after the next announcement (or at once if one is waiting).
+    pub async fn notified(&self) {
+        self.notify.notified().await;
+    }
+}
 
 /// Counts of what waits in the delivery queue (for `/v1/stats` and metrics).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -62,6 +117,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The store's metadata as read (or written) at open.
     fn meta(&self) -> StoreMeta;
 
+    /// Stops taking writes after those in progress and releases the backend. Writes
+    /// acknowledged before this call are durable; later ones fail with `Closed`.
+    /// Blocking: call it from a blocking context.
+    fn close(&self);
+
+    /// Announcements of new queued work, for the dispatcher.
+    fn queue_signal(&self) -> std::sync::Arc<QueueSignal>;
+
     /// `Some(reason)` when the store was opened read-only (e.g. a newer store version);
     /// every write then fails with [`StoreError::ReadOnly`].
     fn read_only_reason(&self) -> Option<String>;
@@ -77,8 +140,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// exist (`MissingReference("tenant")`).
     async fn create_api_key(&self, key: ApiKey) -> StoreResult<()>;
     /// Keys of one tenant in id order, revoked ones included.
-    async fn list_api_keys(&self, tenant: &TenantId, page: PageRequest)
-    -> StoreResult<Page<ApiKey>>;
+    async fn list_api_keys(
+        &self,
+        tenant: &TenantId,
+        page: PageRequest,
+    ) -> StoreResult<Page<ApiKey>>;
     /// Marks a key revoked at `at` and removes its hash from the lookup index, so it
     /// stops authenticating as soon as this returns. Idempotent: revoking a revoked key
     /// returns it unchanged. `None` when no such key exists in this tenant.
@@ -94,10 +160,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Creates an endpoint; fails with `LimitReached` when the tenant already has
     /// `max_per_tenant`, `MissingReference("tenant")` for an unknown tenant.
     async fn create_endpoint(&self, endpoint: Endpoint, max_per_tenant: usize) -> StoreResult<()>;
-    async fn get_endpoint(&self, tenant: &TenantId, id: &EndpointId)
-    -> StoreResult<Option<Endpoint>>;
-    async fn list_endpoints(&self, tenant: &TenantId, page: PageRequest)
-    -> StoreResult<Page<Endpoint>>;
+    async fn get_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+    ) -> StoreResult<Option<Endpoint>>;
+    async fn list_endpoints(
+        &self,
+        tenant: &TenantId,
+        page: PageRequest,
+    ) -> StoreResult<Page<Endpoint>>;
     /// Applies `change` to the stored endpoint atomically and returns the result;
     /// `NotFound` when absent. `id`, `tenant_id` and `created_at` cannot change.
     async fn update_endpoint(
@@ -143,8 +215,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         id: &SubscriptionId,
         change: Mutation<Subscription>,
     ) -> StoreResult<Subscription>;
-    async fn delete_subscription(&self, tenant: &TenantId, id: &SubscriptionId)
-    -> StoreResult<()>;
+    async fn delete_subscription(&self, tenant: &TenantId, id: &SubscriptionId) -> StoreResult<()>;
 
     /// Appends events with their deliveries. Each event, its stream position and its
     /// pending deliveries are written in one transaction and are durable when this
@@ -166,8 +237,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The newest cursor of a tenant (0 before the first event).
     async fn head_cursor(&self, tenant: &TenantId) -> StoreResult<u64>;
 
-    async fn get_delivery(&self, tenant: &TenantId, id: &DeliveryId)
-    -> StoreResult<Option<Delivery>>;
+    async fn get_delivery(
+        &self,
+        tenant: &TenantId,
+        id: &DeliveryId,
+    ) -> StoreResult<Option<Delivery>>;
     /// Deliveries in id (creation) order matching every given filter.
     async fn list_deliveries(
         &self,
@@ -176,9 +250,46 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<Page<Delivery>>;
     /// Attempts of one delivery in attempt order.
     async fn list_attempts(&self, tenant: &TenantId, id: &DeliveryId) -> StoreResult<Vec<Attempt>>;
-    /// Deliveries waiting in the queue whose `next_attempt_at` is at or before `now`,
-    /// oldest due first, at most `limit` (read-only peek; claiming is the dispatcher's).
-    async fn due_deliveries(&self, now: i64, limit: usize) -> StoreResult<Vec<Delivery>>;
+    /// Endpoints that have queued (pending or retrying) deliveries, with their tenant.
+    async fn queued_endpoints(&self) -> StoreResult<Vec<(TenantId, EndpointId)>>;
+    /// The earliest `next_attempt_at` among an endpoint's queued deliveries.
+    async fn next_due(&self, endpoint: &EndpointId) -> StoreResult<Option<i64>>;
+    /// Leases up to `limit` of the endpoint's queued deliveries due at `claim.now`, oldest
+    /// due first: each becomes `in_flight` with `claimed_by`, `lease_until` and a new
+    /// `lease_token`, and leaves the queue, atomically. Durable no later than the next
+    /// durable write (a crash may forget a claim; the delivery is then simply queued).
+    async fn claim_due(&self, claim: Claim) -> StoreResult<Vec<Claimed>>;
+    /// Writes an attempt and the delivery's next state in one transaction. Returns
+    /// `false` (and writes nothing) when the delivery is no longer leased under
+    /// `outcome.lease_token` (the lease expired and was reclaimed).
+    async fn record_outcome(&self, outcome: Outcome) -> StoreResult<bool>;
+    /// Returns to the queue (due at once) every in-flight delivery whose lease ended
+    /// before `now`, or every in-flight delivery with `None`. Returns how many.
+    async fn reclaim_leases(&self, now: Option<i64>) -> StoreResult<usize>;
+    /// Dead deliveries (the DLQ) of a tenant, in id order, optionally of one endpoint.
+    async fn list_dead(
+        &self,
+        tenant: &TenantId,
+        endpoint: Option<&EndpointId>,
+        page: PageRequest,
+    ) -> StoreResult<Page<Delivery>>;
+    /// Moves dead deliveries back to the queue, due at `now`, with their attempt count
+    /// reset (a fresh retry schedule), at most `limit`. Ids that are not dead are
+    /// skipped. Returns the endpoint of each requeued delivery (to wake dispatch).
+    async fn requeue_dead(
+        &self,
+        tenant: &TenantId,
+        selection: RequeueSelection,
+        now: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<(TenantId, EndpointId)>>;
+    /// Records a replay and creates its deliveries (pending, due at `replay.created_at`)
+    /// in one transaction; each gets the next free delivery id of its event.
+    async fn create_replay(
+        &self,
+        replay: Replay,
+        deliveries: Vec<ReplayDelivery>,
+    ) -> StoreResult<()>;
     /// Queue counts for one tenant, or for all when `None`.
     async fn queue_counts(&self, tenant: Option<&TenantId>) -> StoreResult<QueueCounts>;
 }

@@ -8,9 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::auth::Scope;
-use crate::ids::{
-    AttemptId, DeliveryId, EndpointId, EventId, KeyId, SubscriptionId, TenantId,
-};
+use crate::ids::{AttemptId, DeliveryId, EndpointId, EventId, KeyId, SubscriptionId, TenantId};
 
 /// Current `record_version` of every record type written by this build.
 pub const RECORD_VERSION: u32 = 1;
@@ -259,6 +257,77 @@ pub struct DeliveryQuery {
     pub endpoint_id: Option<EndpointId>,
     pub status: Option<DeliveryStatus>,
     pub page: PageRequest,
+}
+
+/// A request to lease an endpoint's due deliveries.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The claiming node (`claimed_by`).
+    pub node: String,
+    pub tenant: TenantId,
+    pub endpoint: EndpointId,
+    /// Deliveries with `next_attempt_at <= now` are due.
+    pub now: i64,
+    pub lease_until: i64,
+    pub limit: usize,
+}
+
+/// A leased delivery with the event it carries.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub delivery: Delivery,
+    pub event: Event,
+}
+
+/// What happens to a delivery after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextState {
+    Succeeded,
+    /// Back to the queue, due at this time.
+    Retry {
+        at: i64,
+    },
+    /// Into the dead-letter queue.
+    Dead,
+}
+
+/// The result of one attempt, written with its delivery's next state.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub tenant: TenantId,
+    pub delivery: DeliveryId,
+    /// The token the attempt was made under; a stale token is ignored.
+    pub lease_token: u64,
+    pub attempt: Attempt,
+    pub next: NextState,
+}
+
+/// Which dead deliveries to requeue.
+#[derive(Debug, Clone)]
+pub enum RequeueSelection {
+    Ids(Vec<DeliveryId>),
+    Endpoint(EndpointId),
+}
+
+/// A recorded replay (SPEC CORE-5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Replay {
+    #[serde(default = "record_version")]
+    pub record_version: u32,
+    pub id: String,
+    pub tenant_id: TenantId,
+    pub created_at: i64,
+    /// The request as given (event id or time range, narrowing).
+    pub request: serde_json::Value,
+    pub deliveries: u64,
+}
+
+/// One new delivery created by a replay; the store assigns its id.
+#[derive(Debug, Clone)]
+pub struct ReplayDelivery {
+    pub event_id: EventId,
+    pub subscription_id: SubscriptionId,
+    pub endpoint_id: EndpointId,
 }
 
 /// A change applied atomically to a stored record (read, modify, write in one

@@ -23,8 +23,9 @@ use self::tables::*;
 use self::writer::{WriterHandle, WriterOptions};
 use crate::ids::{DeliveryId, EndpointId, EventId, KeyId, SubscriptionId, TenantId};
 use crate::store::{
-    ApiKey, AppendOutcome, Attempt, Delivery, DeliveryQuery, DeliveryStatus, Endpoint, Event,
-    EventQuery, Mutation, NewEvent, Page, PageRequest, QueueCounts, RECORD_VERSION,
+    ApiKey, AppendOutcome, Attempt, Claim, Claimed, Delivery, DeliveryQuery, DeliveryStatus,
+    Endpoint, Event, EventQuery, Mutation, NewEvent, NextState, Outcome, Page, PageRequest,
+    QueueCounts, QueueSignal, RECORD_VERSION, Replay, ReplayDelivery, RequeueSelection,
     STORE_VERSION, Store, StoreError, StoreMeta, StoreResult, Subscription, Tenant,
 };
 
@@ -65,6 +66,7 @@ pub struct RedbStore {
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     meta: StoreMeta,
     read_only: Option<String>,
+    signal: Arc<QueueSignal>,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -235,8 +237,10 @@ impl RedbStore {
             })?;
         let (meta, read_only) = Self::prepare(&db)?;
         let db = Arc::new(db);
+        let signal = Arc::new(QueueSignal::default());
         let (writer, thread) = WriterHandle::spawn(
             db.clone(),
+            signal.clone(),
             WriterOptions {
                 max_batch: options.commit_max_batch.max(1),
                 max_wait: options.commit_max_wait,
@@ -252,6 +256,7 @@ impl RedbStore {
             writer_thread: Mutex::new(Some(thread)),
             meta,
             read_only,
+            signal,
         })
     }
 
@@ -327,19 +332,12 @@ impl RedbStore {
         txn.open_table(IDEMPOTENCY)?;
         txn.open_table(DELIVERIES)?;
         txn.open_table(DELIVERIES_DUE)?;
+        txn.open_table(LEASES)?;
+        txn.open_table(DEAD)?;
+        txn.open_table(REPLAYS)?;
         txn.open_table(ATTEMPTS)?;
         txn.open_table(COUNTERS)?;
         Ok(())
-    }
-
-    /// Stops the writer after the batch in progress and waits for it. Later writes
-    /// fail with [`StoreError::Closed`].
-    pub fn close(&self) {
-        self.writer.stop();
-        let handle = self.writer_thread.lock().ok().and_then(|mut h| h.take());
-        if let Some(handle) = handle {
-            let _ = handle.join();
-        }
     }
 
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
@@ -376,6 +374,18 @@ impl Store for RedbStore {
 
     fn read_only_reason(&self) -> Option<String> {
         self.read_only.clone()
+    }
+
+    fn queue_signal(&self) -> Arc<QueueSignal> {
+        self.signal.clone()
+    }
+
+    fn close(&self) {
+        self.writer.stop();
+        let handle = self.writer_thread.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
     }
 
     async fn create_tenant(&self, tenant: Tenant) -> StoreResult<()> {
@@ -431,16 +441,18 @@ impl Store for RedbStore {
             }
             txn.open_table(API_KEYS)?
                 .insert((key.tenant_id.as_str(), key.id.as_str()), bytes.as_slice())?;
-            txn.open_table(API_KEY_HASHES)?.insert(
-                key.hash.as_str(),
-                (key.tenant_id.as_str(), key.id.as_str()),
-            )?;
+            txn.open_table(API_KEY_HASHES)?
+                .insert(key.hash.as_str(), (key.tenant_id.as_str(), key.id.as_str()))?;
             Ok(())
         })
         .await
     }
 
-    async fn list_api_keys(&self, tenant: &TenantId, page: PageRequest) -> StoreResult<Page<ApiKey>> {
+    async fn list_api_keys(
+        &self,
+        tenant: &TenantId,
+        page: PageRequest,
+    ) -> StoreResult<Page<ApiKey>> {
         let txn = self.read()?;
         list_scoped(&txn, API_KEYS, "api_keys", tenant.as_str(), &page, |_| true)
     }
@@ -502,14 +514,24 @@ impl Store for RedbStore {
         .await
     }
 
-    async fn get_endpoint(&self, tenant: &TenantId, id: &EndpointId) -> StoreResult<Option<Endpoint>> {
+    async fn get_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+    ) -> StoreResult<Option<Endpoint>> {
         let txn = self.read()?;
         get_json(&txn, ENDPOINTS, "endpoints", tenant.as_str(), id.as_str())
     }
 
-    async fn list_endpoints(&self, tenant: &TenantId, page: PageRequest) -> StoreResult<Page<Endpoint>> {
+    async fn list_endpoints(
+        &self,
+        tenant: &TenantId,
+        page: PageRequest,
+    ) -> StoreResult<Page<Endpoint>> {
         let txn = self.read()?;
-        list_scoped(&txn, ENDPOINTS, "endpoints", tenant.as_str(), &page, |_| true)
+        list_scoped(&txn, ENDPOINTS, "endpoints", tenant.as_str(), &page, |_| {
+            true
+        })
     }
 
     async fn update_endpoint(
@@ -525,14 +547,20 @@ impl Store for RedbStore {
                 Some(v) => decode("endpoints", v.value())?,
                 None => return Err(StoreError::NotFound("endpoint")),
             };
-            let (keep_id, keep_tenant, keep_created) =
-                (endpoint.id.clone(), endpoint.tenant_id.clone(), endpoint.created_at);
+            let (keep_id, keep_tenant, keep_created) = (
+                endpoint.id.clone(),
+                endpoint.tenant_id.clone(),
+                endpoint.created_at,
+            );
             change(&mut endpoint);
             endpoint.id = keep_id;
             endpoint.tenant_id = keep_tenant;
             endpoint.created_at = keep_created;
             endpoint.record_version = RECORD_VERSION;
-            table.insert((tenant.as_str(), id.as_str()), encode(&endpoint)?.as_slice())?;
+            table.insert(
+                (tenant.as_str(), id.as_str()),
+                encode(&endpoint)?.as_slice(),
+            )?;
             Ok(endpoint)
         })
         .await
@@ -566,7 +594,12 @@ impl Store for RedbStore {
             }
             let mut counters = txn.open_table(COUNTERS)?;
             counter_add(&mut counters, t, COUNTER_ENDPOINTS, -1)?;
-            counter_add(&mut counters, t, COUNTER_SUBSCRIPTIONS, -(doomed.len() as i64))?;
+            counter_add(
+                &mut counters,
+                t,
+                COUNTER_SUBSCRIPTIONS,
+                -(doomed.len() as i64),
+            )?;
             Ok(doomed)
         })
         .await
@@ -608,7 +641,13 @@ impl Store for RedbStore {
         id: &SubscriptionId,
     ) -> StoreResult<Option<Subscription>> {
         let txn = self.read()?;
-        get_json(&txn, SUBSCRIPTIONS, "subscriptions", tenant.as_str(), id.as_str())
+        get_json(
+            &txn,
+            SUBSCRIPTIONS,
+            "subscriptions",
+            tenant.as_str(),
+            id.as_str(),
+        )
     }
 
     async fn list_subscriptions(
@@ -679,7 +718,11 @@ impl Store for RedbStore {
         let (tenant, id) = (tenant.clone(), id.clone());
         self.write(move |txn| {
             let t = tenant.as_str();
-            if txn.open_table(SUBSCRIPTIONS)?.remove((t, id.as_str()))?.is_none() {
+            if txn
+                .open_table(SUBSCRIPTIONS)?
+                .remove((t, id.as_str()))?
+                .is_none()
+            {
                 return Err(StoreError::NotFound("subscription"));
             }
             counter_add(&mut txn.open_table(COUNTERS)?, t, COUNTER_SUBSCRIPTIONS, -1)?;
@@ -738,10 +781,9 @@ impl Store for RedbStore {
         let scan_cap = limit.saturating_mul(SCAN_FACTOR);
         let mut items = Vec::with_capacity(limit.min(256));
         let mut scanned = 0usize;
-        for row in table.range::<(&str, u64)>((
-            Bound::Excluded((t, after)),
-            Bound::Included((t, u64::MAX)),
-        ))? {
+        for row in table
+            .range::<(&str, u64)>((Bound::Excluded((t, after)), Bound::Included((t, u64::MAX))))?
+        {
             let (k, v) = row?;
             scanned += 1;
             let cursor = k.value().1;
@@ -765,7 +807,11 @@ impl Store for RedbStore {
         counter_get(&txn.open_table(COUNTERS)?, tenant.as_str(), COUNTER_CURSOR)
     }
 
-    async fn get_delivery(&self, tenant: &TenantId, id: &DeliveryId) -> StoreResult<Option<Delivery>> {
+    async fn get_delivery(
+        &self,
+        tenant: &TenantId,
+        id: &DeliveryId,
+    ) -> StoreResult<Option<Delivery>> {
         let txn = self.read()?;
         get_json(&txn, DELIVERIES, "deliveries", tenant.as_str(), id.as_str())
     }
@@ -777,11 +823,21 @@ impl Store for RedbStore {
     ) -> StoreResult<Page<Delivery>> {
         let txn = self.read()?;
         let keep = |d: &Delivery| {
-            query.endpoint_id.as_ref().is_none_or(|e| &d.endpoint_id == e)
+            query
+                .endpoint_id
+                .as_ref()
+                .is_none_or(|e| &d.endpoint_id == e)
                 && query.status.is_none_or(|s| d.status == s)
         };
         let Some(event) = &query.event_id else {
-            return list_scoped(&txn, DELIVERIES, "deliveries", tenant.as_str(), &query.page, keep);
+            return list_scoped(
+                &txn,
+                DELIVERIES,
+                "deliveries",
+                tenant.as_str(),
+                &query.page,
+                keep,
+            );
         };
         // One event's deliveries are the key range of its id prefix.
         let t = tenant.as_str();
@@ -822,23 +878,118 @@ impl Store for RedbStore {
         Ok(out)
     }
 
-    async fn due_deliveries(&self, now: i64, limit: usize) -> StoreResult<Vec<Delivery>> {
+    async fn queued_endpoints(&self) -> StoreResult<Vec<(TenantId, EndpointId)>> {
         let txn = self.read()?;
         let due = txn.open_table(DELIVERIES_DUE)?;
-        let deliveries = txn.open_table(DELIVERIES)?;
-        let now = u64::try_from(now).unwrap_or(0);
         let mut out = Vec::new();
-        for row in due.range::<(u64, &str)>((0, "")..=(now, "\u{10ffff}"))? {
+        // Skip from one endpoint's range to the next instead of reading every row.
+        let mut from = String::new();
+        loop {
+            let mut range = due.range::<(&str, u64, &str)>((from.as_str(), 0, "")..)?;
+            let Some(row) = range.next() else { break };
             let (k, v) = row?;
-            let (_, id) = k.value();
-            if let Some(rec) = deliveries.get((v.value(), id))? {
-                out.push(decode("deliveries", rec.value())?);
-            }
-            if out.len() >= limit {
-                break;
-            }
+            let (endpoint, _, _) = k.value();
+            out.push((
+                TenantId::from_trusted(v.value().to_owned()),
+                EndpointId::from_trusted(endpoint.to_owned()),
+            ));
+            from = upper(endpoint);
         }
         Ok(out)
+    }
+
+    async fn next_due(&self, endpoint: &EndpointId) -> StoreResult<Option<i64>> {
+        let txn = self.read()?;
+        let due = txn.open_table(DELIVERIES_DUE)?;
+        let e = endpoint.as_str();
+        let mut range = due.range::<(&str, u64, &str)>((e, 0, "")..=(e, u64::MAX, "\u{7f}"))?;
+        match range.next() {
+            Some(row) => Ok(Some(i64::try_from(row?.0.value().1).unwrap_or(i64::MAX))),
+            None => Ok(None),
+        }
+    }
+
+    async fn claim_due(&self, claim: Claim) -> StoreResult<Vec<Claimed>> {
+        self.write(move |txn| claim_due(txn, &claim)).await
+    }
+
+    async fn record_outcome(&self, outcome: Outcome) -> StoreResult<bool> {
+        self.write(move |txn| record_outcome(txn, &outcome)).await
+    }
+
+    async fn reclaim_leases(&self, now: Option<i64>) -> StoreResult<usize> {
+        let woken = self.write(move |txn| reclaim_leases(txn, now)).await?;
+        let n = woken.len();
+        self.signal.announce(woken);
+        Ok(n)
+    }
+
+    async fn list_dead(
+        &self,
+        tenant: &TenantId,
+        endpoint: Option<&EndpointId>,
+        page: PageRequest,
+    ) -> StoreResult<Page<Delivery>> {
+        let txn = self.read()?;
+        let dead = txn.open_table(DEAD)?;
+        let deliveries = txn.open_table(DELIVERIES)?;
+        let t = tenant.as_str();
+        let up = upper(t);
+        let start = match page.after.as_deref() {
+            Some(a) => Bound::Excluded((t, a)),
+            None => Bound::Included((t, "")),
+        };
+        let limit = page.limit.max(1);
+        let scan_cap = limit.saturating_mul(SCAN_FACTOR);
+        let mut items = Vec::new();
+        let mut scanned = 0;
+        for row in dead.range::<(&str, &str)>((start, Bound::Excluded((up.as_str(), ""))))? {
+            let (k, v) = row?;
+            scanned += 1;
+            let id = k.value().1;
+            if endpoint.is_none_or(|e| e.as_str() == v.value())
+                && let Some(rec) = deliveries.get((t, id))?
+            {
+                items.push(decode("deliveries", rec.value())?);
+            }
+            if items.len() == limit || scanned == scan_cap {
+                return Ok(Page {
+                    items,
+                    next: Some(id.to_owned()),
+                });
+            }
+        }
+        Ok(Page { items, next: None })
+    }
+
+    async fn requeue_dead(
+        &self,
+        tenant: &TenantId,
+        selection: RequeueSelection,
+        now: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<(TenantId, EndpointId)>> {
+        let tenant = tenant.clone();
+        let woken = self
+            .write(move |txn| requeue_dead(txn, &tenant, &selection, now, limit))
+            .await?;
+        self.signal.announce(woken.iter().cloned());
+        Ok(woken)
+    }
+
+    async fn create_replay(
+        &self,
+        replay: Replay,
+        deliveries: Vec<ReplayDelivery>,
+    ) -> StoreResult<()> {
+        let woken: Vec<(TenantId, EndpointId)> = deliveries
+            .iter()
+            .map(|d| (replay.tenant_id.clone(), d.endpoint_id.clone()))
+            .collect();
+        self.write(move |txn| create_replay(txn, &replay, &deliveries))
+            .await?;
+        self.signal.announce(woken);
+        Ok(())
     }
 
     async fn queue_counts(&self, tenant: Option<&TenantId>) -> StoreResult<QueueCounts> {
@@ -855,7 +1006,10 @@ impl Store for RedbStore {
         match tenant {
             Some(t) => {
                 for status in DeliveryStatus::ALL {
-                    add(status.as_str(), counter_get(&counters, t.as_str(), status.as_str())?);
+                    add(
+                        status.as_str(),
+                        counter_get(&counters, t.as_str(), status.as_str())?,
+                    );
                 }
             }
             None => {
@@ -870,17 +1024,21 @@ impl Store for RedbStore {
 }
 
 /// An event encoded for storage before it reaches the writer.
-struct PreparedEvent {
+pub(super) struct PreparedEvent {
     tenant: String,
     id: EventId,
     idempotency_key: Option<String>,
     created_at: i64,
     record: Vec<u8>,
-    /// (delivery id, encoded delivery record).
-    deliveries: Vec<(DeliveryId, Vec<u8>)>,
+    /// (delivery id, endpoint id, encoded delivery record).
+    pub(super) deliveries: Vec<(DeliveryId, EndpointId, Vec<u8>)>,
 }
 
 impl PreparedEvent {
+    pub(super) fn tenant_id(&self) -> TenantId {
+        TenantId::from_trusted(self.tenant.clone())
+    }
+
     fn encode(ev: &NewEvent) -> StoreResult<Self> {
         let record = serde_json::to_vec(&EventRef {
             record_version: RECORD_VERSION,
@@ -912,7 +1070,7 @@ impl PreparedEvent {
                     created_at: ev.created_at,
                     updated_at: ev.created_at,
                 };
-                Ok((nd.id.clone(), encode(&delivery)?))
+                Ok((nd.id.clone(), nd.endpoint_id.clone(), encode(&delivery)?))
             })
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(Self {
@@ -975,9 +1133,9 @@ fn append_batch(
                 idem_t.insert((tenant, key), (cursor, ev.created_at, ev.id.as_str()))?;
             }
             let due = u64::try_from(ev.created_at).unwrap_or(0);
-            for (id, record) in &ev.deliveries {
+            for (id, endpoint, record) in &ev.deliveries {
                 deliveries_t.insert((tenant, id.as_str()), record.as_slice())?;
-                due_t.insert((due, id.as_str()), tenant)?;
+                due_t.insert((endpoint.as_str(), due, id.as_str()), tenant)?;
             }
             if !ev.deliveries.is_empty() {
                 *pending_added.entry(tenant).or_default() += ev.deliveries.len() as i64;
@@ -997,4 +1155,296 @@ fn append_batch(
         counter_add(&mut counters_t, tenant, DeliveryStatus::Pending.as_str(), n)?;
     }
     Ok(results)
+}
+
+fn ms(t: i64) -> u64 {
+    u64::try_from(t).unwrap_or(0)
+}
+
+/// Loads a delivery for a state change inside a write transaction.
+fn load_delivery(
+    deliveries: &Table<(&str, &str), &[u8]>,
+    tenant: &str,
+    id: &str,
+) -> StoreResult<Option<Delivery>> {
+    match deliveries.get((tenant, id))? {
+        Some(v) => Ok(Some(decode("deliveries", v.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// Moves per-status counters for a transition.
+fn count_transition(
+    counters: &mut Table<(&str, &str), u64>,
+    tenant: &str,
+    from: DeliveryStatus,
+    to: DeliveryStatus,
+) -> StoreResult<()> {
+    if from != to {
+        counter_add(counters, tenant, from.as_str(), -1)?;
+        counter_add(counters, tenant, to.as_str(), 1)?;
+    }
+    Ok(())
+}
+
+fn claim_due(txn: &WriteTransaction, claim: &Claim) -> StoreResult<Vec<Claimed>> {
+    let mut due = txn.open_table(DELIVERIES_DUE)?;
+    let mut deliveries = txn.open_table(DELIVERIES)?;
+    let mut leases = txn.open_table(LEASES)?;
+    let mut counters = txn.open_table(COUNTERS)?;
+    let event_ids = txn.open_table(EVENT_IDS)?;
+    let events = txn.open_table(EVENTS)?;
+    let e = claim.endpoint.as_str();
+    // Collect first: the range borrows the table we then modify.
+    let mut keys: Vec<(u64, String, String)> = Vec::new();
+    for row in due.range::<(&str, u64, &str)>((e, 0, "")..=(e, ms(claim.now), "\u{7f}"))? {
+        let (k, v) = row?;
+        let (_, at, id) = k.value();
+        keys.push((at, id.to_owned(), v.value().to_owned()));
+        if keys.len() >= claim.limit {
+            break;
+        }
+    }
+    let mut claimed = Vec::with_capacity(keys.len());
+    for (at, id, tenant) in keys {
+        due.remove((e, at, id.as_str()))?;
+        let Some(mut d) = load_delivery(&deliveries, &tenant, &id)? else {
+            continue;
+        };
+        let Some(cursor) = event_ids
+            .get((tenant.as_str(), d.event_id.as_str()))?
+            .map(|g| g.value())
+        else {
+            // The event is gone (retention): nothing left to deliver.
+            continue;
+        };
+        let Some(raw) = events.get((tenant.as_str(), cursor))? else {
+            continue;
+        };
+        let mut event: Event = decode("events", raw.value())?;
+        event.cursor = cursor;
+        count_transition(&mut counters, &tenant, d.status, DeliveryStatus::InFlight)?;
+        d.status = DeliveryStatus::InFlight;
+        d.claimed_by = Some(claim.node.clone());
+        d.lease_until = Some(claim.lease_until);
+        d.lease_token += 1;
+        d.updated_at = claim.now;
+        deliveries.insert((tenant.as_str(), id.as_str()), encode(&d)?.as_slice())?;
+        leases.insert((ms(claim.lease_until), id.as_str()), tenant.as_str())?;
+        claimed.push(Claimed { delivery: d, event });
+    }
+    Ok(claimed)
+}
+
+fn record_outcome(txn: &WriteTransaction, o: &Outcome) -> StoreResult<bool> {
+    let mut deliveries = txn.open_table(DELIVERIES)?;
+    let t = o.tenant.as_str();
+    let id = o.delivery.as_str();
+    let Some(mut d) = load_delivery(&deliveries, t, id)? else {
+        return Ok(false);
+    };
+    if d.status != DeliveryStatus::InFlight || d.lease_token != o.lease_token {
+        return Ok(false);
+    }
+    let mut leases = txn.open_table(LEASES)?;
+    let mut counters = txn.open_table(COUNTERS)?;
+    if let Some(until) = d.lease_until {
+        leases.remove((ms(until), id))?;
+    }
+    let to = match o.next {
+        NextState::Succeeded => DeliveryStatus::Succeeded,
+        NextState::Retry { .. } => DeliveryStatus::Retrying,
+        NextState::Dead => DeliveryStatus::Dead,
+    };
+    count_transition(&mut counters, t, d.status, to)?;
+    d.status = to;
+    d.attempts = d.attempts.max(o.attempt.number);
+    d.claimed_by = None;
+    d.lease_until = None;
+    d.updated_at = o.attempt.started_at + i64::try_from(o.attempt.latency_ms).unwrap_or(0);
+    match o.next {
+        NextState::Retry { at } => {
+            d.next_attempt_at = at;
+            txn.open_table(DELIVERIES_DUE)?
+                .insert((d.endpoint_id.as_str(), ms(at), id), t)?;
+        }
+        NextState::Dead => {
+            txn.open_table(DEAD)?
+                .insert((t, id), d.endpoint_id.as_str())?;
+        }
+        NextState::Succeeded => {}
+    }
+    deliveries.insert((t, id), encode(&d)?.as_slice())?;
+    txn.open_table(ATTEMPTS)?
+        .insert((t, id, o.attempt.number), encode(&o.attempt)?.as_slice())?;
+    Ok(true)
+}
+
+fn reclaim_leases(
+    txn: &WriteTransaction,
+    now: Option<i64>,
+) -> StoreResult<Vec<(TenantId, EndpointId)>> {
+    let mut leases = txn.open_table(LEASES)?;
+    let mut deliveries = txn.open_table(DELIVERIES)?;
+    let mut due = txn.open_table(DELIVERIES_DUE)?;
+    let mut counters = txn.open_table(COUNTERS)?;
+    let upto = now.map_or(u64::MAX, |n| ms(n).saturating_sub(1));
+    let mut expired: Vec<(u64, String, String)> = Vec::new();
+    for row in leases.range::<(u64, &str)>((0, "")..=(upto, "\u{7f}"))? {
+        let (k, v) = row?;
+        let (until, id) = k.value();
+        expired.push((until, id.to_owned(), v.value().to_owned()));
+    }
+    let mut woken = Vec::new();
+    for (until, id, tenant) in expired {
+        leases.remove((until, id.as_str()))?;
+        let Some(mut d) = load_delivery(&deliveries, &tenant, &id)? else {
+            continue;
+        };
+        if d.status != DeliveryStatus::InFlight {
+            continue;
+        }
+        let to = if d.attempts == 0 {
+            DeliveryStatus::Pending
+        } else {
+            DeliveryStatus::Retrying
+        };
+        count_transition(&mut counters, &tenant, d.status, to)?;
+        let at = now.unwrap_or(d.next_attempt_at).max(d.next_attempt_at);
+        d.status = to;
+        d.claimed_by = None;
+        d.lease_until = None;
+        d.next_attempt_at = at;
+        deliveries.insert((tenant.as_str(), id.as_str()), encode(&d)?.as_slice())?;
+        due.insert(
+            (d.endpoint_id.as_str(), ms(at), id.as_str()),
+            tenant.as_str(),
+        )?;
+        woken.push((TenantId::from_trusted(tenant), d.endpoint_id));
+    }
+    Ok(woken)
+}
+
+fn requeue_dead(
+    txn: &WriteTransaction,
+    tenant: &TenantId,
+    selection: &RequeueSelection,
+    now: i64,
+    limit: usize,
+) -> StoreResult<Vec<(TenantId, EndpointId)>> {
+    let t = tenant.as_str();
+    let mut dead = txn.open_table(DEAD)?;
+    let mut deliveries = txn.open_table(DELIVERIES)?;
+    let mut due = txn.open_table(DELIVERIES_DUE)?;
+    let mut counters = txn.open_table(COUNTERS)?;
+    let ids: Vec<String> = match selection {
+        RequeueSelection::Ids(ids) => ids.iter().map(|i| i.to_string()).collect(),
+        RequeueSelection::Endpoint(e) => {
+            let up = upper(t);
+            let mut ids = Vec::new();
+            for row in dead.range::<(&str, &str)>((t, "")..(up.as_str(), ""))? {
+                let (k, v) = row?;
+                if v.value() == e.as_str() {
+                    ids.push(k.value().1.to_owned());
+                    if ids.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            ids
+        }
+    };
+    let mut woken = Vec::new();
+    for id in ids.iter().take(limit) {
+        if dead.remove((t, id.as_str()))?.is_none() {
+            continue;
+        }
+        let Some(mut d) = load_delivery(&deliveries, t, id)? else {
+            continue;
+        };
+        count_transition(&mut counters, t, d.status, DeliveryStatus::Pending)?;
+        d.status = DeliveryStatus::Pending;
+        d.attempts = 0;
+        d.next_attempt_at = now;
+        d.updated_at = now;
+        deliveries.insert((t, id.as_str()), encode(&d)?.as_slice())?;
+        due.insert((d.endpoint_id.as_str(), ms(now), id.as_str()), t)?;
+        woken.push((tenant.clone(), d.endpoint_id));
+    }
+    Ok(woken)
+}
+
+fn create_replay(
+    txn: &WriteTransaction,
+    replay: &Replay,
+    new: &[ReplayDelivery],
+) -> StoreResult<()> {
+    let t = replay.tenant_id.as_str();
+    let mut deliveries = txn.open_table(DELIVERIES)?;
+    let mut due = txn.open_table(DELIVERIES_DUE)?;
+    let mut counters = txn.open_table(COUNTERS)?;
+    // Next free sequence number per event: one past the last existing delivery id.
+    let mut next_seq: HashMap<&str, u32> = HashMap::new();
+    for nd in new {
+        let seq = match next_seq.get(nd.event_id.as_str()) {
+            Some(s) => *s,
+            None => {
+                let prefix = DeliveryId::event_prefix(&nd.event_id);
+                let end = format!("{prefix}\u{7f}");
+                let mut range =
+                    deliveries.range::<(&str, &str)>((t, prefix.as_str())..(t, end.as_str()))?;
+                match range.next_back() {
+                    Some(row) => {
+                        let (k, _) = row?;
+                        decode_seq(k.value().1).map_or(0, |s| s + 1)
+                    }
+                    None => 0,
+                }
+            }
+        };
+        next_seq.insert(nd.event_id.as_str(), seq + 1);
+        let id = DeliveryId::for_event(&nd.event_id, seq);
+        let d = Delivery {
+            record_version: RECORD_VERSION,
+            id: id.clone(),
+            tenant_id: replay.tenant_id.clone(),
+            event_id: nd.event_id.clone(),
+            subscription_id: nd.subscription_id.clone(),
+            endpoint_id: nd.endpoint_id.clone(),
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            next_attempt_at: replay.created_at,
+            claimed_by: None,
+            lease_until: None,
+            lease_token: 0,
+            created_at: replay.created_at,
+            updated_at: replay.created_at,
+        };
+        deliveries.insert((t, id.as_str()), encode(&d)?.as_slice())?;
+        due.insert(
+            (nd.endpoint_id.as_str(), ms(replay.created_at), id.as_str()),
+            t,
+        )?;
+    }
+    counter_add(
+        &mut counters,
+        t,
+        DeliveryStatus::Pending.as_str(),
+        new.len() as i64,
+    )?;
+    txn.open_table(REPLAYS)?
+        .insert((t, replay.id.as_str()), encode(replay)?.as_slice())?;
+    Ok(())
+}
+
+/// The sequence number at the end of a delivery id (see [`DeliveryId::for_event`]).
+fn decode_seq(id: &str) -> Option<u32> {
+    const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let tail = id.get(id.len().checked_sub(4)?..)?;
+    tail.bytes().try_fold(0u32, |acc, b| {
+        CROCKFORD
+            .iter()
+            .position(|c| *c == b)
+            .map(|v| (acc << 5) | v as u32)
+    })
 }

@@ -29,9 +29,16 @@ pub const IDEMPOTENCY: TableDefinition<(&str, &str), (u64, i64, &str)> =
 /// (tenant, delivery id) → JSON delivery. Delivery ids extend their event's id, so
 /// one event's deliveries are one key range.
 pub const DELIVERIES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("deliveries");
-/// (next attempt ms, delivery id) → tenant: queued deliveries by due time.
-pub const DELIVERIES_DUE: TableDefinition<(u64, &str), &str> =
-    TableDefinition::new("deliveries_due");
+/// (endpoint id, next attempt ms, delivery id) → tenant: each endpoint's queue by due
+/// time. Per endpoint, so a backlog at one endpoint never sits in front of another's.
+pub const DELIVERIES_DUE: TableDefinition<(&str, u64, &str), &str> =
+    TableDefinition::new("deliveries_due_v2");
+/// (lease end ms, delivery id) → tenant: in-flight deliveries, for the reaper.
+pub const LEASES: TableDefinition<(u64, &str), &str> = TableDefinition::new("leases");
+/// (tenant, delivery id) → endpoint id: the dead-letter queue.
+pub const DEAD: TableDefinition<(&str, &str), &str> = TableDefinition::new("dead");
+/// (tenant, replay id) → JSON replay record.
+pub const REPLAYS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("replays");
 /// (tenant, delivery id, attempt number) → JSON attempt.
 pub const ATTEMPTS: TableDefinition<(&str, &str, u32), &[u8]> = TableDefinition::new("attempts");
 /// (tenant, counter name) → count: the stream cursor (incremented in the publishing

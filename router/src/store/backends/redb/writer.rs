@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use redb::{Database, WriteTransaction};
 use tokio::sync::oneshot;
 
-use crate::store::{StoreError, StoreResult};
+use crate::store::{QueueSignal, StoreError, StoreResult};
 use crate::telemetry;
 
 /// Delivers a job's result once the batch's commit outcome is known.
@@ -54,12 +54,13 @@ pub(super) struct WriterHandle {
 impl WriterHandle {
     pub(super) fn spawn(
         db: Arc<Database>,
+        signal: Arc<QueueSignal>,
         options: WriterOptions,
     ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
         let (tx, rx) = std::sync::mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("gp-store-writer".into())
-            .spawn(move || run(&db, &rx, options))?;
+            .spawn(move || run(&db, &rx, &signal, options))?;
         Ok((Self { tx }, handle))
     }
 
@@ -84,7 +85,9 @@ impl WriterHandle {
             });
             (finish, abort)
         });
-        self.tx.send(Msg::Job(job)).map_err(|_| StoreError::Closed)?;
+        self.tx
+            .send(Msg::Job(job))
+            .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -96,7 +99,11 @@ impl WriterHandle {
     ) -> StoreResult<Vec<crate::store::AppendOutcome>> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Msg::Append(AppendOp { events, window_ms, reply }))
+            .send(Msg::Append(AppendOp {
+                events,
+                window_ms,
+                reply,
+            }))
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
@@ -129,7 +136,7 @@ impl Batch {
     }
 }
 
-fn run(db: &Database, rx: &Receiver<Msg>, options: WriterOptions) {
+fn run(db: &Database, rx: &Receiver<Msg>, signal: &QueueSignal, options: WriterOptions) {
     let mut batch = Batch::default();
     let mut stopping = false;
     while !stopping {
@@ -176,12 +183,12 @@ fn run(db: &Database, rx: &Receiver<Msg>, options: WriterOptions) {
                 }
             }
         }
-        commit_batch(db, &mut batch);
+        commit_batch(db, &mut batch, signal);
     }
     // Jobs still queued after Stop are dropped: their callers see `Closed`.
 }
 
-fn commit_batch(db: &Database, batch: &mut Batch) {
+fn commit_batch(db: &Database, batch: &mut Batch, signal: &QueueSignal) {
     let size = batch.len();
     let started = Instant::now();
     let txn = match db.begin_write() {
@@ -227,6 +234,16 @@ fn commit_batch(db: &Database, batch: &mut Batch) {
     let fail = |e: &StoreError| StoreError::Backend(e.to_string());
     for finish in finishers {
         finish(outcome.as_ref().map(|_| ()).map_err(fail));
+    }
+    if outcome.is_ok() {
+        // Tell dispatchers which endpoints got new deliveries in this commit.
+        signal.announce(appends.iter().flat_map(|op| {
+            op.events.iter().flat_map(|e| {
+                e.deliveries
+                    .iter()
+                    .map(|(_, endpoint, _)| (e.tenant_id(), endpoint.clone()))
+            })
+        }));
     }
     let mut results = append_results.into_iter();
     for op in appends {
