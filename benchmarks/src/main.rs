@@ -33,6 +33,31 @@ struct Cli {
 enum Scenario {
     /// Durable publishes: POST /v1/events at fixed concurrency.
     Ingest(IngestArgs),
+    /// End to end: publish → deliver to a local receiver; latency and deliveries/s.
+    Deliver(DeliverArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DeliverArgs {
+    /// Concurrent publishers (each waits for its 202 before publishing again).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Publish at this many events/s in total instead of as fast as possible.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Measured duration, after a 2-second warm-up.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    #[arg(long, default_value_t = 1024)]
+    payload_bytes: usize,
+    /// Endpoints subscribed to every event (fan-out).
+    #[arg(long, default_value_t = 1)]
+    fanout: usize,
+    /// Publish through POST /v1/events/batch with this many events per call.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    #[arg(long)]
+    gp: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -95,11 +120,15 @@ async fn start_server(args: &IngestArgs) -> Result<Server> {
             _dir: None,
         });
     }
+    spawn_gp(args.gp.clone()).await
+}
+
+async fn spawn_gp(gp: Option<PathBuf>) -> Result<Server> {
     let dir = tempfile::tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let child = Command::new(gp_path(args.gp.clone())?)
+    let child = Command::new(gp_path(gp)?)
         .args([
             "serve",
             "--listen",
@@ -294,10 +323,236 @@ async fn ingest(args: IngestArgs) -> Result<()> {
     Ok(())
 }
 
+/// Microseconds since the Unix epoch (publisher and receiver share this clock).
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// What the receiver saw.
+#[derive(Default)]
+struct Received {
+    hist: Option<Histogram<u64>>,
+    seen: std::collections::HashSet<String>,
+    duplicates: u64,
+    count: u64,
+    measuring: bool,
+}
+
+/// A minimal webhook receiver: answers 204 and records publish→receipt latency from
+/// the `sent_us` the publisher put in the payload.
+async fn start_receiver(state: Arc<std::sync::Mutex<Received>>) -> Result<String> {
+    use axum::body::Bytes;
+    use axum::http::HeaderMap;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = axum::Router::new().route(
+        "/hook/{n}",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let state = state.clone();
+            async move {
+                let now = now_us();
+                let sent = std::str::from_utf8(&body)
+                    .ok()
+                    .and_then(|b| b.split("\"sent_us\":").nth(1))
+                    .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+                    .and_then(|n| n.parse::<u64>().ok());
+                let id = headers
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                if let Ok(mut r) = state.lock() {
+                    r.count += 1;
+                    if !r.seen.insert(id) {
+                        r.duplicates += 1;
+                    }
+                    if r.measuring
+                        && let (Some(sent), Some(h)) = (sent, r.hist.as_mut())
+                    {
+                        let _ = h.record(now.saturating_sub(sent).max(1));
+                    }
+                }
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(format!("http://{addr}"))
+}
+
+async fn deliver(args: DeliverArgs) -> Result<()> {
+    let server = spawn_gp(args.gp.clone()).await?;
+    let received = Arc::new(std::sync::Mutex::new(Received {
+        hist: Some(Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?),
+        ..Received::default()
+    }));
+    let receiver = start_receiver(received.clone()).await?;
+    let base = server.base.clone();
+    let http = reqwest::Client::new();
+    let t = post(
+        &http,
+        format!("{base}/v1/tenants"),
+        ADMIN,
+        json!({"name": "bench"}),
+    )
+    .await?;
+    let tid = t["id"].as_str().context("tenant id")?;
+    let k = post(
+        &http,
+        format!("{base}/v1/tenants/{tid}/keys"),
+        ADMIN,
+        json!({"name": "bench", "scopes": ["events:write", "endpoints:manage"]}),
+    )
+    .await?;
+    let key = Arc::new(k["key"].as_str().context("key")?.to_owned());
+    for n in 0..args.fanout {
+        let ep = post(
+            &http,
+            format!("{base}/v1/endpoints"),
+            &key,
+            json!({"url": format!("{receiver}/hook/{n}"), "max_in_flight": 64}),
+        )
+        .await?;
+        post(
+            &http,
+            format!("{base}/v1/subscriptions"),
+            &key,
+            json!({"endpoint_id": ep["id"], "topics": ["bench.#"]}),
+        )
+        .await?;
+    }
+    let filler = Arc::new("x".repeat(args.payload_bytes.saturating_sub(80)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let published = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let per_worker_interval = args.rate.map(|r| {
+        Duration::from_secs_f64(args.concurrency as f64 * args.batch as f64 / r.max(1) as f64)
+    });
+    let mut workers = Vec::new();
+    for w in 0..args.concurrency {
+        let (key, stop, published, filler, base) = (
+            key.clone(),
+            stop.clone(),
+            published.clone(),
+            filler.clone(),
+            base.clone(),
+        );
+        let batch = args.batch;
+        workers.push(tokio::spawn(async move {
+            let http = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
+            let mut next = tokio::time::Instant::now();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(iv) = per_worker_interval {
+                    tokio::time::sleep_until(next).await;
+                    next += iv;
+                }
+                let mut items = Vec::with_capacity(batch);
+                for _ in 0..batch {
+                    n += 1;
+                    items.push(format!(
+                        r#"{{"topic":"bench.created","payload":{{"w":{w},"n":{n},"sent_us":{},"data":"{filler}"}}}}"#,
+                        now_us()
+                    ));
+                }
+                let (url, body) = if batch == 1 {
+                    (format!("{base}/v1/events"), items.remove(0))
+                } else {
+                    (format!("{base}/v1/events/batch"), format!(r#"{{"events":[{}]}}"#, items.join(",")))
+                };
+                let ok = http
+                    .post(url)
+                    .bearer_auth(key.as_str())
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16() == 202)
+                    .unwrap_or(false);
+                if ok {
+                    published.fetch_add(batch as u64, Ordering::Relaxed);
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (p0, r0) = {
+        let mut r = received.lock().map_err(|_| anyhow::anyhow!("lock"))?;
+        r.measuring = true;
+        (published.load(Ordering::Relaxed), r.count)
+    };
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let (p1, r1) = {
+        let mut r = received.lock().map_err(|_| anyhow::anyhow!("lock"))?;
+        r.measuring = false;
+        (published.load(Ordering::Relaxed), r.count)
+    };
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await??;
+    }
+    // Let the tail drain, then count what never arrived.
+    let expected_total = published.load(Ordering::Relaxed) * args.fanout as u64;
+    let drain_deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let count = received
+            .lock()
+            .map_err(|_| anyhow::anyhow!("lock"))?
+            .seen
+            .len() as u64;
+        if count >= expected_total || Instant::now() > drain_deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = received.lock().map_err(|_| anyhow::anyhow!("lock"))?;
+    let h = r.hist.as_ref().context("histogram")?;
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let missing = expected_total.saturating_sub(r.seen.len() as u64);
+    println!("## deliver: publish → receiver\n");
+    println!(
+        "concurrency {}, {}, batch {}, payload ~{} B, fan-out {}, {} s measured\n",
+        args.concurrency,
+        args.rate.map_or("unthrottled".to_owned(), |r| format!(
+            "{r} events/s offered"
+        )),
+        args.batch,
+        args.payload_bytes,
+        args.fanout,
+        args.seconds
+    );
+    println!(
+        "| publishes/s | deliveries/s | p50 ms | p95 ms | p99 ms | max ms | published | missing | duplicates |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
+        (p1 - p0) as f64 / elapsed,
+        (r1 - r0) as f64 / elapsed,
+        ms(0.50),
+        ms(0.95),
+        ms(0.99),
+        h.max() as f64 / 1000.0,
+        published.load(Ordering::Relaxed),
+        missing,
+        r.duplicates
+    );
+    drop(server);
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().scenario {
         Scenario::Ingest(args) => ingest(args).await,
+        Scenario::Deliver(args) => deliver(args).await,
     }
 }

@@ -149,6 +149,10 @@ id_type!(
     /// One HTTP try of a delivery.
     AttemptId, "att_"
 );
+id_type!(
+    /// A recorded replay.
+    ReplayId, "rpl_"
+);
 
 #[cfg(test)]
 mod tests {

@@ -70,16 +70,19 @@ pub async fn run(
 
     let config = Arc::new(config);
     let ready = Arc::new(AtomicBool::new(false));
-    let ingest = Arc::new(Ingest::new(
-        dyn_store.clone(),
-        IngestLimits {
-            max_payload_bytes: config.api.max_payload_bytes,
-            max_topic_bytes: config.api.max_topic_bytes,
-            max_idempotency_key_bytes: config.api.max_idempotency_key_bytes,
-            idempotency_window_ms: i64::try_from(config.idempotency_window().as_millis())
-                .unwrap_or(i64::MAX),
-        },
-    ));
+    let ingest = Arc::new(
+        Ingest::new(
+            dyn_store.clone(),
+            IngestLimits {
+                max_payload_bytes: config.api.max_payload_bytes,
+                max_topic_bytes: config.api.max_topic_bytes,
+                max_idempotency_key_bytes: config.api.max_idempotency_key_bytes,
+                idempotency_window_ms: i64::try_from(config.idempotency_window().as_millis())
+                    .unwrap_or(i64::MAX),
+            },
+        )
+        .with_filter_limits(config.filter.limits()),
+    );
     let secrets: Arc<dyn SecretBox> = Arc::new(PlainBox);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (dispatch, dispatcher) = crate::dispatch::start(

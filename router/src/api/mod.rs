@@ -11,6 +11,7 @@ pub mod events;
 pub mod extract;
 pub mod openapi;
 pub mod ops;
+pub mod replay;
 pub mod subscriptions;
 pub mod tenants;
 
@@ -76,6 +77,7 @@ pub fn app(state: AppState) -> Router {
         .merge(events::router())
         .merge(deliveries::router())
         .merge(dlq::router())
+        .merge(replay::router())
         .merge(ops::router())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -7,7 +7,9 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{deliveries, dlq, endpoints, error, events, extract, ops, subscriptions, tenants};
+use super::{
+    deliveries, dlq, endpoints, error, events, extract, ops, replay, subscriptions, tenants,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,7 +28,7 @@ use super::{deliveries, dlq, endpoints, error, events, extract, ops, subscriptio
         endpoints::create_endpoint, endpoints::list_endpoints, endpoints::get_endpoint,
         endpoints::update_endpoint, endpoints::delete_endpoint, endpoints::get_secret,
         endpoints::rotate_secret, endpoints::get_health,
-        dlq::list_dlq, dlq::requeue_dlq,
+        dlq::list_dlq, dlq::requeue_dlq, replay::create_replay,
         subscriptions::create_subscription, subscriptions::list_subscriptions,
         subscriptions::get_subscription, subscriptions::update_subscription,
         subscriptions::delete_subscription, subscriptions::preview_subscription,

@@ -317,7 +317,7 @@ pub async fn delete_subscription(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The subscription half of a preview: the fields of [`SubscriptionIn`], with
+/// The subscription half of a preview: the fields of `SubscriptionIn`, with
 /// `endpoint_id` optional.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
