@@ -208,7 +208,14 @@ async fn publish_creates_one_pending_delivery_per_matching_subscription() {
     let mut expected = vec![sub.as_str(), sub2.as_str()];
     expected.sort_unstable();
     assert_eq!(subs, expected);
-    assert!(deliveries.iter().all(|d| d["status"] == "pending"));
+    // Queued for the dispatcher (example.com is unreachable from tests, so they never
+    // succeed here).
+    assert!(
+        deliveries
+            .iter()
+            .all(|d| ["pending", "in_flight", "retrying"].contains(&d["status"].as_str().unwrap())),
+        "{deliveries:?}"
+    );
 
     // Disabling the endpoint stops new deliveries to it.
     let (st, _) = s

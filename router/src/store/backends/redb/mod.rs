@@ -745,7 +745,13 @@ impl Store for RedbStore {
             .iter()
             .map(PreparedEvent::encode)
             .collect::<StoreResult<Vec<_>>>()?;
-        self.writer.append(prepared, idempotency_window_ms).await
+        self.writer
+            .hot(|reply| writer::HotOp::Append {
+                events: prepared,
+                window_ms: idempotency_window_ms,
+                reply,
+            })
+            .await
     }
 
     async fn get_event(&self, tenant: &TenantId, id: &EventId) -> StoreResult<Option<Event>> {
@@ -910,11 +916,52 @@ impl Store for RedbStore {
     }
 
     async fn claim_due(&self, claim: Claim) -> StoreResult<Vec<Claimed>> {
-        self.write(move |txn| claim_due(txn, &claim)).await
+        if let Some(reason) = &self.read_only {
+            return Err(StoreError::ReadOnly(reason.clone()));
+        }
+        let tenant = claim.tenant.clone();
+        let deliveries = self
+            .writer
+            .hot(|reply| writer::HotOp::Claim { claim, reply })
+            .await?;
+        // Events are immutable: read them outside the writer, in parallel with it.
+        let txn = self.read()?;
+        let event_ids = txn.open_table(EVENT_IDS)?;
+        let events = txn.open_table(EVENTS)?;
+        let t = tenant.as_str();
+        let mut out = Vec::with_capacity(deliveries.len());
+        let mut last: Option<Event> = None;
+        for delivery in deliveries {
+            let event = match last.take() {
+                Some(e) if e.id == delivery.event_id => e,
+                _ => {
+                    let Some(cursor) = event_ids
+                        .get((t, delivery.event_id.as_str()))?
+                        .map(|g| g.value())
+                    else {
+                        continue; // removed by retention: nothing left to deliver
+                    };
+                    let Some(raw) = events.get((t, cursor))? else {
+                        continue;
+                    };
+                    let mut e: Event = decode("events", raw.value())?;
+                    e.cursor = cursor;
+                    e
+                }
+            };
+            last = Some(event.clone());
+            out.push(Claimed { delivery, event });
+        }
+        Ok(out)
     }
 
     async fn record_outcome(&self, outcome: Outcome) -> StoreResult<bool> {
-        self.write(move |txn| record_outcome(txn, &outcome)).await
+        if let Some(reason) = &self.read_only {
+            return Err(StoreError::ReadOnly(reason.clone()));
+        }
+        self.writer
+            .hot(|reply| writer::HotOp::Outcome { outcome, reply })
+            .await
     }
 
     async fn reclaim_leases(&self, now: Option<i64>) -> StoreResult<usize> {
@@ -1084,79 +1131,6 @@ impl PreparedEvent {
     }
 }
 
-/// The publishing transaction body for every publish of one commit: events, stream
-/// positions, idempotency records and deliveries, with each table opened once. It
-/// checks before it writes; an `Err` means a storage failure (the batch aborts).
-fn append_batch(
-    txn: &WriteTransaction,
-    ops: &[writer::AppendOp],
-) -> StoreResult<Vec<StoreResult<Vec<AppendOutcome>>>> {
-    let mut events_t = txn.open_table(EVENTS)?;
-    let mut ids_t = txn.open_table(EVENT_IDS)?;
-    let mut idem_t = txn.open_table(IDEMPOTENCY)?;
-    let mut deliveries_t = txn.open_table(DELIVERIES)?;
-    let mut due_t = txn.open_table(DELIVERIES_DUE)?;
-    let mut counters_t = txn.open_table(COUNTERS)?;
-
-    // Last cursor per tenant touched by this batch (usually one tenant).
-    let mut heads: HashMap<&str, u64> = HashMap::new();
-    let mut pending_added: HashMap<&str, i64> = HashMap::new();
-    let mut results = Vec::with_capacity(ops.len());
-
-    for op in ops {
-        let mut outcomes = Vec::with_capacity(op.events.len());
-        for ev in &op.events {
-            let tenant = ev.tenant.as_str();
-            if let Some(key) = ev.idempotency_key.as_deref()
-                && let Some(found) = idem_t.get((tenant, key))?
-            {
-                let (cursor, created, id) = found.value();
-                if ev.created_at.saturating_sub(created) < op.window_ms {
-                    outcomes.push(AppendOutcome {
-                        id: EventId::from_trusted(id.to_owned()),
-                        cursor,
-                        deduped: true,
-                    });
-                    continue;
-                }
-            }
-            let head = match heads.get(tenant) {
-                Some(h) => *h,
-                None => counter_get(&counters_t, tenant, COUNTER_CURSOR)?,
-            };
-            let cursor = head + 1;
-            heads.insert(tenant, cursor);
-
-            events_t.insert((tenant, cursor), ev.record.as_slice())?;
-            ids_t.insert((tenant, ev.id.as_str()), cursor)?;
-            if let Some(key) = ev.idempotency_key.as_deref() {
-                idem_t.insert((tenant, key), (cursor, ev.created_at, ev.id.as_str()))?;
-            }
-            let due = u64::try_from(ev.created_at).unwrap_or(0);
-            for (id, endpoint, record) in &ev.deliveries {
-                deliveries_t.insert((tenant, id.as_str()), record.as_slice())?;
-                due_t.insert((endpoint.as_str(), due, id.as_str()), tenant)?;
-            }
-            if !ev.deliveries.is_empty() {
-                *pending_added.entry(tenant).or_default() += ev.deliveries.len() as i64;
-            }
-            outcomes.push(AppendOutcome {
-                id: ev.id.clone(),
-                cursor,
-                deduped: false,
-            });
-        }
-        results.push(Ok(outcomes));
-    }
-    for (tenant, head) in heads {
-        counters_t.insert((tenant, COUNTER_CURSOR), head)?;
-    }
-    for (tenant, n) in pending_added {
-        counter_add(&mut counters_t, tenant, DeliveryStatus::Pending.as_str(), n)?;
-    }
-    Ok(results)
-}
-
 fn ms(t: i64) -> u64 {
     u64::try_from(t).unwrap_or(0)
 }
@@ -1185,99 +1159,6 @@ fn count_transition(
         counter_add(counters, tenant, to.as_str(), 1)?;
     }
     Ok(())
-}
-
-fn claim_due(txn: &WriteTransaction, claim: &Claim) -> StoreResult<Vec<Claimed>> {
-    let mut due = txn.open_table(DELIVERIES_DUE)?;
-    let mut deliveries = txn.open_table(DELIVERIES)?;
-    let mut leases = txn.open_table(LEASES)?;
-    let mut counters = txn.open_table(COUNTERS)?;
-    let event_ids = txn.open_table(EVENT_IDS)?;
-    let events = txn.open_table(EVENTS)?;
-    let e = claim.endpoint.as_str();
-    // Collect first: the range borrows the table we then modify.
-    let mut keys: Vec<(u64, String, String)> = Vec::new();
-    for row in due.range::<(&str, u64, &str)>((e, 0, "")..=(e, ms(claim.now), "\u{7f}"))? {
-        let (k, v) = row?;
-        let (_, at, id) = k.value();
-        keys.push((at, id.to_owned(), v.value().to_owned()));
-        if keys.len() >= claim.limit {
-            break;
-        }
-    }
-    let mut claimed = Vec::with_capacity(keys.len());
-    for (at, id, tenant) in keys {
-        due.remove((e, at, id.as_str()))?;
-        let Some(mut d) = load_delivery(&deliveries, &tenant, &id)? else {
-            continue;
-        };
-        let Some(cursor) = event_ids
-            .get((tenant.as_str(), d.event_id.as_str()))?
-            .map(|g| g.value())
-        else {
-            // The event is gone (retention): nothing left to deliver.
-            continue;
-        };
-        let Some(raw) = events.get((tenant.as_str(), cursor))? else {
-            continue;
-        };
-        let mut event: Event = decode("events", raw.value())?;
-        event.cursor = cursor;
-        count_transition(&mut counters, &tenant, d.status, DeliveryStatus::InFlight)?;
-        d.status = DeliveryStatus::InFlight;
-        d.claimed_by = Some(claim.node.clone());
-        d.lease_until = Some(claim.lease_until);
-        d.lease_token += 1;
-        d.updated_at = claim.now;
-        deliveries.insert((tenant.as_str(), id.as_str()), encode(&d)?.as_slice())?;
-        leases.insert((ms(claim.lease_until), id.as_str()), tenant.as_str())?;
-        claimed.push(Claimed { delivery: d, event });
-    }
-    Ok(claimed)
-}
-
-fn record_outcome(txn: &WriteTransaction, o: &Outcome) -> StoreResult<bool> {
-    let mut deliveries = txn.open_table(DELIVERIES)?;
-    let t = o.tenant.as_str();
-    let id = o.delivery.as_str();
-    let Some(mut d) = load_delivery(&deliveries, t, id)? else {
-        return Ok(false);
-    };
-    if d.status != DeliveryStatus::InFlight || d.lease_token != o.lease_token {
-        return Ok(false);
-    }
-    let mut leases = txn.open_table(LEASES)?;
-    let mut counters = txn.open_table(COUNTERS)?;
-    if let Some(until) = d.lease_until {
-        leases.remove((ms(until), id))?;
-    }
-    let to = match o.next {
-        NextState::Succeeded => DeliveryStatus::Succeeded,
-        NextState::Retry { .. } => DeliveryStatus::Retrying,
-        NextState::Dead => DeliveryStatus::Dead,
-    };
-    count_transition(&mut counters, t, d.status, to)?;
-    d.status = to;
-    d.attempts = d.attempts.max(o.attempt.number);
-    d.claimed_by = None;
-    d.lease_until = None;
-    d.updated_at = o.attempt.started_at + i64::try_from(o.attempt.latency_ms).unwrap_or(0);
-    match o.next {
-        NextState::Retry { at } => {
-            d.next_attempt_at = at;
-            txn.open_table(DELIVERIES_DUE)?
-                .insert((d.endpoint_id.as_str(), ms(at), id), t)?;
-        }
-        NextState::Dead => {
-            txn.open_table(DEAD)?
-                .insert((t, id), d.endpoint_id.as_str())?;
-        }
-        NextState::Succeeded => {}
-    }
-    deliveries.insert((t, id), encode(&d)?.as_slice())?;
-    txn.open_table(ATTEMPTS)?
-        .insert((t, id, o.attempt.number), encode(&o.attempt)?.as_slice())?;
-    Ok(true)
 }
 
 fn reclaim_leases(
@@ -1447,4 +1328,217 @@ fn decode_seq(id: &str) -> Option<u32> {
             .position(|c| *c == b)
             .map(|v| (acc << 5) | v as u32)
     })
+}
+
+/// The hot-path tables, opened once per commit for every publish, claim and outcome
+/// in it. Counter changes are summed and written once at the end.
+struct Hot<'t> {
+    events: Table<'t, (&'static str, u64), &'static [u8]>,
+    event_ids: Table<'t, (&'static str, &'static str), u64>,
+    idempotency: Table<'t, (&'static str, &'static str), (u64, i64, &'static str)>,
+    deliveries: Table<'t, (&'static str, &'static str), &'static [u8]>,
+    due: Table<'t, (&'static str, u64, &'static str), &'static str>,
+    leases: Table<'t, (u64, &'static str), &'static str>,
+    dead: Table<'t, (&'static str, &'static str), &'static str>,
+    attempts: Table<'t, (&'static str, &'static str, u32), &'static [u8]>,
+    counters: Table<'t, (&'static str, &'static str), u64>,
+    /// (tenant, counter) → change.
+    deltas: HashMap<(String, &'static str), i64>,
+    /// Last cursor per tenant touched by this batch.
+    heads: HashMap<String, u64>,
+}
+
+/// Runs every hot operation of one commit. `Err` is a storage failure (the batch
+/// aborts); domain outcomes are per operation.
+fn run_hot(
+    txn: &WriteTransaction,
+    ops: &[writer::HotOp],
+) -> StoreResult<Vec<StoreResult<writer::HotResult>>> {
+    use writer::{HotOp, HotResult};
+    let mut h = Hot {
+        events: txn.open_table(EVENTS)?,
+        event_ids: txn.open_table(EVENT_IDS)?,
+        idempotency: txn.open_table(IDEMPOTENCY)?,
+        deliveries: txn.open_table(DELIVERIES)?,
+        due: txn.open_table(DELIVERIES_DUE)?,
+        leases: txn.open_table(LEASES)?,
+        dead: txn.open_table(DEAD)?,
+        attempts: txn.open_table(ATTEMPTS)?,
+        counters: txn.open_table(COUNTERS)?,
+        deltas: HashMap::new(),
+        heads: HashMap::new(),
+    };
+    let mut results = Vec::with_capacity(ops.len());
+    for op in ops {
+        results.push(Ok(match op {
+            HotOp::Append {
+                events, window_ms, ..
+            } => HotResult::Append(h.append(events, *window_ms)?),
+            HotOp::Claim { claim, .. } => HotResult::Claim(h.claim(claim)?),
+            HotOp::Outcome { outcome, .. } => HotResult::Outcome(h.outcome(outcome)?),
+        }));
+    }
+    h.finish()?;
+    Ok(results)
+}
+
+impl Hot<'_> {
+    fn count(&mut self, tenant: &str, name: &'static str, delta: i64) {
+        *self.deltas.entry((tenant.to_owned(), name)).or_default() += delta;
+    }
+
+    fn transition(&mut self, tenant: &str, from: DeliveryStatus, to: DeliveryStatus) {
+        if from != to {
+            self.count(tenant, from.as_str(), -1);
+            self.count(tenant, to.as_str(), 1);
+        }
+    }
+
+    fn finish(mut self) -> StoreResult<()> {
+        for (tenant, head) in std::mem::take(&mut self.heads) {
+            self.counters
+                .insert((tenant.as_str(), COUNTER_CURSOR), head)?;
+        }
+        for ((tenant, name), delta) in std::mem::take(&mut self.deltas) {
+            if delta != 0 {
+                counter_add(&mut self.counters, &tenant, name, delta)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Events, stream positions, idempotency records and deliveries. Checks first; it
+    /// writes only what it has decided to keep.
+    fn append(
+        &mut self,
+        events: &[PreparedEvent],
+        window_ms: i64,
+    ) -> StoreResult<Vec<AppendOutcome>> {
+        let mut outcomes = Vec::with_capacity(events.len());
+        for ev in events {
+            let tenant = ev.tenant.as_str();
+            if let Some(key) = ev.idempotency_key.as_deref()
+                && let Some(found) = self.idempotency.get((tenant, key))?
+            {
+                let (cursor, created, id) = found.value();
+                if ev.created_at.saturating_sub(created) < window_ms {
+                    outcomes.push(AppendOutcome {
+                        id: EventId::from_trusted(id.to_owned()),
+                        cursor,
+                        deduped: true,
+                    });
+                    continue;
+                }
+            }
+            let head = match self.heads.get(tenant) {
+                Some(h) => *h,
+                None => counter_get(&self.counters, tenant, COUNTER_CURSOR)?,
+            };
+            let cursor = head + 1;
+            self.heads.insert(tenant.to_owned(), cursor);
+            self.events.insert((tenant, cursor), ev.record.as_slice())?;
+            self.event_ids.insert((tenant, ev.id.as_str()), cursor)?;
+            if let Some(key) = ev.idempotency_key.as_deref() {
+                self.idempotency
+                    .insert((tenant, key), (cursor, ev.created_at, ev.id.as_str()))?;
+            }
+            let due = ms(ev.created_at);
+            for (id, endpoint, record) in &ev.deliveries {
+                self.deliveries
+                    .insert((tenant, id.as_str()), record.as_slice())?;
+                self.due
+                    .insert((endpoint.as_str(), due, id.as_str()), tenant)?;
+            }
+            if !ev.deliveries.is_empty() {
+                self.count(
+                    tenant,
+                    DeliveryStatus::Pending.as_str(),
+                    ev.deliveries.len() as i64,
+                );
+            }
+            outcomes.push(AppendOutcome {
+                id: ev.id.clone(),
+                cursor,
+                deduped: false,
+            });
+        }
+        Ok(outcomes)
+    }
+
+    /// Leases an endpoint's due deliveries (see `Store::claim_due`).
+    fn claim(&mut self, claim: &Claim) -> StoreResult<Vec<Delivery>> {
+        let e = claim.endpoint.as_str();
+        // Collect first: the range borrows the table we then modify.
+        let mut keys: Vec<(u64, String, String)> = Vec::new();
+        for row in self
+            .due
+            .range::<(&str, u64, &str)>((e, 0, "")..=(e, ms(claim.now), "\u{7f}"))?
+        {
+            let (k, v) = row?;
+            let (_, at, id) = k.value();
+            keys.push((at, id.to_owned(), v.value().to_owned()));
+            if keys.len() >= claim.limit {
+                break;
+            }
+        }
+        let mut claimed = Vec::with_capacity(keys.len());
+        for (at, id, tenant) in keys {
+            self.due.remove((e, at, id.as_str()))?;
+            let Some(mut d) = load_delivery(&self.deliveries, &tenant, &id)? else {
+                continue;
+            };
+            self.transition(&tenant, d.status, DeliveryStatus::InFlight);
+            d.status = DeliveryStatus::InFlight;
+            d.claimed_by = Some(claim.node.clone());
+            d.lease_until = Some(claim.lease_until);
+            d.lease_token += 1;
+            d.updated_at = claim.now;
+            self.deliveries
+                .insert((tenant.as_str(), id.as_str()), encode(&d)?.as_slice())?;
+            self.leases
+                .insert((ms(claim.lease_until), id.as_str()), tenant.as_str())?;
+            claimed.push(d);
+        }
+        Ok(claimed)
+    }
+
+    /// Writes an attempt and the delivery's next state (see `Store::record_outcome`).
+    fn outcome(&mut self, o: &Outcome) -> StoreResult<bool> {
+        let t = o.tenant.as_str();
+        let id = o.delivery.as_str();
+        let Some(mut d) = load_delivery(&self.deliveries, t, id)? else {
+            return Ok(false);
+        };
+        if d.status != DeliveryStatus::InFlight || d.lease_token != o.lease_token {
+            return Ok(false);
+        }
+        if let Some(until) = d.lease_until {
+            self.leases.remove((ms(until), id))?;
+        }
+        let to = match o.next {
+            NextState::Succeeded => DeliveryStatus::Succeeded,
+            NextState::Retry { .. } => DeliveryStatus::Retrying,
+            NextState::Dead => DeliveryStatus::Dead,
+        };
+        self.transition(t, d.status, to);
+        d.status = to;
+        d.attempts = d.attempts.max(o.attempt.number);
+        d.claimed_by = None;
+        d.lease_until = None;
+        d.updated_at = o.attempt.started_at + i64::try_from(o.attempt.latency_ms).unwrap_or(0);
+        match o.next {
+            NextState::Retry { at } => {
+                d.next_attempt_at = at;
+                self.due.insert((d.endpoint_id.as_str(), ms(at), id), t)?;
+            }
+            NextState::Dead => {
+                self.dead.insert((t, id), d.endpoint_id.as_str())?;
+            }
+            NextState::Succeeded => {}
+        }
+        self.deliveries.insert((t, id), encode(&d)?.as_slice())?;
+        self.attempts
+            .insert((t, id, o.attempt.number), encode(&o.attempt)?.as_slice())?;
+        Ok(true)
+    }
 }

@@ -26,17 +26,50 @@ type Job = Box<dyn FnOnce(&WriteTransaction) -> (Finisher, bool) + Send>;
 
 pub(super) enum Msg {
     Job(Job),
-    /// Publishes get their own message so that a batch of them shares one pass over
-    /// the publishing tables (see [`super::append_batch`]).
-    Append(AppendOp),
+    /// Hot-path operations (publish, claim, outcome) get their own messages so that
+    /// all of them in one commit share a single opening of the tables (see
+    /// [`super::run_hot`]).
+    Hot(HotOp),
     Stop,
 }
 
-/// One `append_events` call, already encoded by the caller.
-pub(super) struct AppendOp {
-    pub events: Vec<super::PreparedEvent>,
-    pub window_ms: i64,
-    pub reply: oneshot::Sender<StoreResult<Vec<crate::store::AppendOutcome>>>,
+/// A hot-path operation and where its answer goes.
+pub(super) enum HotOp {
+    /// One `append_events` call, already encoded by the caller.
+    Append {
+        events: Vec<super::PreparedEvent>,
+        window_ms: i64,
+        reply: oneshot::Sender<StoreResult<Vec<crate::store::AppendOutcome>>>,
+    },
+    Claim {
+        claim: crate::store::Claim,
+        reply: oneshot::Sender<StoreResult<Vec<crate::store::Delivery>>>,
+    },
+    Outcome {
+        outcome: crate::store::Outcome,
+        reply: oneshot::Sender<StoreResult<bool>>,
+    },
+}
+
+/// A hot operation's result, in the order of the operations.
+pub(super) enum HotResult {
+    Append(Vec<crate::store::AppendOutcome>),
+    Claim(Vec<crate::store::Delivery>),
+    Outcome(bool),
+}
+
+impl HotOp {
+    fn answer(self, result: StoreResult<HotResult>) {
+        match (self, result) {
+            (HotOp::Append { reply, .. }, Ok(HotResult::Append(v))) => drop(reply.send(Ok(v))),
+            (HotOp::Claim { reply, .. }, Ok(HotResult::Claim(v))) => drop(reply.send(Ok(v))),
+            (HotOp::Outcome { reply, .. }, Ok(HotResult::Outcome(v))) => drop(reply.send(Ok(v))),
+            (HotOp::Append { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
+            (HotOp::Claim { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
+            (HotOp::Outcome { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
+            (op, Ok(_)) => op.answer(Err(StoreError::Backend("mismatched result".into()))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -91,19 +124,14 @@ impl WriterHandle {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Queues a publish; resolves after the commit that contains it.
-    pub(super) async fn append(
+    /// Queues a hot-path operation; resolves after the commit that contains it.
+    pub(super) async fn hot<T>(
         &self,
-        events: Vec<super::PreparedEvent>,
-        window_ms: i64,
-    ) -> StoreResult<Vec<crate::store::AppendOutcome>> {
+        make: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> HotOp,
+    ) -> StoreResult<T> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Msg::Append(AppendOp {
-                events,
-                window_ms,
-                reply,
-            }))
+            .send(Msg::Hot(make(reply)))
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
@@ -117,19 +145,19 @@ impl WriterHandle {
 #[derive(Default)]
 struct Batch {
     jobs: Vec<Job>,
-    appends: Vec<AppendOp>,
+    hot: Vec<HotOp>,
 }
 
 impl Batch {
     fn len(&self) -> usize {
-        self.jobs.len() + self.appends.len()
+        self.jobs.len() + self.hot.len()
     }
 
     /// Adds a message; false for `Stop`.
     fn push(&mut self, msg: Msg) -> bool {
         match msg {
             Msg::Job(job) => self.jobs.push(job),
-            Msg::Append(op) => self.appends.push(op),
+            Msg::Hot(op) => self.hot.push(op),
             Msg::Stop => return false,
         }
         true
@@ -196,7 +224,7 @@ fn commit_batch(db: &Database, batch: &mut Batch, signal: &QueueSignal) {
         Err(e) => {
             // Dropping the jobs and replies tells their callers the store failed.
             batch.jobs.clear();
-            batch.appends.clear();
+            batch.hot.clear();
             tracing::error!(error = %e, "store: cannot begin write transaction");
             return;
         }
@@ -208,13 +236,13 @@ fn commit_batch(db: &Database, batch: &mut Batch, signal: &QueueSignal) {
         abort |= failed;
         finishers.push(finish);
     }
-    let appends: Vec<AppendOp> = batch.appends.drain(..).collect();
-    let mut append_results = Vec::new();
-    if !appends.is_empty() {
-        match super::append_batch(&txn, &appends) {
-            Ok(results) => append_results = results,
+    let hot: Vec<HotOp> = batch.hot.drain(..).collect();
+    let mut hot_results = Vec::new();
+    if !hot.is_empty() {
+        match super::run_hot(&txn, &hot) {
+            Ok(results) => hot_results = results,
             Err(e) => {
-                tracing::error!(error = %e, "store: publish batch failed");
+                tracing::error!(error = %e, "store: hot batch failed");
                 abort = true;
             }
         }
@@ -237,22 +265,28 @@ fn commit_batch(db: &Database, batch: &mut Batch, signal: &QueueSignal) {
     }
     if outcome.is_ok() {
         // Tell dispatchers which endpoints got new deliveries in this commit.
-        signal.announce(appends.iter().flat_map(|op| {
-            op.events.iter().flat_map(|e| {
-                e.deliveries
+        signal.announce(hot.iter().flat_map(|op| {
+            match op {
+                HotOp::Append { events, .. } => events
                     .iter()
-                    .map(|(_, endpoint, _)| (e.tenant_id(), endpoint.clone()))
-            })
+                    .flat_map(|e| {
+                        e.deliveries
+                            .iter()
+                            .map(|(_, endpoint, _)| (e.tenant_id(), endpoint.clone()))
+                    })
+                    .collect::<Vec<_>>(),
+                _ => Vec::new(),
+            }
         }));
     }
-    let mut results = append_results.into_iter();
-    for op in appends {
+    let mut results = hot_results.into_iter();
+    for op in hot {
         let answer = match &outcome {
             Ok(()) => results
                 .next()
-                .unwrap_or_else(|| Err(StoreError::Backend("missing publish outcome".into()))),
+                .unwrap_or_else(|| Err(StoreError::Backend("missing result".into()))),
             Err(e) => Err(fail(e)),
         };
-        let _ = op.reply.send(answer);
+        op.answer(answer);
     }
 }
