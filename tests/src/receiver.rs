@@ -340,6 +340,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn records_verifies_and_switches_behaviour() {
+        crate::install_crypto_provider();
         let rx = Receiver::start(Behaviour::FailFirst(2), Some(SECRET.to_owned()))
             .await
             .unwrap();

@@ -328,7 +328,6 @@ async fn deliveries_verify_with_the_standard_webhooks_library() {
     let current = get_json(&gp, &key, &format!("/v1/endpoints/{ep}/secret")).await;
     assert_eq!(current["secret"], new_secret.as_str());
 
-    tokio::time::sleep(Duration::from_millis(1500)).await; // TEMP experiment
     let mut after_rotation = HashSet::new();
     for i in 0..5 {
         after_rotation.insert(publish(&gp, &key, "orders.created", &json!({"after": i})).await);

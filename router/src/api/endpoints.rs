@@ -442,10 +442,8 @@ pub async fn update_endpoint(
         )
         .await?;
     state.ingest.invalidate(&tenant);
-    if updated.enabled {
-        // Deliveries that waited while it was disabled can go now.
-        state.dispatch.wake(tenant.clone(), id.clone());
-    }
+    // New settings apply to the next attempt; re-enabled, queued deliveries go now.
+    state.dispatch.endpoint_changed(tenant.clone(), id.clone());
     tracing::info!(tenant_id = %tenant, endpoint_id = %id, "endpoint updated");
     Ok(axum::Json(updated.into()))
 }
@@ -464,6 +462,8 @@ pub async fn delete_endpoint(
     let id = endpoint_id(&raw)?;
     let subs = state.store.delete_endpoint(&tenant, &id).await?;
     state.ingest.invalidate(&tenant);
+    // Its queued deliveries are settled as dead (`endpoint_deleted`).
+    state.dispatch.endpoint_changed(tenant.clone(), id.clone());
     tracing::info!(tenant_id = %tenant, endpoint_id = %id, subscriptions = subs.len(), "endpoint deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -535,6 +535,7 @@ pub async fn rotate_secret(
             }),
         )
         .await?;
+    state.dispatch.endpoint_changed(tenant.clone(), id.clone());
     tracing::info!(tenant_id = %tenant, endpoint_id = %id, "endpoint secret rotated");
     Ok(axum::Json(SecretOut { secret }))
 }

@@ -59,6 +59,9 @@ pub struct DispatchHandle {
 #[derive(Debug, Default)]
 struct Shared {
     health: Mutex<HashMap<EndpointId, Health>>,
+    /// Endpoints whose settings changed through the API: their cached settings are
+    /// dropped before the next claim (secret rotation, URL, headers, enabling).
+    changed: Mutex<HashSet<EndpointId>>,
 }
 
 /// An endpoint's delivery health as the engine sees it.
@@ -93,8 +96,12 @@ impl DispatchHandle {
             })
     }
 
-    /// Asks the engine to look at an endpoint's queue (after it was re-enabled).
-    pub fn wake(&self, tenant: TenantId, endpoint: EndpointId) {
+    /// Tells the engine an endpoint's settings changed: the next attempt uses the new
+    /// ones (a rotated secret signs at once), and its queue is looked at again.
+    pub fn endpoint_changed(&self, tenant: TenantId, endpoint: EndpointId) {
+        if let Ok(mut changed) = self.shared.changed.lock() {
+            changed.insert(endpoint.clone());
+        }
         self.signal.announce([(tenant, endpoint)]);
     }
 }
@@ -278,6 +285,10 @@ struct Lane {
     breaker: Breaker,
     bucket: Option<Bucket>,
     disabling: bool,
+    /// More deliveries may be due than the last claim took (it was full, or the
+    /// store announced new work): a freed slot should trigger another claim. When
+    /// false, only an announcement or the next-due timer brings the lane back.
+    backlog: bool,
 }
 
 /// A send task's report.
@@ -382,6 +393,19 @@ impl Engine {
         let mut reaper = tokio::time::interval(self.ctx.settings.reaper_interval);
         reaper.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Settings changes first: a publish announced after a rotation must be
+            // signed with the new secret.
+            let changed: Vec<EndpointId> = self
+                .shared
+                .changed
+                .lock()
+                .map(|mut c| c.drain().collect())
+                .unwrap_or_default();
+            for endpoint in changed {
+                if let Some(lane) = self.lanes.get_mut(&endpoint) {
+                    lane.loaded_at = None;
+                }
+            }
             for (t, e) in self.signal.take() {
                 self.make_ready(t, e);
             }
@@ -444,7 +468,11 @@ impl Engine {
         }
     }
 
+    /// Marks an endpoint as possibly having due work and queues it for a turn.
     fn make_ready(&mut self, tenant: TenantId, endpoint: EndpointId) {
+        if let Some(lane) = self.lanes.get_mut(&endpoint) {
+            lane.backlog = true;
+        }
         if self.in_ready.insert(endpoint.clone()) {
             self.ready.push_back((tenant, endpoint));
         }
@@ -491,6 +519,7 @@ impl Engine {
             breaker: Breaker::new(settings.breaker),
             bucket: None,
             disabling: false,
+            backlog: true,
         });
         if lane.claiming {
             return; // the claim in progress looks again when it returns
@@ -564,7 +593,12 @@ impl Engine {
         let now = now_ms();
         if full {
             self.make_ready(tenant, endpoint);
-        } else if let Some(at) = next_due {
+            return;
+        }
+        if let Some(lane) = self.lanes.get_mut(&endpoint) {
+            lane.backlog = false;
+        }
+        if let Some(at) = next_due {
             if at <= now {
                 self.make_ready(tenant, endpoint);
             } else {
@@ -662,7 +696,11 @@ impl Engine {
                 h.last_attempt_at = Some(done.at);
             }
         }
-        self.make_ready(done.tenant, done.endpoint);
+        // A freed slot matters only if work may be waiting for it.
+        let backlog = lane.backlog;
+        if backlog {
+            self.make_ready(done.tenant, done.endpoint);
+        }
     }
 
     async fn reap(&mut self) {

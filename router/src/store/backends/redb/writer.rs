@@ -24,6 +24,9 @@ type Finisher = Box<dyn FnOnce(StoreResult<()>) + Send>;
 /// Runs inside the batch's transaction; says whether the batch must abort.
 type Job = Box<dyn FnOnce(&WriteTransaction) -> (Finisher, bool) + Send>;
 
+// Messages move once through the channel; boxing the large one would cost an
+// allocation per publish, claim and outcome instead.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Msg {
     Job(Job),
     /// Hot-path operations (publish, claim, outcome) get their own messages so that
@@ -164,17 +167,38 @@ impl Batch {
     }
 }
 
+/// Longest a commit without fsync may wait for the next durable one.
+const MAX_NON_DURABLE: Duration = Duration::from_millis(50);
+
 fn run(db: &Database, rx: &Receiver<Msg>, signal: &QueueSignal, options: WriterOptions) {
     let mut batch = Batch::default();
+    let mut last_durable = Instant::now();
+    // A non-durable commit is waiting for a durable one.
+    let mut dirty = false;
     let mut stopping = false;
     while !stopping {
-        match rx.recv() {
+        let first = if dirty {
+            match rx.recv_timeout(MAX_NON_DURABLE) {
+                Ok(msg) => Ok(msg),
+                Err(RecvTimeoutError::Timeout) => {
+                    // Idle: make the relaxed commits durable now.
+                    commit_batch(db, &mut batch, signal, true);
+                    last_durable = Instant::now();
+                    dirty = false;
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => Err(()),
+            }
+        } else {
+            rx.recv().map_err(|_| ())
+        };
+        match first {
             Ok(msg) => {
                 if !batch.push(msg) {
                     break;
                 }
             }
-            Err(_) => break,
+            Err(()) => break,
         }
         // Everything already queued joins this commit.
         while batch.len() < options.max_batch {
@@ -211,12 +235,28 @@ fn run(db: &Database, rx: &Receiver<Msg>, signal: &QueueSignal, options: WriterO
                 }
             }
         }
-        commit_batch(db, &mut batch, signal);
+        // Claims and outcomes alone need not be fsynced at once: losing them in a
+        // crash only means a delivery is attempted again (at least once). Publishes
+        // and every other write are durable when acknowledged.
+        let durable = !batch.jobs.is_empty()
+            || batch
+                .hot
+                .iter()
+                .any(|op| matches!(op, HotOp::Append { .. }))
+            || last_durable.elapsed() >= MAX_NON_DURABLE;
+        if durable {
+            last_durable = Instant::now();
+        }
+        dirty = !durable;
+        commit_batch(db, &mut batch, signal, durable);
+    }
+    if dirty {
+        commit_batch(db, &mut batch, signal, true);
     }
     // Jobs still queued after Stop are dropped: their callers see `Closed`.
 }
 
-fn commit_batch(db: &Database, batch: &mut Batch, signal: &QueueSignal) {
+fn commit_batch(db: &Database, batch: &mut Batch, signal: &QueueSignal, durable: bool) {
     let size = batch.len();
     let started = Instant::now();
     let txn = match db.begin_write() {
@@ -229,6 +269,11 @@ fn commit_batch(db: &Database, batch: &mut Batch, signal: &QueueSignal) {
             return;
         }
     };
+    let mut txn = txn;
+    if !durable && let Err(e) = txn.set_durability(redb::Durability::None) {
+        tracing::warn!(error = %e, "store: cannot relax durability; committing durably");
+    }
+    let txn = txn;
     let mut finishers = Vec::with_capacity(size);
     let mut abort = false;
     for job in batch.jobs.drain(..) {
@@ -258,7 +303,9 @@ fn commit_batch(db: &Database, batch: &mut Batch, signal: &QueueSignal) {
     if let Err(e) = &outcome {
         tracing::error!(error = %e, batch = size, "store: commit failed");
     }
-    telemetry::record_commit(size, started.elapsed());
+    if size > 0 {
+        telemetry::record_commit(size, started.elapsed());
+    }
     let fail = |e: &StoreError| StoreError::Backend(e.to_string());
     for finish in finishers {
         finish(outcome.as_ref().map(|_| ()).map_err(fail));
