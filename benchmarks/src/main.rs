@@ -189,11 +189,13 @@ async fn setup(base: &str, subscriptions: usize) -> Result<String> {
     .await?;
     let key = k["key"].as_str().context("key")?.to_owned();
     for _ in 0..subscriptions {
+        // Disabled: deliveries are stored and queued but not attempted, so this
+        // measures ingest alone.
         let ep = post(
             &http,
             format!("{base}/v1/endpoints"),
             &key,
-            json!({"url": "http://127.0.0.1:9/sink"}),
+            json!({"url": "http://127.0.0.1:9/sink", "enabled": false}),
         )
         .await?;
         post(
