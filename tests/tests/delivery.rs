@@ -1072,3 +1072,124 @@ async fn replay_a_time_range_to_one_subscription() {
         .unwrap();
     assert_eq!(ds_b.len(), 4, "subscription B got no replay: {ds_b:?}");
 }
+
+/// The crash acceptance: `kill -9` in the middle of the healthy / flaky /
+/// black-hole run, then restart. Nothing is lost (every event reaches the healthy and
+/// the flaky endpoint, every black-hole delivery ends in the DLQ) and nothing is stuck
+/// (no delivery left pending, in flight or retrying). Duplicates are allowed (at least
+/// once) and printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_the_three_endpoint_run_loses_nothing() {
+    const N: usize = 3_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut gp = Gp::start(dir.path(), ENGINE_ENV).await.unwrap();
+    let (_, key) = gp.tenant_with_key().await.unwrap();
+    let healthy = Receiver::start(Behaviour::Ok, None).await.unwrap();
+    let flaky = Receiver::start(Behaviour::FailFirst(2), None)
+        .await
+        .unwrap();
+    let hole = Receiver::start(Behaviour::BlackHole, None).await.unwrap();
+    let ep_healthy = create_endpoint(
+        &gp,
+        &key,
+        json!({"url": healthy.url(), "rate_limit_per_sec": 1000}),
+    )
+    .await;
+    let ep_flaky = create_endpoint(
+        &gp,
+        &key,
+        json!({"url": flaky.url(), "retry_schedule_secs": [1, 1]}),
+    )
+    .await;
+    let ep_hole = create_endpoint(
+        &gp,
+        &key,
+        json!({"url": hole.url(), "timeout_ms": 300, "max_in_flight": 1000, "retry_schedule_secs": [1]}),
+    )
+    .await;
+    for ep in [&ep_healthy, &ep_flaky, &ep_hole] {
+        subscribe(&gp, &key, ep, &["orders.created"]).await;
+    }
+    let mut all_events = HashSet::new();
+    for b in 0..N / 500 {
+        let events = (0..500)
+            .map(|j| json!({"topic": "orders.created", "payload": {"i": b * 500 + j}}))
+            .collect();
+        all_events.extend(publish_batch(&gp, &key, events).await);
+    }
+    assert_eq!(all_events.len(), N);
+
+    // Kill once deliveries are well under way but far from done.
+    healthy
+        .wait_for(|l| l.succeeded_ids.len() >= N / 5, 2 * MINUTE)
+        .await;
+    gp.kill9().unwrap();
+    let before = healthy.count();
+    println!("killed after the healthy endpoint saw {before} of {N}");
+    gp.restart().await.unwrap();
+
+    healthy
+        .wait_for(|l| l.succeeded_ids.len() >= N, 5 * MINUTE)
+        .await;
+    flaky
+        .wait_for(|l| l.succeeded_ids.len() >= N, 5 * MINUTE)
+        .await;
+    let ep = ep_hole.clone();
+    let dead = eventually(
+        "every black-hole delivery dead",
+        5 * MINUTE,
+        Duration::from_millis(300),
+        async || {
+            let d = gp
+                .list_all(&key, &format!("/v1/dlq?endpoint_id={ep}"))
+                .await
+                .map_err(|e| e.to_string())?;
+            if d.len() >= N {
+                Ok(d)
+            } else {
+                Err(format!("{} dead", d.len()))
+            }
+        },
+    )
+    .await;
+    assert_eq!(dead.len(), N);
+
+    // Every event reached the healthy and the flaky endpoint.
+    for rx in [&healthy, &flaky] {
+        rx.with_log(|l| {
+            let seen: HashSet<String> = l
+                .requests
+                .iter()
+                .filter_map(|r| r.event_id().map(str::to_owned))
+                .collect();
+            assert_eq!(seen, all_events);
+        });
+    }
+    let dups = healthy.count() - N;
+    println!("healthy endpoint duplicates after kill -9: {dups}");
+
+    // Nothing stuck.
+    let all = eventually(
+        "no delivery left in flight",
+        2 * MINUTE,
+        Duration::from_millis(300),
+        async || {
+            let ds = deliveries(&gp, &key, "").await?;
+            let counts = status_counts(&ds);
+            let open = ["pending", "in_flight", "retrying"]
+                .iter()
+                .map(|s| counts.get(*s).copied().unwrap_or(0))
+                .sum::<usize>();
+            if open == 0 {
+                Ok(ds)
+            } else {
+                Err(format!("{counts:?}"))
+            }
+        },
+    )
+    .await;
+    assert_eq!(all.len(), 3 * N);
+    let counts = status_counts(&all);
+    assert_eq!(counts.get("succeeded").copied(), Some(2 * N), "{counts:?}");
+    assert_eq!(counts.get("dead").copied(), Some(N), "{counts:?}");
+}
