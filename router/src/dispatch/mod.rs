@@ -348,6 +348,7 @@ pub fn start(
         ready: VecDeque::new(),
         in_ready: HashSet::new(),
         timers: BTreeMap::new(),
+        timer_of: HashMap::new(),
         in_flight_total: 0,
         claims: JoinSet::new(),
     };
@@ -363,6 +364,8 @@ struct Engine {
     ready: VecDeque<(TenantId, EndpointId)>,
     in_ready: HashSet<EndpointId>,
     timers: BTreeMap<i64, Vec<(TenantId, EndpointId)>>,
+    /// The earliest pending timer of each endpoint.
+    timer_of: HashMap<EndpointId, i64>,
     in_flight_total: usize,
     claims: JoinSet<ClaimResult>,
 }
@@ -478,7 +481,14 @@ impl Engine {
         }
     }
 
+    /// Makes the endpoint ready at `at`. One pending timer per endpoint: an earlier
+    /// one already brings it back to be looked at again, so a later one is dropped
+    /// (an open circuit seeing thousands of publishes keeps one timer, not thousands).
     fn add_timer(&mut self, at: i64, tenant: TenantId, endpoint: EndpointId) {
+        if self.timer_of.get(&endpoint).is_some_and(|t| *t <= at) {
+            return;
+        }
+        self.timer_of.insert(endpoint.clone(), at);
         self.timers.entry(at).or_default().push((tenant, endpoint));
     }
 
@@ -487,7 +497,11 @@ impl Engine {
             if *entry.key() > now {
                 break;
             }
+            let at = *entry.key();
             for (t, e) in entry.remove() {
+                if self.timer_of.get(&e) == Some(&at) {
+                    self.timer_of.remove(&e);
+                }
                 self.make_ready(t, e);
             }
         }
@@ -1020,5 +1034,25 @@ async fn disable_endpoint(ctx: Arc<Ctx>, tenant: TenantId, endpoint: EndpointId,
         Err(e) => {
             tracing::error!(tenant_id = %tenant, endpoint_id = %endpoint, error = %e, "disabling endpoint failed")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_bucket_refills_at_its_rate_and_caps_at_one_second() {
+        let mut b = Bucket::new(10, 0);
+        assert_eq!(b.available(0), 10);
+        b.take(10);
+        assert_eq!(b.available(0), 0);
+        assert_eq!(b.next_token_at(), 100, "one token every 100 ms");
+        assert_eq!(b.available(250), 2);
+        assert_eq!(b.available(60_000), 10, "never more than a second's worth");
+        let mut slow = Bucket::new(1, 0);
+        slow.take(1);
+        assert_eq!(slow.available(999), 0);
+        assert_eq!(slow.available(1_000), 1);
     }
 }
