@@ -170,10 +170,10 @@ async fn post(http: &reqwest::Client, url: String, token: &str, body: Value) -> 
 }
 
 /// Tenant, key and `subscriptions` subscriptions to `bench.#` on inbox-less endpoints.
-async fn setup(base: &str, subscriptions: usize) -> Result<String> {
-    let http = reqwest::Client::new();
+/// A tenant and a key that may publish and manage endpoints.
+async fn tenant_key(http: &reqwest::Client, base: &str) -> Result<String> {
     let t = post(
-        &http,
+        http,
         format!("{base}/v1/tenants"),
         ADMIN,
         json!({"name": "bench"}),
@@ -181,13 +181,18 @@ async fn setup(base: &str, subscriptions: usize) -> Result<String> {
     .await?;
     let tid = t["id"].as_str().context("tenant id")?;
     let k = post(
-        &http,
+        http,
         format!("{base}/v1/tenants/{tid}/keys"),
         ADMIN,
         json!({"name": "bench", "scopes": ["events:write", "endpoints:manage"]}),
     )
     .await?;
-    let key = k["key"].as_str().context("key")?.to_owned();
+    Ok(k["key"].as_str().context("key")?.to_owned())
+}
+
+async fn setup(base: &str, subscriptions: usize) -> Result<String> {
+    let http = reqwest::Client::new();
+    let key = tenant_key(&http, base).await?;
     for _ in 0..subscriptions {
         // Disabled: deliveries are stored and queued but not attempted, so this
         // measures ingest alone.
@@ -396,22 +401,7 @@ async fn deliver(args: DeliverArgs) -> Result<()> {
     let receiver = start_receiver(received.clone()).await?;
     let base = server.base.clone();
     let http = reqwest::Client::new();
-    let t = post(
-        &http,
-        format!("{base}/v1/tenants"),
-        ADMIN,
-        json!({"name": "bench"}),
-    )
-    .await?;
-    let tid = t["id"].as_str().context("tenant id")?;
-    let k = post(
-        &http,
-        format!("{base}/v1/tenants/{tid}/keys"),
-        ADMIN,
-        json!({"name": "bench", "scopes": ["events:write", "endpoints:manage"]}),
-    )
-    .await?;
-    let key = Arc::new(k["key"].as_str().context("key")?.to_owned());
+    let key = Arc::new(tenant_key(&http, &base).await?);
     for n in 0..args.fanout {
         let ep = post(
             &http,

@@ -4,93 +4,28 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
+mod common;
 
-use gatepulse::config::Config;
+use common::{ADMIN, TestServer};
 use gatepulse::ids::{DeliveryId, EventId};
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-const ADMIN: &str = "test-admin-token-0123456789";
 const SCOPES: &[&str] = &["events:write", "events:read", "endpoints:manage"];
 
-/// A trimmed copy of the helper in `api.rs`.
-struct TestServer {
-    base: String,
-    http: Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+/// Filter-test helpers on the shared test server.
+trait FilterHelpers {
+    async fn tenant(&self) -> (String, String);
+    async fn subscribe(
+        &self,
+        key: &str,
+        ep: &str,
+        topic: &str,
+        filter: Option<&str>,
+    ) -> (StatusCode, Value);
+    async fn publish(&self, key: &str, topic: &str, payload: &Value) -> (String, Vec<String>);
 }
 
-impl TestServer {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::defaults_for_dev(dir.path().to_path_buf(), ADMIN.into()).unwrap();
-        config.dev = false;
-        config.delivery.allow_private_destinations = false;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            gatepulse::run(config, listener, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
-        gatepulse::dispatch::client::install_crypto_provider();
-        // Generous: hostile filters must be answered, not answered within a deadline.
-        let http = Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap();
-        let s = Self {
-            base,
-            http,
-            stop: Some(stop),
-            task: Some(task),
-            _dir: dir,
-        };
-        for _ in 0..200 {
-            if s.ready().await {
-                return s;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("server did not become ready");
-    }
-
-    async fn ready(&self) -> bool {
-        let r = self.http.get(format!("{}/readyz", self.base)).send().await;
-        r.is_ok_and(|r| r.status() == StatusCode::OK)
-    }
-
-    async fn call(
-        &self,
-        token: &str,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        let value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap()
-        };
-        (status, value)
-    }
-
+impl FilterHelpers for TestServer {
     /// A tenant, an API key for it and one endpoint; returns (key, endpoint id).
     async fn tenant(&self) -> (String, String) {
         let (s, t) = self
@@ -149,15 +84,6 @@ impl TestServer {
             .iter()
             .map(|d| d["id"].as_str().unwrap().to_owned());
         (id, ids.collect())
-    }
-
-    async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.unwrap();
-        }
     }
 }
 

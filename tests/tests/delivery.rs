@@ -1122,7 +1122,8 @@ async fn kill_9_during_the_three_endpoint_run_loses_nothing() {
     // Kill once deliveries are well under way but far from done.
     healthy
         .wait_for(|l| l.succeeded_ids.len() >= N / 5, 2 * MINUTE)
-        .await;
+        .await
+        .unwrap();
     gp.kill9().unwrap();
     let before = healthy.count();
     println!("killed after the healthy endpoint saw {before} of {N}");
@@ -1130,10 +1131,12 @@ async fn kill_9_during_the_three_endpoint_run_loses_nothing() {
 
     healthy
         .wait_for(|l| l.succeeded_ids.len() >= N, 5 * MINUTE)
-        .await;
+        .await
+        .unwrap();
     flaky
         .wait_for(|l| l.succeeded_ids.len() >= N, 5 * MINUTE)
-        .await;
+        .await
+        .unwrap();
     let ep = ep_hole.clone();
     let dead = eventually(
         "every black-hole delivery dead",
