@@ -86,6 +86,10 @@ pub struct ApiConfig {
     pub max_endpoints_per_tenant: usize,
     pub max_subscriptions_per_tenant: usize,
     pub max_topics_per_subscription: usize,
+    pub max_queue_depth_per_tenant: u64,
+    pub max_inflight_publishes: usize,
+    pub overload_status: u16,
+    pub overload_retry_after_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -263,6 +267,16 @@ impl Config {
             "api.max_topics_per_subscription",
             api.max_topics_per_subscription,
         )?;
+        positive("api.max_inflight_publishes", api.max_inflight_publishes)?;
+        if api.max_queue_depth_per_tenant == 0 {
+            return Err(invalid(
+                "api.max_queue_depth_per_tenant",
+                "must be positive",
+            ));
+        }
+        if !matches!(api.overload_status, 429 | 503) {
+            return Err(invalid("api.overload_status", "must be 429 or 503"));
+        }
         if api.max_payload_bytes > api.max_body_bytes {
             return Err(invalid(
                 "api.max_payload_bytes",

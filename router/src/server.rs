@@ -79,6 +79,8 @@ pub async fn run(
                 max_idempotency_key_bytes: config.api.max_idempotency_key_bytes,
                 idempotency_window_ms: i64::try_from(config.idempotency_window().as_millis())
                     .unwrap_or(i64::MAX),
+                max_queue_depth_per_tenant: config.api.max_queue_depth_per_tenant,
+                max_inflight_publishes: config.api.max_inflight_publishes,
             },
         )
         .with_filter_limits(config.filter.limits()),

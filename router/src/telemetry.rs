@@ -28,6 +28,7 @@ pub const DELIVERY_RETRY_BACKLOG: &str = "gatepulse_delivery_retry_backlog";
 pub const DLQ_SIZE: &str = "gatepulse_dlq_size";
 pub const ENDPOINT_CIRCUIT_STATE: &str = "gatepulse_endpoint_circuit_state";
 pub const ENDPOINTS_AUTO_DISABLED_TOTAL: &str = "gatepulse_endpoints_auto_disabled_total";
+pub const OVERLOAD_DROPS_TOTAL: &str = "gatepulse_overload_drops_total";
 
 /// Every metric name this build exports (checked against the dashboards by a test).
 pub const ALL_METRICS: &[&str] = &[
@@ -46,6 +47,7 @@ pub const ALL_METRICS: &[&str] = &[
     DLQ_SIZE,
     ENDPOINT_CIRCUIT_STATE,
     ENDPOINTS_AUTO_DISABLED_TOTAL,
+    OVERLOAD_DROPS_TOTAL,
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -136,6 +138,13 @@ fn describe() {
         ENDPOINTS_AUTO_DISABLED_TOTAL,
         "Endpoints disabled automatically (410 Gone or failing too long)."
     );
+    describe_counter!(
+        OVERLOAD_DROPS_TOTAL,
+        "Events refused because of overload, by reason: inflight (too many publish requests at once) or queue_full (the tenant's queue is at its limit)."
+    );
+    for reason in ["inflight", "queue_full"] {
+        counter!(OVERLOAD_DROPS_TOTAL, "reason" => reason).increment(0);
+    }
     for outcome in ["success", "retry", "dead"] {
         counter!(DELIVERY_ATTEMPTS_TOTAL, "outcome" => outcome).increment(0);
     }
@@ -179,6 +188,11 @@ pub fn record_commit(batch: usize, elapsed: Duration) {
 pub fn record_attempt(outcome: &'static str, elapsed: Duration) {
     counter!(DELIVERY_ATTEMPTS_TOTAL, "outcome" => outcome).increment(1);
     histogram!(DELIVERY_ATTEMPT_DURATION_SECONDS).record(elapsed.as_secs_f64());
+}
+
+/// Events refused for overload (`reason`: `inflight` or `queue_full`).
+pub fn record_overload(reason: &'static str, events: u64) {
+    counter!(OVERLOAD_DROPS_TOTAL, "reason" => reason).increment(events);
 }
 
 /// Acceptance-to-delivery latency of a successful delivery.

@@ -860,3 +860,127 @@ async fn operational_routes_answer() {
     assert!(doc["paths"]["/v1/events"]["post"].is_object());
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_full_queue_refuses_publishes_with_retry_after_and_stores_nothing() {
+    let s = TestServer::start_with(|c| {
+        c.api.max_queue_depth_per_tenant = 2;
+        c.api.overload_status = 503;
+        c.api.overload_retry_after_secs = 7;
+    })
+    .await;
+    let (_, key) = s.tenant_with_key(ALL).await;
+    // example.com cannot be reached from tests: deliveries stay queued (pending, in
+    // flight or retrying all count), so the queue only fills.
+    let (st, ep) = s
+        .call(
+            &key,
+            Method::POST,
+            "/v1/endpoints",
+            Some(json!({"url": "https://example.com/h"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, _) = s
+        .call(
+            &key,
+            Method::POST,
+            "/v1/subscriptions",
+            Some(json!({"endpoint_id": ep["id"], "topics": ["q.#"]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    for _ in 0..2 {
+        let (st, _) = s
+            .call(
+                &key,
+                Method::POST,
+                "/v1/events",
+                Some(json!({"topic": "q.a", "payload": {}})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::ACCEPTED);
+    }
+    let resp = s
+        .http
+        .post(format!("{}/v1/events", s.base))
+        .bearer_auth(&key)
+        .json(&json!({"topic": "q.a", "payload": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()["retry-after"], "7");
+    let p: Value = resp.json().await.unwrap();
+    assert_eq!(p["code"], "queue_full");
+    // Events matching nothing still go in; the batch answers per item.
+    let (st, out) = s
+        .call(
+            &key,
+            Method::POST,
+            "/v1/events/batch",
+            Some(json!({"events": [{"topic": "other", "payload": {}}, {"topic": "q.b", "payload": {}}]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    assert_eq!(out["data"][0]["cursor"], 3);
+    assert_eq!(out["data"][1]["error"]["code"], "queue_full");
+    let (_, list) = s.call(&key, Method::GET, "/v1/events", None).await;
+    assert_eq!(
+        list["data"].as_array().unwrap().len(),
+        3,
+        "refused events are not stored"
+    );
+    let text = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"gatepulse_overload_drops_total{reason="queue_full"}"#),
+        "{text}"
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn stats_show_a_tenant_its_queue_and_the_admin_every_tenant() {
+    let s = TestServer::start().await;
+    let (tid, key) = s.tenant_with_key(ALL).await;
+    let (_, other) = s.tenant_with_key(ALL).await;
+    endpoint_and_subscription(&s, &key, &["s.#"]).await;
+    for _ in 0..3 {
+        s.call(
+            &key,
+            Method::POST,
+            "/v1/events",
+            Some(json!({"topic": "s.x", "payload": {}})),
+        )
+        .await;
+    }
+    let (st, mine) = s.call(&key, Method::GET, "/v1/stats", None).await;
+    assert_eq!(st, StatusCode::OK, "{mine}");
+    assert_eq!(mine["scope"], "tenant");
+    assert_eq!(mine["tenant_id"], tid.as_str());
+    let queued = ["queue_depth", "in_flight", "retry_backlog", "dlq_size"]
+        .iter()
+        .map(|k| mine[k].as_u64().unwrap())
+        .sum::<u64>();
+    assert_eq!(
+        queued, 3,
+        "every delivery is somewhere in the queue: {mine}"
+    );
+    assert_eq!(mine["endpoints"].as_array().unwrap().len(), 1);
+    assert!(mine["endpoints"][0]["circuit"].is_string());
+    let (_, theirs) = s.call(&other, Method::GET, "/v1/stats", None).await;
+    assert_eq!(theirs["queue_depth"], 0);
+    assert_eq!(theirs["endpoints"].as_array().unwrap().len(), 0);
+    let (_, all) = s.call(ADMIN, Method::GET, "/v1/stats", None).await;
+    assert_eq!(all["scope"], "all");
+    assert_eq!(all["tenants"].as_array().unwrap().len(), 2);
+    s.shutdown().await;
+}

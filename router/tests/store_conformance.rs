@@ -85,6 +85,24 @@ fn new_event(
     }
 }
 
+/// Appends with no queue limit; every event must be stored.
+async fn append(store: &dyn Store, events: Vec<NewEvent>, window_ms: i64) -> Vec<AppendOutcome> {
+    let limits = AppendLimits {
+        idempotency_window_ms: window_ms,
+        max_queue_depth: u64::MAX,
+    };
+    store
+        .append_events(events, limits)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| match a {
+            Appended::Stored(o) => o,
+            other => panic!("refused: {other:?}"),
+        })
+        .collect()
+}
+
 fn page(limit: usize) -> PageRequest {
     PageRequest { after: None, limit }
 }
@@ -279,7 +297,7 @@ async fn appended_events_get_gapless_cursors_per_tenant(store: Arc<dyn Store>) {
                 new_event(&t, None, 1_000 + i, &[]),
                 new_event(&t, None, 1_000 + i, &[]),
             ];
-            (t, store.append_events(evs, 1000).await.unwrap())
+            (t, append(&*store, evs, 1000).await)
         }));
     }
     let mut cursors: BTreeMap<TenantId, Vec<u64>> = BTreeMap::new();
@@ -329,23 +347,24 @@ async fn idempotency_keys_dedupe_within_the_window(store: Arc<dyn Store>) {
     let b = tenant("b");
     store.create_tenant(a.clone()).await.unwrap();
     store.create_tenant(b.clone()).await.unwrap();
-    let first = store
-        .append_events(vec![new_event(&a.id, Some("k1"), 10_000, &[])], 5_000)
-        .await
-        .unwrap();
+    let first = append(
+        &*store,
+        vec![new_event(&a.id, Some("k1"), 10_000, &[])],
+        5_000,
+    )
+    .await;
     assert!(!first[0].deduped);
     // Same key in one call and in a later call: the original answers.
-    let again = store
-        .append_events(
-            vec![
-                new_event(&a.id, Some("k1"), 12_000, &[]),
-                new_event(&a.id, Some("k2"), 12_000, &[]),
-                new_event(&a.id, Some("k2"), 12_000, &[]),
-            ],
-            5_000,
-        )
-        .await
-        .unwrap();
+    let again = append(
+        &*store,
+        vec![
+            new_event(&a.id, Some("k1"), 12_000, &[]),
+            new_event(&a.id, Some("k2"), 12_000, &[]),
+            new_event(&a.id, Some("k2"), 12_000, &[]),
+        ],
+        5_000,
+    )
+    .await;
     assert_eq!(
         again[0],
         AppendOutcome {
@@ -358,16 +377,20 @@ async fn idempotency_keys_dedupe_within_the_window(store: Arc<dyn Store>) {
     assert!(again[2].deduped);
     assert_eq!(again[2].id, again[1].id);
     // Another tenant's identical key is its own.
-    let other = store
-        .append_events(vec![new_event(&b.id, Some("k1"), 12_000, &[])], 5_000)
-        .await
-        .unwrap();
+    let other = append(
+        &*store,
+        vec![new_event(&b.id, Some("k1"), 12_000, &[])],
+        5_000,
+    )
+    .await;
     assert!(!other[0].deduped);
     // After the window the key is free again.
-    let later = store
-        .append_events(vec![new_event(&a.id, Some("k1"), 16_000, &[])], 5_000)
-        .await
-        .unwrap();
+    let later = append(
+        &*store,
+        vec![new_event(&a.id, Some("k1"), 16_000, &[])],
+        5_000,
+    )
+    .await;
     assert!(!later[0].deduped);
     assert_ne!(later[0].id, first[0].id);
     assert_eq!(store.head_cursor(&a.id).await.unwrap(), 3);
@@ -388,10 +411,12 @@ async fn events_are_stored_with_pending_deliveries(store: Arc<dyn Store>) {
     ];
     let ev = new_event(&a.id, None, 5_000, &subs);
     let id = ev.id.clone();
-    store
-        .append_events(vec![ev, new_event(&a.id, None, 6_000, &subs[..1])], 1)
-        .await
-        .unwrap();
+    append(
+        &*store,
+        vec![ev, new_event(&a.id, None, 6_000, &subs[..1])],
+        1,
+    )
+    .await;
 
     let got = store.get_event(&a.id, &id).await.unwrap().unwrap();
     assert_eq!(
@@ -492,7 +517,7 @@ async fn two_endpoint_queue(
             )
         })
         .collect();
-    store.append_events(evs, 1).await.unwrap();
+    append(&**store, evs, 1).await;
     (a.id, e1.id, e2.id)
 }
 
@@ -692,6 +717,66 @@ async fn replays_add_fresh_deliveries_to_old_events(store: Arc<dyn Store>) {
     }
 }
 
+async fn the_queue_never_grows_past_its_limit(store: Arc<dyn Store>) {
+    let a = tenant("a");
+    store.create_tenant(a.clone()).await.unwrap();
+    let ep = endpoint(&a.id);
+    store.create_endpoint(ep.clone(), 10).await.unwrap();
+    let (s1, s2) = (subscription(&a.id, &ep.id), subscription(&a.id, &ep.id));
+    let two = [
+        (s1.id.clone(), ep.id.clone()),
+        (s2.id.clone(), ep.id.clone()),
+    ];
+    let limits = AppendLimits {
+        idempotency_window_ms: 60_000,
+        max_queue_depth: 3,
+    };
+    let out = store
+        .append_events(
+            vec![
+                new_event(&a.id, Some("k"), 1, &two), // 2 deliveries: fits
+                new_event(&a.id, None, 1, &two),      // would make 4: refused
+                new_event(&a.id, None, 1, &two[..1]), // 3: fits
+                new_event(&a.id, None, 1, &[]),       // no delivery: always fits
+                new_event(&a.id, Some("k"), 1, &two), // deduped: adds nothing
+            ],
+            limits,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(out[0], Appended::Stored(_)));
+    assert_eq!(out[1], Appended::QueueFull { limit: 3 });
+    assert!(matches!(out[2], Appended::Stored(_)));
+    assert!(matches!(out[3], Appended::Stored(_)));
+    assert!(matches!(&out[4], Appended::Stored(o) if o.deduped));
+    let counts = store.queue_counts(Some(&a.id)).await.unwrap();
+    assert_eq!(counts.pending, 3);
+    // Cursors stay gapless around the refused event.
+    assert_eq!(store.head_cursor(&a.id).await.unwrap(), 3);
+    // Claimed (in flight) deliveries still count; finished ones free room.
+    let c = store.claim_due(claim(&a.id, &ep.id, 10, 10)).await.unwrap();
+    assert_eq!(c.len(), 3);
+    let refused = store
+        .append_events(vec![new_event(&a.id, None, 2, &two[..1])], limits)
+        .await
+        .unwrap();
+    assert_eq!(refused[0], Appended::QueueFull { limit: 3 });
+    let d = &c[0].delivery;
+    let done = Outcome {
+        tenant: a.id.clone(),
+        delivery: d.id.clone(),
+        lease_token: d.lease_token,
+        attempt: attempt(&a.id, d, 1, 20, 200),
+        next: NextState::Succeeded,
+    };
+    assert!(store.record_outcome(done).await.unwrap());
+    let fits = store
+        .append_events(vec![new_event(&a.id, None, 3, &two[..1])], limits)
+        .await
+        .unwrap();
+    assert!(matches!(fits[0], Appended::Stored(_)));
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -707,6 +792,7 @@ macro_rules! conformance {
             conformance!(@case $make, outcomes_move_deliveries_through_retry_success_and_dead);
             conformance!(@case $make, expired_leases_return_to_the_queue);
             conformance!(@case $make, replays_add_fresh_deliveries_to_old_events);
+            conformance!(@case $make, the_queue_never_grows_past_its_limit);
         }
     };
     (@case $make:expr, $name:ident) => {
@@ -736,23 +822,24 @@ async fn redb_keeps_everything_across_reopen() {
     {
         let store = RedbStore::open(&path, RedbOptions::default()).unwrap();
         store.create_tenant(t.clone()).await.unwrap();
-        store
-            .append_events(
-                (0..10)
-                    .map(|i| new_event(&t.id, Some(&format!("k{i}")), 1000, &[]))
-                    .collect(),
-                60_000,
-            )
-            .await
-            .unwrap();
+        append(
+            &store,
+            (0..10)
+                .map(|i| new_event(&t.id, Some(&format!("k{i}")), 1000, &[]))
+                .collect(),
+            60_000,
+        )
+        .await;
         Store::close(&store);
     }
     let store = RedbStore::open(&path, RedbOptions::default()).unwrap();
     assert_eq!(store.head_cursor(&t.id).await.unwrap(), 10);
-    let again = store
-        .append_events(vec![new_event(&t.id, Some("k3"), 2000, &[])], 60_000)
-        .await
-        .unwrap();
+    let again = append(
+        &store,
+        vec![new_event(&t.id, Some("k3"), 2000, &[])],
+        60_000,
+    )
+    .await;
     assert!(again[0].deduped);
     assert_eq!(again[0].cursor, 4);
     assert_eq!(store.meta().version, STORE_VERSION);

@@ -135,6 +135,28 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// The overload answer: `api.overload_status` (429 or 503) with `Retry-After`.
+    pub fn overloaded(reason: crate::ingest::Overload, status: u16, retry_after: u64) -> Self {
+        use crate::ingest::Overload;
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
+        let (code, detail) = match reason {
+            Overload::Inflight => (
+                "overloaded",
+                "too many publish requests are being processed; retry after the delay",
+            ),
+            Overload::QueueFull => (
+                "queue_full",
+                "this tenant's delivery queue is at its limit (api.max_queue_depth_per_tenant); \
+                 nothing was stored; retry after the delay",
+            ),
+        };
+        let mut e = Self::new(status, code, detail);
+        e.retry_after = Some(retry_after);
+        e
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

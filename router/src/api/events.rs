@@ -115,6 +115,11 @@ pub struct EventListParams {
     pub cursor: Option<String>,
 }
 
+fn overloaded(state: &AppState, reason: crate::ingest::Overload) -> ApiError {
+    let api = &state.config.api;
+    ApiError::overloaded(reason, api.overload_status, api.overload_retry_after_secs)
+}
+
 fn header_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     match headers.get(IDEMPOTENCY_HEADER) {
         None => Ok(None),
@@ -156,10 +161,14 @@ pub async fn create_event(
     ApiJson(body): ApiJson<EventIn>,
 ) -> Result<(StatusCode, axum::Json<PublishOut>), ApiError> {
     let tenant = principal.tenant_for(Scope::EventsWrite)?;
+    let _permit = state.ingest.admit().map_err(|o| overloaded(&state, o))?;
     let publish = into_publish(body, header_key(&headers)?.as_ref())?;
     state.ingest.validate(&publish)?;
     let mut outcomes = state.ingest.publish(tenant, vec![publish]).await?;
-    let outcome = outcomes.pop().ok_or_else(ApiError::internal)?;
+    let outcome = outcomes
+        .pop()
+        .ok_or_else(ApiError::internal)?
+        .map_err(|o| overloaded(&state, o))?;
     Ok((StatusCode::ACCEPTED, axum::Json(outcome.into())))
 }
 
@@ -174,6 +183,7 @@ pub async fn create_events_batch(
     ApiJson(body): ApiJson<BatchIn>,
 ) -> Result<(StatusCode, axum::Json<BatchOut>), ApiError> {
     let tenant = principal.tenant_for(Scope::EventsWrite)?;
+    let _permit = state.ingest.admit().map_err(|o| overloaded(&state, o))?;
     let max = state.config.api.max_batch_events;
     if body.events.is_empty() || body.events.len() > max {
         return Err(ApiError::invalid_field(
@@ -207,13 +217,15 @@ pub async fn create_events_batch(
     let data = slots
         .into_iter()
         .map(|slot| match slot {
-            Ok(i) => outcomes
-                .get(i)
-                .cloned()
-                .map(|o| BatchItemOut::Ok(o.into()))
-                .unwrap_or_else(|| BatchItemOut::Err {
+            Ok(i) => match outcomes.get(i).cloned() {
+                Some(Ok(o)) => BatchItemOut::Ok(o.into()),
+                Some(Err(overload)) => BatchItemOut::Err {
+                    error: overloaded(&state, overload).to_json(),
+                },
+                None => BatchItemOut::Err {
                     error: ApiError::internal().to_json(),
-                }),
+                },
+            },
             Err(e) => BatchItemOut::Err { error: e.to_json() },
         })
         .collect();

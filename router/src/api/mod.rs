@@ -12,6 +12,7 @@ pub mod extract;
 pub mod openapi;
 pub mod ops;
 pub mod replay;
+pub mod stats;
 pub mod subscriptions;
 pub mod tenants;
 
@@ -78,6 +79,7 @@ pub fn app(state: AppState) -> Router {
         .merge(deliveries::router())
         .merge(dlq::router())
         .merge(replay::router())
+        .merge(stats::router())
         .merge(ops::router())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)

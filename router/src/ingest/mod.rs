@@ -14,7 +14,7 @@
 pub mod topic;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use gatepulse_filter_dsl::{Event, Filter, Limits, Meta};
@@ -22,7 +22,9 @@ use serde_json::value::RawValue;
 
 use crate::clock;
 use crate::ids::{DeliveryId, EndpointId, EventId, SubscriptionId, TenantId};
-use crate::store::{AppendOutcome, NewDelivery, NewEvent, Store, StoreError};
+use crate::store::{
+    AppendLimits, AppendOutcome, Appended, NewDelivery, NewEvent, Store, StoreError,
+};
 use crate::telemetry;
 use topic::{TopicError, TopicPattern};
 
@@ -33,6 +35,40 @@ pub struct IngestLimits {
     pub max_topic_bytes: usize,
     pub max_idempotency_key_bytes: usize,
     pub idempotency_window_ms: i64,
+    /// Most queued deliveries (pending, retrying, in flight) per tenant.
+    pub max_queue_depth_per_tenant: u64,
+    /// Most publish requests being processed at once, across tenants.
+    pub max_inflight_publishes: usize,
+}
+
+/// Why a publish was turned away before anything was written (overload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overload {
+    /// `api.max_inflight_publishes` requests are already being processed.
+    Inflight,
+    /// The tenant's queue is at `api.max_queue_depth_per_tenant`.
+    QueueFull,
+}
+
+impl Overload {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Inflight => "inflight",
+            Self::QueueFull => "queue_full",
+        }
+    }
+}
+
+/// Holds one of the in-flight publish slots until dropped.
+#[derive(Debug)]
+pub struct PublishPermit<'a> {
+    inflight: &'a AtomicUsize,
+}
+
+impl Drop for PublishPermit<'_> {
+    fn drop(&mut self) {
+        self.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Why one publish was refused. Nothing is written for a refused event.
@@ -244,6 +280,8 @@ pub struct Ingest {
     /// Bumped on every invalidation, so an index built from data read before a change
     /// is never cached after it.
     generation: AtomicU64,
+    /// Publish requests being processed now.
+    inflight: AtomicUsize,
 }
 
 impl Ingest {
@@ -254,6 +292,7 @@ impl Ingest {
             filter_limits: Limits::default(),
             indexes: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            inflight: AtomicUsize::new(0),
         }
     }
 
@@ -360,13 +399,29 @@ impl Ingest {
         Ok(())
     }
 
+    /// Takes an in-flight publish slot, or says the server is overloaded. Checked before
+    /// the body is read, so an overloaded server does no work for the request.
+    pub fn admit(&self) -> Result<PublishPermit<'_>, Overload> {
+        let before = self.inflight.fetch_add(1, Ordering::AcqRel);
+        let permit = PublishPermit {
+            inflight: &self.inflight,
+        };
+        if before >= self.limits.max_inflight_publishes {
+            drop(permit);
+            telemetry::record_overload(Overload::Inflight.reason(), 1);
+            return Err(Overload::Inflight);
+        }
+        Ok(permit)
+    }
+
     /// Stores already-validated events with their deliveries in one transaction.
-    /// Outcomes come back in input order.
+    /// Outcomes come back in input order; an event refused because the tenant's queue
+    /// is full is `Err(Overload::QueueFull)` and nothing of it was written.
     pub async fn publish(
         &self,
         tenant: &TenantId,
         items: Vec<Publish>,
-    ) -> Result<Vec<AppendOutcome>, StoreError> {
+    ) -> Result<Vec<Result<AppendOutcome, Overload>>, StoreError> {
         let index = self.index(tenant).await?;
         let now = clock::now_ms();
         let mut matched = Vec::new();
@@ -407,14 +462,24 @@ impl Ingest {
                 deliveries,
             });
         }
-        let outcomes = self
-            .store
-            .append_events(events, self.limits.idempotency_window_ms)
-            .await?;
-        for o in &outcomes {
-            telemetry::record_publish(o.deduped);
-        }
-        Ok(outcomes)
+        let limits = AppendLimits {
+            idempotency_window_ms: self.limits.idempotency_window_ms,
+            max_queue_depth: self.limits.max_queue_depth_per_tenant,
+        };
+        let appended = self.store.append_events(events, limits).await?;
+        Ok(appended
+            .into_iter()
+            .map(|a| match a {
+                Appended::Stored(o) => {
+                    telemetry::record_publish(o.deduped);
+                    Ok(o)
+                }
+                Appended::QueueFull { .. } => {
+                    telemetry::record_overload(Overload::QueueFull.reason(), 1);
+                    Err(Overload::QueueFull)
+                }
+            })
+            .collect())
     }
 }
 

@@ -223,14 +223,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ///
     /// Per tenant, each new event takes the next `cursor` (last + 1, no gaps) in
     /// commit order. An event whose `idempotency_key` was stored for the same tenant
-    /// less than `idempotency_window_ms` ago (measured from its `created_at`) is not
+    /// less than `limits.idempotency_window_ms` ago (measured from its `created_at`) is not
     /// written; its outcome carries the original id and cursor with `deduped: true`.
     /// Outcomes come back in input order.
+    ///
+    /// An event whose new deliveries would take the tenant's queue (pending, retrying
+    /// and in-flight deliveries) past `limits.max_queue_depth` is refused
+    /// (`Appended::QueueFull`) and nothing of it is written; later events of the same
+    /// call are still considered (a smaller fan-out may fit).
     async fn append_events(
         &self,
         events: Vec<NewEvent>,
-        idempotency_window_ms: i64,
-    ) -> StoreResult<Vec<AppendOutcome>>;
+        limits: AppendLimits,
+    ) -> StoreResult<Vec<Appended>>;
     async fn get_event(&self, tenant: &TenantId, id: &EventId) -> StoreResult<Option<Event>>;
     /// Events in cursor order, after `after_cursor` (or the page's `after`).
     async fn list_events(&self, tenant: &TenantId, query: EventQuery) -> StoreResult<Page<Event>>;

@@ -227,6 +227,26 @@ pub struct AppendOutcome {
     pub deduped: bool,
 }
 
+/// Limits applied atomically while appending.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendLimits {
+    /// Idempotency keys dedupe for this long.
+    pub idempotency_window_ms: i64,
+    /// A tenant's queued deliveries (pending, retrying, in flight) never exceed this:
+    /// an event whose deliveries would is refused, and nothing of it is written.
+    pub max_queue_depth: u64,
+}
+
+/// The store's answer to one appended event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    Stored(AppendOutcome),
+    /// Refused: the tenant's queue is at its limit.
+    QueueFull {
+        limit: u64,
+    },
+}
+
 /// One page of a listing. `next` is an opaque continuation, `None` at the end.
 #[derive(Debug, Clone)]
 pub struct Page<T> {

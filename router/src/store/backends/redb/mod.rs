@@ -23,10 +23,11 @@ use self::tables::*;
 use self::writer::{WriterHandle, WriterOptions};
 use crate::ids::{DeliveryId, EndpointId, EventId, KeyId, SubscriptionId, TenantId};
 use crate::store::{
-    ApiKey, AppendOutcome, Attempt, Claim, Claimed, Delivery, DeliveryQuery, DeliveryStatus,
-    Endpoint, Event, EventQuery, Mutation, NewEvent, NextState, Outcome, Page, PageRequest,
-    QueueCounts, QueueSignal, RECORD_VERSION, Replay, ReplayDelivery, RequeueSelection,
-    STORE_VERSION, Store, StoreError, StoreMeta, StoreResult, Subscription, Tenant,
+    ApiKey, AppendLimits, AppendOutcome, Appended, Attempt, Claim, Claimed, Delivery,
+    DeliveryQuery, DeliveryStatus, Endpoint, Event, EventQuery, Mutation, NewEvent, NextState,
+    Outcome, Page, PageRequest, QueueCounts, QueueSignal, RECORD_VERSION, Replay, ReplayDelivery,
+    RequeueSelection, STORE_VERSION, Store, StoreError, StoreMeta, StoreResult, Subscription,
+    Tenant,
 };
 
 /// How a listing with filters may scan before it returns a partial page (with a
@@ -734,8 +735,8 @@ impl Store for RedbStore {
     async fn append_events(
         &self,
         events: Vec<NewEvent>,
-        idempotency_window_ms: i64,
-    ) -> StoreResult<Vec<AppendOutcome>> {
+        limits: AppendLimits,
+    ) -> StoreResult<Vec<Appended>> {
         if let Some(reason) = &self.read_only {
             return Err(StoreError::ReadOnly(reason.clone()));
         }
@@ -748,7 +749,7 @@ impl Store for RedbStore {
         self.writer
             .hot(|reply| writer::HotOp::Append {
                 events: prepared,
-                window_ms: idempotency_window_ms,
+                limits,
                 reply,
             })
             .await
@@ -1371,9 +1372,7 @@ fn run_hot(
     let mut results = Vec::with_capacity(ops.len());
     for op in ops {
         results.push(Ok(match op {
-            HotOp::Append {
-                events, window_ms, ..
-            } => HotResult::Append(h.append(events, *window_ms)?),
+            HotOp::Append { events, limits, .. } => HotResult::Append(h.append(events, limits)?),
             HotOp::Claim { claim, .. } => HotResult::Claim(h.claim(claim)?),
             HotOp::Outcome { outcome, .. } => HotResult::Outcome(h.outcome(outcome)?),
         }));
@@ -1412,8 +1411,8 @@ impl Hot<'_> {
     fn append(
         &mut self,
         events: &[PreparedEvent],
-        window_ms: i64,
-    ) -> StoreResult<Vec<AppendOutcome>> {
+        limits: &AppendLimits,
+    ) -> StoreResult<Vec<Appended>> {
         let mut outcomes = Vec::with_capacity(events.len());
         for ev in events {
             let tenant = ev.tenant.as_str();
@@ -1421,11 +1420,20 @@ impl Hot<'_> {
                 && let Some(found) = self.idempotency.get((tenant, key))?
             {
                 let (cursor, created, id) = found.value();
-                if ev.created_at.saturating_sub(created) < window_ms {
-                    outcomes.push(AppendOutcome {
+                if ev.created_at.saturating_sub(created) < limits.idempotency_window_ms {
+                    outcomes.push(Appended::Stored(AppendOutcome {
                         id: EventId::from_trusted(id.to_owned()),
                         cursor,
                         deduped: true,
+                    }));
+                    continue;
+                }
+            }
+            if !ev.deliveries.is_empty() {
+                let depth = self.queue_depth(tenant)?;
+                if depth.saturating_add(ev.deliveries.len() as u64) > limits.max_queue_depth {
+                    outcomes.push(Appended::QueueFull {
+                        limit: limits.max_queue_depth,
                     });
                     continue;
                 }
@@ -1456,13 +1464,35 @@ impl Hot<'_> {
                     ev.deliveries.len() as i64,
                 );
             }
-            outcomes.push(AppendOutcome {
+            outcomes.push(Appended::Stored(AppendOutcome {
                 id: ev.id.clone(),
                 cursor,
                 deduped: false,
-            });
+            }));
         }
         Ok(outcomes)
+    }
+
+    /// A tenant's queued deliveries as of this point of the transaction.
+    fn queue_depth(&self, tenant: &str) -> StoreResult<u64> {
+        let mut depth = 0i64;
+        for status in [
+            DeliveryStatus::Pending,
+            DeliveryStatus::Retrying,
+            DeliveryStatus::InFlight,
+        ] {
+            let name = status.as_str();
+            let stored = counter_get(&self.counters, tenant, name)?;
+            let delta = self
+                .deltas
+                .get(&(tenant.to_owned(), name))
+                .copied()
+                .unwrap_or(0);
+            depth += i64::try_from(stored)
+                .unwrap_or(i64::MAX)
+                .saturating_add(delta);
+        }
+        Ok(u64::try_from(depth).unwrap_or(0))
     }
 
     /// Leases an endpoint's due deliveries (see `Store::claim_due`).

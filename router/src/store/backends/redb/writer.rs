@@ -41,8 +41,8 @@ pub(super) enum HotOp {
     /// One `append_events` call, already encoded by the caller.
     Append {
         events: Vec<super::PreparedEvent>,
-        window_ms: i64,
-        reply: oneshot::Sender<StoreResult<Vec<crate::store::AppendOutcome>>>,
+        limits: crate::store::AppendLimits,
+        reply: oneshot::Sender<StoreResult<Vec<crate::store::Appended>>>,
     },
     Claim {
         claim: crate::store::Claim,
@@ -56,7 +56,7 @@ pub(super) enum HotOp {
 
 /// A hot operation's result, in the order of the operations.
 pub(super) enum HotResult {
-    Append(Vec<crate::store::AppendOutcome>),
+    Append(Vec<crate::store::Appended>),
     Claim(Vec<crate::store::Delivery>),
     Outcome(bool),
 }
