@@ -52,6 +52,7 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     pub log: LogConfig,
     pub api: ApiConfig,
+    pub retention: RetentionConfig,
     pub redb: RedbConfig,
     pub delivery: DeliveryConfig,
     pub filter: FilterConfig,
@@ -90,6 +91,41 @@ pub struct ApiConfig {
     pub max_inflight_publishes: usize,
     pub overload_status: u16,
     pub overload_retry_after_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub events_max_age_secs: u64,
+    pub dlq_max_age_secs: u64,
+    pub compaction_cron: String,
+    pub batch_rows: usize,
+}
+
+impl RetentionConfig {
+    /// The retention job's schedule; `None` when disabled.
+    pub fn schedule(&self) -> Result<Option<crate::cron::Cron>, crate::cron::CronError> {
+        if self.compaction_cron.trim().is_empty() {
+            return Ok(None);
+        }
+        crate::cron::Cron::parse(&self.compaction_cron).map(Some)
+    }
+
+    /// What a pass run at `now` may remove.
+    pub fn policy(&self, now: i64) -> crate::store::PurgePolicy {
+        let before = |secs: u64| {
+            if secs == 0 {
+                i64::MIN
+            } else {
+                now.saturating_sub(i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000))
+            }
+        };
+        crate::store::PurgePolicy {
+            events_before: before(self.events_max_age_secs),
+            dead_before: before(self.dlq_max_age_secs),
+            max_rows: self.batch_rows,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -285,6 +321,12 @@ impl Config {
                     api.max_payload_bytes, api.max_body_bytes
                 ),
             ));
+        }
+        if let Err(e) = self.retention.schedule() {
+            return Err(invalid("retention.compaction_cron", e.to_string()));
+        }
+        if !(1..=1_000_000).contains(&self.retention.batch_rows) {
+            return Err(invalid("retention.batch_rows", "must be 1 to 1000000"));
         }
         if !(1..=65_536).contains(&self.redb.commit_max_batch) {
             return Err(invalid(

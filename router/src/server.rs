@@ -95,6 +95,8 @@ pub async fn run(
         stop_rx.clone(),
     )
     .map_err(|e| ServeError::Http(std::io::Error::other(e)))?;
+    let retention =
+        crate::retention::start(dyn_store.clone(), config.retention.clone(), stop_rx.clone());
     let state = AppState::new(AppInner {
         auth: Authenticator::new(dyn_store.clone(), &config.admin_token),
         config: config.clone(),
@@ -133,6 +135,9 @@ pub async fn run(
             Ok(())
         }
     };
+    if let Some(task) = retention {
+        task.abort();
+    }
     // The dispatcher finishes in-flight attempts within the same grace period.
     if let Err(e) = dispatcher.await {
         tracing::error!(error = %e, "dispatcher ended abnormally");

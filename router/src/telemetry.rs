@@ -29,6 +29,9 @@ pub const DLQ_SIZE: &str = "gatepulse_dlq_size";
 pub const ENDPOINT_CIRCUIT_STATE: &str = "gatepulse_endpoint_circuit_state";
 pub const ENDPOINTS_AUTO_DISABLED_TOTAL: &str = "gatepulse_endpoints_auto_disabled_total";
 pub const OVERLOAD_DROPS_TOTAL: &str = "gatepulse_overload_drops_total";
+pub const COMPACTION_DURATION_SECONDS: &str = "gatepulse_compaction_duration_seconds";
+pub const SEGMENTS_DELETED_TOTAL: &str = "gatepulse_segments_deleted_total";
+pub const RETENTION_ROWS_DELETED_TOTAL: &str = "gatepulse_retention_rows_deleted_total";
 
 /// Every metric name this build exports (checked against the dashboards by a test).
 pub const ALL_METRICS: &[&str] = &[
@@ -48,6 +51,9 @@ pub const ALL_METRICS: &[&str] = &[
     ENDPOINT_CIRCUIT_STATE,
     ENDPOINTS_AUTO_DISABLED_TOTAL,
     OVERLOAD_DROPS_TOTAL,
+    COMPACTION_DURATION_SECONDS,
+    SEGMENTS_DELETED_TOTAL,
+    RETENTION_ROWS_DELETED_TOTAL,
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -142,6 +148,20 @@ fn describe() {
         OVERLOAD_DROPS_TOTAL,
         "Events refused because of overload, by reason: inflight (too many publish requests at once) or queue_full (the tenant's queue is at its limit)."
     );
+    describe_histogram!(
+        COMPACTION_DURATION_SECONDS,
+        metrics::Unit::Seconds,
+        "Duration of one retention pass (all its batches)."
+    );
+    describe_counter!(
+        SEGMENTS_DELETED_TOTAL,
+        "Segments deleted by retention: a segment is one bounded batch of expired rows removed in one transaction."
+    );
+    describe_counter!(
+        RETENTION_ROWS_DELETED_TOTAL,
+        "Records deleted by retention, by kind: event, delivery, attempt."
+    );
+    counter!(SEGMENTS_DELETED_TOTAL).increment(0);
     for reason in ["inflight", "queue_full"] {
         counter!(OVERLOAD_DROPS_TOTAL, "reason" => reason).increment(0);
     }
@@ -193,6 +213,19 @@ pub fn record_attempt(outcome: &'static str, elapsed: Duration) {
 /// Events refused for overload (`reason`: `inflight` or `queue_full`).
 pub fn record_overload(reason: &'static str, events: u64) {
     counter!(OVERLOAD_DROPS_TOTAL, "reason" => reason).increment(events);
+}
+
+/// One retention pass finished.
+pub fn record_retention_pass(elapsed: Duration) {
+    histogram!(COMPACTION_DURATION_SECONDS).record(elapsed.as_secs_f64());
+}
+
+/// One retention batch (segment) deleted these records.
+pub fn record_segment(events: u64, deliveries: u64, attempts: u64) {
+    counter!(SEGMENTS_DELETED_TOTAL).increment(1);
+    counter!(RETENTION_ROWS_DELETED_TOTAL, "kind" => "event").increment(events);
+    counter!(RETENTION_ROWS_DELETED_TOTAL, "kind" => "delivery").increment(deliveries);
+    counter!(RETENTION_ROWS_DELETED_TOTAL, "kind" => "attempt").increment(attempts);
 }
 
 /// Acceptance-to-delivery latency of a successful delivery.

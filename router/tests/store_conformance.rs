@@ -777,6 +777,104 @@ async fn the_queue_never_grows_past_its_limit(store: Arc<dyn Store>) {
     assert!(matches!(fits[0], Appended::Stored(_)));
 }
 
+async fn retention_removes_settled_expired_data_and_nothing_else(store: Arc<dyn Store>) {
+    // Events at t=1000..=1004 to two endpoints (e1 gets one, e2 one, per event).
+    let (t, e1, e2) = two_endpoint_queue(&store, 5).await;
+    // Settle every e1 delivery and the first two e2 ones as succeeded, the third e2 one
+    // as dead at t=9_000; e2's last two stay queued.
+    let mut settled = store.claim_due(claim(&t, &e1, 2_000, 10)).await.unwrap();
+    settled.extend(store.claim_due(claim(&t, &e2, 2_000, 3)).await.unwrap());
+    for (i, c) in settled.iter().enumerate() {
+        let d = &c.delivery;
+        let next = if i == 7 {
+            NextState::Dead
+        } else {
+            NextState::Succeeded
+        };
+        let outcome = Outcome {
+            tenant: t.clone(),
+            delivery: d.id.clone(),
+            lease_token: d.lease_token,
+            attempt: attempt(&t, d, 1, 9_000, 200),
+            next,
+        };
+        assert!(store.record_outcome(outcome).await.unwrap());
+    }
+    // Everything is expired by age; the DLQ entry (dead at ~9 s) is not yet.
+    let policy = PurgePolicy {
+        events_before: 100_000,
+        dead_before: 5_000,
+        max_rows: 1_000,
+    };
+    let r = store.purge(policy).await.unwrap();
+    assert!(r.done);
+    assert_eq!(
+        r.events, 2,
+        "events 0 and 1 are settled; event 2 has a young dead delivery"
+    );
+    assert_eq!((r.deliveries, r.attempts), (4, 4));
+    let left = store
+        .list_events(
+            &t,
+            EventQuery {
+                page: page(10),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        left.items.iter().map(|e| e.cursor).collect::<Vec<_>>(),
+        vec![3, 4, 5]
+    );
+    assert_eq!(
+        store
+            .list_dead(&t, None, page(10))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    // Once the dead one is old enough, event 2 goes; 3 and 4 wait for their queued
+    // deliveries.
+    let policy = PurgePolicy {
+        dead_before: 100_000,
+        ..policy
+    };
+    let r = store.purge(policy).await.unwrap();
+    assert_eq!(r.events, 1);
+    assert!(
+        store
+            .list_dead(&t, None, page(10))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert_eq!(
+        store.head_cursor(&t).await.unwrap(),
+        5,
+        "cursors are not reused"
+    );
+    let counts = store.queue_counts(Some(&t)).await.unwrap();
+    assert_eq!((counts.pending, counts.dead), (2, 0));
+    // A small row budget stops early and reports it.
+    let (t2, e3, _) = two_endpoint_queue(&store, 1).await;
+    let _ = (t2, e3);
+    let tiny = PurgePolicy {
+        events_before: 100_000,
+        dead_before: 100_000,
+        max_rows: 1,
+    };
+    let r = store.purge(tiny).await.unwrap();
+    assert!(!r.done || r.events == 0);
+    store.mark_compacted(123).await.unwrap();
+    assert_eq!(store.meta().last_compaction_at, Some(123));
+    let stats = store.storage_stats().await.unwrap();
+    assert!(stats.tables.get("events").is_some_and(|n| *n >= 2));
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -793,6 +891,7 @@ macro_rules! conformance {
             conformance!(@case $make, expired_leases_return_to_the_queue);
             conformance!(@case $make, replays_add_fresh_deliveries_to_old_events);
             conformance!(@case $make, the_queue_never_grows_past_its_limit);
+            conformance!(@case $make, retention_removes_settled_expired_data_and_nothing_else);
         }
     };
     (@case $make:expr, $name:ident) => {

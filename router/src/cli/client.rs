@@ -322,7 +322,7 @@ async fn execute(c: &Client, command: Command) -> Result<Value, String> {
             }
             EventsCmd::Get { id } => c.call(M::GET, &format!("/v1/events/{id}"), None).await,
         },
-        Command::Serve(_) | Command::Filter(_) | Command::Openapi => {
+        Command::Serve(_) | Command::Filter(_) | Command::Store(_) | Command::Openapi => {
             Err("not a client command".into())
         }
     }

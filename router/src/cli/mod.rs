@@ -3,6 +3,7 @@
 
 mod client;
 mod filter;
+mod store;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,6 +47,9 @@ pub enum Command {
     Filter(filter::FilterCmd),
     /// Print the OpenAPI document this build serves.
     Openapi,
+    /// Offline store maintenance (the server must be stopped).
+    #[command(subcommand)]
+    Store(store::StoreCmd),
 }
 
 #[derive(Debug, Args)]
@@ -71,6 +75,7 @@ pub fn main(cli: Cli) -> i32 {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Filter(cmd) => filter::run(cmd),
+        Command::Store(cmd) => store::run(cmd),
         Command::Openapi => {
             println!("{}", crate::api::openapi::document_json());
             0

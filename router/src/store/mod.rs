@@ -52,6 +52,12 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// File name of the embedded store inside the data dir.
 pub const REDB_FILE: &str = "gatepulse.redb";
 
+/// Gives free space back to the file system (offline: the server must be stopped).
+/// Returns the file size before and after, in bytes.
+pub fn compact_offline(config: &crate::config::Config) -> StoreResult<(u64, u64)> {
+    backends::redb::compact_file(&config.data_dir.join(REDB_FILE))
+}
+
 /// Opens the backend the configuration names (`store = "redb"` today).
 pub fn open(config: &crate::config::Config) -> StoreResult<std::sync::Arc<dyn Store>> {
     let store = backends::redb::RedbStore::open(
@@ -295,6 +301,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         replay: Replay,
         deliveries: Vec<ReplayDelivery>,
     ) -> StoreResult<()>;
+    /// Removes expired data (see [`PurgePolicy`]) in one bounded transaction, oldest
+    /// first; call again until `done`. Never removes a queued or in-flight delivery
+    /// or its event.
+    async fn purge(&self, policy: PurgePolicy) -> StoreResult<PurgeReport>;
+    /// Records `store_meta.last_compaction_at`.
+    async fn mark_compacted(&self, at: i64) -> StoreResult<()>;
+    /// Row counts and sizes.
+    async fn storage_stats(&self) -> StoreResult<StorageStats>;
     /// Queue counts for one tenant, or for all when `None`.
     async fn queue_counts(&self, tenant: Option<&TenantId>) -> StoreResult<QueueCounts>;
 }

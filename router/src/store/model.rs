@@ -247,6 +247,44 @@ pub enum Appended {
     },
 }
 
+/// What one retention pass may remove (all times Unix ms).
+#[derive(Debug, Clone, Copy)]
+pub struct PurgePolicy {
+    /// Events accepted before this go, with their deliveries and attempts, once every
+    /// delivery of theirs is final (succeeded or dead) and no dead one is younger
+    /// than `dead_before`.
+    pub events_before: i64,
+    /// Dead deliveries (DLQ) last updated before this go, with their attempts.
+    pub dead_before: i64,
+    /// Most rows one call deletes (one bounded transaction).
+    pub max_rows: usize,
+}
+
+/// What one retention call removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PurgeReport {
+    pub events: u64,
+    pub deliveries: u64,
+    pub attempts: u64,
+    /// True when nothing more is eligible now; false when the row budget ran out.
+    pub done: bool,
+}
+
+/// Row counts and size of the store (`gp store stats`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StorageStats {
+    /// Rows per table.
+    pub tables: std::collections::BTreeMap<String, u64>,
+    /// Bytes of the store file on disk, where the backend has one.
+    pub file_bytes: Option<u64>,
+    /// Bytes holding live data.
+    pub stored_bytes: Option<u64>,
+    /// Bytes allocated but not holding data (reusable; `gp store compact` gives them
+    /// back to the file system).
+    pub fragmented_bytes: Option<u64>,
+    pub meta: Option<StoreMeta>,
+}
+
 /// One page of a listing. `next` is an opaque continuation, `None` at the end.
 #[derive(Debug, Clone)]
 pub struct Page<T> {

@@ -14,7 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, Table, WriteTransaction};
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
+    TableHandle, WriteTransaction,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
@@ -25,9 +28,9 @@ use crate::ids::{DeliveryId, EndpointId, EventId, KeyId, SubscriptionId, TenantI
 use crate::store::{
     ApiKey, AppendLimits, AppendOutcome, Appended, Attempt, Claim, Claimed, Delivery,
     DeliveryQuery, DeliveryStatus, Endpoint, Event, EventQuery, Mutation, NewEvent, NextState,
-    Outcome, Page, PageRequest, QueueCounts, QueueSignal, RECORD_VERSION, Replay, ReplayDelivery,
-    RequeueSelection, STORE_VERSION, Store, StoreError, StoreMeta, StoreResult, Subscription,
-    Tenant,
+    Outcome, Page, PageRequest, PurgePolicy, PurgeReport, QueueCounts, QueueSignal, RECORD_VERSION,
+    Replay, ReplayDelivery, RequeueSelection, STORE_VERSION, StorageStats, Store, StoreError,
+    StoreMeta, StoreResult, Subscription, Tenant,
 };
 
 /// How a listing with filters may scan before it returns a partial page (with a
@@ -65,9 +68,10 @@ pub struct RedbStore {
     db: Arc<Database>,
     writer: WriterHandle,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    meta: StoreMeta,
+    meta: Mutex<StoreMeta>,
     read_only: Option<String>,
     signal: Arc<QueueSignal>,
+    path: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -255,9 +259,10 @@ impl RedbStore {
             db,
             writer,
             writer_thread: Mutex::new(Some(thread)),
-            meta,
+            meta: Mutex::new(meta),
             read_only,
             signal,
+            path: path.to_path_buf(),
         })
     }
 
@@ -370,7 +375,10 @@ fn tenant_exists(txn: &WriteTransaction, tenant: &str) -> StoreResult<bool> {
 #[async_trait]
 impl Store for RedbStore {
     fn meta(&self) -> StoreMeta {
-        self.meta.clone()
+        self.meta
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
     }
 
     fn read_only_reason(&self) -> Option<String> {
@@ -1040,6 +1048,43 @@ impl Store for RedbStore {
         Ok(())
     }
 
+    async fn purge(&self, policy: PurgePolicy) -> StoreResult<PurgeReport> {
+        self.write(move |txn| purge(txn, &policy)).await
+    }
+
+    async fn mark_compacted(&self, at: i64) -> StoreResult<()> {
+        let mut meta = self.meta();
+        meta.last_compaction_at = Some(at);
+        let bytes = encode(&meta)?;
+        self.write(move |txn| {
+            txn.open_table(META)?
+                .insert("store_meta", bytes.as_slice())?;
+            Ok(())
+        })
+        .await?;
+        if let Ok(mut m) = self.meta.lock() {
+            *m = meta;
+        }
+        Ok(())
+    }
+
+    async fn storage_stats(&self) -> StoreResult<StorageStats> {
+        let txn = self.read()?;
+        let mut tables = std::collections::BTreeMap::new();
+        for handle in txn.list_tables()? {
+            let name = handle.name().to_owned();
+            let count = txn.open_untyped_table(handle)?.len()?;
+            tables.insert(name, count);
+        }
+        Ok(StorageStats {
+            tables,
+            file_bytes: std::fs::metadata(&self.path).ok().map(|m| m.len()),
+            stored_bytes: None,
+            fragmented_bytes: None,
+            meta: Some(self.meta()),
+        })
+    }
+
     async fn queue_counts(&self, tenant: Option<&TenantId>) -> StoreResult<QueueCounts> {
         let txn = self.read()?;
         let counters = txn.open_table(COUNTERS)?;
@@ -1571,4 +1616,167 @@ impl Hot<'_> {
             .insert((t, id, o.attempt.number), encode(&o.attempt)?.as_slice())?;
         Ok(true)
     }
+}
+
+/// One bounded retention pass (see `Store::purge`).
+fn purge(txn: &WriteTransaction, policy: &PurgePolicy) -> StoreResult<PurgeReport> {
+    let tenants: Vec<String> = {
+        let t = txn.open_table(TENANTS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            out.push(row?.0.value().to_owned());
+        }
+        out
+    };
+    let mut events = txn.open_table(EVENTS)?;
+    let mut event_ids = txn.open_table(EVENT_IDS)?;
+    let mut idempotency = txn.open_table(IDEMPOTENCY)?;
+    let mut deliveries = txn.open_table(DELIVERIES)?;
+    let mut dead = txn.open_table(DEAD)?;
+    let mut attempts = txn.open_table(ATTEMPTS)?;
+    let mut counters = txn.open_table(COUNTERS)?;
+    let mut report = PurgeReport::default();
+    let mut rows = 0usize;
+    let budget = policy.max_rows.max(1);
+
+    for t in &tenants {
+        let t = t.as_str();
+        // Events, oldest first, while they are expired and settled.
+        loop {
+            if rows >= budget {
+                return Ok(report);
+            }
+            let first = events
+                .range::<(&str, u64)>((t, 0)..=(t, u64::MAX))?
+                .next()
+                .transpose()?
+                .map(|(k, v)| (k.value().1, v.value().to_vec()));
+            let Some((cursor, raw)) = first else { break };
+            let event: Event = decode("events", &raw)?;
+            if event.created_at >= policy.events_before {
+                break;
+            }
+            let prefix = DeliveryId::event_prefix(&event.id);
+            let end = format!("{prefix}\u{7f}");
+            let mut ds: Vec<Delivery> = Vec::new();
+            for row in deliveries.range::<(&str, &str)>((t, prefix.as_str())..(t, end.as_str()))? {
+                ds.push(decode("deliveries", row?.1.value())?);
+            }
+            let settled = ds.iter().all(|d| {
+                d.status == DeliveryStatus::Succeeded
+                    || (d.status == DeliveryStatus::Dead && d.updated_at < policy.dead_before)
+            });
+            if !settled {
+                break; // this event (and so every later one) waits
+            }
+            for d in &ds {
+                rows += drop_delivery(
+                    t,
+                    d,
+                    &mut deliveries,
+                    &mut dead,
+                    &mut attempts,
+                    &mut counters,
+                    &mut report,
+                )?;
+            }
+            events.remove((t, cursor))?;
+            event_ids.remove((t, event.id.as_str()))?;
+            rows += 2;
+            if let Some(key) = event.idempotency_key.as_deref() {
+                let mine = idempotency
+                    .get((t, key))?
+                    .is_some_and(|g| g.value().2 == event.id.as_str());
+                if mine {
+                    idempotency.remove((t, key))?;
+                    rows += 1;
+                }
+            }
+            report.events += 1;
+        }
+        // Dead deliveries past the DLQ retention, even when their event stays.
+        let up = upper(t);
+        let expired: Vec<Delivery> = {
+            let mut out = Vec::new();
+            for row in dead.range::<(&str, &str)>((t, "")..(up.as_str(), ""))? {
+                let (k, _) = row?;
+                if let Some(d) = load_delivery(&deliveries, t, k.value().1)?
+                    && d.updated_at < policy.dead_before
+                {
+                    out.push(d);
+                    if out.len() >= budget.saturating_sub(rows).max(1) {
+                        break;
+                    }
+                }
+            }
+            out
+        };
+        for d in &expired {
+            if rows >= budget {
+                return Ok(report);
+            }
+            rows += drop_delivery(
+                t,
+                d,
+                &mut deliveries,
+                &mut dead,
+                &mut attempts,
+                &mut counters,
+                &mut report,
+            )?;
+        }
+    }
+    report.done = rows < budget;
+    Ok(report)
+}
+
+/// Removes one final delivery, its DLQ entry and its attempts; returns the rows removed.
+fn drop_delivery(
+    t: &str,
+    d: &Delivery,
+    deliveries: &mut Table<(&str, &str), &[u8]>,
+    dead: &mut Table<(&str, &str), &str>,
+    attempts: &mut Table<(&str, &str, u32), &[u8]>,
+    counters: &mut Table<(&str, &str), u64>,
+    report: &mut PurgeReport,
+) -> StoreResult<usize> {
+    let id = d.id.as_str();
+    deliveries.remove((t, id))?;
+    if d.status == DeliveryStatus::Dead {
+        dead.remove((t, id))?;
+    }
+    let doomed: Vec<u32> = attempts
+        .range::<(&str, &str, u32)>((t, id, 0)..=(t, id, u32::MAX))?
+        .map(|r| r.map(|(k, _)| k.value().2))
+        .collect::<Result<_, _>>()?;
+    for number in &doomed {
+        attempts.remove((t, id, *number))?;
+    }
+    counter_add(counters, t, d.status.as_str(), -1)?;
+    report.deliveries += 1;
+    report.attempts += doomed.len() as u64;
+    Ok(1 + doomed.len())
+}
+
+/// Compacts a store file that no process has open.
+pub fn compact_file(path: &Path) -> StoreResult<(u64, u64)> {
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let before = size(path);
+    let mut db = Database::open(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Backend(format!(
+            "{} is open in another process: stop `gp serve` first",
+            path.display()
+        )),
+        other => StoreError::Backend(format!("opening {}: {other}", path.display())),
+    })?;
+    // Each call moves what it can; repeat until nothing more moves.
+    for _ in 0..16 {
+        match db.compact() {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(StoreError::Backend(format!("compacting: {e}"))),
+        }
+    }
+    drop(db);
+    Ok((before, size(path)))
 }
