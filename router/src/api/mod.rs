@@ -3,6 +3,7 @@
 //! `FooPatch`. Only this module knows axum and status codes; every error becomes a
 //! problem document in [`error`].
 
+pub mod admin;
 pub mod deliveries;
 pub mod dlq;
 pub mod endpoints;
@@ -80,6 +81,7 @@ pub fn app(state: AppState) -> Router {
         .merge(dlq::router())
         .merge(replay::router())
         .merge(stats::router())
+        .merge(admin::router())
         .merge(ops::router())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)

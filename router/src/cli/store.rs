@@ -13,6 +13,30 @@ pub enum StoreCmd {
     Stats(StoreArgs),
     /// Apply retention now, then give free space back to the file system.
     Compact(StoreArgs),
+    /// Online snapshots and offline restore.
+    #[command(subcommand)]
+    Snapshot(SnapshotCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCmd {
+    /// Ask the running server (GATEPULSE_URL, admin GATEPULSE_TOKEN) to write a
+    /// consistent snapshot into DIR on its host, while it keeps serving.
+    Create {
+        /// Directory for the snapshot (created; must not hold one).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Verify a snapshot and install it into a stopped node's data dir.
+    Restore {
+        /// The snapshot directory (with manifest.json).
+        snapshot: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Replace an existing store (kept beside it as gatepulse.redb.before-restore).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -38,6 +62,14 @@ pub(super) fn run(cmd: StoreCmd) -> i32 {
     let result = match cmd {
         StoreCmd::Stats(args) => stats(&args),
         StoreCmd::Compact(args) => compact(&args),
+        StoreCmd::Snapshot(SnapshotCmd::Create { out }) => snapshot_create(&out),
+        StoreCmd::Snapshot(SnapshotCmd::Restore {
+            snapshot,
+            data_dir,
+            force,
+        }) => crate::store::restore_offline(&snapshot, &data_dir, force)
+            .map_err(|e| e.to_string())
+            .and_then(|m| serde_json::to_string_pretty(&m).map_err(|e| e.to_string())),
     };
     match result {
         Ok(out) => {
@@ -49,6 +81,25 @@ pub(super) fn run(cmd: StoreCmd) -> i32 {
             1
         }
     }
+}
+
+fn snapshot_create(out: &std::path::Path) -> Result<String, String> {
+    let dir = std::path::absolute(out).map_err(|e| e.to_string())?;
+    let base = std::env::var("GATEPULSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
+    let token = std::env::var("GATEPULSE_TOKEN")
+        .map_err(|_| "set GATEPULSE_TOKEN to the admin token".to_owned())?;
+    runtime()?.block_on(async move {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/v1/admin/snapshots", base.trim_end_matches('/')))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"path": dir}))
+            .send()
+            .await
+            .map_err(|e| format!("request failed: {e}"))?;
+        let ok = resp.status().is_success();
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        if ok { Ok(text) } else { Err(text) }
+    })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {

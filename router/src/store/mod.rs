@@ -52,6 +52,15 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// File name of the embedded store inside the data dir.
 pub const REDB_FILE: &str = "gatepulse.redb";
 
+/// Verifies a snapshot directory and installs it as the data dir's store (offline).
+pub fn restore_offline(
+    snapshot: &std::path::Path,
+    data_dir: &std::path::Path,
+    force: bool,
+) -> StoreResult<SnapshotManifest> {
+    backends::redb::snapshot::restore(snapshot, data_dir, force)
+}
+
 /// Gives free space back to the file system (offline: the server must be stopped).
 /// Returns the file size before and after, in bytes.
 pub fn compact_offline(config: &crate::config::Config) -> StoreResult<(u64, u64)> {
@@ -307,6 +316,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn purge(&self, policy: PurgePolicy) -> StoreResult<PurgeReport>;
     /// Records `store_meta.last_compaction_at`.
     async fn mark_compacted(&self, at: i64) -> StoreResult<()>;
+    /// Writes a consistent snapshot of the whole store into `dir` (which must not hold
+    /// one already) while the store keeps serving: everything is copied from one read
+    /// transaction. Blocking and I/O heavy: call it from a blocking context.
+    fn snapshot_to(&self, dir: &std::path::Path) -> StoreResult<SnapshotManifest>;
     /// Row counts and sizes.
     async fn storage_stats(&self) -> StoreResult<StorageStats>;
     /// Queue counts for one tenant, or for all when `None`.

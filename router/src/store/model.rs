@@ -285,6 +285,22 @@ pub struct StorageStats {
     pub meta: Option<StoreMeta>,
 }
 
+/// Describes a snapshot: what it holds and how to check it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotManifest {
+    /// Format of this manifest.
+    pub manifest_version: u32,
+    pub store_version: u32,
+    pub created_at: i64,
+    /// The store file inside the snapshot directory.
+    pub file: String,
+    pub bytes: u64,
+    /// SHA-256 of the store file, hex.
+    pub sha256: String,
+    /// Rows per table.
+    pub tables: std::collections::BTreeMap<String, u64>,
+}
+
 /// One page of a listing. `next` is an opaque continuation, `None` at the end.
 #[derive(Debug, Clone)]
 pub struct Page<T> {

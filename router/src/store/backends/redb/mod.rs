@@ -4,6 +4,7 @@
 //! Reads run inline on the caller's task (a read transaction over the page cache
 //! takes microseconds); writes go through [`writer`]. Table layout: [`tables`].
 
+pub mod snapshot;
 mod tables;
 mod writer;
 
@@ -29,8 +30,8 @@ use crate::store::{
     ApiKey, AppendLimits, AppendOutcome, Appended, Attempt, Claim, Claimed, Delivery,
     DeliveryQuery, DeliveryStatus, Endpoint, Event, EventQuery, Mutation, NewEvent, NextState,
     Outcome, Page, PageRequest, PurgePolicy, PurgeReport, QueueCounts, QueueSignal, RECORD_VERSION,
-    Replay, ReplayDelivery, RequeueSelection, STORE_VERSION, StorageStats, Store, StoreError,
-    StoreMeta, StoreResult, Subscription, Tenant,
+    Replay, ReplayDelivery, RequeueSelection, STORE_VERSION, SnapshotManifest, StorageStats, Store,
+    StoreError, StoreMeta, StoreResult, Subscription, Tenant,
 };
 
 /// How a listing with filters may scan before it returns a partial page (with a
@@ -1066,6 +1067,10 @@ impl Store for RedbStore {
             *m = meta;
         }
         Ok(())
+    }
+
+    fn snapshot_to(&self, dir: &Path) -> StoreResult<SnapshotManifest> {
+        snapshot::write(&self.db, dir, self.meta().version)
     }
 
     async fn storage_stats(&self) -> StoreResult<StorageStats> {

@@ -1,0 +1,182 @@
+//! Online snapshots and offline restore of the redb store.
+//!
+//! A snapshot copies every table from one read transaction into a new store file, so
+//! it is consistent without pausing the writer (MVCC). The directory gets the file
+//! and a `manifest.json` with its size, SHA-256, row counts and store version.
+//! Restore verifies the manifest and installs the file into a stopped node's data dir.
+
+use std::io::Read;
+use std::path::Path;
+
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition, WriteTransaction,
+};
+use sha2::{Digest, Sha256};
+
+use super::tables::*;
+use crate::clock::now_ms;
+use crate::store::{REDB_FILE, STORE_VERSION, SnapshotManifest, StoreError, StoreResult};
+
+pub const MANIFEST: &str = "manifest.json";
+const MANIFEST_VERSION: u32 = 1;
+
+fn io(context: &str, path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Backend(format!("{context} {}: {e}", path.display()))
+}
+
+/// Copies one table; returns its row count.
+fn copy<K: redb::Key + 'static, V: redb::Value + 'static>(
+    src: &ReadTransaction,
+    dst: &WriteTransaction,
+    def: TableDefinition<K, V>,
+) -> StoreResult<u64> {
+    let from = match src.open_table(def) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    let mut to = dst.open_table(def)?;
+    let mut n = 0;
+    for row in from.iter()? {
+        let (k, v) = row?;
+        to.insert(k.value(), v.value())?;
+        n += 1;
+    }
+    debug_assert_eq!(from.len().unwrap_or(n), n);
+    Ok(n)
+}
+
+fn sha256_file(path: &Path) -> StoreResult<String> {
+    let mut f = std::fs::File::open(path).map_err(|e| io("reading", path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| io("reading", path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Writes a snapshot of `db` into `dir`.
+pub(super) fn write(
+    db: &Database,
+    dir: &Path,
+    store_version: u32,
+) -> StoreResult<SnapshotManifest> {
+    if dir.join(MANIFEST).exists() || dir.join(REDB_FILE).exists() {
+        return Err(StoreError::Backend(format!(
+            "{} already holds a snapshot; choose an empty directory",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| io("creating", dir, e))?;
+    let tmp = dir.join(format!("{REDB_FILE}.partial"));
+    let _ = std::fs::remove_file(&tmp);
+    let created_at = now_ms();
+    let src = db.begin_read()?;
+    let out = Database::create(&tmp)
+        .map_err(|e| StoreError::Backend(format!("creating {}: {e}", tmp.display())))?;
+    let txn = out.begin_write()?;
+    let mut tables = std::collections::BTreeMap::new();
+    let mut count = |name: &str, n: u64| {
+        tables.insert(name.to_owned(), n);
+    };
+    count("meta", copy(&src, &txn, META)?);
+    count("tenants", copy(&src, &txn, TENANTS)?);
+    count("api_keys", copy(&src, &txn, API_KEYS)?);
+    count("api_key_hashes", copy(&src, &txn, API_KEY_HASHES)?);
+    count("endpoints", copy(&src, &txn, ENDPOINTS)?);
+    count("subscriptions", copy(&src, &txn, SUBSCRIPTIONS)?);
+    count("events", copy(&src, &txn, EVENTS)?);
+    count("event_ids", copy(&src, &txn, EVENT_IDS)?);
+    count("idempotency", copy(&src, &txn, IDEMPOTENCY)?);
+    count("deliveries", copy(&src, &txn, DELIVERIES)?);
+    count("deliveries_due_v2", copy(&src, &txn, DELIVERIES_DUE)?);
+    count("leases", copy(&src, &txn, LEASES)?);
+    count("dead", copy(&src, &txn, DEAD)?);
+    count("replays", copy(&src, &txn, REPLAYS)?);
+    count("attempts", copy(&src, &txn, ATTEMPTS)?);
+    count("counters", copy(&src, &txn, COUNTERS)?);
+    txn.commit()?;
+    drop(src);
+    drop(out);
+    let file = dir.join(REDB_FILE);
+    std::fs::rename(&tmp, &file).map_err(|e| io("renaming", &tmp, e))?;
+    let bytes = std::fs::metadata(&file)
+        .map_err(|e| io("reading", &file, e))?
+        .len();
+    let manifest = SnapshotManifest {
+        manifest_version: MANIFEST_VERSION,
+        store_version,
+        created_at,
+        file: REDB_FILE.to_owned(),
+        bytes,
+        sha256: sha256_file(&file)?,
+        tables,
+    };
+    let json =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| StoreError::Backend(e.to_string()))?;
+    std::fs::write(dir.join(MANIFEST), json).map_err(|e| io("writing", dir, e))?;
+    Ok(manifest)
+}
+
+/// Verifies a snapshot directory and installs it as `data_dir`'s store. Refuses to
+/// replace an existing store unless `force` (the old file is then kept beside it as
+/// `gatepulse.redb.before-restore`).
+pub fn restore(snapshot: &Path, data_dir: &Path, force: bool) -> StoreResult<SnapshotManifest> {
+    let manifest_path = snapshot.join(MANIFEST);
+    let raw = std::fs::read(&manifest_path).map_err(|e| io("reading", &manifest_path, e))?;
+    let manifest: SnapshotManifest = serde_json::from_slice(&raw).map_err(|e| {
+        StoreError::Backend(format!(
+            "{}: not a snapshot manifest: {e}",
+            manifest_path.display()
+        ))
+    })?;
+    if manifest.store_version > STORE_VERSION {
+        return Err(StoreError::Backend(format!(
+            "the snapshot holds store version {}; this build reads up to {STORE_VERSION}",
+            manifest.store_version
+        )));
+    }
+    let file = snapshot.join(&manifest.file);
+    let len = std::fs::metadata(&file)
+        .map_err(|e| io("reading", &file, e))?
+        .len();
+    if len != manifest.bytes || sha256_file(&file)? != manifest.sha256 {
+        return Err(StoreError::Backend(format!(
+            "{} does not match its manifest (size or SHA-256): the snapshot is damaged",
+            file.display()
+        )));
+    }
+    std::fs::create_dir_all(data_dir).map_err(|e| io("creating", data_dir, e))?;
+    let target = data_dir.join(REDB_FILE);
+    if target.exists() {
+        if !force {
+            return Err(StoreError::Backend(format!(
+                "{} already exists; pass --force to replace it",
+                target.display()
+            )));
+        }
+        // Refuse while a server has it open.
+        drop(Database::open(&target).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Backend(format!(
+                "{} is open in another process: stop `gp serve` first",
+                target.display()
+            )),
+            other => StoreError::Backend(other.to_string()),
+        })?);
+        let aside = data_dir.join(format!("{REDB_FILE}.before-restore"));
+        std::fs::rename(&target, &aside).map_err(|e| io("moving aside", &target, e))?;
+    }
+    let tmp = data_dir.join(format!("{REDB_FILE}.restoring"));
+    std::fs::copy(&file, &tmp).map_err(|e| io("copying to", &tmp, e))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io("syncing", &tmp, e))?;
+    std::fs::rename(&tmp, &target).map_err(|e| io("installing", &target, e))?;
+    Ok(manifest)
+}
