@@ -73,7 +73,36 @@ impl Gp {
         Ok(gp)
     }
 
+    /// Starts `gp serve` and waits only until it answers HTTP (any status), for nodes
+    /// that are up but not ready (e.g. a read-only store).
+    pub async fn start_unready(data_dir: &Path, extra_env: &[(&str, &str)]) -> Result<Self> {
+        install_crypto_provider();
+        let mut gp = Self {
+            child: None,
+            base: String::new(),
+            data_dir: data_dir.to_path_buf(),
+            http: Client::builder().timeout(Duration::from_secs(30)).build()?,
+            port: free_port()?,
+            extra_env: extra_env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        gp.spawn_until(|_| true, Duration::from_secs(30)).await?;
+        Ok(gp)
+    }
+
     async fn spawn(&mut self) -> Result<()> {
+        self.spawn_until(|s| s == StatusCode::OK, Duration::from_secs(30))
+            .await
+    }
+
+    /// Spawns and polls `/readyz` until `ready(status)`.
+    async fn spawn_until(
+        &mut self,
+        ready: impl Fn(StatusCode) -> bool,
+        wait: Duration,
+    ) -> Result<()> {
         self.base = format!("http://127.0.0.1:{}", self.port);
         let mut cmd = Command::new(gp_binary()?);
         cmd.arg("serve")
@@ -91,7 +120,7 @@ impl Gp {
         }
         let child = cmd.spawn().context("spawning gp")?;
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + wait;
         loop {
             if let Some(child) = self.child.as_mut()
                 && let Some(status) = child.try_wait()?
@@ -99,12 +128,12 @@ impl Gp {
                 bail!("gp exited early with {status}");
             }
             if let Ok(r) = self.http.get(format!("{}/readyz", self.base)).send().await
-                && r.status() == StatusCode::OK
+                && ready(r.status())
             {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("gp did not become ready in 30 s");
+                bail!("gp did not become ready in {wait:?}");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
