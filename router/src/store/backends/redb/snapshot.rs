@@ -8,10 +8,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use redb::{
-    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    TableDefinition, WriteTransaction,
-};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
 use sha2::{Digest, Sha256};
 
 use super::tables::*;
@@ -25,10 +22,18 @@ fn io(context: &str, path: &Path, e: std::io::Error) -> StoreError {
     StoreError::Backend(format!("{context} {}: {e}", path.display()))
 }
 
-/// Copies one table; returns its row count.
+/// Rows copied per destination transaction: bounds the memory a snapshot holds.
+const CHUNK_ROWS: u64 = 5_000;
+/// Pause after each chunk, so the snapshot's I/O leaves room for the live store's
+/// commits (a snapshot is never urgent; publishes are).
+const CHUNK_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Copies one table in chunks of [`CHUNK_ROWS`], each its own non-durable commit (the
+/// snapshot's last commit is durable); returns the row count. Measured on a 2.2 GB
+/// store: durable chunks made the live store's worst publish latency worse, not better.
 fn copy<K: redb::Key + 'static, V: redb::Value + 'static>(
     src: &ReadTransaction,
-    dst: &WriteTransaction,
+    dst: &Database,
     def: TableDefinition<K, V>,
 ) -> StoreResult<u64> {
     let from = match src.open_table(def) {
@@ -36,15 +41,31 @@ fn copy<K: redb::Key + 'static, V: redb::Value + 'static>(
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
         Err(e) => return Err(e.into()),
     };
-    let mut to = dst.open_table(def)?;
-    let mut n = 0;
-    for row in from.iter()? {
-        let (k, v) = row?;
-        to.insert(k.value(), v.value())?;
-        n += 1;
+    let mut rows = from.iter()?;
+    let mut n = 0u64;
+    loop {
+        let mut txn = dst.begin_write()?;
+        txn.set_durability(redb::Durability::None)
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut in_chunk = 0;
+        {
+            let mut to = txn.open_table(def)?;
+            for row in rows.by_ref() {
+                let (k, v) = row?;
+                to.insert(k.value(), v.value())?;
+                in_chunk += 1;
+                if in_chunk == CHUNK_ROWS {
+                    break;
+                }
+            }
+        }
+        txn.commit()?;
+        n += in_chunk;
+        if in_chunk < CHUNK_ROWS {
+            return Ok(n);
+        }
+        std::thread::sleep(CHUNK_PAUSE);
     }
-    debug_assert_eq!(from.len().unwrap_or(n), n);
-    Ok(n)
 }
 
 fn sha256_file(path: &Path) -> StoreResult<String> {
@@ -78,30 +99,34 @@ pub(super) fn write(
     let _ = std::fs::remove_file(&tmp);
     let created_at = now_ms();
     let src = db.begin_read()?;
-    let out = Database::create(&tmp)
+    let out = Database::builder()
+        .set_cache_size(32 << 20)
+        .create(&tmp)
         .map_err(|e| StoreError::Backend(format!("creating {}: {e}", tmp.display())))?;
-    let txn = out.begin_write()?;
+    let txn = &out;
     let mut tables = std::collections::BTreeMap::new();
     let mut count = |name: &str, n: u64| {
         tables.insert(name.to_owned(), n);
     };
-    count("meta", copy(&src, &txn, META)?);
-    count("tenants", copy(&src, &txn, TENANTS)?);
-    count("api_keys", copy(&src, &txn, API_KEYS)?);
-    count("api_key_hashes", copy(&src, &txn, API_KEY_HASHES)?);
-    count("endpoints", copy(&src, &txn, ENDPOINTS)?);
-    count("subscriptions", copy(&src, &txn, SUBSCRIPTIONS)?);
-    count("events", copy(&src, &txn, EVENTS)?);
-    count("event_ids", copy(&src, &txn, EVENT_IDS)?);
-    count("idempotency", copy(&src, &txn, IDEMPOTENCY)?);
-    count("deliveries", copy(&src, &txn, DELIVERIES)?);
-    count("deliveries_due_v2", copy(&src, &txn, DELIVERIES_DUE)?);
-    count("leases", copy(&src, &txn, LEASES)?);
-    count("dead", copy(&src, &txn, DEAD)?);
-    count("replays", copy(&src, &txn, REPLAYS)?);
-    count("attempts", copy(&src, &txn, ATTEMPTS)?);
-    count("counters", copy(&src, &txn, COUNTERS)?);
-    txn.commit()?;
+    count("meta", copy(&src, txn, META)?);
+    count("tenants", copy(&src, txn, TENANTS)?);
+    count("api_keys", copy(&src, txn, API_KEYS)?);
+    count("api_key_hashes", copy(&src, txn, API_KEY_HASHES)?);
+    count("endpoints", copy(&src, txn, ENDPOINTS)?);
+    count("subscriptions", copy(&src, txn, SUBSCRIPTIONS)?);
+    count("events", copy(&src, txn, EVENTS)?);
+    count("event_ids", copy(&src, txn, EVENT_IDS)?);
+    count("idempotency", copy(&src, txn, IDEMPOTENCY)?);
+    count("deliveries", copy(&src, txn, DELIVERIES)?);
+    count("deliveries_due_v2", copy(&src, txn, DELIVERIES_DUE)?);
+    count("leases", copy(&src, txn, LEASES)?);
+    count("dead", copy(&src, txn, DEAD)?);
+    count("replays", copy(&src, txn, REPLAYS)?);
+    count("attempts", copy(&src, txn, ATTEMPTS)?);
+    count("counters", copy(&src, txn, COUNTERS)?);
+    // One durable commit makes every chunk durable.
+    let last = out.begin_write()?;
+    last.commit()?;
     drop(src);
     drop(out);
     let file = dir.join(REDB_FILE);
