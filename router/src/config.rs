@@ -113,16 +113,10 @@ impl RetentionConfig {
 
     /// What a pass run at `now` may remove.
     pub fn policy(&self, now: i64) -> crate::store::PurgePolicy {
-        let before = |secs: u64| {
-            if secs == 0 {
-                i64::MIN
-            } else {
-                now.saturating_sub(i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000))
-            }
-        };
         crate::store::PurgePolicy {
-            events_before: before(self.events_max_age_secs),
-            dead_before: before(self.dlq_max_age_secs),
+            now,
+            events_max_age_secs: self.events_max_age_secs,
+            dlq_max_age_secs: self.dlq_max_age_secs,
             max_rows: self.batch_rows,
         }
     }

@@ -172,6 +172,7 @@ async fn dev_bootstrap(config: &Config, store: &dyn Store) -> Result<DevCredenti
         id: TenantId::generate(now),
         name: "default".into(),
         created_at: now,
+        retention: Default::default(),
     };
     store.create_tenant(tenant.clone()).await?;
     let (key, secret) = api::tenants::new_key(tenant.id.clone(), "dev".into(), Scope::ALL.to_vec())

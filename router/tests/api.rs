@@ -984,3 +984,48 @@ async fn stats_show_a_tenant_its_queue_and_the_admin_every_tenant() {
     assert_eq!(all["tenants"].as_array().unwrap().len(), 2);
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_admin_sets_and_clears_a_tenants_retention_overrides() {
+    let s = TestServer::start().await;
+    let (tid, key) = s.tenant_with_key(ALL).await;
+    let path = format!("/v1/tenants/{tid}");
+    let (st, t) = s
+        .call(
+            ADMIN,
+            Method::PATCH,
+            &path,
+            Some(json!({"retention": {"events_max_age_secs": 3600}})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{t}");
+    assert_eq!(t["retention"]["events_max_age_secs"], 3600);
+    assert_eq!(t["retention"]["dlq_max_age_secs"], Value::Null);
+    let (_, t) = s
+        .call(
+            ADMIN,
+            Method::PATCH,
+            &path,
+            Some(json!({"retention": {"events_max_age_secs": null}, "name": "renamed"})),
+        )
+        .await;
+    assert_eq!(t["retention"]["events_max_age_secs"], Value::Null);
+    assert_eq!(t["name"], "renamed");
+    let (st, p) = s
+        .call(&key, Method::PATCH, &path, Some(json!({"name": "x"})))
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("admin_only"))
+    );
+    let (st, _) = s
+        .call(
+            ADMIN,
+            Method::PATCH,
+            "/v1/tenants/ten_01M8BND5M3ZT198Q37TDKBEH7S",
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    s.shutdown().await;
+}

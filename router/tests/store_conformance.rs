@@ -20,6 +20,7 @@ fn tenant(name: &str) -> Tenant {
         id: TenantId::generate(1_700_000_000_000),
         name: name.into(),
         created_at: 1_700_000_000_000,
+        retention: Default::default(),
     }
 }
 
@@ -801,9 +802,11 @@ async fn retention_removes_settled_expired_data_and_nothing_else(store: Arc<dyn 
         assert!(store.record_outcome(outcome).await.unwrap());
     }
     // Everything is expired by age; the DLQ entry (dead at ~9 s) is not yet.
+    // At now = 105 s: events older than 5 s go; dead ones 100 s after they died.
     let policy = PurgePolicy {
-        events_before: 100_000,
-        dead_before: 5_000,
+        now: 105_000,
+        events_max_age_secs: 5,
+        dlq_max_age_secs: 100,
         max_rows: 1_000,
     };
     let r = store.purge(policy).await.unwrap();
@@ -839,7 +842,7 @@ async fn retention_removes_settled_expired_data_and_nothing_else(store: Arc<dyn 
     // Once the dead one is old enough, event 2 goes; 3 and 4 wait for their queued
     // deliveries.
     let policy = PurgePolicy {
-        dead_before: 100_000,
+        dlq_max_age_secs: 5,
         ..policy
     };
     let r = store.purge(policy).await.unwrap();
@@ -863,9 +866,8 @@ async fn retention_removes_settled_expired_data_and_nothing_else(store: Arc<dyn 
     let (t2, e3, _) = two_endpoint_queue(&store, 1).await;
     let _ = (t2, e3);
     let tiny = PurgePolicy {
-        events_before: 100_000,
-        dead_before: 100_000,
         max_rows: 1,
+        ..policy
     };
     let r = store.purge(tiny).await.unwrap();
     assert!(!r.done || r.events == 0);
@@ -873,6 +875,61 @@ async fn retention_removes_settled_expired_data_and_nothing_else(store: Arc<dyn 
     assert_eq!(store.meta().last_compaction_at, Some(123));
     let stats = store.storage_stats().await.unwrap();
     assert!(stats.tables.get("events").is_some_and(|n| *n >= 2));
+}
+
+async fn tenant_retention_overrides_the_default(store: Arc<dyn Store>) {
+    let (keep, drop_) = (tenant("keeps"), tenant("drops"));
+    store.create_tenant(keep.clone()).await.unwrap();
+    store.create_tenant(drop_.clone()).await.unwrap();
+    let t = store
+        .update_tenant(
+            &keep.id,
+            Box::new(|t| t.retention.events_max_age_secs = Some(1_000)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(t.retention.events_max_age_secs, Some(1_000));
+    for tenant in [&keep, &drop_] {
+        append(&*store, vec![new_event(&tenant.id, None, 1_000, &[])], 1).await;
+    }
+    // Default: 10 s; at now = 60 s the default tenant's event is old, the other's not.
+    let policy = PurgePolicy {
+        now: 60_000,
+        events_max_age_secs: 10,
+        dlq_max_age_secs: 10,
+        max_rows: 100,
+    };
+    let r = store.purge(policy).await.unwrap();
+    assert_eq!(r.events, 1);
+    assert_eq!(store.head_cursor(&keep.id).await.unwrap(), 1);
+    let kept = store
+        .list_events(
+            &keep.id,
+            EventQuery {
+                page: page(10),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept.items.len(), 1);
+    let gone = store
+        .list_events(
+            &drop_.id,
+            EventQuery {
+                page: page(10),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(gone.items.is_empty());
+    assert!(matches!(
+        store
+            .update_tenant(&TenantId::generate(1), Box::new(|_| {}))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 macro_rules! conformance {
@@ -892,6 +949,7 @@ macro_rules! conformance {
             conformance!(@case $make, replays_add_fresh_deliveries_to_old_events);
             conformance!(@case $make, the_queue_never_grows_past_its_limit);
             conformance!(@case $make, retention_removes_settled_expired_data_and_nothing_else);
+            conformance!(@case $make, tenant_retention_overrides_the_default);
         }
     };
     (@case $make:expr, $name:ident) => {

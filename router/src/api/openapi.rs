@@ -24,7 +24,7 @@ use super::{
         license(name = "Apache-2.0")
     ),
     paths(
-        tenants::create_tenant, tenants::list_tenants, tenants::get_tenant,
+        tenants::create_tenant, tenants::list_tenants, tenants::get_tenant, tenants::update_tenant,
         tenants::create_key, tenants::list_keys, tenants::revoke_key,
         endpoints::create_endpoint, endpoints::list_endpoints, endpoints::get_endpoint,
         endpoints::update_endpoint, endpoints::delete_endpoint, endpoints::get_secret,

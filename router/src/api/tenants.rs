@@ -14,7 +14,7 @@ use crate::auth::{Principal, Scope};
 use crate::clock::{now_ms, rfc3339};
 use crate::crypto;
 use crate::ids::{KeyId, TenantId};
-use crate::store::{ApiKey, RECORD_VERSION, Tenant};
+use crate::store::{ApiKey, RECORD_VERSION, Tenant, TenantRetention};
 
 const MAX_NAME: usize = 200;
 
@@ -30,6 +30,8 @@ pub struct TenantOut {
     pub id: String,
     pub name: String,
     pub created_at: String,
+    /// Retention overrides; `null` fields use the node's `[retention]`.
+    pub retention: TenantRetention,
 }
 
 impl From<Tenant> for TenantOut {
@@ -38,8 +40,28 @@ impl From<Tenant> for TenantOut {
             id: t.id.to_string(),
             name: t.name,
             created_at: rfc3339(t.created_at),
+            retention: t.retention,
         }
     }
+}
+
+/// Retention overrides to change; `null` returns a field to the node's default.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionPatch {
+    #[serde(default, deserialize_with = "super::extract::nullable")]
+    #[schema(value_type = Option<u64>)]
+    pub events_max_age_secs: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "super::extract::nullable")]
+    #[schema(value_type = Option<u64>)]
+    pub dlq_max_age_secs: Option<Option<u64>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPatch {
+    pub name: Option<String>,
+    pub retention: Option<RetentionPatch>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -125,6 +147,7 @@ pub async fn create_tenant(
         id: TenantId::generate(now),
         name: body.name.trim().to_owned(),
         created_at: now,
+        retention: Default::default(),
     };
     state.store.create_tenant(tenant.clone()).await?;
     tracing::info!(tenant_id = %tenant.id, "tenant created");
@@ -162,6 +185,45 @@ pub async fn get_tenant(
         .await?
         .ok_or_else(|| ApiError::not_found("tenant"))?;
     Ok(axum::Json(tenant.into()))
+}
+
+/// Changes a tenant's name or retention overrides.
+#[utoipa::path(patch, path = "/v1/tenants/{tenant_id}", tag = "tenants",
+    params(("tenant_id" = String, Path)), request_body = TenantPatch,
+    responses((status = 200, body = TenantOut), (status = "4XX", body = Problem)),
+    security(("bearer" = [])))]
+pub async fn update_tenant(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(raw): Path<String>,
+    ApiJson(patch): ApiJson<TenantPatch>,
+) -> Result<axum::Json<TenantOut>, ApiError> {
+    principal.require_admin()?;
+    let id = tenant_id(&raw)?;
+    if let Some(name) = &patch.name {
+        validate_name("name", name)?;
+    }
+    let updated = state
+        .store
+        .update_tenant(
+            &id,
+            Box::new(move |t: &mut Tenant| {
+                if let Some(name) = patch.name {
+                    t.name = name.trim().to_owned();
+                }
+                if let Some(r) = patch.retention {
+                    if let Some(v) = r.events_max_age_secs {
+                        t.retention.events_max_age_secs = v;
+                    }
+                    if let Some(v) = r.dlq_max_age_secs {
+                        t.retention.dlq_max_age_secs = v;
+                    }
+                }
+            }),
+        )
+        .await?;
+    tracing::info!(tenant_id = %id, "tenant updated");
+    Ok(axum::Json(updated.into()))
 }
 
 /// Creates an API key; the secret is in this response only.
@@ -264,7 +326,10 @@ pub async fn revoke_key(
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/tenants", get(list_tenants).post(create_tenant))
-        .route("/v1/tenants/{tenant_id}", get(get_tenant))
+        .route(
+            "/v1/tenants/{tenant_id}",
+            get(get_tenant).patch(update_tenant),
+        )
         .route(
             "/v1/tenants/{tenant_id}/keys",
             get(list_keys).post(create_key),

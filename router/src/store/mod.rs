@@ -148,6 +148,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// fails with `Backend`.
     async fn create_tenant(&self, tenant: Tenant) -> StoreResult<()>;
     async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>>;
+    /// Applies `change` to a tenant atomically (`id` and `created_at` cannot change);
+    /// `NotFound` when absent.
+    async fn update_tenant(&self, id: &TenantId, change: Mutation<Tenant>) -> StoreResult<Tenant>;
     /// Tenants in id (creation) order.
     async fn list_tenants(&self, page: PageRequest) -> StoreResult<Page<Tenant>>;
 

@@ -32,6 +32,16 @@ pub struct Tenant {
     pub id: TenantId,
     pub name: String,
     pub created_at: i64,
+    /// Per-tenant retention; unset fields use the node's `[retention]`.
+    #[serde(default)]
+    pub retention: TenantRetention,
+}
+
+/// A tenant's retention overrides (seconds; 0 keeps forever).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TenantRetention {
+    pub events_max_age_secs: Option<u64>,
+    pub dlq_max_age_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -247,17 +257,42 @@ pub enum Appended {
     },
 }
 
-/// What one retention pass may remove (all times Unix ms).
+/// What one retention pass may remove. Ages are the node's defaults; a tenant's
+/// [`TenantRetention`] overrides them for that tenant.
 #[derive(Debug, Clone, Copy)]
 pub struct PurgePolicy {
-    /// Events accepted before this go, with their deliveries and attempts, once every
-    /// delivery of theirs is final (succeeded or dead) and no dead one is younger
-    /// than `dead_before`.
-    pub events_before: i64,
-    /// Dead deliveries (DLQ) last updated before this go, with their attempts.
-    pub dead_before: i64,
+    /// Unix ms the ages count back from.
+    pub now: i64,
+    /// Events older than this go, with their deliveries and attempts, once every
+    /// delivery of theirs is final (succeeded, or dead for longer than the DLQ age).
+    /// 0 keeps them forever.
+    pub events_max_age_secs: u64,
+    /// Dead deliveries (DLQ) go this long after they died. 0 keeps them forever.
+    pub dlq_max_age_secs: u64,
     /// Most rows one call deletes (one bounded transaction).
     pub max_rows: usize,
+}
+
+impl PurgePolicy {
+    /// (events_before, dead_before) cut-offs for a tenant, in Unix ms.
+    pub fn cutoffs(&self, tenant: &TenantRetention) -> (i64, i64) {
+        let before = |secs: u64| {
+            if secs == 0 {
+                i64::MIN
+            } else {
+                self.now
+                    .saturating_sub(i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000))
+            }
+        };
+        (
+            before(
+                tenant
+                    .events_max_age_secs
+                    .unwrap_or(self.events_max_age_secs),
+            ),
+            before(tenant.dlq_max_age_secs.unwrap_or(self.dlq_max_age_secs)),
+        )
+    }
 }
 
 /// What one retention call removed.

@@ -411,6 +411,25 @@ impl Store for RedbStore {
         .await
     }
 
+    async fn update_tenant(&self, id: &TenantId, change: Mutation<Tenant>) -> StoreResult<Tenant> {
+        let id = id.clone();
+        self.write(move |txn| {
+            let mut table = txn.open_table(TENANTS)?;
+            let mut tenant: Tenant = match table.get(id.as_str())? {
+                Some(v) => decode("tenants", v.value())?,
+                None => return Err(StoreError::NotFound("tenant")),
+            };
+            let (keep_id, keep_created) = (tenant.id.clone(), tenant.created_at);
+            change(&mut tenant);
+            tenant.id = keep_id;
+            tenant.created_at = keep_created;
+            tenant.record_version = RECORD_VERSION;
+            table.insert(id.as_str(), encode(&tenant)?.as_slice())?;
+            Ok(tenant)
+        })
+        .await
+    }
+
     async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>> {
         let txn = self.read()?;
         let t = txn.open_table(TENANTS)?;
@@ -1625,11 +1644,14 @@ impl Hot<'_> {
 
 /// One bounded retention pass (see `Store::purge`).
 fn purge(txn: &WriteTransaction, policy: &PurgePolicy) -> StoreResult<PurgeReport> {
-    let tenants: Vec<String> = {
+    // Each tenant with its own cut-offs.
+    let tenants: Vec<(String, i64, i64)> = {
         let t = txn.open_table(TENANTS)?;
         let mut out = Vec::new();
         for row in t.iter()? {
-            out.push(row?.0.value().to_owned());
+            let tenant: Tenant = decode("tenants", row?.1.value())?;
+            let (events_before, dead_before) = policy.cutoffs(&tenant.retention);
+            out.push((tenant.id.to_string(), events_before, dead_before));
         }
         out
     };
@@ -1644,8 +1666,8 @@ fn purge(txn: &WriteTransaction, policy: &PurgePolicy) -> StoreResult<PurgeRepor
     let mut rows = 0usize;
     let budget = policy.max_rows.max(1);
 
-    for t in &tenants {
-        let t = t.as_str();
+    for (t, events_before, dead_before) in &tenants {
+        let (t, events_before, dead_before) = (t.as_str(), *events_before, *dead_before);
         // Events, oldest first, while they are expired and settled.
         loop {
             if rows >= budget {
@@ -1658,7 +1680,7 @@ fn purge(txn: &WriteTransaction, policy: &PurgePolicy) -> StoreResult<PurgeRepor
                 .map(|(k, v)| (k.value().1, v.value().to_vec()));
             let Some((cursor, raw)) = first else { break };
             let event: Event = decode("events", &raw)?;
-            if event.created_at >= policy.events_before {
+            if event.created_at >= events_before {
                 break;
             }
             let prefix = DeliveryId::event_prefix(&event.id);
@@ -1669,7 +1691,7 @@ fn purge(txn: &WriteTransaction, policy: &PurgePolicy) -> StoreResult<PurgeRepor
             }
             let settled = ds.iter().all(|d| {
                 d.status == DeliveryStatus::Succeeded
-                    || (d.status == DeliveryStatus::Dead && d.updated_at < policy.dead_before)
+                    || (d.status == DeliveryStatus::Dead && d.updated_at < dead_before)
             });
             if !settled {
                 break; // this event (and so every later one) waits
@@ -1706,7 +1728,7 @@ fn purge(txn: &WriteTransaction, policy: &PurgePolicy) -> StoreResult<PurgeRepor
             for row in dead.range::<(&str, &str)>((t, "")..(up.as_str(), ""))? {
                 let (k, _) = row?;
                 if let Some(d) = load_delivery(&deliveries, t, k.value().1)?
-                    && d.updated_at < policy.dead_before
+                    && d.updated_at < dead_before
                 {
                     out.push(d);
                     if out.len() >= budget.saturating_sub(rows).max(1) {
