@@ -1,40 +1,113 @@
 //! `gp-bench`: the GatePulse load harness.
 //!
-//! Starts the real `gp` binary (release build) on a temp store, creates a tenant, key,
-//! endpoint and subscription, then drives load over HTTP with keep-alive connections
-//! and reports throughput and latency percentiles as a markdown table.
-//!
-//! ```text
-//! cargo build --release -p gatepulse -p gatepulse-bench
-//! target/release/gp-bench ingest --concurrency 64 --seconds 10 --payload-bytes 1024
-//! ```
+//! `cargo run --release -p gatepulse-bench -- run` builds the release `gp`, then for
+//! each scenario starts it on a temporary store with a local receiver and a load
+//! generator, and writes a report with charts to `benchmarks/results/<UTC time>/`.
+//! See `benchmarks/README.md`.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+mod load;
+mod machine;
+mod receiver;
+mod report;
+mod scenarios;
+mod server;
+mod svg;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use hdrhistogram::Histogram;
-use serde_json::{Value, json};
 
-const ADMIN: &str = "bench-admin-token-0123456789abcdef";
+use crate::load::{GroupSpec, LoadSpec};
+use crate::report::{Params, Results, SCHEMA, ScenarioResult, Status};
+use crate::scenarios::{Kind, Options, Scenario};
 
 #[derive(Debug, Parser)]
 #[command(name = "gp-bench", about = "GatePulse load harness")]
 struct Cli {
     #[command(subcommand)]
-    scenario: Scenario,
+    command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-enum Scenario {
-    /// Durable publishes: POST /v1/events at fixed concurrency.
+enum Command {
+    /// Run a set of scenarios and write a report (markdown, JSON, SVG charts).
+    Run(RunArgs),
+    /// Put two result folders side by side (B relative to A).
+    Compare(CompareArgs),
+    /// List the scenarios and their defaults.
+    List,
+    /// Rewrite report.md and the charts of a results folder from its results.json.
+    Report { dir: PathBuf },
+    /// One ingest run, printed as a table (endpoints disabled: ingest alone).
     Ingest(IngestArgs),
-    /// End to end: publish → deliver to a local receiver; latency and deliveries/s.
+    /// One publish → receiver run, printed as a table.
     Deliver(DeliverArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Comma-separated scenario names (default: all; see `gp-bench list`).
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Vec<String>,
+    /// Results folder (default: benchmarks/results/<UTC timestamp>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Approximate payload size of every published event.
+    #[arg(long, default_value_t = 1024)]
+    payload_bytes: usize,
+    /// Measured seconds per scenario (default 10; 2 with --quick).
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// Short runs for smoke testing.
+    #[arg(long)]
+    quick: bool,
+    /// Payload MiB the recovery scenario stores before restarting (default 1024; 16 with --quick).
+    #[arg(long)]
+    recovery_mb: Option<u64>,
+    /// Compare two result folders instead of running (same as `gp-bench compare`).
+    #[arg(long, num_args = 2, value_names = ["DIR_A", "DIR_B"])]
+    compare: Option<Vec<PathBuf>>,
+    #[command(flatten)]
+    gp: GpArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct GpArgs {
+    /// The gp binary (default: target/release/gp next to this binary).
+    #[arg(long)]
+    gp: Option<PathBuf>,
+    /// Do not run `cargo build --release -p gatepulse --bin gp` first.
+    #[arg(long)]
+    no_build: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct CompareArgs {
+    dir_a: PathBuf,
+    dir_b: PathBuf,
+    /// Where to write the comparison (default: DIR_B/compare.md).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct IngestArgs {
+    /// Concurrent publishers (each with its own keep-alive connection).
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Measured duration, after a 2-second warm-up.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Approximate payload size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    payload_bytes: usize,
+    /// Subscriptions matching every event (each adds one stored delivery per event).
+    #[arg(long, default_value_t = 1)]
+    subscriptions: usize,
+    #[command(flatten)]
+    gp: GpArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,495 +129,340 @@ struct DeliverArgs {
     /// Publish through POST /v1/events/batch with this many events per call.
     #[arg(long, default_value_t = 1)]
     batch: usize,
-    #[arg(long)]
-    gp: Option<PathBuf>,
+    #[command(flatten)]
+    gp: GpArgs,
 }
 
-#[derive(Debug, clap::Args)]
-struct IngestArgs {
-    /// Concurrent publishers (each with its own keep-alive connection).
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
-    /// Measured duration, after a 2-second warm-up.
-    #[arg(long, default_value_t = 10)]
-    seconds: u64,
-    /// Approximate payload size in bytes.
-    #[arg(long, default_value_t = 1024)]
-    payload_bytes: usize,
-    /// Subscriptions matching every event (each adds one delivery per event).
-    #[arg(long, default_value_t = 1)]
-    subscriptions: usize,
-    /// The gp binary (default: target/release/gp next to this binary).
-    #[arg(long)]
-    gp: Option<PathBuf>,
-    /// Benchmark a server that is already running instead (with this admin token).
-    #[arg(long)]
-    url: Option<String>,
+/// `YYYY-MM-DDTHH-MM-SSZ` (file-name safe) and `YYYY-MM-DD HH:MM:SS` for a Unix time.
+fn utc(secs: u64) -> (String, String) {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (h, mi, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (
+        format!("{y:04}-{m:02}-{d:02}T{h:02}-{mi:02}-{s:02}Z"),
+        format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}"),
+    )
 }
 
-struct Server {
-    child: Option<Child>,
-    base: String,
-    _dir: Option<tempfile::TempDir>,
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+fn prepare_gp(args: &GpArgs) -> Result<PathBuf> {
+    let gp = server::gp_path(args.gp.as_deref())?;
+    if !args.no_build && args.gp.is_none() {
+        server::build_gp(&gp)?;
     }
-}
-
-fn gp_path(explicit: Option<PathBuf>) -> Result<PathBuf> {
-    if let Some(p) = explicit {
-        return Ok(p);
-    }
-    let exe = std::env::current_exe()?;
-    let p = exe.parent().context("no parent")?.join("gp");
-    if !p.exists() {
+    if !gp.exists() {
         bail!(
             "{} not found; build it with `cargo build --release -p gatepulse`",
-            p.display()
+            gp.display()
         );
     }
-    Ok(p)
+    Ok(gp)
 }
 
-async fn start_server(args: &IngestArgs) -> Result<Server> {
-    if let Some(url) = &args.url {
-        return Ok(Server {
-            child: None,
-            base: url.trim_end_matches('/').into(),
-            _dir: None,
-        });
+fn select(all: Vec<Scenario>, wanted: &[String]) -> Result<Vec<Scenario>> {
+    if wanted.is_empty() {
+        return Ok(all);
     }
-    spawn_gp(args.gp.clone()).await
-}
-
-async fn spawn_gp(gp: Option<PathBuf>) -> Result<Server> {
-    let dir = tempfile::tempdir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let child = Command::new(gp_path(gp)?)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .env("GATEPULSE_ADMIN_TOKEN", ADMIN)
-        .env("GATEPULSE_DELIVERY__ALLOW_PRIVATE_DESTINATIONS", "true")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .context("starting gp")?;
-    let server = Server {
-        child: Some(child),
-        base: format!("http://127.0.0.1:{port}"),
-        _dir: Some(dir),
-    };
-    let http = reqwest::Client::new();
-    for _ in 0..500 {
-        if let Ok(r) = http.get(format!("{}/readyz", server.base)).send().await
-            && r.status().is_success()
-        {
-            return Ok(server);
+    let known: Vec<&str> = all.iter().map(|s| s.name).collect();
+    for w in wanted {
+        if !known.contains(&w.as_str()) {
+            bail!("unknown scenario `{w}`; known: {}", known.join(", "));
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    bail!("gp did not become ready")
+    Ok(all
+        .into_iter()
+        .filter(|s| wanted.iter().any(|w| w == s.name))
+        .collect())
 }
 
-async fn post(http: &reqwest::Client, url: String, token: &str, body: Value) -> Result<Value> {
-    let r = http.post(url).bearer_auth(token).json(&body).send().await?;
-    let status = r.status();
-    let v: Value = r.json().await?;
-    if !status.is_success() {
-        bail!("{status}: {v}");
-    }
-    Ok(v)
+fn write(dir: &Path, name: &str, text: &str) -> Result<()> {
+    let path = dir.join(name);
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Tenant, key and `subscriptions` subscriptions to `bench.#` on inbox-less endpoints.
-/// A tenant and a key that may publish and manage endpoints.
-async fn tenant_key(http: &reqwest::Client, base: &str) -> Result<String> {
-    let t = post(
-        http,
-        format!("{base}/v1/tenants"),
-        ADMIN,
-        json!({"name": "bench"}),
-    )
-    .await?;
-    let tid = t["id"].as_str().context("tenant id")?;
-    let k = post(
-        http,
-        format!("{base}/v1/tenants/{tid}/keys"),
-        ADMIN,
-        json!({"name": "bench", "scopes": ["events:write", "endpoints:manage"]}),
-    )
-    .await?;
-    Ok(k["key"].as_str().context("key")?.to_owned())
-}
-
-async fn setup(base: &str, subscriptions: usize) -> Result<String> {
-    let http = reqwest::Client::new();
-    let key = tenant_key(&http, base).await?;
-    for _ in 0..subscriptions {
-        // Disabled: deliveries are stored and queued but not attempted, so this
-        // measures ingest alone.
-        let ep = post(
-            &http,
-            format!("{base}/v1/endpoints"),
-            &key,
-            json!({"url": "http://127.0.0.1:9/sink", "enabled": false}),
-        )
-        .await?;
-        post(
-            &http,
-            format!("{base}/v1/subscriptions"),
-            &key,
-            json!({"endpoint_id": ep["id"], "topics": ["bench.#"]}),
-        )
-        .await?;
+/// Writes `report.md`, `results.json`, `machine.md` and the SVG charts.
+fn write_results(dir: &Path, results: &Results, machine_md: &str) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    write(dir, "results.json", &results.to_json()?)?;
+    write(dir, "machine.md", machine_md)?;
+    let ok: Vec<&ScenarioResult> = results
+        .scenarios
+        .iter()
+        .filter(|s| s.status == Status::Ok && s.concurrency > 0)
+        .collect();
+    let mut charts = Vec::new();
+    let latency: Vec<(String, report::Latency)> = ok
+        .iter()
+        .filter_map(|s| s.headline_latency().map(|(l, _)| (s.name.clone(), l)))
+        .collect();
+    write(
+        dir,
+        "latency.svg",
+        &svg::latency_bars(
+            "Latency per scenario, ms (ingest: publish → 202; others: publish → receipt)",
+            &latency,
+        ),
+    )?;
+    charts.push(("Latency percentiles".to_owned(), "latency.svg".to_owned()));
+    let deliveries: Vec<(String, Vec<u64>)> = ok
+        .iter()
+        .filter(|s| s.fanout > 0)
+        .map(|s| (s.name.clone(), s.delivery_timeline.clone()))
+        .collect();
+    write(
+        dir,
+        "throughput.svg",
+        &svg::line_chart(
+            "Deliveries per second over each run",
+            "deliveries/s",
+            &deliveries,
+        ),
+    )?;
+    charts.push((
+        "Deliveries/s over time".to_owned(),
+        "throughput.svg".to_owned(),
+    ));
+    for s in &ok {
+        let mut series = vec![("publishes/s".to_owned(), s.publish_timeline.clone())];
+        if s.fanout > 0 {
+            series.push(("deliveries/s".to_owned(), s.delivery_timeline.clone()));
+        }
+        let file = format!("throughput-{}.svg", s.name);
+        write(
+            dir,
+            &file,
+            &svg::line_chart(&format!("{}: per second", s.name), "per second", &series),
+        )?;
+        charts.push((format!("{} over time", s.name), file));
     }
-    Ok(key)
-}
-
-/// Reads a histogram's `_sum` and `_count` from the Prometheus text.
-fn histogram_mean(metrics: &str, name: &str) -> Option<f64> {
-    let find = |suffix: &str| {
-        metrics.lines().find_map(|l| {
-            l.strip_prefix(&format!("{name}{suffix} "))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-        })
-    };
-    let (sum, count) = (find("_sum")?, find("_count")?);
-    (count > 0.0).then(|| sum / count)
-}
-
-async fn ingest(args: IngestArgs) -> Result<()> {
-    let server = start_server(&args).await?;
-    let key = Arc::new(setup(&server.base, args.subscriptions).await?);
-    let filler = "x".repeat(args.payload_bytes.saturating_sub(60));
-    let url = Arc::new(format!("{}/v1/events", server.base));
-    let measuring = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut workers = Vec::new();
-    for w in 0..args.concurrency {
-        let (key, url, measuring, stop, filler) = (
-            key.clone(),
-            url.clone(),
-            measuring.clone(),
-            stop.clone(),
-            filler.clone(),
-        );
-        workers.push(tokio::spawn(async move {
-            let http = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
-            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-            let mut errors = 0u64;
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                let body = format!(
-                    r#"{{"topic":"bench.created","payload":{{"worker":{w},"n":{n},"data":"{filler}"}}}}"#
-                );
-                let started = Instant::now();
-                let resp = http
-                    .post(url.as_str())
-                    .bearer_auth(key.as_str())
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await;
-                let ok = match resp {
-                    Ok(r) => r.status().as_u16() == 202 && r.bytes().await.is_ok(),
-                    Err(_) => false,
-                };
-                if measuring.load(Ordering::Relaxed) {
-                    if ok {
-                        hist.record(started.elapsed().as_micros() as u64)?;
-                    } else {
-                        errors += 1;
-                    }
-                }
-            }
-            anyhow::Ok((hist, errors))
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = reqwest::get(format!("{}/metrics", server.base))
-        .await?
-        .text()
-        .await?;
-    measuring.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
-    measuring.store(false, Ordering::Relaxed);
-    let elapsed = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    let mut total = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let mut errors = 0;
-    for w in workers {
-        let (h, e) = w.await??;
-        total.add(h)?;
-        errors += e;
-    }
-    let after = reqwest::get(format!("{}/metrics", server.base))
-        .await?
-        .text()
-        .await?;
-    let batch = histogram_mean(&after, "gatepulse_store_commit_batch_size");
-    let commit = histogram_mean(&after, "gatepulse_store_commit_duration_seconds");
-    let _ = before;
-    let rate = total.len() as f64 / elapsed.as_secs_f64();
-    let ms = |q: f64| total.value_at_quantile(q) as f64 / 1000.0;
-    println!("## ingest: durable publishes\n");
-    println!(
-        "concurrency {}, payload ~{} B, {} subscription(s) matching each event, {} s measured\n",
-        args.concurrency, args.payload_bytes, args.subscriptions, args.seconds
-    );
-    println!(
-        "| publishes/s | p50 ms | p95 ms | p99 ms | max ms | errors | mean commit batch | mean commit ms |"
-    );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
-    println!(
-        "| {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
-        rate,
-        ms(0.50),
-        ms(0.95),
-        ms(0.99),
-        total.max() as f64 / 1000.0,
-        errors,
-        batch
-            .map(|b| format!("{b:.1}"))
-            .unwrap_or_else(|| "-".into()),
-        commit
-            .map(|c| format!("{:.2}", c * 1000.0))
-            .unwrap_or_else(|| "-".into()),
-    );
-    drop(server);
+    write(dir, "report.md", &report::markdown(results, &charts))?;
     Ok(())
 }
 
-/// Microseconds since the Unix epoch (publisher and receiver share this clock).
-fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+fn compare(a: &Path, b: &Path, out: Option<PathBuf>) -> Result<()> {
+    let (ra, rb) = (Results::load(a)?, Results::load(b)?);
+    let md = report::compare(&ra, &rb, &a.display().to_string(), &b.display().to_string());
+    let out = out.unwrap_or_else(|| b.join("compare.md"));
+    std::fs::write(&out, &md).with_context(|| format!("writing {}", out.display()))?;
+    println!("{md}");
+    eprintln!("wrote {}", out.display());
+    Ok(())
 }
 
-/// What the receiver saw.
-#[derive(Default)]
-struct Received {
-    hist: Option<Histogram<u64>>,
-    seen: std::collections::HashSet<String>,
-    duplicates: u64,
-    count: u64,
-    measuring: bool,
-}
-
-/// A minimal webhook receiver: answers 204 and records publish→receipt latency from
-/// the `sent_us` the publisher put in the payload.
-async fn start_receiver(state: Arc<std::sync::Mutex<Received>>) -> Result<String> {
-    use axum::body::Bytes;
-    use axum::http::HeaderMap;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let app = axum::Router::new().route(
-        "/hook/{n}",
-        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-            let state = state.clone();
-            async move {
-                let now = now_us();
-                let sent = std::str::from_utf8(&body)
-                    .ok()
-                    .and_then(|b| b.split("\"sent_us\":").nth(1))
-                    .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-                    .and_then(|n| n.parse::<u64>().ok());
-                let id = headers
-                    .get("webhook-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned();
-                if let Ok(mut r) = state.lock() {
-                    r.count += 1;
-                    if !r.seen.insert(id) {
-                        r.duplicates += 1;
-                    }
-                    if r.measuring
-                        && let (Some(sent), Some(h)) = (sent, r.hist.as_mut())
-                    {
-                        let _ = h.record(now.saturating_sub(sent).max(1));
-                    }
-                }
-                axum::http::StatusCode::NO_CONTENT
-            }
-        }),
-    );
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok(format!("http://{addr}"))
-}
-
-async fn deliver(args: DeliverArgs) -> Result<()> {
-    let server = spawn_gp(args.gp.clone()).await?;
-    let received = Arc::new(std::sync::Mutex::new(Received {
-        hist: Some(Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?),
-        ..Received::default()
-    }));
-    let receiver = start_receiver(received.clone()).await?;
-    let base = server.base.clone();
-    let http = reqwest::Client::new();
-    let key = Arc::new(tenant_key(&http, &base).await?);
-    for n in 0..args.fanout {
-        let ep = post(
-            &http,
-            format!("{base}/v1/endpoints"),
-            &key,
-            json!({"url": format!("{receiver}/hook/{n}"), "max_in_flight": 64}),
-        )
-        .await?;
-        post(
-            &http,
-            format!("{base}/v1/subscriptions"),
-            &key,
-            json!({"endpoint_id": ep["id"], "topics": ["bench.#"]}),
-        )
-        .await?;
-    }
-    let filler = Arc::new("x".repeat(args.payload_bytes.saturating_sub(80)));
-    let stop = Arc::new(AtomicBool::new(false));
-    let published = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let per_worker_interval = args.rate.map(|r| {
-        Duration::from_secs_f64(args.concurrency as f64 * args.batch as f64 / r.max(1) as f64)
-    });
-    let mut workers = Vec::new();
-    for w in 0..args.concurrency {
-        let (key, stop, published, filler, base) = (
-            key.clone(),
-            stop.clone(),
-            published.clone(),
-            filler.clone(),
-            base.clone(),
-        );
-        let batch = args.batch;
-        workers.push(tokio::spawn(async move {
-            let http = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
-            let mut next = tokio::time::Instant::now();
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                if let Some(iv) = per_worker_interval {
-                    tokio::time::sleep_until(next).await;
-                    next += iv;
-                }
-                let mut items = Vec::with_capacity(batch);
-                for _ in 0..batch {
-                    n += 1;
-                    items.push(format!(
-                        r#"{{"topic":"bench.created","payload":{{"w":{w},"n":{n},"sent_us":{},"data":"{filler}"}}}}"#,
-                        now_us()
-                    ));
-                }
-                let (url, body) = if batch == 1 {
-                    (format!("{base}/v1/events"), items.remove(0))
-                } else {
-                    (format!("{base}/v1/events/batch"), format!(r#"{{"events":[{}]}}"#, items.join(",")))
-                };
-                let ok = http
-                    .post(url)
-                    .bearer_auth(key.as_str())
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16() == 202)
-                    .unwrap_or(false);
-                if ok {
-                    published.fetch_add(batch as u64, Ordering::Relaxed);
-                }
-            }
-            anyhow::Ok(())
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (p0, r0) = {
-        let mut r = received.lock().map_err(|_| anyhow::anyhow!("lock"))?;
-        r.measuring = true;
-        (published.load(Ordering::Relaxed), r.count)
-    };
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
-    let elapsed = started.elapsed().as_secs_f64();
-    let (p1, r1) = {
-        let mut r = received.lock().map_err(|_| anyhow::anyhow!("lock"))?;
-        r.measuring = false;
-        (published.load(Ordering::Relaxed), r.count)
-    };
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await??;
-    }
-    // Let the tail drain, then count what never arrived.
-    let expected_total = published.load(Ordering::Relaxed) * args.fanout as u64;
-    let drain_deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let count = received
-            .lock()
-            .map_err(|_| anyhow::anyhow!("lock"))?
-            .seen
-            .len() as u64;
-        if count >= expected_total || Instant::now() > drain_deadline {
-            break;
+async fn run(args: RunArgs) -> Result<()> {
+    if let Some(dirs) = &args.compare {
+        if let [a, b] = dirs.as_slice() {
+            return compare(a, b, None);
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        bail!("--compare takes two result folders");
     }
-    let r = received.lock().map_err(|_| anyhow::anyhow!("lock"))?;
-    let h = r.hist.as_ref().context("histogram")?;
-    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    let missing = expected_total.saturating_sub(r.seen.len() as u64);
-    println!("## deliver: publish → receiver\n");
-    println!(
-        "concurrency {}, {}, batch {}, payload ~{} B, fan-out {}, {} s measured\n",
-        args.concurrency,
-        args.rate.map_or("unthrottled".to_owned(), |r| format!(
-            "{r} events/s offered"
-        )),
-        args.batch,
+    let gp = prepare_gp(&args.gp)?;
+    let opts = Options::new(
         args.payload_bytes,
-        args.fanout,
-        args.seconds
+        args.seconds,
+        args.quick,
+        args.recovery_mb,
     );
-    println!(
-        "| publishes/s | deliveries/s | p50 ms | p95 ms | p99 ms | max ms | published | missing | duplicates |"
+    let chosen = select(scenarios::catalog(&opts), &args.scenarios)?;
+    let started = Instant::now();
+    let (stamp, started_utc) = utc(unix_now());
+    let out = args.out.unwrap_or_else(|| {
+        server::workspace_root()
+            .join("benchmarks/results")
+            .join(&stamp)
+    });
+    let gp_version = server::gp_version(&gp);
+    let (machine, machine_md) = machine::describe(&gp_version, &std::env::temp_dir());
+    let mut results = Results {
+        schema: SCHEMA,
+        started_utc,
+        duration_secs: 0.0,
+        params: Params {
+            payload_bytes: opts.payload_bytes,
+            seconds: opts.seconds,
+            quick: args.quick,
+            scenarios: chosen.iter().map(|s| s.name.to_owned()).collect(),
+        },
+        machine,
+        scenarios: Vec::new(),
+    };
+    for s in &chosen {
+        eprintln!("[{:>5.0} s] {} …", started.elapsed().as_secs_f64(), s.name);
+        let r = scenarios::run(&gp, s).await;
+        if let Status::Failed(e) = &r.status {
+            eprintln!("  failed: {e}");
+        }
+        results.scenarios.push(r);
+        results.duration_secs = started.elapsed().as_secs_f64();
+        // Write after every scenario so an interrupted run still leaves a report.
+        write_results(&out, &results, &machine_md)?;
+    }
+    println!("{}", report::table(&results));
+    eprintln!(
+        "done in {:.0} s; report: {}",
+        results.duration_secs,
+        out.join("report.md").display()
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    println!(
-        "| {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
-        (p1 - p0) as f64 / elapsed,
-        (r1 - r0) as f64 / elapsed,
-        ms(0.50),
-        ms(0.95),
-        ms(0.99),
-        h.max() as f64 / 1000.0,
-        published.load(Ordering::Relaxed),
-        missing,
-        r.duplicates
-    );
-    drop(server);
+    Ok(())
+}
+
+/// Runs one load spec and prints its row (the `ingest` and `deliver` commands).
+async fn single(
+    gp_args: &GpArgs,
+    name: &'static str,
+    description: &'static str,
+    spec: LoadSpec,
+) -> Result<()> {
+    let gp = prepare_gp(gp_args)?;
+    let s = Scenario {
+        name,
+        description,
+        kind: Kind::Load(spec),
+    };
+    let r = scenarios::run(&gp, &s).await;
+    let results = Results {
+        schema: SCHEMA,
+        started_utc: utc(unix_now()).1,
+        duration_secs: 0.0,
+        params: Params::default(),
+        machine: report::Machine::default(),
+        scenarios: vec![r],
+    };
+    println!("## {name}: {description}\n");
+    println!("{}", report::table(&results));
+    for s in &results.scenarios {
+        for (k, v) in &s.metrics {
+            println!("- {k}: {v}");
+        }
+        for n in &s.notes {
+            println!("- {n}");
+        }
+    }
     Ok(())
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // The workspace's reqwest has no default TLS provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    match Cli::parse().scenario {
-        Scenario::Ingest(args) => ingest(args).await,
-        Scenario::Deliver(args) => deliver(args).await,
+    match Cli::parse().command {
+        Command::Run(args) => run(args).await,
+        Command::Compare(a) => compare(&a.dir_a, &a.dir_b, a.out),
+        Command::Report { dir } => {
+            let results = Results::load(&dir)?;
+            let machine_md = std::fs::read_to_string(dir.join("machine.md")).unwrap_or_default();
+            write_results(&dir, &results, &machine_md)?;
+            eprintln!("wrote {}", dir.join("report.md").display());
+            Ok(())
+        }
+        Command::List => {
+            let o = Options::new(1024, None, false, None);
+            println!(
+                "Default: 1024-byte payloads, {} s measured per scenario after {} s warm-up.\n",
+                o.seconds, o.warmup_secs
+            );
+            for s in scenarios::catalog(&o) {
+                let shape = match &s.kind {
+                    Kind::Load(l) => format!(
+                        "{} publishers, {}, batch {}, fan-out {}{}",
+                        l.concurrency,
+                        l.rate
+                            .map_or("closed loop".to_owned(), |r| format!("{r} events/s")),
+                        l.batch,
+                        l.fanout(),
+                        l.filter
+                            .map_or(String::new(), |f| format!(", filter `{}`", f.expr))
+                    ),
+                    Kind::Recovery { target_mb } => format!("fills {target_mb} MiB"),
+                    Kind::NotAvailable(_) => "not available in this build".to_owned(),
+                };
+                println!("{:<24} {shape}\n{:<24} {}\n", s.name, "", s.description);
+            }
+            Ok(())
+        }
+        Command::Ingest(a) => {
+            let spec = LoadSpec {
+                concurrency: a.concurrency,
+                rate: None,
+                batch: 1,
+                payload_bytes: a.payload_bytes,
+                warmup_secs: 2,
+                seconds: a.seconds,
+                groups: vec![GroupSpec {
+                    name: "disabled",
+                    enabled: false,
+                    drain: false,
+                    ..GroupSpec::healthy(a.subscriptions)
+                }],
+                filter: None,
+                max_backlog: None,
+                drain_secs: 0,
+            };
+            single(
+                &a.gp,
+                "ingest",
+                "durable publishes (endpoints disabled)",
+                spec,
+            )
+            .await
+        }
+        Command::Deliver(a) => {
+            let spec = LoadSpec {
+                concurrency: a.concurrency,
+                rate: a.rate,
+                batch: a.batch,
+                payload_bytes: a.payload_bytes,
+                warmup_secs: 2,
+                seconds: a.seconds,
+                groups: vec![GroupSpec::healthy(a.fanout)],
+                filter: None,
+                max_backlog: None,
+                drain_secs: 30,
+            };
+            single(&a.gp, "deliver", "publish → receiver", spec).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formatting() {
+        assert_eq!(utc(0).0, "1970-01-01T00-00-00Z");
+        assert_eq!(utc(1_795_000_000).1, "2026-11-18 11:06:40");
+        assert_eq!(utc(951_782_400).1, "2000-02-29 00:00:00");
+    }
+
+    #[test]
+    fn scenario_selection() {
+        let o = Options::new(1024, None, true, None);
+        let all = scenarios::catalog(&o);
+        let picked = select(all.clone(), &["fanout-10".into(), "ingest".into()]).unwrap();
+        assert_eq!(
+            picked.iter().map(|s| s.name).collect::<Vec<_>>(),
+            ["ingest", "fanout-10"]
+        );
+        assert!(select(all.clone(), &["nope".into()]).is_err());
+        assert_eq!(
+            select(all, &[]).unwrap().len(),
+            scenarios::catalog(&o).len()
+        );
     }
 }

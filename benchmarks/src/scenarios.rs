@@ -1,0 +1,399 @@
+//! The scenario catalog and how each kind of scenario runs.
+//!
+//! A scenario is a name, a description and a [`Kind`]. Most are a [`LoadSpec`]
+//! (publishers, endpoint groups, an optional filter) run by [`crate::load`]. Stages
+//! the server does not have yet are [`Kind::NotAvailable`]; when one ships, give
+//! [`LoadSpec`] the field that configures it (e.g. a mapping on the subscriptions,
+//! set up in `load::setup`) and turn its entry below into a `Kind::Load`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde_json::json;
+
+use crate::load::{FilterSpec, GroupSpec, LoadResult, LoadSpec, filler, run_load};
+use crate::receiver::now_us;
+use crate::report::{ScenarioResult, Status};
+use crate::server::{Server, dir_size, post, tenant_key};
+
+/// Run-wide knobs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub payload_bytes: usize,
+    pub seconds: u64,
+    pub warmup_secs: u64,
+    pub drain_secs: u64,
+    /// Store size the recovery scenario fills before restarting.
+    pub recovery_mb: u64,
+}
+
+impl Options {
+    pub fn new(
+        payload_bytes: usize,
+        seconds: Option<u64>,
+        quick: bool,
+        recovery_mb: Option<u64>,
+    ) -> Options {
+        Options {
+            payload_bytes,
+            seconds: seconds.unwrap_or(if quick { 2 } else { 10 }),
+            warmup_secs: if quick { 1 } else { 2 },
+            drain_secs: if quick { 10 } else { 30 },
+            recovery_mb: recovery_mb.unwrap_or(if quick { 16 } else { 1024 }),
+        }
+    }
+}
+
+/// What a scenario does.
+#[derive(Debug, Clone)]
+pub enum Kind {
+    Load(LoadSpec),
+    /// Fill a store with publishes (endpoints disabled), restart, time `/readyz`.
+    Recovery {
+        target_mb: u64,
+    },
+    /// A stage the server does not have yet: listed, not measured.
+    NotAvailable(&'static str),
+}
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub kind: Kind,
+}
+
+/// `payload.amount > 100` (99 of every 200 events match).
+pub const AMOUNT_FILTER: FilterSpec = FilterSpec {
+    expr: "payload.amount > 100",
+    matches: |n| crate::load::amount(n) > 100,
+};
+
+fn disabled_group() -> GroupSpec {
+    GroupSpec {
+        name: "disabled",
+        enabled: false,
+        drain: false,
+        ..GroupSpec::healthy(1)
+    }
+}
+
+/// Every scenario, in run order, with the defaults derived from `o`.
+pub fn catalog(o: &Options) -> Vec<Scenario> {
+    let base = |concurrency: usize, rate: Option<u64>, groups: Vec<GroupSpec>| LoadSpec {
+        concurrency,
+        rate,
+        batch: 1,
+        payload_bytes: o.payload_bytes,
+        warmup_secs: o.warmup_secs,
+        seconds: o.seconds,
+        groups,
+        filter: None,
+        max_backlog: None,
+        drain_secs: o.drain_secs,
+    };
+    let healthy = GroupSpec::healthy;
+    let slow = GroupSpec {
+        name: "slow (2 s)",
+        endpoints: 1,
+        delay_ms: 2000,
+        max_in_flight: 8,
+        enabled: true,
+        drain: false,
+    };
+    let parked = GroupSpec {
+        name: "disabled (stored, not attempted)",
+        ..disabled_group()
+    };
+    let disabled = disabled_group();
+    vec![
+        Scenario {
+            name: "ingest",
+            description: "durable publishes alone: POST /v1/events, one subscription whose endpoint is disabled (deliveries stored, not attempted); latency is publish → 202",
+            kind: Kind::Load(base(32, None, vec![disabled])),
+        },
+        Scenario {
+            name: "e2e-rate",
+            description: "end to end at a fixed offered rate: publish → local receiver",
+            kind: Kind::Load(base(32, Some(2000), vec![healthy(1)])),
+        },
+        Scenario {
+            name: "e2e-concurrency",
+            description: "end to end at fixed concurrency: each publisher publishes again as soon as its 202 arrives",
+            kind: Kind::Load(base(4, None, vec![healthy(1)])),
+        },
+        Scenario {
+            name: "max-deliveries",
+            description: "maximum sustained deliveries/s: batch publishers that pause while more than 5,000 deliveries are outstanding, so the rate is what delivery sustains (latency includes that queue)",
+            kind: Kind::Load(LoadSpec {
+                batch: 50,
+                max_backlog: Some(5000),
+                ..base(4, None, vec![healthy(1)])
+            }),
+        },
+        Scenario {
+            name: "batch",
+            description: "batch publish: POST /v1/events/batch with 50 events per call at a fixed rate",
+            kind: Kind::Load(LoadSpec {
+                batch: 50,
+                ..base(4, Some(10_000), vec![healthy(1)])
+            }),
+        },
+        Scenario {
+            name: "fanout-1",
+            description: "fan-out 1 at 3,000 deliveries/s",
+            kind: Kind::Load(base(16, Some(3000), vec![healthy(1)])),
+        },
+        Scenario {
+            name: "fanout-10",
+            description: "fan-out 10 (ten endpoints, each subscribed to every event) at 3,000 deliveries/s",
+            kind: Kind::Load(base(8, Some(300), vec![healthy(10)])),
+        },
+        Scenario {
+            name: "fanout-100",
+            description: "fan-out 100 at 3,000 deliveries/s",
+            kind: Kind::Load(base(2, Some(30), vec![healthy(100)])),
+        },
+        Scenario {
+            name: "filter",
+            description: "fan-out 10 with `payload.amount > 100` on every subscription (99 of 200 events match) at ~3,000 deliveries/s: compare with fanout-10",
+            kind: Kind::Load(LoadSpec {
+                filter: Some(AMOUNT_FILTER),
+                ..base(8, Some(600), vec![healthy(10)])
+            }),
+        },
+        Scenario {
+            name: "mapping",
+            description: "a payload mapping on every subscription",
+            kind: Kind::NotAvailable("payload mappings are not implemented yet"),
+        },
+        Scenario {
+            name: "wasm-plugin",
+            description: "a WASM plugin stage on every subscription",
+            kind: Kind::NotAvailable("WASM plugins are not implemented yet"),
+        },
+        Scenario {
+            name: "slow-endpoint-baseline",
+            description: "four healthy endpoints plus a disabled one (its deliveries are stored and queued but never attempted, so each publish writes as much as in slow-endpoint): the reference for slow-endpoint",
+            kind: Kind::Load(base(8, Some(500), vec![healthy(4), parked])),
+        },
+        Scenario {
+            name: "slow-endpoint",
+            description: "the same four healthy endpoints plus one that answers after 2 s (max_in_flight 8, so its queue grows by design): healthy latency should match slow-endpoint-baseline",
+            kind: Kind::Load(base(8, Some(500), vec![healthy(4), slow])),
+        },
+        Scenario {
+            name: "sse",
+            description: "Server-Sent Events clients following the event stream",
+            kind: Kind::NotAvailable("the SSE stream is not implemented yet"),
+        },
+        Scenario {
+            name: "recovery",
+            description: "store recovery: fill a store with publishes (endpoint disabled), stop, restart, time until /readyz answers 200",
+            kind: Kind::Recovery {
+                target_mb: o.recovery_mb,
+            },
+        },
+    ]
+}
+
+/// Runs one scenario; failures become a `Failed` result, not an abort.
+pub async fn run(gp: &Path, s: &Scenario) -> ScenarioResult {
+    let outcome = match &s.kind {
+        Kind::NotAvailable(why) => {
+            return ScenarioResult::new(s.name, s.description, Status::NotAvailable((*why).into()));
+        }
+        Kind::Load(spec) => run_load(gp, spec.clone())
+            .await
+            .map(|r| load_result(s, spec, r)),
+        Kind::Recovery { target_mb } => recovery(gp, s, *target_mb).await,
+    };
+    outcome.unwrap_or_else(|e| {
+        ScenarioResult::new(s.name, s.description, Status::Failed(format!("{e:#}")))
+    })
+}
+
+/// Turns a load run into a scenario result.
+pub fn load_result(s: &Scenario, spec: &LoadSpec, r: LoadResult) -> ScenarioResult {
+    let mut out = ScenarioResult::new(s.name, s.description, Status::Ok);
+    out.concurrency = spec.concurrency;
+    out.rate = spec.rate;
+    out.batch = spec.batch;
+    out.fanout = spec.fanout();
+    out.payload_bytes = spec.payload_bytes;
+    out.seconds = spec.seconds;
+    out.filter = spec.filter.map(|f| f.expr.to_owned());
+    out.published = r.published;
+    out.publish_errors = r.publish_errors;
+    out.publishes_per_sec = r.publishes_per_sec;
+    out.publish_latency = r.publish_latency;
+    if out.fanout > 0 {
+        out.deliveries_per_sec = Some(r.deliveries_per_sec);
+        out.delivery_latency = r.groups.first().and_then(|g| g.latency);
+    }
+    out.groups = r.groups;
+    out.publish_timeline = r.publish_timeline;
+    out.delivery_timeline = r.delivery_timeline;
+    if let Some(b) = r.mean_commit_batch {
+        out.metrics.insert(
+            "mean commit batch (operations)".into(),
+            (b * 10.0).round() / 10.0,
+        );
+    }
+    if let Some(c) = r.mean_commit_ms {
+        out.metrics
+            .insert("mean commit ms".into(), (c * 1000.0).round() / 1000.0);
+    }
+    if r.publish_errors > 0 {
+        out.notes.push(format!(
+            "{} publishes were refused or failed",
+            r.publish_errors
+        ));
+    }
+    if let Some(rate) = spec.rate
+        && r.publishes_per_sec < rate as f64 * 0.95
+    {
+        out.notes.push(format!(
+            "offered {rate} events/s but only {:.0}/s were published: the server or the load generator is saturated",
+            r.publishes_per_sec
+        ));
+    }
+    if out.fanout > 0
+        && let Some(p) = r.publish_latency
+    {
+        out.notes.push(format!(
+            "publish → 202: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms",
+            p.p50_ms, p.p95_ms, p.p99_ms
+        ));
+    }
+    for g in &out.groups {
+        if g.enabled && !g.drained {
+            out.notes.push(format!(
+                "group `{}` was not waited for: {} of {} deliveries arrived by the end (its queue grows by design)",
+                g.name, g.received, g.expected
+            ));
+        }
+        if g.unexpected > 0 {
+            out.notes.push(format!(
+                "group `{}` received {} deliveries the publishers did not count (publish answered with an error but stored)",
+                g.name, g.unexpected
+            ));
+        }
+    }
+    out
+}
+
+/// Fills a store to `target_mb`, then times restarts until `/readyz` answers 200.
+async fn recovery(gp: &Path, s: &Scenario, target_mb: u64) -> Result<ScenarioResult> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data)?;
+    let (server, empty_ready) = Server::start_on(gp, &data).await?;
+    let http = reqwest::Client::new();
+    let key = Arc::new(tenant_key(&http, &server.base).await?);
+    let ep = post(
+        &http,
+        format!("{}/v1/endpoints", server.base),
+        &key,
+        json!({"url": "http://127.0.0.1:9/sink", "enabled": false}),
+    )
+    .await?;
+    post(
+        &http,
+        format!("{}/v1/subscriptions", server.base),
+        &key,
+        json!({"endpoint_id": ep["id"], "topics": ["bench.#"]}),
+    )
+    .await?;
+    // 16 KiB payloads, 50 per batch, 4 publishers.
+    let target = target_mb * 1024 * 1024;
+    let stop = Arc::new(AtomicBool::new(false));
+    let published = Arc::new(AtomicU64::new(0));
+    let fill = filler(16 * 1024);
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for w in 0..4usize {
+        let (stop, published, key, fill) =
+            (stop.clone(), published.clone(), key.clone(), fill.clone());
+        let url = format!("{}/v1/events/batch", server.base);
+        workers.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let items: Vec<String> = (0..50)
+                    .map(|_| {
+                        n += 1;
+                        format!(
+                            r#"{{"topic":"bench.fill","payload":{{"w":{w},"n":{n},"sent_us":{},"data":"{fill}"}}}}"#,
+                            now_us()
+                        )
+                    })
+                    .collect();
+                let r = http
+                    .post(&url)
+                    .bearer_auth(key.as_str())
+                    .header("content-type", "application/json")
+                    .body(format!(r#"{{"events":[{}]}}"#, items.join(",")))
+                    .send()
+                    .await?;
+                if r.status().as_u16() == 202 {
+                    published.fetch_add(50, Ordering::Relaxed);
+                }
+                let _ = r.bytes().await;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    let payload = 16 * 1024u64;
+    while published.load(Ordering::Relaxed) * payload < target
+        && started.elapsed() < Duration::from_secs(600)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await??;
+    }
+    let fill_secs = started.elapsed().as_secs_f64();
+    server.stop(true)?;
+    let (apparent, allocated) = dir_size(&data);
+    let gb = allocated as f64 / (1024.0 * 1024.0 * 1024.0);
+    let (server, clean) = Server::start_on(gp, &data).await?;
+    // Then a crash: kill -9 the restarted server and time the next start.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.stop(false)?;
+    let (server, killed) = Server::start_on(gp, &data).await?;
+    server.stop(true)?;
+    let mut out = ScenarioResult::new(s.name, s.description, Status::Ok);
+    let m = &mut out.metrics;
+    let r3 = |v: f64| (v * 1000.0).round() / 1000.0;
+    let mib = |b: u64| (b as f64 / 1048576.0).round();
+    let stored = published.load(Ordering::Relaxed);
+    m.insert("events stored".into(), stored as f64);
+    m.insert("payload MiB stored".into(), mib(stored * payload));
+    m.insert("store MiB on disk (allocated)".into(), mib(allocated));
+    m.insert("store MiB (file length)".into(), mib(apparent));
+    m.insert("fill s".into(), r3(fill_secs));
+    m.insert("ready s, empty store".into(), r3(empty_ready.as_secs_f64()));
+    m.insert("ready s, clean restart".into(), r3(clean.as_secs_f64()));
+    m.insert(
+        "ready s, restart after kill -9".into(),
+        r3(killed.as_secs_f64()),
+    );
+    m.insert(
+        "s per GB, clean restart".into(),
+        r3(clean.as_secs_f64() / gb.max(1e-9)),
+    );
+    m.insert(
+        "s per GB, after kill -9".into(),
+        r3(killed.as_secs_f64() / gb.max(1e-9)),
+    );
+    out.payload_bytes = payload as usize;
+    out.notes.push(
+        "filled with 16 KiB payloads (one stored delivery each) in batches of 50 from 4 publishers, stopped with SIGTERM; ready time is from spawning `gp serve` to the first 200 from /readyz (polled every 5 ms), process start included; per GB is over the store's allocated size on disk".into(),
+    );
+    Ok(out)
+}

@@ -1,0 +1,221 @@
+//! Building and running the `gp` binary on a temporary store.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+/// The admin token every benchmark server is started with.
+pub const ADMIN: &str = "bench-admin-token-0123456789abcdef";
+
+/// The workspace root (this crate lives in `<root>/benchmarks`).
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// `target/release/gp` next to this binary, unless given explicitly.
+pub fn gp_path(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    let exe = std::env::current_exe()?;
+    Ok(exe.parent().context("no parent directory")?.join("gp"))
+}
+
+/// Runs `cargo build --release -p gatepulse --bin gp` in the workspace (cargo decides
+/// whether the binary is older than its sources). Without cargo on the PATH an
+/// existing binary is used as is.
+pub fn build_gp(gp: &Path) -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!("building gp: cargo build --release -p gatepulse --bin gp");
+    let status = Command::new(&cargo)
+        .args(["build", "--release", "-p", "gatepulse", "--bin", "gp"])
+        .current_dir(workspace_root())
+        .status();
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => bail!("building gp failed: {s}"),
+        Err(e) if gp.exists() => {
+            eprintln!(
+                "cannot run cargo ({e}); using the existing {}",
+                gp.display()
+            );
+            Ok(())
+        }
+        Err(e) => Err(e).context("running cargo to build gp"),
+    }
+}
+
+/// `gp --version`.
+pub fn gp_version(gp: &Path) -> String {
+    Command::new(gp)
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// A running `gp serve`; killed when dropped.
+#[derive(Debug)]
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Server {
+    /// Starts `gp serve` on a fresh temporary store and waits for `/readyz`.
+    pub async fn start(gp: &Path) -> Result<Server> {
+        let dir = tempfile::tempdir()?;
+        let mut s = Server::start_on(gp, dir.path()).await?.0;
+        s._dir = Some(dir);
+        Ok(s)
+    }
+
+    /// Starts `gp serve` on `data_dir` and returns it with the time to `/readyz` 200.
+    pub async fn start_on(gp: &Path, data_dir: &Path) -> Result<(Server, Duration)> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let started = Instant::now();
+        let child = Command::new(gp)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .env("GATEPULSE_ADMIN_TOKEN", ADMIN)
+            .env("GATEPULSE_DELIVERY__ALLOW_PRIVATE_DESTINATIONS", "true")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", gp.display()))?;
+        let server = Server {
+            child: Some(child),
+            base: format!("http://127.0.0.1:{port}"),
+            _dir: None,
+        };
+        let http = reqwest::Client::new();
+        let deadline = started + Duration::from_secs(600);
+        while Instant::now() < deadline {
+            if let Ok(r) = http.get(format!("{}/readyz", server.base)).send().await
+                && r.status().is_success()
+            {
+                return Ok((server, started.elapsed()));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        bail!("gp did not become ready within 600 s")
+    }
+
+    /// Stops the server: SIGTERM and wait (a clean shutdown), or SIGKILL.
+    pub fn stop(mut self, graceful: bool) -> Result<()> {
+        if let Some(mut c) = self.child.take() {
+            if graceful {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &c.id().to_string()])
+                    .status();
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while Instant::now() < deadline {
+                    if c.try_wait()?.is_some() {
+                        return Ok(());
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            c.kill()?;
+            c.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Reads `/metrics` (Prometheus text).
+    pub async fn metrics(&self) -> Result<String> {
+        Ok(reqwest::get(format!("{}/metrics", self.base))
+            .await?
+            .text()
+            .await?)
+    }
+}
+
+/// `POST` with a bearer token; the JSON answer or an error with the status and body.
+pub async fn post(http: &reqwest::Client, url: String, token: &str, body: Value) -> Result<Value> {
+    let r = http.post(url).bearer_auth(token).json(&body).send().await?;
+    let status = r.status();
+    let v: Value = r.json().await?;
+    if !status.is_success() {
+        bail!("{status}: {v}");
+    }
+    Ok(v)
+}
+
+/// Creates a tenant and a key that may publish and manage endpoints.
+pub async fn tenant_key(http: &reqwest::Client, base: &str) -> Result<String> {
+    let t = post(
+        http,
+        format!("{base}/v1/tenants"),
+        ADMIN,
+        json!({"name": "bench"}),
+    )
+    .await?;
+    let tid = t["id"].as_str().context("tenant id")?;
+    let k = post(
+        http,
+        format!("{base}/v1/tenants/{tid}/keys"),
+        ADMIN,
+        json!({"name": "bench", "scopes": ["events:write", "endpoints:manage"]}),
+    )
+    .await?;
+    Ok(k["key"].as_str().context("key")?.to_owned())
+}
+
+/// Reads a histogram's mean (`_sum / _count`) from the Prometheus text.
+pub fn histogram_mean(metrics: &str, name: &str) -> Option<f64> {
+    let find = |suffix: &str| {
+        metrics.lines().find_map(|l| {
+            l.strip_prefix(&format!("{name}{suffix} "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+    };
+    let (sum, count) = (find("_sum")?, find("_count")?);
+    (count > 0.0).then(|| sum / count)
+}
+
+/// Total size of the files under `dir` in bytes: apparent (file lengths) and
+/// allocated on disk (`du`; redb grows its file ahead of the data).
+pub fn dir_size(dir: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let (mut apparent, mut allocated) = (0, 0);
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => {
+                    let (a, b) = dir_size(&e.path());
+                    apparent += a;
+                    allocated += b;
+                }
+                Ok(m) => {
+                    apparent += m.len();
+                    allocated += m.blocks() * 512;
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    (apparent, allocated)
+}
