@@ -57,18 +57,7 @@ pub struct Gp {
 impl Gp {
     /// Starts `gp serve` on a free port over `data_dir`; waits until `/readyz` is 200.
     pub async fn start(data_dir: &Path, extra_env: &[(&str, &str)]) -> Result<Self> {
-        install_crypto_provider();
-        let mut gp = Self {
-            child: None,
-            base: String::new(),
-            data_dir: data_dir.to_path_buf(),
-            http: Client::builder().timeout(Duration::from_secs(30)).build()?,
-            port: free_port()?,
-            extra_env: extra_env
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        };
+        let mut gp = Self::new(data_dir, extra_env)?;
         gp.spawn().await?;
         Ok(gp)
     }
@@ -76,8 +65,15 @@ impl Gp {
     /// Starts `gp serve` and waits only until it answers HTTP (any status), for nodes
     /// that are up but not ready (e.g. a read-only store).
     pub async fn start_unready(data_dir: &Path, extra_env: &[(&str, &str)]) -> Result<Self> {
+        let mut gp = Self::new(data_dir, extra_env)?;
+        gp.spawn_until(|_| true, Duration::from_secs(30)).await?;
+        Ok(gp)
+    }
+
+    /// A handle for a server not started yet, on a free port.
+    fn new(data_dir: &Path, extra_env: &[(&str, &str)]) -> Result<Self> {
         install_crypto_provider();
-        let mut gp = Self {
+        Ok(Self {
             child: None,
             base: String::new(),
             data_dir: data_dir.to_path_buf(),
@@ -87,9 +83,7 @@ impl Gp {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
-        };
-        gp.spawn_until(|_| true, Duration::from_secs(30)).await?;
-        Ok(gp)
+        })
     }
 
     async fn spawn(&mut self) -> Result<()> {
