@@ -98,6 +98,7 @@ pub struct ApiConfig {
 pub struct RetentionConfig {
     pub events_max_age_secs: u64,
     pub dlq_max_age_secs: u64,
+    pub inbox_max_age_secs: u64,
     pub compaction_cron: String,
     pub batch_rows: usize,
 }
@@ -117,6 +118,7 @@ impl RetentionConfig {
             now,
             events_max_age_secs: self.events_max_age_secs,
             dlq_max_age_secs: self.dlq_max_age_secs,
+            inbox_max_age_secs: self.inbox_max_age_secs,
             max_rows: self.batch_rows,
         }
     }

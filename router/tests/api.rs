@@ -1029,3 +1029,79 @@ async fn the_admin_sets_and_clears_a_tenants_retention_overrides() {
     assert_eq!(st, StatusCode::NOT_FOUND);
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn inbox_endpoints_capture_the_request_a_subscriber_would_receive() {
+    let s = TestServer::start().await;
+    let (_, key) = s.tenant_with_key(ALL).await;
+    let (st, ep) = s
+        .call(
+            &key,
+            Method::POST,
+            "/v1/endpoints",
+            Some(json!({"kind": "inbox", "headers": {"X-Team": "core"}})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{ep}");
+    let ep_id = ep["id"].as_str().unwrap().to_owned();
+    s.call(
+        &key,
+        Method::POST,
+        "/v1/subscriptions",
+        Some(json!({"endpoint_id": ep_id, "topics": ["in.#"]})),
+    )
+    .await;
+    let (_, ev) = s
+        .call(
+            &key,
+            Method::POST,
+            "/v1/events",
+            Some(json!({"topic": "in.box", "payload": {"hello": "wörld"}})),
+        )
+        .await;
+    let path = format!("/v1/inbox/{ep_id}/messages");
+    let mut messages = Value::Null;
+    for _ in 0..200 {
+        let (st, out) = s.call(&key, Method::GET, &path, None).await;
+        assert_eq!(st, StatusCode::OK, "{out}");
+        if !out["data"].as_array().unwrap().is_empty() {
+            messages = out;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let m = &messages["data"][0];
+    assert_eq!(m["event_id"], ev["id"]);
+    assert_eq!(m["body"], r#"{"hello":"wörld"}"#);
+    let headers: Vec<(String, String)> = serde_json::from_value(m["headers"].clone()).unwrap();
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert!(get("webhook-signature").unwrap().starts_with("v1,"));
+    assert_eq!(get("webhook-id").as_deref(), m["delivery_id"].as_str());
+    assert_eq!(get("x-team").as_deref(), Some("core"));
+    // The delivery succeeded (captured), and a non-inbox endpoint has no inbox.
+    let (_, full) = s
+        .call(
+            &key,
+            Method::GET,
+            &format!("/v1/events/{}", ev["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(full["deliveries"][0]["status"], "succeeded");
+    let (http_ep, _) = endpoint_and_subscription(&s, &key, &["other"]).await;
+    let (st, _) = s
+        .call(
+            &key,
+            Method::GET,
+            &format!("/v1/inbox/{http_ep}/messages"),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    s.shutdown().await;
+}

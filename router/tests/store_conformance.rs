@@ -807,6 +807,7 @@ async fn retention_removes_settled_expired_data_and_nothing_else(store: Arc<dyn 
         now: 105_000,
         events_max_age_secs: 5,
         dlq_max_age_secs: 100,
+        inbox_max_age_secs: 0,
         max_rows: 1_000,
     };
     let r = store.purge(policy).await.unwrap();
@@ -897,6 +898,7 @@ async fn tenant_retention_overrides_the_default(store: Arc<dyn Store>) {
         now: 60_000,
         events_max_age_secs: 10,
         dlq_max_age_secs: 10,
+        inbox_max_age_secs: 0,
         max_rows: 100,
     };
     let r = store.purge(policy).await.unwrap();

@@ -10,6 +10,7 @@ pub mod endpoints;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod inbox;
 pub mod openapi;
 pub mod ops;
 pub mod replay;
@@ -82,6 +83,7 @@ pub fn app(state: AppState) -> Router {
         .merge(replay::router())
         .merge(stats::router())
         .merge(admin::router())
+        .merge(inbox::router())
         .merge(ops::router())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)

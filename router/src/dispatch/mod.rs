@@ -230,9 +230,9 @@ impl Runtime {
         }
     }
 
-    /// Inbox endpoints capture instead of sending; disabled ones wait.
+    /// Disabled endpoints wait; enabled ones send (or, inboxes, capture).
     fn sends(&self) -> bool {
-        self.endpoint.enabled && self.endpoint.kind == EndpointKind::Http
+        self.endpoint.enabled
     }
 }
 
@@ -911,9 +911,11 @@ async fn attempt(
         excerpt: Some(detail),
         error_kind: Some(kind.to_owned()),
     };
-    let url = match &rt.url {
-        Ok(u) => u.clone(),
-        Err(e) => return refused("destination_forbidden", e.clone()),
+    let inbox = rt.endpoint.kind == EndpointKind::Inbox;
+    let url = match (&rt.url, inbox) {
+        (_, true) => None,
+        (Ok(u), false) => Some(u.clone()),
+        (Err(e), false) => return refused("destination_forbidden", e.clone()),
     };
     let signer = match &rt.signer {
         Ok(s) => s,
@@ -937,6 +939,9 @@ async fn attempt(
     put("gatepulse-event-id", event.id.as_str());
     put("gatepulse-topic", &event.topic);
     put("gatepulse-attempt", &number.to_string());
+    let Some(url) = url else {
+        return capture(ctx, delivery, event, &headers, &body).await;
+    };
     let sent = ctx
         .client
         .post(url)
@@ -996,6 +1001,49 @@ async fn attempt(
         status: Some(code),
         excerpt: (!excerpt.is_empty()).then(|| String::from_utf8_lossy(&excerpt).into_owned()),
         error_kind,
+    }
+}
+
+/// An inbox endpoint keeps the request it would have sent.
+async fn capture(
+    ctx: &Ctx,
+    delivery: &crate::store::Delivery,
+    event: &crate::store::Event,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let now = now_ms();
+    let message = crate::store::InboxMessage {
+        record_version: RECORD_VERSION,
+        id: AttemptId::generate(now),
+        tenant_id: delivery.tenant_id.clone(),
+        endpoint_id: delivery.endpoint_id.clone(),
+        delivery_id: delivery.id.clone(),
+        event_id: event.id.clone(),
+        topic: event.topic.clone(),
+        received_at: now,
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect(),
+        body: String::from_utf8_lossy(body).into_owned(),
+    };
+    match ctx.store.capture_inbox(message).await {
+        Ok(()) => Response {
+            result: AttemptResult::Status {
+                code: 200,
+                retry_after: None,
+            },
+            status: None,
+            excerpt: Some("captured by the inbox".into()),
+            error_kind: None,
+        },
+        Err(e) => Response {
+            result: AttemptResult::Transport,
+            status: None,
+            excerpt: Some(e.to_string()),
+            error_kind: Some("inbox_store_failed".into()),
+        },
     }
 }
 

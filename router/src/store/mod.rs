@@ -323,6 +323,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// one already) while the store keeps serving: everything is copied from one read
     /// transaction. Blocking and I/O heavy: call it from a blocking context.
     fn snapshot_to(&self, dir: &std::path::Path) -> StoreResult<SnapshotManifest>;
+    /// Stores a message captured by an inbox endpoint.
+    async fn capture_inbox(&self, message: InboxMessage) -> StoreResult<()>;
+    /// An inbox endpoint's captured messages, oldest first.
+    async fn list_inbox(
+        &self,
+        tenant: &TenantId,
+        endpoint: &EndpointId,
+        page: PageRequest,
+    ) -> StoreResult<Page<InboxMessage>>;
     /// Row counts and sizes.
     async fn storage_stats(&self) -> StoreResult<StorageStats>;
     /// Queue counts for one tenant, or for all when `None`.

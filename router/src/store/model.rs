@@ -269,6 +269,8 @@ pub struct PurgePolicy {
     pub events_max_age_secs: u64,
     /// Dead deliveries (DLQ) go this long after they died. 0 keeps them forever.
     pub dlq_max_age_secs: u64,
+    /// Inbox messages go this long after capture. 0 keeps them forever.
+    pub inbox_max_age_secs: u64,
     /// Most rows one call deletes (one bounded transaction).
     pub max_rows: usize,
 }
@@ -416,6 +418,25 @@ pub struct Outcome {
 pub enum RequeueSelection {
     Ids(Vec<DeliveryId>),
     Endpoint(EndpointId),
+}
+
+/// A delivery captured by an inbox endpoint: the request exactly as a subscriber
+/// would have received it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboxMessage {
+    #[serde(default = "record_version")]
+    pub record_version: u32,
+    /// The attempt id (time-sortable).
+    pub id: AttemptId,
+    pub tenant_id: TenantId,
+    pub endpoint_id: EndpointId,
+    pub delivery_id: DeliveryId,
+    pub event_id: EventId,
+    pub topic: String,
+    pub received_at: i64,
+    pub headers: Vec<(String, String)>,
+    /// The body as sent (the event payload JSON text).
+    pub body: String,
 }
 
 /// A recorded replay (SPEC CORE-5).

@@ -28,10 +28,10 @@ use self::writer::{WriterHandle, WriterOptions};
 use crate::ids::{DeliveryId, EndpointId, EventId, KeyId, SubscriptionId, TenantId};
 use crate::store::{
     ApiKey, AppendLimits, AppendOutcome, Appended, Attempt, Claim, Claimed, Delivery,
-    DeliveryQuery, DeliveryStatus, Endpoint, Event, EventQuery, Mutation, NewEvent, NextState,
-    Outcome, Page, PageRequest, PurgePolicy, PurgeReport, QueueCounts, QueueSignal, RECORD_VERSION,
-    Replay, ReplayDelivery, RequeueSelection, STORE_VERSION, SnapshotManifest, StorageStats, Store,
-    StoreError, StoreMeta, StoreResult, Subscription, Tenant,
+    DeliveryQuery, DeliveryStatus, Endpoint, Event, EventQuery, InboxMessage, Mutation, NewEvent,
+    NextState, Outcome, Page, PageRequest, PurgePolicy, PurgeReport, QueueCounts, QueueSignal,
+    RECORD_VERSION, Replay, ReplayDelivery, RequeueSelection, STORE_VERSION, SnapshotManifest,
+    StorageStats, Store, StoreError, StoreMeta, StoreResult, Subscription, Tenant,
 };
 
 /// How a listing with filters may scan before it returns a partial page (with a
@@ -342,6 +342,7 @@ impl RedbStore {
         txn.open_table(LEASES)?;
         txn.open_table(DEAD)?;
         txn.open_table(REPLAYS)?;
+        txn.open_table(INBOX)?;
         txn.open_table(ATTEMPTS)?;
         txn.open_table(COUNTERS)?;
         Ok(())
@@ -1092,6 +1093,63 @@ impl Store for RedbStore {
         snapshot::write(&self.db, dir, self.meta().version)
     }
 
+    async fn capture_inbox(&self, message: InboxMessage) -> StoreResult<()> {
+        let bytes = encode(&message)?;
+        self.write(move |txn| {
+            txn.open_table(INBOX)?.insert(
+                (
+                    message.tenant_id.as_str(),
+                    message.endpoint_id.as_str(),
+                    message.id.as_str(),
+                ),
+                bytes.as_slice(),
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_inbox(
+        &self,
+        tenant: &TenantId,
+        endpoint: &EndpointId,
+        page: PageRequest,
+    ) -> StoreResult<Page<InboxMessage>> {
+        let txn = self.read()?;
+        // Stores written before inboxes existed have no table yet.
+        let inbox = match txn.open_table(INBOX) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => {
+                return Ok(Page {
+                    items: Vec::new(),
+                    next: None,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (t, e) = (tenant.as_str(), endpoint.as_str());
+        let up = upper(e);
+        let start = match page.after.as_deref() {
+            Some(a) => Bound::Excluded((t, e, a)),
+            None => Bound::Included((t, e, "")),
+        };
+        let limit = page.limit.max(1);
+        let mut items = Vec::new();
+        for row in
+            inbox.range::<(&str, &str, &str)>((start, Bound::Excluded((t, up.as_str(), ""))))?
+        {
+            let (k, v) = row?;
+            items.push(decode("inbox", v.value())?);
+            if items.len() == limit {
+                return Ok(Page {
+                    items,
+                    next: Some(k.value().2.to_owned()),
+                });
+            }
+        }
+        Ok(Page { items, next: None })
+    }
+
     async fn storage_stats(&self) -> StoreResult<StorageStats> {
         let txn = self.read()?;
         let mut tables = std::collections::BTreeMap::new();
@@ -1752,6 +1810,31 @@ fn purge(txn: &WriteTransaction, policy: &PurgePolicy) -> StoreResult<PurgeRepor
                 &mut report,
             )?;
         }
+    }
+    // Inbox messages past their age, every tenant.
+    if policy.inbox_max_age_secs > 0 {
+        let before = policy.now.saturating_sub(
+            i64::try_from(policy.inbox_max_age_secs)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1000),
+        );
+        let mut inbox = txn.open_table(INBOX)?;
+        let mut doomed: Vec<(String, String, String)> = Vec::new();
+        for row in inbox.iter()? {
+            let (k, v) = row?;
+            let m: InboxMessage = decode("inbox", v.value())?;
+            if m.received_at < before {
+                let (t, e, id) = k.value();
+                doomed.push((t.to_owned(), e.to_owned(), id.to_owned()));
+                if rows + doomed.len() >= budget {
+                    break;
+                }
+            }
+        }
+        for (t, e, id) in &doomed {
+            inbox.remove((t.as_str(), e.as_str(), id.as_str()))?;
+        }
+        rows += doomed.len();
     }
     report.done = rows < budget;
     Ok(report)

@@ -122,6 +122,7 @@ pub(super) fn write(
     count("leases", copy(&src, txn, LEASES)?);
     count("dead", copy(&src, txn, DEAD)?);
     count("replays", copy(&src, txn, REPLAYS)?);
+    count("inbox", copy(&src, txn, INBOX)?);
     count("attempts", copy(&src, txn, ATTEMPTS)?);
     count("counters", copy(&src, txn, COUNTERS)?);
     // One durable commit makes every chunk durable.

@@ -37,6 +37,8 @@ pub const DELIVERIES_DUE: TableDefinition<(&str, u64, &str), &str> =
 pub const LEASES: TableDefinition<(u64, &str), &str> = TableDefinition::new("leases");
 /// (tenant, delivery id) → endpoint id: the dead-letter queue.
 pub const DEAD: TableDefinition<(&str, &str), &str> = TableDefinition::new("dead");
+/// (tenant, endpoint id, message id) → JSON inbox message.
+pub const INBOX: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("inbox");
 /// (tenant, replay id) → JSON replay record.
 pub const REPLAYS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("replays");
 /// (tenant, delivery id, attempt number) → JSON attempt.
