@@ -387,7 +387,8 @@ pub struct Claim {
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub delivery: Delivery,
-    pub event: Event,
+    /// Shared: one claim often carries several deliveries of one event.
+    pub event: std::sync::Arc<Event>,
 }
 
 /// What happens to a delivery after an attempt.

@@ -960,7 +960,7 @@ impl Store for RedbStore {
         let events = txn.open_table(EVENTS)?;
         let t = tenant.as_str();
         let mut out = Vec::with_capacity(deliveries.len());
-        let mut last: Option<Event> = None;
+        let mut last: Option<Arc<Event>> = None;
         for delivery in deliveries {
             let event = match last.take() {
                 Some(e) if e.id == delivery.event_id => e,
@@ -976,10 +976,10 @@ impl Store for RedbStore {
                     };
                     let mut e: Event = decode("events", raw.value())?;
                     e.cursor = cursor;
-                    e
+                    Arc::new(e)
                 }
             };
-            last = Some(event.clone());
+            last = Some(Arc::clone(&event));
             out.push(Claimed { delivery, event });
         }
         Ok(out)
