@@ -36,7 +36,7 @@ use super::{
         events::create_event, events::create_events_batch, events::list_events,
         events::get_event,
         deliveries::list_deliveries, deliveries::get_delivery,
-        ops::get_healthz, ops::get_readyz, ops::get_metrics, ops::get_openapi,
+        ops::get_healthz, ops::get_readyz, ops::get_metrics, ops::get_openapi, inbox::get_inbox_ui,
     ),
     components(schemas(error::Problem, extract::ListOut<tenants::TenantOut>)),
     modifiers(&BearerAuth),
@@ -46,7 +46,7 @@ use super::{
         (name = "subscriptions", description = "Which events go to which endpoint"),
         (name = "events", description = "Publishing and reading events"),
         (name = "deliveries", description = "Deliveries and attempts"),
-        (name = "operations", description = "Health, readiness, metrics"),
+        (name = "operations", description = "Health, readiness, metrics, the dev inbox page"),
     )
 )]
 pub struct ApiDoc;
