@@ -56,6 +56,7 @@ pub struct Config {
     pub redb: RedbConfig,
     pub delivery: DeliveryConfig,
     pub filter: FilterConfig,
+    pub stream: StreamConfig,
     /// Set by `gp serve --dev`; not a file key.
     #[serde(skip)]
     pub dev: bool,
@@ -91,6 +92,7 @@ pub struct ApiConfig {
     pub max_inflight_publishes: usize,
     pub overload_status: u16,
     pub overload_retry_after_secs: u64,
+    pub write_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -122,6 +124,31 @@ impl RetentionConfig {
             max_rows: self.batch_rows,
         }
     }
+}
+
+/// The tenant stream, `GET /v1/stream` (`[stream]`, docs/streaming.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    /// Most stream positions a resuming client is sent from history.
+    pub backfill_max_events: u64,
+    /// Oldest history a resuming client is sent, in days (0: no age limit).
+    pub backfill_max_age_days: u64,
+    /// Frames queued per connection.
+    pub client_buffer_frames: usize,
+    /// A live frame waits this long for room in a full queue; then the client is
+    /// disconnected as too slow.
+    pub slow_client_timeout_ms: u64,
+    /// Live items kept for clients per tenant; a client further behind re-reads.
+    pub hub_capacity: usize,
+    /// Most stream connections at once (all tenants).
+    pub max_clients: usize,
+    /// Seconds between keepalive comments.
+    pub keepalive_secs: u64,
+    /// Base of the jittered `retry:` hint, in milliseconds.
+    pub retry_ms: u64,
+    /// Write a `deliveries.status` item for every delivery attempt.
+    pub delivery_status: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -354,6 +381,33 @@ impl Config {
                     gatepulse_filter_dsl::HARD_MAX_DEPTH
                 ),
             ));
+        }
+        let st = &self.stream;
+        positive(
+            "stream.backfill_max_events",
+            st.backfill_max_events as usize,
+        )?;
+        if !(2..=65_536).contains(&st.client_buffer_frames) {
+            return Err(invalid("stream.client_buffer_frames", "must be 2 to 65536"));
+        }
+        if !(16..=1_048_576).contains(&st.hub_capacity) {
+            return Err(invalid("stream.hub_capacity", "must be 16 to 1048576"));
+        }
+        positive("stream.max_clients", st.max_clients)?;
+        if !(1..=600_000).contains(&st.slow_client_timeout_ms) {
+            return Err(invalid(
+                "stream.slow_client_timeout_ms",
+                "must be 1 to 600000",
+            ));
+        }
+        if !(1..=3600).contains(&st.keepalive_secs) {
+            return Err(invalid("stream.keepalive_secs", "must be 1 to 3600"));
+        }
+        if !(100..=600_000).contains(&st.retry_ms) {
+            return Err(invalid("stream.retry_ms", "must be 100 to 600000"));
+        }
+        if self.api.write_timeout_secs > 3600 {
+            return Err(invalid("api.write_timeout_secs", "must be at most 3600"));
         }
         let d = &self.delivery;
         if d.default_timeout_ms == 0 || d.default_timeout_ms > 120_000 {

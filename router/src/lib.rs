@@ -3,7 +3,7 @@
 //! Entry point: [`server::run`]. Map of the code: `ARCHITECTURE.md` at the repository
 //! root. Subsystems, one module each: [`config`], [`api`] (HTTP, the only module that
 //! knows axum), [`auth`], [`ingest`], [`store`] (the only module that knows redb),
-//! [`crypto`], [`destination`], [`telemetry`] (every metric name), [`cli`].
+//! [`stream`] (the tenant stream behind SSE), [`crypto`], [`destination`], [`telemetry`] (every metric name), [`cli`].
 
 pub mod api;
 pub mod auth;
@@ -19,6 +19,7 @@ pub mod ingest;
 pub mod retention;
 pub mod server;
 pub mod store;
+pub mod stream;
 pub mod telemetry;
 
 pub use server::run;

@@ -106,6 +106,10 @@ pub async fn run(
         dispatch,
         metrics: telemetry::metrics_handle(),
         ready: ready.clone(),
+        streams: Arc::new(crate::stream::session::Streams::new(
+            config.stream.clone(),
+            stop_rx.clone(),
+        )),
     });
     let app = api::app(state);
 
@@ -115,6 +119,10 @@ pub async fn run(
     });
     let mut graceful = stop_rx.clone();
     let ready_flag = ready.clone();
+    let listener = api::listener::Guarded::new(
+        listener,
+        std::time::Duration::from_secs(config.api.write_timeout_secs),
+    );
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = graceful.wait_for(|stop| *stop).await;
         ready_flag.store(false, Ordering::Release);

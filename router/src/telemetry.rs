@@ -32,6 +32,10 @@ pub const OVERLOAD_DROPS_TOTAL: &str = "gatepulse_overload_drops_total";
 pub const COMPACTION_DURATION_SECONDS: &str = "gatepulse_compaction_duration_seconds";
 pub const SEGMENTS_DELETED_TOTAL: &str = "gatepulse_segments_deleted_total";
 pub const RETENTION_ROWS_DELETED_TOTAL: &str = "gatepulse_retention_rows_deleted_total";
+pub const STREAM_CLIENTS: &str = "gatepulse_stream_clients";
+pub const STREAM_EVENTS_SENT_TOTAL: &str = "gatepulse_stream_events_sent_total";
+pub const STREAM_DISCONNECTS_TOTAL: &str = "gatepulse_stream_disconnects_total";
+pub const STREAM_RESETS_TOTAL: &str = "gatepulse_stream_resets_total";
 
 /// Every metric name this build exports (checked against the dashboards by a test).
 pub const ALL_METRICS: &[&str] = &[
@@ -54,6 +58,10 @@ pub const ALL_METRICS: &[&str] = &[
     COMPACTION_DURATION_SECONDS,
     SEGMENTS_DELETED_TOTAL,
     RETENTION_ROWS_DELETED_TOTAL,
+    STREAM_CLIENTS,
+    STREAM_EVENTS_SENT_TOTAL,
+    STREAM_DISCONNECTS_TOTAL,
+    STREAM_RESETS_TOTAL,
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -161,6 +169,24 @@ fn describe() {
         RETENTION_ROWS_DELETED_TOTAL,
         "Records deleted by retention, by kind: event, delivery, attempt."
     );
+    describe_gauge!(STREAM_CLIENTS, "Open stream (SSE) connections.");
+    describe_counter!(
+        STREAM_EVENTS_SENT_TOTAL,
+        "Items (events and delivery statuses) written to stream clients, history and live."
+    );
+    describe_counter!(
+        STREAM_DISCONNECTS_TOTAL,
+        "Stream connections ended, by reason: client (went away), slow_client (its buffer filled), shutdown."
+    );
+    describe_counter!(
+        STREAM_RESETS_TOTAL,
+        "gatepulse.reset frames sent (a cursor older than retention or the backfill limits), by reason."
+    );
+    gauge!(STREAM_CLIENTS).set(0.0);
+    counter!(STREAM_EVENTS_SENT_TOTAL).increment(0);
+    for reason in ["client", "slow_client", "shutdown"] {
+        counter!(STREAM_DISCONNECTS_TOTAL, "reason" => reason).increment(0);
+    }
     counter!(SEGMENTS_DELETED_TOTAL).increment(0);
     for reason in ["inflight", "queue_full"] {
         counter!(OVERLOAD_DROPS_TOTAL, "reason" => reason).increment(0);
@@ -245,6 +271,26 @@ pub fn set_queue(pending: u64, retrying: u64, dead: u64) {
 
 pub fn set_circuit(endpoint: &str, value: f64) {
     gauge!(ENDPOINT_CIRCUIT_STATE, "endpoint_id" => endpoint.to_owned()).set(value);
+}
+
+/// The stream client gauge, moved by one connection opening or closing.
+pub fn stream_clients(delta: f64) {
+    gauge!(STREAM_CLIENTS).increment(delta);
+}
+
+/// The counter of stream items sent; fetch once per connection, bump per item.
+pub fn stream_items_sent() -> metrics::Counter {
+    counter!(STREAM_EVENTS_SENT_TOTAL)
+}
+
+/// A stream connection ended (`reason`: `client`, `slow_client` or `shutdown`).
+pub fn record_stream_end(reason: &'static str) {
+    counter!(STREAM_DISCONNECTS_TOTAL, "reason" => reason).increment(1);
+}
+
+/// A `gatepulse.reset` frame was sent.
+pub fn record_stream_reset(reason: &'static str) {
+    counter!(STREAM_RESETS_TOTAL, "reason" => reason).increment(1);
 }
 
 pub fn record_auto_disable() {

@@ -113,7 +113,7 @@ async fn publish_creates_one_pending_delivery_per_matching_subscription() {
         )
         .await;
     assert_eq!(ev["deliveries"].as_array().unwrap().len(), 1);
-    assert_eq!(out["cursor"], 2);
+    assert!(out["cursor"].as_u64().unwrap() >= 2);
     s.shutdown().await;
 }
 
@@ -890,8 +890,9 @@ async fn a_full_queue_refuses_publishes_with_retry_after_and_stores_nothing() {
         )
         .await;
     assert_eq!(st, StatusCode::CREATED);
+    let mut last_cursor = 0;
     for _ in 0..2 {
-        let (st, _) = s
+        let (st, out) = s
             .call(
                 &key,
                 Method::POST,
@@ -900,6 +901,7 @@ async fn a_full_queue_refuses_publishes_with_retry_after_and_stores_nothing() {
             )
             .await;
         assert_eq!(st, StatusCode::ACCEPTED);
+        last_cursor = out["cursor"].as_u64().unwrap();
     }
     let resp = s
         .http
@@ -923,7 +925,8 @@ async fn a_full_queue_refuses_publishes_with_retry_after_and_stores_nothing() {
         )
         .await;
     assert_eq!(st, StatusCode::ACCEPTED);
-    assert_eq!(out["data"][0]["cursor"], 3);
+    // Stored after the others (attempt statuses may hold cursors in between).
+    assert!(out["data"][0]["cursor"].as_u64().unwrap() > last_cursor);
     assert_eq!(out["data"][1]["error"]["code"], "queue_full");
     let (_, list) = s.call(&key, Method::GET, "/v1/events", None).await;
     assert_eq!(

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use gatepulse::ids::*;
+use gatepulse::ingest::topic::TopicPattern;
 use gatepulse::store::backends::redb::{RedbOptions, RedbStore};
 use gatepulse::store::*;
 use serde_json::value::RawValue;
@@ -522,6 +523,71 @@ async fn two_endpoint_queue(
     (a.id, e1.id, e2.id)
 }
 
+async fn the_stream_interleaves_events_and_attempt_statuses(store: Arc<dyn Store>) {
+    // Events 1..=3 (cursors 1..=3), then one attempt each at e1: statuses 4..=6.
+    let (t, e1, _e2) = two_endpoint_queue(&store, 3).await;
+    let claimed = store.claim_due(claim(&t, &e1, 2_000, 10)).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    for c in &claimed {
+        let d = &c.delivery;
+        let recorded = store
+            .record_outcome(Outcome {
+                tenant: t.clone(),
+                delivery: d.id.clone(),
+                lease_token: d.lease_token,
+                attempt: attempt(&t, d, 1, 3_000, 200),
+                next: NextState::Succeeded,
+            })
+            .await
+            .unwrap();
+        assert!(recorded);
+    }
+    let all = store.read_stream(&t, 0, 100, None, i64::MIN).await.unwrap();
+    let cursors: Vec<u64> = all.items.iter().map(|i| i.cursor).collect();
+    assert_eq!(cursors, (1..=6).collect::<Vec<_>>());
+    assert_eq!((all.head, all.oldest, all.scanned_to), (6, Some(1), 6));
+    let topics: Vec<&str> = all.items.iter().map(|i| &*i.topic).collect();
+    assert_eq!(topics[3..], ["deliveries.status"; 3]);
+    let frame = std::str::from_utf8(&all.items[3].frame).unwrap();
+    assert!(
+        frame.starts_with("id: 4\nevent: deliveries.status\ndata: {"),
+        "{frame}"
+    );
+    assert!(frame.contains("\"status\":\"succeeded\""), "{frame}");
+
+    // A page: examines at most `limit` positions after `after`.
+    let page = store.read_stream(&t, 2, 3, None, i64::MIN).await.unwrap();
+    assert_eq!(
+        page.items.iter().map(|i| i.cursor).collect::<Vec<_>>(),
+        [3, 4, 5]
+    );
+    assert_eq!(page.scanned_to, 5);
+    // A topic filter skips but still examines.
+    let only = TopicPattern::parse("deliveries.status", 255).unwrap();
+    let statuses = store
+        .read_stream(&t, 0, 4, Some(&only), i64::MIN)
+        .await
+        .unwrap();
+    assert_eq!(
+        statuses.items.iter().map(|i| i.cursor).collect::<Vec<_>>(),
+        [4]
+    );
+    assert_eq!(statuses.scanned_to, 4);
+    // Items written before `min_created_at` are counted, not returned.
+    let recent = store.read_stream(&t, 0, 100, None, 2_500).await.unwrap();
+    assert_eq!(recent.too_old, 3);
+    assert_eq!(recent.items.len(), 3);
+    // Other tenants see nothing of it.
+    let other = tenant("b");
+    store.create_tenant(other.clone()).await.unwrap();
+    let none = store
+        .read_stream(&other.id, 0, 100, None, i64::MIN)
+        .await
+        .unwrap();
+    assert!(none.items.is_empty());
+    assert_eq!((none.head, none.oldest), (0, None));
+}
+
 async fn claims_lease_one_endpoints_due_deliveries_in_order(store: Arc<dyn Store>) {
     let (t, e1, e2) = two_endpoint_queue(&store, 5).await;
     let first = store.claim_due(claim(&t, &e1, 1_002, 2)).await.unwrap();
@@ -858,8 +924,8 @@ async fn retention_removes_settled_expired_data_and_nothing_else(store: Arc<dyn 
     );
     assert_eq!(
         store.head_cursor(&t).await.unwrap(),
-        5,
-        "cursors are not reused"
+        13,
+        "cursors are not reused (5 events, 8 attempt statuses)"
     );
     let counts = store.queue_counts(Some(&t)).await.unwrap();
     assert_eq!((counts.pending, counts.dead), (2, 0));
@@ -952,6 +1018,7 @@ macro_rules! conformance {
             conformance!(@case $make, the_queue_never_grows_past_its_limit);
             conformance!(@case $make, retention_removes_settled_expired_data_and_nothing_else);
             conformance!(@case $make, tenant_retention_overrides_the_default);
+            conformance!(@case $make, the_stream_interleaves_events_and_attempt_statuses);
         }
     };
     (@case $make:expr, $name:ident) => {

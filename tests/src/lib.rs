@@ -2,6 +2,7 @@
 //! and talks to it over HTTP only. Nothing here links GatePulse itself.
 
 pub mod receiver;
+pub mod sse;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -77,7 +77,8 @@ async fn a_store_written_by_store_version_1_keeps_working() {
         )
         .await
         .unwrap();
-    assert_eq!(next["cursor"], 4);
+    // After the fixture's three (attempt statuses may come in between).
+    assert!(next["cursor"].as_u64().unwrap() >= 4, "{next}");
     let (_, ev) = gp
         .call(
             FIXTURE_KEY,

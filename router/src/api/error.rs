@@ -210,6 +210,9 @@ impl From<PublishError> for ApiError {
             PublishError::Topic(_) => {
                 Self::invalid_field("topic", detail).with_code("invalid_topic")
             }
+            PublishError::ReservedTopic(_) => {
+                Self::invalid_field("topic", detail).with_code("reserved_topic")
+            }
             PublishError::PayloadTooLarge { .. } => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", detail)
             }

@@ -11,10 +11,12 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod inbox;
+pub mod listener;
 pub mod openapi;
 pub mod ops;
 pub mod replay;
 pub mod stats;
+pub mod stream;
 pub mod subscriptions;
 pub mod tenants;
 
@@ -55,6 +57,8 @@ pub struct AppInner {
     pub metrics: PrometheusHandle,
     /// False until the server accepts traffic, and again once shutdown begins.
     pub ready: Arc<AtomicBool>,
+    /// Stream (SSE) connections: limits, count, shutdown signal.
+    pub streams: Arc<crate::stream::session::Streams>,
 }
 
 impl AppState {
@@ -84,6 +88,7 @@ pub fn app(state: AppState) -> Router {
         .merge(stats::router())
         .merge(admin::router())
         .merge(inbox::router())
+        .merge(stream::router())
         .merge(ops::router())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)

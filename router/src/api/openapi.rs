@@ -8,7 +8,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    admin, deliveries, dlq, endpoints, error, events, extract, inbox, ops, replay, stats,
+    admin, deliveries, dlq, endpoints, error, events, extract, inbox, ops, replay, stats, stream,
     subscriptions, tenants,
 };
 
@@ -34,7 +34,7 @@ use super::{
         subscriptions::get_subscription, subscriptions::update_subscription,
         subscriptions::delete_subscription, subscriptions::preview_subscription,
         events::create_event, events::create_events_batch, events::list_events,
-        events::get_event,
+        events::get_event, stream::stream,
         deliveries::list_deliveries, deliveries::get_delivery,
         ops::get_healthz, ops::get_readyz, ops::get_metrics, ops::get_openapi, inbox::get_inbox_ui,
     ),

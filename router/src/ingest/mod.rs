@@ -82,6 +82,8 @@ pub enum PublishError {
     PayloadNotObject,
     #[error("idempotency key must be 1 to {0} bytes")]
     BadIdempotencyKey(usize),
+    #[error("topic {0:?} is reserved for the stream's own items (deliveries.status, gatepulse.*)")]
+    ReservedTopic(String),
 }
 
 /// One event to publish, already parsed once into its raw JSON payload.
@@ -379,6 +381,9 @@ impl Ingest {
     /// Validates one publish; nothing is written.
     pub fn validate(&self, p: &Publish) -> Result<(), PublishError> {
         topic::validate_topic(&p.topic, self.limits.max_topic_bytes)?;
+        if crate::stream::is_reserved_topic(&p.topic) {
+            return Err(PublishError::ReservedTopic(p.topic.clone()));
+        }
         let size = p.payload.get().len();
         if size > self.limits.max_payload_bytes {
             return Err(PublishError::PayloadTooLarge {

@@ -16,7 +16,7 @@ use crate::ids::{DeliveryId, EndpointId, EventId, KeyId, SubscriptionId, TenantI
 pub use model::*;
 
 /// The store version this build writes. Bump it with a migration step in each backend.
-pub const STORE_VERSION: u32 = 1;
+pub const STORE_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -75,6 +75,8 @@ pub fn open(config: &crate::config::Config) -> StoreResult<std::sync::Arc<dyn St
             commit_max_batch: config.redb.commit_max_batch,
             commit_max_wait: std::time::Duration::from_micros(config.redb.commit_max_wait_us),
             cache_size_bytes: config.redb.cache_size_mib << 20,
+            stream_status: config.stream.delivery_status,
+            hub_capacity: config.stream.hub_capacity,
         },
     )?;
     Ok(std::sync::Arc::new(store))
@@ -131,6 +133,10 @@ pub struct QueueCounts {
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The store's metadata as read (or written) at open.
     fn meta(&self) -> StoreMeta;
+
+    /// Live fan-out of committed stream items (see [`crate::stream`]). The backend
+    /// publishes each tenant's items in cursor order once their commit is durable.
+    fn stream_hub(&self) -> std::sync::Arc<crate::stream::hub::StreamHub>;
 
     /// Stops taking writes after those in progress and releases the backend. Writes
     /// acknowledged before this call are durable; later ones fail with `Closed`.
@@ -259,6 +265,19 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn list_events(&self, tenant: &TenantId, query: EventQuery) -> StoreResult<Page<Event>>;
     /// The newest cursor of a tenant (0 before the first event).
     async fn head_cursor(&self, tenant: &TenantId) -> StoreResult<u64>;
+
+    /// The tenant's stream after cursor `after`, in cursor order: events and
+    /// `deliveries.status` items. Examines at most `limit` positions; returns those
+    /// whose topic matches `topic` (all when `None`) and were written at or after
+    /// `min_created_at` (Unix ms).
+    async fn read_stream(
+        &self,
+        tenant: &TenantId,
+        after: u64,
+        limit: usize,
+        topic: Option<&crate::ingest::topic::TopicPattern>,
+        min_created_at: i64,
+    ) -> StoreResult<StreamRead>;
 
     async fn get_delivery(
         &self,

@@ -464,3 +464,18 @@ pub struct ReplayDelivery {
 /// A change applied atomically to a stored record (read, modify, write in one
 /// transaction). It must not fail: validate before building it.
 pub type Mutation<T> = Box<dyn FnOnce(&mut T) + Send>;
+
+/// One read of a tenant's stream (`Store::read_stream`).
+#[derive(Debug, Default)]
+pub struct StreamRead {
+    /// The matching items, in cursor order.
+    pub items: Vec<std::sync::Arc<crate::stream::StreamItem>>,
+    /// Highest cursor examined (matching or not); `after` when nothing was there.
+    pub scanned_to: u64,
+    /// Items examined but older than `min_created_at`.
+    pub too_old: u64,
+    /// The tenant's last assigned cursor at the time of the read.
+    pub head: u64,
+    /// The oldest cursor still stored, if any.
+    pub oldest: Option<u64>,
+}

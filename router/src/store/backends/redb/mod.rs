@@ -31,8 +31,10 @@ use crate::store::{
     DeliveryQuery, DeliveryStatus, Endpoint, Event, EventQuery, InboxMessage, Mutation, NewEvent,
     NextState, Outcome, Page, PageRequest, PurgePolicy, PurgeReport, QueueCounts, QueueSignal,
     RECORD_VERSION, Replay, ReplayDelivery, RequeueSelection, STORE_VERSION, SnapshotManifest,
-    StorageStats, Store, StoreError, StoreMeta, StoreResult, Subscription, Tenant,
+    StorageStats, Store, StoreError, StoreMeta, StoreResult, StreamRead, Subscription, Tenant,
 };
+use crate::stream::hub::StreamHub;
+use crate::stream::{STATUS_TOPIC, StatusData, StreamItem};
 
 /// How a listing with filters may scan before it returns a partial page (with a
 /// `next` cursor so the client can continue): `limit * SCAN_FACTOR` rows.
@@ -44,6 +46,10 @@ pub struct RedbOptions {
     pub commit_max_batch: usize,
     pub commit_max_wait: Duration,
     pub cache_size_bytes: usize,
+    /// Write a `deliveries.status` stream item with every attempt outcome.
+    pub stream_status: bool,
+    /// Live items held per tenant for stream clients.
+    pub hub_capacity: usize,
 }
 
 impl Default for RedbOptions {
@@ -52,6 +58,8 @@ impl Default for RedbOptions {
             commit_max_batch: 1024,
             commit_max_wait: Duration::ZERO,
             cache_size_bytes: 64 << 20,
+            stream_status: true,
+            hub_capacity: 4096,
         }
     }
 }
@@ -63,7 +71,13 @@ struct Migration {
 }
 
 /// Steps from older store versions; each takes `from` to `from + 1`.
-const MIGRATIONS: &[Migration] = &[];
+const MIGRATIONS: &[Migration] = &[
+    // 1 → 2: the `stream_status` table (created with every other missing table).
+    Migration {
+        from: 1,
+        run: |_| Ok(()),
+    },
+];
 
 pub struct RedbStore {
     db: Arc<Database>,
@@ -72,6 +86,7 @@ pub struct RedbStore {
     meta: Mutex<StoreMeta>,
     read_only: Option<String>,
     signal: Arc<QueueSignal>,
+    hub: Arc<StreamHub>,
     path: std::path::PathBuf,
 }
 
@@ -244,12 +259,15 @@ impl RedbStore {
         let (meta, read_only) = Self::prepare(&db)?;
         let db = Arc::new(db);
         let signal = Arc::new(QueueSignal::default());
+        let hub = Arc::new(StreamHub::new(options.hub_capacity));
         let (writer, thread) = WriterHandle::spawn(
             db.clone(),
             signal.clone(),
+            hub.clone(),
             WriterOptions {
                 max_batch: options.commit_max_batch.max(1),
                 max_wait: options.commit_max_wait,
+                stream_status: options.stream_status,
             },
         )
         .map_err(|e| StoreError::Backend(format!("spawning writer thread: {e}")))?;
@@ -263,6 +281,7 @@ impl RedbStore {
             meta: Mutex::new(meta),
             read_only,
             signal,
+            hub,
             path: path.to_path_buf(),
         })
     }
@@ -345,6 +364,7 @@ impl RedbStore {
         txn.open_table(INBOX)?;
         txn.open_table(ATTEMPTS)?;
         txn.open_table(COUNTERS)?;
+        txn.open_table(STREAM_STATUS)?;
         Ok(())
     }
 
@@ -385,6 +405,10 @@ impl Store for RedbStore {
 
     fn read_only_reason(&self) -> Option<String> {
         self.read_only.clone()
+    }
+
+    fn stream_hub(&self) -> Arc<StreamHub> {
+        self.hub.clone()
     }
 
     fn queue_signal(&self) -> Arc<QueueSignal> {
@@ -843,6 +867,86 @@ impl Store for RedbStore {
         counter_get(&txn.open_table(COUNTERS)?, tenant.as_str(), COUNTER_CURSOR)
     }
 
+    async fn read_stream(
+        &self,
+        tenant: &TenantId,
+        after: u64,
+        limit: usize,
+        topic: Option<&crate::ingest::topic::TopicPattern>,
+        min_created_at: i64,
+    ) -> StoreResult<StreamRead> {
+        let txn = self.read()?;
+        let t = tenant.as_str();
+        let events = txn.open_table(EVENTS)?;
+        let statuses = txn.open_table(STREAM_STATUS)?;
+        let head = counter_get(&txn.open_table(COUNTERS)?, t, COUNTER_CURSOR)?;
+        let first = |k: Option<u64>, j: Option<u64>| match (k, j) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let oldest = first(
+            events
+                .range::<(&str, u64)>((t, 0)..=(t, u64::MAX))?
+                .next()
+                .transpose()?
+                .map(|(k, _)| k.value().1),
+            statuses
+                .range::<(&str, u64)>((t, 0)..=(t, u64::MAX))?
+                .next()
+                .transpose()?
+                .map(|(k, _)| k.value().1),
+        );
+        let range = (Bound::Excluded((t, after)), Bound::Included((t, u64::MAX)));
+        let mut ev = events.range::<(&str, u64)>(range)?.peekable();
+        let mut st = statuses.range::<(&str, u64)>(range)?.peekable();
+        let mut out = StreamRead {
+            scanned_to: after,
+            head,
+            oldest,
+            ..StreamRead::default()
+        };
+        let wants = |topic_name: &str| topic.is_none_or(|p| p.matches(topic_name));
+        for _ in 0..limit.max(1) {
+            let next_ev = peek_cursor(&mut ev)?;
+            let next_st = peek_cursor(&mut st)?;
+            let take_event = match (next_ev, next_st) {
+                (None, None) => break,
+                (Some(a), Some(b)) => a < b,
+                (a, _) => a.is_some(),
+            };
+            if take_event {
+                let Some(row) = ev.next() else { break };
+                let (k, v) = row?;
+                let cursor = k.value().1;
+                out.scanned_to = cursor;
+                let mut event: Event = decode("events", v.value())?;
+                event.cursor = cursor;
+                if event.created_at < min_created_at {
+                    out.too_old += 1;
+                } else if wants(&event.topic) {
+                    out.items.push(Arc::new(StreamItem::from_event(&event)));
+                }
+            } else {
+                let Some(row) = st.next() else { break };
+                let (k, v) = row?;
+                let cursor = k.value().1;
+                out.scanned_to = cursor;
+                let (at, data) = v.value();
+                if at < min_created_at {
+                    out.too_old += 1;
+                } else if wants(STATUS_TOPIC) {
+                    let data = std::str::from_utf8(data).map_err(|e| StoreError::Corrupt {
+                        table: "stream_status",
+                        message: e.to_string(),
+                    })?;
+                    out.items
+                        .push(Arc::new(StreamItem::new(cursor, STATUS_TOPIC, at, data)));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     async fn get_delivery(
         &self,
         tenant: &TenantId,
@@ -1259,6 +1363,20 @@ impl PreparedEvent {
     }
 }
 
+/// The cursor of the next row of a `(tenant, cursor)` range.
+fn peek_cursor<V: redb::Value + 'static>(
+    rows: &mut std::iter::Peekable<redb::Range<'_, (&'static str, u64), V>>,
+) -> StoreResult<Option<u64>> {
+    match rows.peek() {
+        None => Ok(None),
+        Some(Ok((k, _))) => Ok(Some(k.value().1)),
+        Some(Err(_)) => match rows.next() {
+            Some(Err(e)) => Err(e.into()),
+            _ => Ok(None),
+        },
+    }
+}
+
 fn ms(t: i64) -> u64 {
     u64::try_from(t).unwrap_or(0)
 }
@@ -1470,18 +1588,81 @@ struct Hot<'t> {
     dead: Table<'t, (&'static str, &'static str), &'static str>,
     attempts: Table<'t, (&'static str, &'static str, u32), &'static [u8]>,
     counters: Table<'t, (&'static str, &'static str), u64>,
+    status: Table<'t, (&'static str, u64), (i64, &'static [u8])>,
     /// (tenant, counter) → change.
     deltas: HashMap<(String, &'static str), i64>,
     /// Last cursor per tenant touched by this batch.
     heads: HashMap<String, u64>,
+    /// Write a `deliveries.status` item per outcome.
+    stream_status: bool,
+    /// The status items written, for the live stream.
+    statuses: Vec<StatusRow>,
+}
+
+/// A `deliveries.status` item written by this commit.
+pub(super) struct StatusRow {
+    tenant: Box<str>,
+    cursor: u64,
+    at: i64,
+    data: String,
+}
+
+/// The stream items of one successful commit, for tenants that have listeners:
+/// new events (in the order of `ops`) and status rows.
+fn live_items(
+    hub: &StreamHub,
+    ops: &[writer::HotOp],
+    results: &[StoreResult<writer::HotResult>],
+    statuses: Vec<StatusRow>,
+) -> Vec<(Box<str>, Arc<StreamItem>)> {
+    let mut out = Vec::new();
+    for (op, result) in ops.iter().zip(results) {
+        let (writer::HotOp::Append { events, .. }, Ok(writer::HotResult::Append(appended))) =
+            (op, result)
+        else {
+            continue;
+        };
+        for (ev, appended) in events.iter().zip(appended) {
+            let Appended::Stored(AppendOutcome {
+                cursor,
+                deduped: false,
+                ..
+            }) = appended
+            else {
+                continue;
+            };
+            if !hub.wants(&ev.tenant) {
+                continue;
+            }
+            match serde_json::from_slice::<Event>(&ev.record) {
+                Ok(mut event) => {
+                    event.cursor = *cursor;
+                    out.push((
+                        ev.tenant.as_str().into(),
+                        Arc::new(StreamItem::from_event(&event)),
+                    ));
+                }
+                Err(e) => tracing::error!(error = %e, "stream: cannot decode a new event"),
+            }
+        }
+    }
+    for row in statuses {
+        if hub.wants(&row.tenant) {
+            let item = StreamItem::new(row.cursor, STATUS_TOPIC, row.at, &row.data);
+            out.push((row.tenant, Arc::new(item)));
+        }
+    }
+    out
 }
 
 /// Runs every hot operation of one commit. `Err` is a storage failure (the batch
 /// aborts); domain outcomes are per operation.
+#[allow(clippy::type_complexity)]
 fn run_hot(
     txn: &WriteTransaction,
     ops: &[writer::HotOp],
-) -> StoreResult<Vec<StoreResult<writer::HotResult>>> {
+    stream_status: bool,
+) -> StoreResult<(Vec<StoreResult<writer::HotResult>>, Vec<StatusRow>)> {
     use writer::{HotOp, HotResult};
     let mut h = Hot {
         events: txn.open_table(EVENTS)?,
@@ -1493,8 +1674,11 @@ fn run_hot(
         dead: txn.open_table(DEAD)?,
         attempts: txn.open_table(ATTEMPTS)?,
         counters: txn.open_table(COUNTERS)?,
+        status: txn.open_table(STREAM_STATUS)?,
         deltas: HashMap::new(),
         heads: HashMap::new(),
+        stream_status,
+        statuses: Vec::new(),
     };
     let mut results = Vec::with_capacity(ops.len());
     for op in ops {
@@ -1504,8 +1688,8 @@ fn run_hot(
             HotOp::Outcome { outcome, .. } => HotResult::Outcome(h.outcome(outcome)?),
         }));
     }
-    h.finish()?;
-    Ok(results)
+    let statuses = h.finish()?;
+    Ok((results, statuses))
 }
 
 impl Hot<'_> {
@@ -1520,7 +1704,19 @@ impl Hot<'_> {
         }
     }
 
-    fn finish(mut self) -> StoreResult<()> {
+    /// The tenant's next stream cursor, assigned in this transaction.
+    fn next_cursor(&mut self, tenant: &str) -> StoreResult<u64> {
+        let head = match self.heads.get(tenant) {
+            Some(h) => *h,
+            None => counter_get(&self.counters, tenant, COUNTER_CURSOR)?,
+        };
+        let cursor = head + 1;
+        self.heads.insert(tenant.to_owned(), cursor);
+        Ok(cursor)
+    }
+
+    /// Writes the summed counter changes; returns the status items written.
+    fn finish(mut self) -> StoreResult<Vec<StatusRow>> {
         for (tenant, head) in std::mem::take(&mut self.heads) {
             self.counters
                 .insert((tenant.as_str(), COUNTER_CURSOR), head)?;
@@ -1530,7 +1726,7 @@ impl Hot<'_> {
                 counter_add(&mut self.counters, &tenant, name, delta)?;
             }
         }
-        Ok(())
+        Ok(self.statuses)
     }
 
     /// Events, stream positions, idempotency records and deliveries. Checks first; it
@@ -1565,12 +1761,7 @@ impl Hot<'_> {
                     continue;
                 }
             }
-            let head = match self.heads.get(tenant) {
-                Some(h) => *h,
-                None => counter_get(&self.counters, tenant, COUNTER_CURSOR)?,
-            };
-            let cursor = head + 1;
-            self.heads.insert(tenant.to_owned(), cursor);
+            let cursor = self.next_cursor(tenant)?;
             self.events.insert((tenant, cursor), ev.record.as_slice())?;
             self.event_ids.insert((tenant, ev.id.as_str()), cursor)?;
             if let Some(key) = ev.idempotency_key.as_deref() {
@@ -1696,6 +1887,31 @@ impl Hot<'_> {
         self.deliveries.insert((t, id), encode(&d)?.as_slice())?;
         self.attempts
             .insert((t, id, o.attempt.number), encode(&o.attempt)?.as_slice())?;
+        if self.stream_status {
+            let cursor = self.next_cursor(t)?;
+            let data = serde_json::to_string(&StatusData {
+                attempt_id: o.attempt.id.as_str(),
+                delivery_id: id,
+                event_id: d.event_id.as_str(),
+                endpoint_id: d.endpoint_id.as_str(),
+                subscription_id: d.subscription_id.as_str(),
+                status: to.as_str(),
+                attempt: o.attempt.number,
+                http_code: o.attempt.status_code,
+                latency_ms: o.attempt.latency_ms,
+                error_kind: o.attempt.error_kind.as_deref(),
+                at: crate::clock::rfc3339(d.updated_at),
+            })
+            .map_err(|e| StoreError::Backend(format!("encode status: {e}")))?;
+            self.status
+                .insert((t, cursor), (d.updated_at, data.as_bytes()))?;
+            self.statuses.push(StatusRow {
+                tenant: t.into(),
+                cursor,
+                at: d.updated_at,
+                data,
+            });
+        }
         Ok(true)
     }
 }
@@ -1720,6 +1936,7 @@ fn purge(txn: &WriteTransaction, policy: &PurgePolicy) -> StoreResult<PurgeRepor
     let mut dead = txn.open_table(DEAD)?;
     let mut attempts = txn.open_table(ATTEMPTS)?;
     let mut counters = txn.open_table(COUNTERS)?;
+    let mut status = txn.open_table(STREAM_STATUS)?;
     let mut report = PurgeReport::default();
     let mut rows = 0usize;
     let budget = policy.max_rows.max(1);
@@ -1778,6 +1995,28 @@ fn purge(txn: &WriteTransaction, policy: &PurgePolicy) -> StoreResult<PurgeRepor
                 }
             }
             report.events += 1;
+        }
+        // Status items past the event age, below the oldest event kept: retention
+        // always removes a prefix of the stream, never a hole in it.
+        let floor = events
+            .range::<(&str, u64)>((t, 0)..=(t, u64::MAX))?
+            .next()
+            .transpose()?
+            .map_or(u64::MAX, |(k, _)| k.value().1);
+        let mut doomed = Vec::new();
+        for row in status.range::<(&str, u64)>((t, 0)..(t, floor))? {
+            let (k, v) = row?;
+            if v.value().0 >= events_before || rows + doomed.len() >= budget {
+                break;
+            }
+            doomed.push(k.value().1);
+        }
+        for cursor in &doomed {
+            status.remove((t, *cursor))?;
+        }
+        rows += doomed.len();
+        if rows >= budget {
+            return Ok(report);
         }
         // Dead deliveries past the DLQ retention, even when their event stays.
         let up = upper(t);

@@ -124,6 +124,7 @@ pub(super) fn write(
     count("replays", copy(&src, txn, REPLAYS)?);
     count("inbox", copy(&src, txn, INBOX)?);
     count("attempts", copy(&src, txn, ATTEMPTS)?);
+    count("stream_status", copy(&src, txn, STREAM_STATUS)?);
     count("counters", copy(&src, txn, COUNTERS)?);
     // One durable commit makes every chunk durable.
     let last = out.begin_write()?;

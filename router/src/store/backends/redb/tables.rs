@@ -43,6 +43,10 @@ pub const INBOX: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::n
 pub const REPLAYS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("replays");
 /// (tenant, delivery id, attempt number) → JSON attempt.
 pub const ATTEMPTS: TableDefinition<(&str, &str, u32), &[u8]> = TableDefinition::new("attempts");
+/// (tenant, cursor) → (written at, Unix ms; JSON `deliveries.status` data): the
+/// stream items of delivery attempts, sharing the tenant's cursor with events.
+pub const STREAM_STATUS: TableDefinition<(&str, u64), (i64, &[u8])> =
+    TableDefinition::new("stream_status");
 /// (tenant, counter name) → count: the stream cursor (incremented in the publishing
 /// transaction), endpoints, subscriptions and deliveries per status.
 pub const COUNTERS: TableDefinition<(&str, &str), u64> = TableDefinition::new("counters");

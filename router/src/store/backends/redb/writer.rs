@@ -17,6 +17,8 @@ use redb::{Database, WriteTransaction};
 use tokio::sync::oneshot;
 
 use crate::store::{QueueSignal, StoreError, StoreResult};
+use crate::stream::StreamItem;
+use crate::stream::hub::StreamHub;
 use crate::telemetry;
 
 /// Delivers a job's result once the batch's commit outcome is known.
@@ -79,6 +81,16 @@ impl HotOp {
 pub(super) struct WriterOptions {
     pub max_batch: usize,
     pub max_wait: Duration,
+    /// Write a `deliveries.status` stream item with every attempt outcome.
+    pub stream_status: bool,
+}
+
+/// Where committed stream items go, and those waiting for a durable commit.
+struct Live {
+    hub: Arc<StreamHub>,
+    /// Items of non-durable commits: published only once a durable commit covers
+    /// them, so a client never sees a cursor a crash could hand out again.
+    held: Vec<(Box<str>, Arc<StreamItem>)>,
 }
 
 /// The sending half, held by the store.
@@ -91,12 +103,19 @@ impl WriterHandle {
     pub(super) fn spawn(
         db: Arc<Database>,
         signal: Arc<QueueSignal>,
+        hub: Arc<StreamHub>,
         options: WriterOptions,
     ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
         let (tx, rx) = std::sync::mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("gp-store-writer".into())
-            .spawn(move || run(&db, &rx, &signal, options))?;
+            .spawn(move || {
+                let mut live = Live {
+                    hub,
+                    held: Vec::new(),
+                };
+                run(&db, &rx, &signal, &mut live, options);
+            })?;
         Ok((Self { tx }, handle))
     }
 
@@ -170,7 +189,13 @@ impl Batch {
 /// Longest a commit without fsync may wait for the next durable one.
 const MAX_NON_DURABLE: Duration = Duration::from_millis(50);
 
-fn run(db: &Database, rx: &Receiver<Msg>, signal: &QueueSignal, options: WriterOptions) {
+fn run(
+    db: &Database,
+    rx: &Receiver<Msg>,
+    signal: &QueueSignal,
+    live: &mut Live,
+    options: WriterOptions,
+) {
     let mut batch = Batch::default();
     let mut last_durable = Instant::now();
     // A non-durable commit is waiting for a durable one.
@@ -182,7 +207,7 @@ fn run(db: &Database, rx: &Receiver<Msg>, signal: &QueueSignal, options: WriterO
                 Ok(msg) => Ok(msg),
                 Err(RecvTimeoutError::Timeout) => {
                     // Idle: make the relaxed commits durable now.
-                    commit_batch(db, &mut batch, signal, true);
+                    commit_batch(db, &mut batch, signal, live, options, true);
                     last_durable = Instant::now();
                     dirty = false;
                     continue;
@@ -248,15 +273,35 @@ fn run(db: &Database, rx: &Receiver<Msg>, signal: &QueueSignal, options: WriterO
             last_durable = Instant::now();
         }
         dirty = !durable;
-        commit_batch(db, &mut batch, signal, durable);
+        commit_batch(db, &mut batch, signal, live, options, durable);
     }
     if dirty {
-        commit_batch(db, &mut batch, signal, true);
+        commit_batch(db, &mut batch, signal, live, options, true);
     }
     // Jobs still queued after Stop are dropped: their callers see `Closed`.
 }
 
-fn commit_batch(db: &Database, batch: &mut Batch, signal: &QueueSignal, durable: bool) {
+/// Sends held items to the hub, each tenant's in cursor order.
+fn publish(hub: &StreamHub, held: &mut Vec<(Box<str>, Arc<StreamItem>)>) {
+    held.sort_by(|a, b| (&a.0, a.1.cursor).cmp(&(&b.0, b.1.cursor)));
+    let mut rest = held.drain(..).peekable();
+    while let Some((tenant, first)) = rest.next() {
+        let mut items = vec![first];
+        while let Some((_, item)) = rest.next_if(|(t, _)| *t == tenant) {
+            items.push(item);
+        }
+        hub.publish(&tenant, items);
+    }
+}
+
+fn commit_batch(
+    db: &Database,
+    batch: &mut Batch,
+    signal: &QueueSignal,
+    live: &mut Live,
+    options: WriterOptions,
+    durable: bool,
+) {
     let size = batch.len();
     let started = Instant::now();
     let txn = match db.begin_write() {
@@ -283,9 +328,13 @@ fn commit_batch(db: &Database, batch: &mut Batch, signal: &QueueSignal, durable:
     }
     let hot: Vec<HotOp> = batch.hot.drain(..).collect();
     let mut hot_results = Vec::new();
+    let mut statuses = Vec::new();
     if !hot.is_empty() {
-        match super::run_hot(&txn, &hot) {
-            Ok(results) => hot_results = results,
+        match super::run_hot(&txn, &hot, options.stream_status) {
+            Ok((results, written)) => {
+                hot_results = results;
+                statuses = written;
+            }
             Err(e) => {
                 tracing::error!(error = %e, "store: hot batch failed");
                 abort = true;
@@ -309,6 +358,15 @@ fn commit_batch(db: &Database, batch: &mut Batch, signal: &QueueSignal, durable:
     let fail = |e: &StoreError| StoreError::Backend(e.to_string());
     for finish in finishers {
         finish(outcome.as_ref().map(|_| ()).map_err(fail));
+    }
+    // Items of a failed commit never existed. Held items of earlier non-durable
+    // commits stay held until a durable commit succeeds.
+    if outcome.is_ok() {
+        let items = super::live_items(&live.hub, &hot, &hot_results, statuses);
+        live.held.extend(items);
+        if durable && !live.held.is_empty() {
+            publish(&live.hub, &mut live.held);
+        }
     }
     if outcome.is_ok() {
         // Tell dispatchers which endpoints got new deliveries in this commit.

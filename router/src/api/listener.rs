@@ -1,0 +1,213 @@
+//! The server's listener: every accepted connection gets `TCP_NODELAY` (small SSE
+//! frames and JSON answers leave at once) and a write stall timeout.
+//!
+//! A peer that accepts none of the bytes we write for `api.write_timeout_secs` (it
+//! stopped reading: a frozen stream client, a slowloris) gets its connection closed,
+//! so it holds no task, buffer or stream slot past that.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{Instant, Sleep};
+
+#[derive(Debug)]
+pub struct Guarded {
+    inner: TcpListener,
+    write_timeout: Option<Duration>,
+}
+
+impl Guarded {
+    /// `write_timeout` zero disables the stall timeout.
+    pub fn new(inner: TcpListener, write_timeout: Duration) -> Self {
+        Self {
+            inner,
+            write_timeout: (!write_timeout.is_zero()).then_some(write_timeout),
+        }
+    }
+}
+
+impl axum::serve::Listener for Guarded {
+    type Io = StallGuard;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.inner.accept().await {
+                Ok((io, addr)) => {
+                    if let Err(e) = io.set_nodelay(true) {
+                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                    }
+                    return (StallGuard::new(io, self.write_timeout), addr);
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A TCP stream whose writes fail with `TimedOut` once they have made no progress
+/// for the timeout.
+#[derive(Debug)]
+pub struct StallGuard {
+    io: TcpStream,
+    timeout: Option<Duration>,
+    timer: Option<Pin<Box<Sleep>>>,
+    /// A write is waiting and the timer runs.
+    stalled: bool,
+}
+
+impl StallGuard {
+    fn new(io: TcpStream, timeout: Option<Duration>) -> Self {
+        Self {
+            io,
+            timeout,
+            timer: None,
+            stalled: false,
+        }
+    }
+
+    /// Called when a write is `Pending`: arms the timer on the first stall and
+    /// reports whether it has run out.
+    fn stall_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(timeout) = self.timeout else {
+            return false;
+        };
+        let deadline = Instant::now() + timeout;
+        if !self.stalled {
+            self.stalled = true;
+            match &mut self.timer {
+                Some(t) => t.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        self.timer
+            .as_mut()
+            .is_some_and(|t| t.as_mut().poll(cx).is_ready())
+    }
+
+    fn guard<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match r {
+            Poll::Pending => {
+                if self.stall_expired(cx) {
+                    Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the peer stopped reading (api.write_timeout_secs)",
+                    )))
+                } else {
+                    Poll::Pending
+                }
+            }
+            ready => {
+                self.stalled = false;
+                ready
+            }
+        }
+    }
+}
+
+impl AsyncRead for StallGuard {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for StallGuard {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.guard(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.guard(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.io).poll_flush(cx);
+        self.guard(cx, r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn a_peer_that_stops_reading_times_the_write_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut guarded = Guarded::new(listener, Duration::from_millis(200));
+        // The peer connects and never reads.
+        let _peer = TcpStream::connect(addr).await.unwrap();
+        let (mut io, _) = axum::serve::Listener::accept(&mut guarded).await;
+        let chunk = vec![0u8; 64 * 1024];
+        let started = std::time::Instant::now();
+        let err = loop {
+            if let Err(e) = io.write_all(&chunk).await {
+                break e;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "never timed out"
+            );
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn a_reading_peer_is_never_cut() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut guarded = Guarded::new(listener, Duration::from_millis(200));
+        let mut peer = TcpStream::connect(addr).await.unwrap();
+        let (mut io, _) = axum::serve::Listener::accept(&mut guarded).await;
+        let reader = tokio::spawn(async move {
+            let mut sink = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut peer, &mut sink)
+                .await
+                .unwrap();
+            sink.len()
+        });
+        let chunk = vec![1u8; 256 * 1024];
+        for _ in 0..40 {
+            io.write_all(&chunk).await.unwrap();
+        }
+        io.shutdown().await.unwrap();
+        assert_eq!(reader.await.unwrap(), 40 * 256 * 1024);
+    }
+}

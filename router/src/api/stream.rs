@@ -1,0 +1,125 @@
+//! `GET /v1/stream`: the tenant stream over SSE (the session logic is in
+//! [`crate::stream::session`]; this file is only HTTP).
+
+use std::convert::Infallible;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use axum::routing::get;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use utoipa::IntoParams;
+
+use super::AppState;
+use super::error::{ApiError, Problem};
+use super::extract::ApiQuery;
+use crate::auth::{Principal, Scope};
+use crate::ingest::topic::TopicPattern;
+use crate::stream::session::{self, Request};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StreamParams {
+    /// Topic pattern (`*` one segment, `#` the rest); `deliveries.status` for attempt
+    /// outcomes. Default: everything.
+    pub topic: Option<String>,
+    /// Resume after this cursor. `Last-Event-ID` wins over it. Without either, the
+    /// stream is live only.
+    pub from_cursor: Option<u64>,
+}
+
+/// The tenant's events and delivery statuses as Server-Sent Events: `id:` is the
+/// stream cursor, `event:` the topic, `data:` the item as JSON. Resumes after
+/// `Last-Event-ID` (or `from_cursor`) with history within the backfill limits; a
+/// cursor out of reach gets a `gatepulse.reset` frame first.
+#[utoipa::path(get, path = "/v1/stream", tag = "events",
+    params(StreamParams, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this cursor")),
+    responses(
+        (status = 200, description = "text/event-stream", content_type = "text/event-stream", body = String),
+        (status = "4XX", body = Problem),
+        (status = 503, description = "too many stream connections", body = Problem)),
+    security(("bearer" = ["events:read"])))]
+pub async fn stream(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    ApiQuery(params): ApiQuery<StreamParams>,
+) -> Result<Response, ApiError> {
+    let tenant = principal.tenant_for(Scope::EventsRead)?.clone();
+    let topic = match params.topic.as_deref() {
+        None | Some("#") => None,
+        Some(p) => Some(
+            TopicPattern::parse(p, state.config.api.max_topic_bytes)
+                .map_err(|e| ApiError::invalid_field("topic", e.to_string()))?,
+        ),
+    };
+    let last_event_id = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => {
+            let text = v.to_str().unwrap_or_default().trim();
+            if text.is_empty() {
+                None
+            } else {
+                Some(text.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid_last_event_id",
+                        "Last-Event-ID must be a stream cursor (a non-negative integer)",
+                    )
+                })?)
+            }
+        }
+    };
+    let streams = state.streams.clone();
+    let Some(slot) = streams.admit() else {
+        return Err(ApiError::unavailable(
+            "too_many_streams",
+            format!(
+                "this server serves at most {} stream connections (stream.max_clients)",
+                streams.config.max_clients
+            ),
+            5,
+        ));
+    };
+    let req = Request {
+        tenant,
+        topic,
+        after: last_event_id.or(params.from_cursor),
+    };
+    let (tx, mut rx) = mpsc::channel::<Bytes>(streams.config.client_buffer_frames);
+    let trailer = session::Trailer::default();
+    let last = trailer.clone();
+    tokio::spawn(session::run(
+        streams,
+        state.store.clone(),
+        req,
+        tx,
+        trailer,
+        slot,
+    ));
+    // The queued frames, then the trailer once the session has ended.
+    let body = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+        .chain(
+            futures_util::stream::once(async move { last.lock().ok().and_then(|mut t| t.take()) })
+                .filter_map(std::future::ready),
+        )
+        .map(Ok::<_, Infallible>);
+    let mut resp = Response::new(Body::from_stream(body));
+    *resp.status_mut() = StatusCode::OK;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(resp)
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/stream", get(stream))
+}
