@@ -1196,3 +1196,47 @@ async fn kill_9_during_the_three_endpoint_run_loses_nothing() {
     assert_eq!(counts.get("succeeded").copied(), Some(2 * N), "{counts:?}");
     assert_eq!(counts.get("dead").copied(), Some(N), "{counts:?}");
 }
+
+/// A single failed delivery, with nothing else happening on the node, is retried when
+/// its retry falls due (the engine wakes the endpoint's lane for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_failed_delivery_is_retried_on_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let gp = Gp::start(dir.path(), ENGINE_ENV).await.unwrap();
+    let (_, key) = gp.tenant_with_key().await.unwrap();
+    let rx = Receiver::start(Behaviour::FailFirst(1), None)
+        .await
+        .unwrap();
+    let (s, ep) = gp
+        .call(
+            &key,
+            Method::POST,
+            "/v1/endpoints",
+            Some(json!({"url": rx.url(), "retry_schedule_secs": [1]})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::CREATED);
+    gp.call(
+        &key,
+        Method::POST,
+        "/v1/subscriptions",
+        Some(json!({"endpoint_id": ep["id"], "topics": ["lone.#"]})),
+    )
+    .await
+    .unwrap();
+    let (s, _) = gp
+        .call(
+            &key,
+            Method::POST,
+            "/v1/events",
+            Some(json!({"topic": "lone.x", "payload": {}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::ACCEPTED);
+    rx.wait_for(|l| !l.succeeded_ids.is_empty(), MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(rx.count(), 2, "one failure, one retry");
+}

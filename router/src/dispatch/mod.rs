@@ -302,6 +302,8 @@ struct Done {
     error: Option<String>,
     at: i64,
     disable: Option<String>,
+    /// The delivery was rescheduled for this time (Unix ms): the lane must wake then.
+    retry_at: Option<i64>,
 }
 
 /// The result of one claim task.
@@ -710,7 +712,14 @@ impl Engine {
                 h.last_attempt_at = Some(done.at);
             }
         }
+        // A retry is due later: nothing else may wake the lane by then.
+        if let Some(at) = done.retry_at {
+            self.add_timer(at, done.tenant.clone(), done.endpoint.clone());
+        }
         // A freed slot matters only if work may be waiting for it.
+        let Some(lane) = self.lanes.get_mut(&done.endpoint) else {
+            return;
+        };
         let backlog = lane.backlog;
         if backlog {
             self.make_ready(done.tenant, done.endpoint);
@@ -825,6 +834,7 @@ async fn send(ctx: Arc<Ctx>, runtime: Option<Arc<Runtime>>, tenant: TenantId, cl
             error: None,
             at: now_ms(),
             disable: None,
+            retry_at: None,
         }),
     };
     let number = delivery.attempts + 1;
@@ -874,8 +884,13 @@ async fn send(ctx: Arc<Ctx>, runtime: Option<Arc<Runtime>>, tenant: TenantId, cl
         attempt,
         next,
     };
+    let mut retry_at = None;
     match ctx.store.record_outcome(outcome).await {
-        Ok(true) => {}
+        Ok(true) => {
+            if let NextState::Retry { at } = next {
+                retry_at = Some(at);
+            }
+        }
         Ok(false) => {
             tracing::warn!(tenant_id = %tenant, delivery_id = %delivery.id, "lease lost before the outcome was recorded")
         }
@@ -888,6 +903,7 @@ async fn send(ctx: Arc<Ctx>, runtime: Option<Arc<Runtime>>, tenant: TenantId, cl
         done.status = response.status;
         done.error = response.error_kind;
         done.at = finished;
+        done.retry_at = retry_at;
         if let Verdict::GiveUp {
             disable_endpoint: true,
         } = verdict
