@@ -181,6 +181,7 @@ impl FilterError {
 enum Expected {
     Condition,
     Operator,
+    Arith,
     Value,
     Path,
     Literal,
@@ -198,8 +199,21 @@ enum Expected {
 }
 
 impl Expected {
-    fn of(rule: Rule) -> Option<Expected> {
+    fn of(rule: Rule, formula: bool) -> Option<Expected> {
         Some(match rule {
+            // In a formula, `!` starts a value like any other prefix.
+            Rule::not_op if formula => Expected::Value,
+            Rule::f_or
+            | Rule::f_and
+            | Rule::f_not
+            | Rule::f_cmp
+            | Rule::f_sum
+            | Rule::f_prod
+            | Rule::f_neg
+            | Rule::f_group
+            | Rule::f_call
+            | Rule::neg_op => Expected::Value,
+            Rule::add_op | Rule::mul_op => Expected::Arith,
             Rule::or_expr
             | Rule::and_expr
             | Rule::unary
@@ -232,6 +246,7 @@ impl Expected {
             Expected::Operator => {
                 "a comparison operator (==, !=, <, <=, >, >=, in, not in, starts_with, ends_with, contains, istarts_with, iends_with, icontains)"
             }
+            Expected::Arith => "an arithmetic operator (+, -, *, /, %)",
             Expected::Value => {
                 "a value (a path such as payload.x, or a string, number, true, false, null or list)"
             }
@@ -253,15 +268,21 @@ impl Expected {
 }
 
 /// Turns pest's failure into a `syntax_error` with a "expected X after `Y`" message.
-pub(crate) fn from_pest(src: &str, err: &pest::error::Error<Rule>) -> FilterError {
+/// In a formula (`formula`), `!` and `-` start values rather than conditions.
+pub(crate) fn from_pest_in(
+    src: &str,
+    err: &pest::error::Error<Rule>,
+    formula: bool,
+) -> FilterError {
     let offset = match err.location {
         pest::error::InputLocation::Pos(p) => p,
         pest::error::InputLocation::Span((start, _)) => start,
     };
     let mut expected: Vec<Expected> = match &err.variant {
-        pest::error::ErrorVariant::ParsingError { positives, .. } => {
-            positives.iter().filter_map(|r| Expected::of(*r)).collect()
-        }
+        pest::error::ErrorVariant::ParsingError { positives, .. } => positives
+            .iter()
+            .filter_map(|r| Expected::of(*r, formula))
+            .collect(),
         pest::error::ErrorVariant::CustomError { .. } => Vec::new(),
     };
     expected.sort();
@@ -302,10 +323,10 @@ pub(crate) fn from_pest(src: &str, err: &pest::error::Error<Rule>) -> FilterErro
             let after_call = src
                 .get(..offset)
                 .is_some_and(|before| before.trim_end().ends_with(')'));
-            if after_call {
-                expected.retain(|e| *e != Expected::Operator);
+            if after_call && !formula {
+                expected.retain(|e| !matches!(e, Expected::Operator | Expected::Arith));
             } else {
-                expected.retain(|e| *e == Expected::Operator);
+                expected.retain(|e| matches!(e, Expected::Operator | Expected::Arith));
             }
         }
     }

@@ -4,7 +4,9 @@
 //! its error reporting (stable codes, line/column, caret excerpts) and a compiled
 //! evaluator over a borrowed view of one event. It must not know about HTTP, tokio,
 //! storage or any other GatePulse crate: the router builds an [`Event`] view and asks
-//! [`Filter::matches`]; the mapping engine reuses [`Expr`] for computed values.
+//! [`Filter::matches`]; the mapping engine compiles [`Formula`]s — the same language
+//! plus arithmetic and value functions — for its computed values and conditions, and
+//! [`parse_path`] for the paths its operations write to.
 //!
 //! ```
 //! use gatepulse_filter_dsl::{Event, Filter, Limits};
@@ -25,6 +27,7 @@ pub mod ast;
 mod cidr;
 mod error;
 mod event;
+mod formula;
 mod glob;
 mod limits;
 mod parser;
@@ -36,6 +39,7 @@ use std::sync::Arc;
 
 pub use error::{ErrorCode, FilterError, Position};
 pub use event::{Event, HeaderLookup, Headers, Meta};
+pub use formula::{Budget, BudgetHit, Formula, FormulaOptions, HARD_MAX_FORMULA_DEPTH, Val};
 pub use limits::{HARD_MAX_DEPTH, Limits};
 pub use value::ValueRef;
 
@@ -92,6 +96,14 @@ impl fmt::Display for Filter {
 /// Parses and checks `src` into a syntax tree without compiling it for evaluation.
 pub fn parse(src: &str, limits: &Limits) -> Result<ast::Node, FilterError> {
     parser::parse_filter(src, limits).map(|parsed| parsed.tree)
+}
+
+/// Parses a path on its own, e.g. `payload.customer["e-mail"]` or `items[0].sku`
+/// after a root. `allow_it` lets it start with `it` (a mapping's element); the other
+/// roots are `topic`, `payload`, `headers` and `meta`, as in filters. Used by the
+/// mapping engine for the paths its operations read and write.
+pub fn parse_path(src: &str, limits: &Limits, allow_it: bool) -> Result<ast::Path, FilterError> {
+    parser::parse_path(src, limits, allow_it)
 }
 
 /// A compiled value expression (a path such as `payload.customer.email`, or a literal),

@@ -59,8 +59,23 @@ pub(crate) fn parse_value(src: &str, limits: &Limits) -> Result<Operand, FilterE
     }
 }
 
-fn parse_rule(src: &str, rule: Rule) -> Result<Pair<'_, Rule>, FilterError> {
-    let mut pairs = DslParser::parse(rule, src).map_err(|e| error::from_pest(src, &e))?;
+/// Parses a path on its own (a mapping target such as `payload.customer["e-mail"]`);
+/// `allow_it` lets it start with `it` (the element inside a mapping's `map` op).
+pub(crate) fn parse_path(src: &str, limits: &Limits, allow_it: bool) -> Result<Path, FilterError> {
+    limits::prescan(src, limits)?;
+    let top = parse_rule(src, Rule::path_only)?;
+    let mut builder = Builder::new(src, limits);
+    builder.in_quantifier = allow_it;
+    match top.into_inner().find(|p| p.as_rule() == Rule::path) {
+        Some(pair) => builder.path(pair),
+        None => Err(builder.error(ErrorCode::SyntaxError, 0, "expected a path")),
+    }
+}
+
+pub(crate) fn parse_rule(src: &str, rule: Rule) -> Result<Pair<'_, Rule>, FilterError> {
+    let formula = rule == Rule::formula;
+    let mut pairs =
+        DslParser::parse(rule, src).map_err(|e| error::from_pest_in(src, &e, formula))?;
     pairs
         .next()
         .ok_or_else(|| FilterError::new(ErrorCode::SyntaxError, src, 0, "empty expression".into()))
@@ -68,17 +83,20 @@ fn parse_rule(src: &str, rule: Rule) -> Result<Pair<'_, Rule>, FilterError> {
 
 /// What is known about an operand's type before seeing an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StaticType {
+pub(crate) enum StaticType {
     Unknown,
     String,
     Number,
     Bool,
     Null,
     List,
+    /// The result of arithmetic in a formula: a number, or `null` (division by zero, a
+    /// non-finite result). Compares like a number, and like a value with `null`.
+    NumOrNull,
 }
 
 impl StaticType {
-    fn of_value(v: &Value) -> StaticType {
+    pub(crate) fn of_value(v: &Value) -> StaticType {
         match v {
             Value::Null => StaticType::Null,
             Value::Bool(_) => StaticType::Bool,
@@ -88,7 +106,7 @@ impl StaticType {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             StaticType::Unknown => "value",
             StaticType::String => "string",
@@ -96,22 +114,23 @@ impl StaticType {
             StaticType::Bool => "boolean",
             StaticType::Null => "null",
             StaticType::List => "list",
+            StaticType::NumOrNull => "number",
         }
     }
 }
 
-struct Builder<'s, 'l> {
-    src: &'s str,
-    limits: &'l Limits,
-    nodes: usize,
-    regex_count: usize,
-    regexes: RegexCache,
+pub(crate) struct Builder<'s, 'l> {
+    pub(crate) src: &'s str,
+    pub(crate) limits: &'l Limits,
+    pub(crate) nodes: usize,
+    pub(crate) regex_count: usize,
+    pub(crate) regexes: RegexCache,
     /// Inside the predicate of `any`/`all`: `it` is allowed, another quantifier is not.
-    in_quantifier: bool,
+    pub(crate) in_quantifier: bool,
 }
 
 impl<'s, 'l> Builder<'s, 'l> {
-    fn new(src: &'s str, limits: &'l Limits) -> Self {
+    pub(crate) fn new(src: &'s str, limits: &'l Limits) -> Self {
         Builder {
             src,
             limits,
@@ -122,12 +141,17 @@ impl<'s, 'l> Builder<'s, 'l> {
         }
     }
 
-    fn error(&self, code: ErrorCode, offset: usize, message: impl Into<String>) -> FilterError {
+    pub(crate) fn error(
+        &self,
+        code: ErrorCode,
+        offset: usize,
+        message: impl Into<String>,
+    ) -> FilterError {
         FilterError::new(code, self.src, offset, message.into())
     }
 
     /// Counts one tree node and fails once there are too many.
-    fn count(&mut self, at: usize) -> Result<(), FilterError> {
+    pub(crate) fn count(&mut self, at: usize) -> Result<(), FilterError> {
         self.nodes += 1;
         if self.nodes > self.limits.max_nodes {
             return Err(self.error(
@@ -142,7 +166,7 @@ impl<'s, 'l> Builder<'s, 'l> {
         Ok(())
     }
 
-    fn check_depth(&self, depth: usize, at: usize) -> Result<(), FilterError> {
+    pub(crate) fn check_depth(&self, depth: usize, at: usize) -> Result<(), FilterError> {
         let max = self.limits.depth();
         if depth > max {
             return Err(self.error(
@@ -527,7 +551,7 @@ impl<'s, 'l> Builder<'s, 'l> {
         }
     }
 
-    fn check_compare(
+    pub(crate) fn check_compare(
         &self,
         op: CmpOp,
         left: StaticType,
@@ -539,7 +563,10 @@ impl<'s, 'l> Builder<'s, 'l> {
             for side in [left, right] {
                 if !matches!(
                     side,
-                    StaticType::Unknown | StaticType::String | StaticType::Number
+                    StaticType::Unknown
+                        | StaticType::String
+                        | StaticType::Number
+                        | StaticType::NumOrNull
                 ) {
                     return Err(self.error(
                         ErrorCode::TypeError,
@@ -549,7 +576,19 @@ impl<'s, 'l> Builder<'s, 'l> {
                 }
             }
         }
-        if left != StaticType::Unknown && right != StaticType::Unknown && left != right {
+        let maybe_null_number = |a: StaticType, b: StaticType| {
+            a == StaticType::NumOrNull
+                && matches!(
+                    b,
+                    StaticType::Number | StaticType::Null | StaticType::NumOrNull
+                )
+        };
+        if left != StaticType::Unknown
+            && right != StaticType::Unknown
+            && left != right
+            && !maybe_null_number(left, right)
+            && !maybe_null_number(right, left)
+        {
             let outcome = if op == CmpOp::Ne { "true" } else { "false" };
             return Err(self.error(
                 ErrorCode::TypeError,
@@ -564,13 +603,18 @@ impl<'s, 'l> Builder<'s, 'l> {
         Ok(())
     }
 
-    fn check_in_list(
+    pub(crate) fn check_in_list(
         &self,
         left: StaticType,
         items: &[Value],
         at: usize,
     ) -> Result<(), FilterError> {
-        if items.is_empty() || matches!(left, StaticType::Unknown | StaticType::List) {
+        if items.is_empty()
+            || matches!(
+                left,
+                StaticType::Unknown | StaticType::List | StaticType::NumOrNull
+            )
+        {
             return Ok(());
         }
         if items.iter().any(|v| StaticType::of_value(v) == left) {
@@ -587,7 +631,12 @@ impl<'s, 'l> Builder<'s, 'l> {
         ))
     }
 
-    fn not_a_string(&self, path: &Path, func: &str, at: usize) -> Result<(), FilterError> {
+    pub(crate) fn not_a_string(
+        &self,
+        path: &Path,
+        func: &str,
+        at: usize,
+    ) -> Result<(), FilterError> {
         if matches!(path.root, Root::Topic | Root::Headers | Root::Meta) {
             return Err(self.error(
                 ErrorCode::TypeError,
@@ -654,7 +703,7 @@ impl<'s, 'l> Builder<'s, 'l> {
         ))
     }
 
-    fn net(&self, text: &str, at: usize) -> Result<Net, FilterError> {
+    pub(crate) fn net(&self, text: &str, at: usize) -> Result<Net, FilterError> {
         Net::parse(text).map_err(|why| {
             self.error(
                 ErrorCode::InvalidArgument,
@@ -664,7 +713,12 @@ impl<'s, 'l> Builder<'s, 'l> {
         })
     }
 
-    fn regex(&mut self, source: &str, literal_ci: bool, at: usize) -> Result<(), FilterError> {
+    pub(crate) fn regex(
+        &mut self,
+        source: &str,
+        literal_ci: bool,
+        at: usize,
+    ) -> Result<(), FilterError> {
         let key = (literal_ci, source.to_string());
         if self.regexes.contains_key(&key) {
             return Ok(());
@@ -701,7 +755,10 @@ impl<'s, 'l> Builder<'s, 'l> {
 
     // ---- operands ----------------------------------------------------------
 
-    fn operand(&mut self, pair: Pair<'s, Rule>) -> Result<(Operand, StaticType), FilterError> {
+    pub(crate) fn operand(
+        &mut self,
+        pair: Pair<'s, Rule>,
+    ) -> Result<(Operand, StaticType), FilterError> {
         let at = pair.as_span().start();
         let value = match pair.as_rule() {
             Rule::path => {
@@ -740,7 +797,7 @@ impl<'s, 'l> Builder<'s, 'l> {
         Ok((Operand::Literal(value), ty))
     }
 
-    fn scalar(&self, pair: Pair<'s, Rule>) -> Result<Value, FilterError> {
+    pub(crate) fn scalar(&self, pair: Pair<'s, Rule>) -> Result<Value, FilterError> {
         let at = pair.as_span().start();
         match pair.as_rule() {
             Rule::string => self.string(&pair).map(Value::String),
@@ -760,7 +817,7 @@ impl<'s, 'l> Builder<'s, 'l> {
         }
     }
 
-    fn string(&self, pair: &Pair<'s, Rule>) -> Result<String, FilterError> {
+    pub(crate) fn string(&self, pair: &Pair<'s, Rule>) -> Result<String, FilterError> {
         let at = pair.as_span().start();
         // The grammar accepted exactly JSON string syntax; serde_json decodes escapes and
         // rejects lone surrogates.
@@ -785,7 +842,7 @@ impl<'s, 'l> Builder<'s, 'l> {
         Ok(decoded)
     }
 
-    fn path(&mut self, pair: Pair<'s, Rule>) -> Result<Path, FilterError> {
+    pub(crate) fn path(&mut self, pair: Pair<'s, Rule>) -> Result<Path, FilterError> {
         let at = pair.as_span().start();
         let text = pair.as_str();
         let mut inner = pair.into_inner();
@@ -903,7 +960,7 @@ pub(crate) fn build_regex(pattern: &str, ci: bool, limits: &Limits) -> Result<Re
 /// A number literal as JSON would hold it: an integer when it has no fraction or
 /// exponent and fits u64/i64, otherwise an f64. Floats are parsed exactly (std's
 /// correctly rounded parser), so printing and re-parsing gives the same value.
-fn parse_number(text: &str) -> Option<serde_json::Number> {
+pub(crate) fn parse_number(text: &str) -> Option<serde_json::Number> {
     let integral = !text.contains(['.', 'e', 'E']);
     if integral {
         if let Ok(u) = text.parse::<u64>() {

@@ -133,7 +133,7 @@ impl Small<NumKey> {
 }
 
 impl LitSet {
-    fn new(items: &[Value]) -> LitSet {
+    pub(crate) fn new(items: &[Value]) -> LitSet {
         let mut strings = Vec::new();
         let mut numbers = Vec::new();
         let mut set = LitSet::default();
@@ -153,7 +153,7 @@ impl LitSet {
         set
     }
 
-    fn contains(&self, v: ValueRef<'_>) -> bool {
+    pub(crate) fn contains(&self, v: ValueRef<'_>) -> bool {
         if let Some(s) = v.as_str() {
             return self.strings.contains_str(s);
         }
@@ -281,7 +281,7 @@ pub(crate) fn opnd(operand: &Operand) -> Opnd {
     }
 }
 
-fn cpath(path: &Path) -> CPath {
+pub(crate) fn cpath(path: &Path) -> CPath {
     let first_field = match path.segments.first() {
         Some(Segment::Field(f)) => f.as_str(),
         _ => "",
@@ -309,7 +309,7 @@ pub(crate) struct Scope<'a> {
     pub(crate) it: Option<&'a Value>,
 }
 
-fn walk<'a>(mut value: &'a Value, segments: &[Segment]) -> Option<&'a Value> {
+pub(crate) fn walk<'a>(mut value: &'a Value, segments: &[Segment]) -> Option<&'a Value> {
     for segment in segments {
         value = match (segment, value) {
             (Segment::Field(key), Value::Object(map)) => map.get(key.as_str())?,
@@ -334,7 +334,7 @@ impl CPath {
         }
     }
 
-    fn array<'a>(&self, scope: Scope<'a>, max: usize) -> Option<&'a [Value]> {
+    pub(crate) fn array<'a>(&self, scope: Scope<'a>, max: usize) -> Option<&'a [Value]> {
         match self.resolve(scope)?.as_json()? {
             Value::Array(items) if items.len() <= max => Some(items),
             _ => None,
@@ -445,7 +445,7 @@ impl Pred {
 /// `hay` starts with `needle_lower` once both are lower-cased char by char. No
 /// allocation; when the needle is ASCII and so are the bytes it lines up with, a plain
 /// byte comparison gives the same answer.
-fn istarts_with(hay: &str, needle_lower: &str) -> bool {
+pub(crate) fn istarts_with(hay: &str, needle_lower: &str) -> bool {
     let n = needle_lower.len();
     if needle_lower.is_ascii()
         && let Some(head) = hay.as_bytes().get(..n)
@@ -458,7 +458,7 @@ fn istarts_with(hay: &str, needle_lower: &str) -> bool {
 }
 
 /// Like `istarts_with`, from the end.
-fn iends_with(hay: &str, needle_lower: &str) -> bool {
+pub(crate) fn iends_with(hay: &str, needle_lower: &str) -> bool {
     let n = needle_lower.len();
     if needle_lower.is_ascii()
         && let Some(start) = hay.len().checked_sub(n)

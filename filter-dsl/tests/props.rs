@@ -357,3 +357,103 @@ proptest! {
         prop_assert_eq!(filter.clone().matches(&event), first);
     }
 }
+
+/// Tokens of the formula language, so random sequences often compile.
+fn formula_text() -> impl Strategy<Value = String> {
+    let token = prop::sample::select(vec![
+        "payload",
+        "payload.a",
+        "payload.s",
+        "payload.items",
+        "payload.n",
+        ".a",
+        "[0]",
+        "it",
+        "it.x",
+        "topic",
+        "meta.id",
+        "(",
+        ")",
+        ",",
+        " ",
+        "+",
+        "-",
+        "*",
+        "/",
+        "%",
+        "==",
+        "<",
+        "!",
+        "&&",
+        "||",
+        "in",
+        "[1, \"a\"]",
+        "1",
+        "0",
+        "-1",
+        "2.5",
+        "1e308",
+        "\"x\"",
+        "\"\"",
+        "null",
+        "true",
+        "lower(",
+        "upper(",
+        "trim(",
+        "len(",
+        "substring(",
+        "replace(",
+        "concat(",
+        "join(",
+        "split(",
+        "to_string(",
+        "to_number(",
+        "to_bool(",
+        "round(",
+        "floor(",
+        "abs(",
+        "min(",
+        "max(",
+        "sha256(",
+        "hmac_sha256(",
+        "unix_time(",
+        "type_of(",
+        "coalesce(",
+        "if(",
+        "format_time(",
+        "\"%Y-%m-%d\"",
+        "\"rfc3339\"",
+        "template(\"a{",
+        "}b\")",
+        "template(\"{payload.s}\")",
+        "exists(",
+        "any(payload.items, ",
+        "matches(",
+        "\"^a\"",
+        "starts_with",
+    ]);
+    prop::collection::vec(token, 0..14).prop_map(|t| t.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512),
+        ..ProptestConfig::default()
+    })]
+
+    /// Formulas: arbitrary token soup never panics the compiler; whatever compiles
+    /// evaluates without panicking on random JSON, inside its budget.
+    #[test]
+    fn formula_text_never_panics(src in formula_text(), payload in json_value(), it in json_value(), element: bool) {
+        use gatepulse_filter_dsl::{Budget, Formula, FormulaOptions};
+        let options = FormulaOptions { element, condition: false };
+        if let Ok(f) = Formula::compile(&src, &Limits::default(), options) {
+            let event = Event::new("orders.created", &payload);
+            let budget = Budget::new(10_000, 4096);
+            let v = f.eval(&event, if element { Some(&it) } else { None }, &budget);
+            if let Some(v) = v.into_value() {
+                prop_assert!(serde_json::to_vec(&v).is_ok());
+            }
+        }
+    }
+}
