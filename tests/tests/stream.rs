@@ -514,3 +514,70 @@ async fn a_slow_client_is_disconnected_and_the_others_are_unaffected() {
     let rest: Vec<u64> = rest.iter().map(|f| f.cursor().unwrap()).collect();
     assert_eq!(rest, (got.len() as u64 + 1..=3000).collect::<Vec<_>>());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gp_tail_shows_one_endpoints_attempts_live() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let gp = Gp::start(dir.path(), &[]).await.unwrap();
+    let (_, key) = gp.tenant_with_key().await.unwrap();
+    let ok = Receiver::start(Behaviour::Ok, None).await.unwrap();
+    let failing = Receiver::start(Behaviour::Status(503), None).await.unwrap();
+    let mut ids = Vec::new();
+    for rx in [&ok, &failing] {
+        let (_, ep) = gp
+            .call(
+                &key,
+                Method::POST,
+                "/v1/endpoints",
+                Some(json!({"url": rx.url()})),
+            )
+            .await
+            .unwrap();
+        gp.call(
+            &key,
+            Method::POST,
+            "/v1/subscriptions",
+            Some(json!({"endpoint_id": ep["id"], "topics": ["tail.#"]})),
+        )
+        .await
+        .unwrap();
+        ids.push(ep["id"].as_str().unwrap().to_owned());
+    }
+    let mut child = tokio::process::Command::new(gatepulse_e2e::gp_binary().unwrap())
+        .args(["tail", "--endpoint", &ids[1]])
+        .env("GATEPULSE_URL", &gp.base)
+        .env("GATEPULSE_TOKEN", &key)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    // It says when it follows; publishing before that would be history it skips.
+    let hello = tokio::time::timeout(WAIT, stderr.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(hello.contains("following deliveries.status"), "{hello}");
+    publish(&gp, &key, "tail.x", json!({"n": 1})).await;
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(WAIT, stdout.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(line.contains(&ids[1]), "{line}");
+    assert!(
+        line.contains("retrying") && line.contains("503") && line.contains("#1"),
+        "{line}"
+    );
+    // The other endpoint's attempt is not shown.
+    assert!(!line.contains(&ids[0]));
+    ok.wait_for(|l| !l.succeeded_ids.is_empty(), WAIT)
+        .await
+        .unwrap();
+    child.kill().await.unwrap();
+}

@@ -90,6 +90,7 @@ pub async fn stream(
         topic,
         after: last_event_id.or(params.from_cursor),
     };
+    let opened = session::open(state.store.as_ref(), &req.tenant).await?;
     let (tx, mut rx) = mpsc::channel::<Bytes>(streams.config.client_buffer_frames);
     let trailer = session::Trailer::default();
     let last = trailer.clone();
@@ -97,6 +98,7 @@ pub async fn stream(
         streams,
         state.store.clone(),
         req,
+        opened,
         tx,
         trailer,
         slot,

@@ -113,15 +113,15 @@ pub enum EventsCmd {
     },
 }
 
-struct Client {
-    base: String,
-    token: String,
-    tenant: Option<String>,
-    http: reqwest::Client,
+pub(super) struct Client {
+    pub(super) base: String,
+    pub(super) token: String,
+    pub(super) tenant: Option<String>,
+    pub(super) http: reqwest::Client,
 }
 
 impl Client {
-    fn from_env() -> Result<Self, String> {
+    pub(super) fn from_env() -> Result<Self, String> {
         let base =
             std::env::var("GATEPULSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
         let token = std::env::var("GATEPULSE_TOKEN")
@@ -322,8 +322,10 @@ async fn execute(c: &Client, command: Command) -> Result<Value, String> {
             }
             EventsCmd::Get { id } => c.call(M::GET, &format!("/v1/events/{id}"), None).await,
         },
-        Command::Serve(_) | Command::Filter(_) | Command::Store(_) | Command::Openapi => {
-            Err("not a client command".into())
-        }
+        Command::Serve(_)
+        | Command::Filter(_)
+        | Command::Store(_)
+        | Command::Tail(_)
+        | Command::Openapi => Err("not a client command".into()),
     }
 }

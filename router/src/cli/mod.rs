@@ -4,6 +4,7 @@
 mod client;
 mod filter;
 mod store;
+mod tail;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,6 +43,9 @@ pub enum Command {
     /// Publish and read events.
     #[command(subcommand)]
     Events(client::EventsCmd),
+    /// Follow the stream live: the delivery attempt log (of one endpoint with
+    /// --endpoint), or events with --topic. Reconnects by itself.
+    Tail(tail::TailArgs),
     /// Check or evaluate a filter expression locally (no server needed).
     #[command(subcommand)]
     Filter(filter::FilterCmd),
@@ -76,6 +80,7 @@ pub fn main(cli: Cli) -> i32 {
         Command::Serve(args) => serve(args),
         Command::Filter(cmd) => filter::run(cmd),
         Command::Store(cmd) => store::run(cmd),
+        Command::Tail(args) => tail::run(args),
         Command::Openapi => {
             println!("{}", crate::api::openapi::document_json());
             0

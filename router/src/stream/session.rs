@@ -125,6 +125,22 @@ pub struct Request {
     pub after: Option<u64>,
 }
 
+/// A connection registered for live items, before its response goes out: a
+/// live-only client gets exactly what is committed after it connected.
+#[derive(Debug)]
+pub struct Opened {
+    live: crate::stream::hub::Receiver,
+    /// The head when the live registration happened.
+    head: u64,
+}
+
+/// Registers for the tenant's live items, then reads the head.
+pub async fn open(store: &dyn Store, tenant: &TenantId) -> Result<Opened, StoreError> {
+    let live = store.stream_hub().subscribe(tenant.as_str());
+    let head = store.head_cursor(tenant).await?;
+    Ok(Opened { live, head })
+}
+
 /// The `data` of a `gatepulse.reset` frame.
 #[derive(Debug, Serialize)]
 struct Reset {
@@ -173,11 +189,12 @@ pub async fn run(
     streams: Arc<Streams>,
     store: Arc<dyn Store>,
     req: Request,
+    opened: Opened,
     tx: mpsc::Sender<Bytes>,
     trailer: Trailer,
     slot: Slot,
 ) -> End {
-    let mut live = store.stream_hub().subscribe(req.tenant.as_str());
+    let Opened { mut live, head } = opened;
     let mut stop = streams.stop.clone();
     let topic = req.topic.as_ref().map_or("#", TopicPattern::as_str);
     let mut s = Session {
@@ -191,7 +208,7 @@ pub async fn run(
         slow_after: Duration::from_millis(streams.config.slow_client_timeout_ms),
         trailer,
     };
-    let end = match s.open(&streams).await {
+    let end = match s.open(&streams, head).await {
         Err(end) => end,
         Ok(()) => {
             tracing::info!(tenant_id = %req.tenant, topic, resume_cursor = ?req.after,
@@ -209,14 +226,9 @@ pub async fn run(
 impl Session<'_> {
     /// Sends the `retry:` hint, decides where history starts (with a reset frame
     /// when the cursor is out of reach) and sends the history.
-    async fn open(&mut self, streams: &Streams) -> Result<(), End> {
+    async fn open(&mut self, streams: &Streams, head: u64) -> Result<(), End> {
         let hello = format!("retry: {}\n: gatepulse stream\n\n", streams.retry_ms());
         self.send(Bytes::from(hello)).await?;
-        let head = self
-            .store
-            .head_cursor(&self.req.tenant)
-            .await
-            .map_err(|e| self.failed(&e))?;
         let Some(requested) = self.req.after else {
             self.last = head;
             return Ok(());
