@@ -1,0 +1,446 @@
+//! The WASM plugin host: GatePulse runs transform plugins here, sandboxed.
+//!
+//! This crate owns one idea: taking untrusted WebAssembly and running it against one
+//! event at a time without letting it hurt the router. It knows nothing of HTTP,
+//! subscriptions or the store.
+//!
+//! - [`Host`]: one wasmtime [`Engine`] (Cranelift, fuel, epoch interruption, the
+//!   pooling allocator) and an epoch ticker thread. [`Host::load`] validates a module
+//!   against ABI v1 (see `plugin-sdk/README.md`), compiles it and prepares its
+//!   instantiation (`InstancePre`) once; loads are cached by sha256.
+//! - [`Plugin::call`]: runs `gatepulse_transform` on one input with the configured
+//!   [`Limits`]: fuel, a wall-clock deadline, a linear-memory cap, input/output caps,
+//!   log caps. Every failure is a typed [`CallError`] naming the cause; nothing a
+//!   plugin does can panic or stall the caller beyond the deadline.
+//! - Warm instances are reused between calls and recycled after a trap, a memory
+//!   high-water mark or `max_calls_per_instance` calls; [`Plugin::call_fresh`] runs on
+//!   a brand-new instance (the strict tier).
+//!
+//! WASI: a module may import `wasi_snapshot_preview1` functions; each gets a stub
+//! that grants nothing (it returns `ENOTCAPABLE`; `proc_exit` traps). Any other import
+//! module is refused at load time, naming the import.
+
+mod abi;
+mod validate;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, OptLevel,
+    PoolingAllocationConfig, Store, Trap, TypedFunc,
+};
+
+pub use abi::{ABI_MODULE, ABI_VERSION, LogLine};
+pub use validate::{LoadError, PluginMeta};
+
+/// Per-call and per-module limits. The defaults suit untrusted plugins.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Wasm fuel per call (roughly one unit per instruction).
+    pub fuel: u64,
+    /// Wall-clock budget per call.
+    pub deadline: Duration,
+    /// Largest linear memory a plugin may grow to, in bytes.
+    pub memory_bytes: usize,
+    /// Largest input document, in bytes.
+    pub max_input_bytes: usize,
+    /// Largest output a plugin may write, in bytes.
+    pub max_output_bytes: usize,
+    /// Log lines kept per call; more are dropped.
+    pub max_log_lines: usize,
+    /// Longest log line kept, in bytes (longer ones are cut).
+    pub max_log_line_bytes: usize,
+    /// Largest module accepted, in bytes.
+    pub max_module_bytes: usize,
+    /// Instances alive at once, all plugins together (pooling allocator slots).
+    pub max_instances: u32,
+    /// A warm instance is recycled after this many calls.
+    pub max_calls_per_instance: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            fuel: 10_000_000,
+            deadline: Duration::from_millis(50),
+            memory_bytes: 16 << 20,
+            max_input_bytes: 1 << 20,
+            max_output_bytes: 1 << 20,
+            max_log_lines: 16,
+            max_log_line_bytes: 512,
+            max_module_bytes: 8 << 20,
+            max_instances: 256,
+            max_calls_per_instance: 10_000,
+        }
+    }
+}
+
+/// The host could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin host: {0}")]
+pub struct HostError(String);
+
+/// Why a call failed. Each names the cause precisely; the plugin is named by the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("input is {size} bytes; plugins take at most {limit}")]
+    InputTooLarge { size: usize, limit: usize },
+    #[error("ran out of fuel ({fuel} units)")]
+    OutOfFuel { fuel: u64 },
+    #[error("did not finish within {ms} ms")]
+    Deadline { ms: u64 },
+    #[error("tried to grow its memory past {limit} bytes")]
+    MemoryLimit { limit: usize },
+    #[error("wrote more than {limit} bytes of output")]
+    OutputTooLarge { limit: usize },
+    #[error("output is not JSON: {0}")]
+    OutputNotJson(String),
+    #[error("plugin error: {0}")]
+    Guest(String),
+    #[error("returned {0}, not 0 (emit), 1 (drop), 2 (pass) or 3 (error)")]
+    BadReturn(i32),
+    #[error("trapped: {0}")]
+    Trap(String),
+    #[error("cannot instantiate: {0}")]
+    Instantiate(String),
+}
+
+impl CallError {
+    /// A stable machine-readable kind (metrics label, attempt `error_kind`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::InputTooLarge { .. } => "plugin_input_too_large",
+            CallError::OutOfFuel { .. } => "plugin_out_of_fuel",
+            CallError::Deadline { .. } => "plugin_deadline",
+            CallError::MemoryLimit { .. } => "plugin_memory_limit",
+            CallError::OutputTooLarge { .. } => "plugin_output_too_large",
+            CallError::OutputNotJson(_) => "plugin_output_not_json",
+            CallError::Guest(_) => "plugin_error",
+            CallError::BadReturn(_) => "plugin_bad_return",
+            CallError::Trap(_) => "plugin_trap",
+            CallError::Instantiate(_) => "plugin_instantiate",
+        }
+    }
+}
+
+/// What a successful call asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Send this body (JSON text, validated).
+    Emit(Vec<u8>),
+    /// Send nothing for this delivery.
+    Drop,
+    /// Send the body unchanged.
+    Pass,
+}
+
+/// A finished call: its outcome and what it cost.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub outcome: Result<Outcome, CallError>,
+    pub fuel_used: u64,
+    pub took: Duration,
+    pub logs: Vec<LogLine>,
+}
+
+/// One engine for every plugin, and the epoch ticker that enforces deadlines.
+pub struct Host {
+    engine: Engine,
+    limits: Limits,
+    /// Epoch ticks per deadline.
+    deadline_ticks: u64,
+    cache: Mutex<HashMap<[u8; 32], Arc<Plugin>>>,
+    stop: Arc<AtomicBool>,
+    ticker: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How often the epoch advances; deadlines are rounded up to it.
+const TICK: Duration = Duration::from_millis(2);
+
+impl Host {
+    pub fn new(limits: Limits) -> Result<Self, HostError> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_core_instances(limits.max_instances)
+            .total_memories(limits.max_instances)
+            .total_tables(limits.max_instances)
+            .max_memories_per_module(1)
+            .max_tables_per_module(1)
+            .max_memory_size(limits.memory_bytes);
+        let mut config = Config::new();
+        config
+            .cranelift_opt_level(OptLevel::Speed)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(512 << 10)
+            // Explicit bounds checks inside a small reservation: the pool reserves
+            // address space per slot, so keep slots near the memory cap.
+            .memory_reservation(limits.memory_bytes as u64)
+            .memory_guard_size(64 << 10)
+            .memory_reservation_for_growth(0)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(|e| HostError(e.to_string()))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("gp-wasm-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| HostError(format!("epoch thread: {e}")))?
+        };
+        let deadline_ticks = (limits.deadline.as_micros() / TICK.as_micros()).max(1) as u64 + 1;
+        Ok(Self {
+            engine,
+            limits,
+            deadline_ticks,
+            cache: Mutex::new(HashMap::new()),
+            stop,
+            ticker: Some(ticker),
+        })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Validates, compiles and prepares a module (cached by its sha256). Compiling
+    /// takes milliseconds: call it off the delivery path (upload, subscription save).
+    pub fn load(&self, wasm: &[u8]) -> Result<Arc<Plugin>, LoadError> {
+        let sha: [u8; 32] = Sha256::digest(wasm).into();
+        if let Some(p) = self.cache.lock().ok().and_then(|c| c.get(&sha).cloned()) {
+            return Ok(p);
+        }
+        if wasm.len() > self.limits.max_module_bytes {
+            return Err(LoadError::TooLarge {
+                size: wasm.len(),
+                limit: self.limits.max_module_bytes,
+            });
+        }
+        let mut meta = validate::inspect(wasm, self.limits.memory_bytes)?;
+        let module =
+            Module::new(&self.engine, wasm).map_err(|e| LoadError::Compile(e.to_string()))?;
+        meta.uses_wasi = validate::uses_wasi(&module);
+        let mut linker: Linker<abi::State> = Linker::new(&self.engine);
+        abi::define(&mut linker).map_err(|e| LoadError::Compile(e.to_string()))?;
+        validate::link_imports(&module, &mut linker)?;
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(|e| LoadError::Link(e.to_string()))?;
+        let plugin = Arc::new(Plugin {
+            sha256: hex::encode(sha),
+            size: wasm.len(),
+            meta,
+            pre,
+            engine: self.engine.clone(),
+            limits: self.limits.clone(),
+            deadline_ticks: self.deadline_ticks,
+            warm: Mutex::new(Vec::new()),
+        });
+        if let Ok(mut c) = self.cache.lock() {
+            c.insert(sha, plugin.clone());
+        }
+        Ok(plugin)
+    }
+
+    /// Forgets a cached module (its warm instances go when the last user drops it).
+    pub fn evict(&self, sha256_hex: &str) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.retain(|k, _| hex::encode(k) != sha256_hex);
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A compiled plugin, ready to instantiate.
+pub struct Plugin {
+    pub sha256: String,
+    pub size: usize,
+    pub meta: PluginMeta,
+    pre: InstancePre<abi::State>,
+    engine: Engine,
+    limits: Limits,
+    deadline_ticks: u64,
+    /// Instances kept between calls.
+    warm: Mutex<Vec<Warm>>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("sha256", &self.sha256)
+            .field("meta", &self.meta)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A live instance and its entry point.
+struct Warm {
+    store: Store<abi::State>,
+    entry: TypedFunc<(), i32>,
+    calls: u32,
+}
+
+impl Plugin {
+    /// Runs the plugin on `input` with `config`, on a warm instance when one is free.
+    pub fn call(&self, input: &[u8], config: &[u8]) -> Report {
+        let warm = self.warm.lock().ok().and_then(|mut w| w.pop());
+        let warm = match warm {
+            Some(w) => w,
+            None => match self.instantiate() {
+                Ok(w) => w,
+                Err(e) => return failed(e),
+            },
+        };
+        let (report, warm) = self.run(warm, input, config);
+        if let Some(w) = warm
+            && let Ok(mut pool) = self.warm.lock()
+            && pool.len() < 8
+        {
+            pool.push(w);
+        }
+        report
+    }
+
+    /// Runs the plugin on a brand-new instance, dropped afterwards (no state can leak
+    /// from one event to the next).
+    pub fn call_fresh(&self, input: &[u8], config: &[u8]) -> Report {
+        match self.instantiate() {
+            Ok(w) => self.run(w, input, config).0,
+            Err(e) => failed(e),
+        }
+    }
+
+    /// Instantiates without calling (for benchmarks of the instantiation cost).
+    pub fn instantiate_only(&self) -> Result<(), CallError> {
+        self.instantiate().map(drop)
+    }
+
+    fn instantiate(&self) -> Result<Warm, CallError> {
+        let mut store = Store::new(&self.engine, abi::State::new(&self.limits));
+        store.limiter(|s| &mut s.limiter);
+        // Start functions run under the same limits as calls.
+        store
+            .set_fuel(self.limits.fuel)
+            .map_err(|e| CallError::Instantiate(e.to_string()))?;
+        store.set_epoch_deadline(self.deadline_ticks);
+        store.epoch_deadline_trap();
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| CallError::Instantiate(e.to_string()))?;
+        let entry = instance
+            .get_typed_func::<(), i32>(&mut store, abi::ENTRY)
+            .map_err(|e| CallError::Instantiate(e.to_string()))?;
+        let memory = instance.get_memory(&mut store, "memory");
+        store.data_mut().memory = memory;
+        Ok(Warm {
+            store,
+            entry,
+            calls: 0,
+        })
+    }
+
+    /// One call; gives the instance back when it may be reused.
+    fn run(&self, mut warm: Warm, input: &[u8], config: &[u8]) -> (Report, Option<Warm>) {
+        let started = Instant::now();
+        if input.len() > self.limits.max_input_bytes {
+            let e = CallError::InputTooLarge {
+                size: input.len(),
+                limit: self.limits.max_input_bytes,
+            };
+            return (failed(e), Some(warm));
+        }
+        let store = &mut warm.store;
+        store.data_mut().begin(input, config);
+        if store.set_fuel(self.limits.fuel).is_err() {
+            return (failed(CallError::Trap("cannot set fuel".into())), None);
+        }
+        store.set_epoch_deadline(self.deadline_ticks);
+        let result = warm.entry.call(&mut *store, ());
+        let fuel_used = self
+            .limits
+            .fuel
+            .saturating_sub(store.get_fuel().unwrap_or(0));
+        let state = store.data_mut();
+        let logs = std::mem::take(&mut state.logs);
+        let outcome = match result {
+            Ok(code) => state.finish(code),
+            Err(e) => Err(self.classify(&e, state)),
+        };
+        warm.calls += 1;
+        let keep = outcome.is_ok()
+            && warm.calls < self.limits.max_calls_per_instance
+            && store
+                .data()
+                .memory
+                .is_some_and(|m| m.data_size(&*store) <= self.limits.memory_bytes / 2);
+        let report = Report {
+            outcome,
+            fuel_used,
+            took: started.elapsed(),
+            logs,
+        };
+        (report, keep.then_some(warm))
+    }
+
+    fn classify(&self, e: &wasmtime::Error, state: &abi::State) -> CallError {
+        if state.output_overflow {
+            return CallError::OutputTooLarge {
+                limit: self.limits.max_output_bytes,
+            };
+        }
+        if state.limiter.denied {
+            return CallError::MemoryLimit {
+                limit: self.limits.memory_bytes,
+            };
+        }
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => CallError::OutOfFuel {
+                fuel: self.limits.fuel,
+            },
+            Some(Trap::Interrupt) => CallError::Deadline {
+                ms: self.limits.deadline.as_millis() as u64,
+            },
+            Some(trap) => match &state.error {
+                // A guest that reported an error and then trapped (a panic): its
+                // message says more than the trap.
+                Some(msg) => CallError::Guest(format!("{msg} ({trap})")),
+                None => CallError::Trap(trap.to_string()),
+            },
+            None => CallError::Trap(format!("{e:#}")),
+        }
+    }
+}
+
+fn failed(e: CallError) -> Report {
+    Report {
+        outcome: Err(e),
+        fuel_used: 0,
+        took: Duration::ZERO,
+        logs: Vec::new(),
+    }
+}
