@@ -624,10 +624,17 @@ impl<'s, 'l> FBuilder<'s, 'l> {
         max: usize,
     ) -> R<()> {
         if got < min || got > max {
+            let takes = match (min, max) {
+                (a, b) if a == b => format!("{a}"),
+                (a, b) if b == a + 1 => format!("{a} or {b}"),
+                (a, b) => format!("{a} to {b}"),
+            };
             return Err(self.b.error(
                 ErrorCode::SyntaxError,
                 at,
-                format!("wrong number of arguments for {name}(...): it is written {usage}"),
+                format!(
+                    "wrong number of arguments for {name}(...): it takes {takes}, not {got}; it is written {usage}"
+                ),
             ));
         }
         Ok(())

@@ -170,6 +170,13 @@ impl Budget {
         self.max_value_bytes
     }
 
+    /// Spends `n` steps on work outside formulas (the mapping engine charges one per
+    /// op it runs). False, and [`BudgetHit::Steps`] recorded, when there are not
+    /// enough left.
+    pub fn spend(&self, n: u64) -> bool {
+        self.take(n)
+    }
+
     /// Takes `n` steps; false (and the hit recorded) when there are not enough left.
     pub(crate) fn take(&self, n: u64) -> bool {
         let left = self.steps.get();
