@@ -57,6 +57,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub filter: FilterConfig,
     pub stream: StreamConfig,
+    pub plugins: PluginsConfig,
     /// Set by `gp serve --dev`; not a file key.
     #[serde(skip)]
     pub dev: bool,
@@ -122,6 +123,39 @@ impl RetentionConfig {
             dlq_max_age_secs: self.dlq_max_age_secs,
             inbox_max_age_secs: self.inbox_max_age_secs,
             max_rows: self.batch_rows,
+        }
+    }
+}
+
+/// Limits of the WASM plugin sandbox (`[plugins]`, docs/plugins.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Wasm fuel per call (about one unit per instruction).
+    pub fuel: u64,
+    /// Wall-clock budget per call, in milliseconds.
+    pub deadline_ms: u64,
+    /// Largest linear memory of a plugin, in MiB.
+    pub memory_mib: usize,
+    /// Largest module accepted on upload, in bytes.
+    pub max_module_bytes: usize,
+    /// Largest output of one call, in bytes.
+    pub max_output_bytes: usize,
+    /// Plugin instances alive at once (all plugins).
+    pub max_instances: u32,
+}
+
+impl PluginsConfig {
+    pub fn limits(&self, max_input_bytes: usize) -> gatepulse_plugin_host::Limits {
+        gatepulse_plugin_host::Limits {
+            fuel: self.fuel,
+            deadline: std::time::Duration::from_millis(self.deadline_ms),
+            memory_bytes: self.memory_mib << 20,
+            max_input_bytes,
+            max_output_bytes: self.max_output_bytes,
+            max_module_bytes: self.max_module_bytes,
+            max_instances: self.max_instances,
+            ..gatepulse_plugin_host::Limits::default()
         }
     }
 }
@@ -382,6 +416,21 @@ impl Config {
                 ),
             ));
         }
+        let pl = &self.plugins;
+        if pl.fuel == 0 || !(1..=60_000).contains(&pl.deadline_ms) {
+            return Err(invalid(
+                "plugins",
+                "fuel must be positive and deadline_ms 1 to 60000",
+            ));
+        }
+        if !(1..=4096).contains(&pl.memory_mib) || pl.max_instances == 0 {
+            return Err(invalid(
+                "plugins",
+                "memory_mib must be 1 to 4096 and max_instances positive",
+            ));
+        }
+        positive("plugins.max_module_bytes", pl.max_module_bytes)?;
+        positive("plugins.max_output_bytes", pl.max_output_bytes)?;
         let st = &self.stream;
         positive(
             "stream.backfill_max_events",

@@ -16,6 +16,7 @@ pub mod destination;
 pub mod dispatch;
 pub mod ids;
 pub mod ingest;
+pub mod pipeline;
 pub mod retention;
 pub mod server;
 pub mod store;

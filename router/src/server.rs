@@ -87,11 +87,26 @@ pub async fn run(
     );
     let secrets: Arc<dyn SecretBox> = Arc::new(PlainBox);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let host = gatepulse_plugin_host::Host::new(
+        config
+            .plugins
+            .limits(config.api.max_payload_bytes.saturating_mul(2)),
+    )
+    .map_err(|e| ServeError::Http(std::io::Error::other(e.to_string())))?;
+    let pipelines = Arc::new(crate::pipeline::Pipelines::new(
+        dyn_store.clone(),
+        Arc::new(host),
+        gatepulse_transform::MappingLimits {
+            max_output_bytes: config.api.max_payload_bytes,
+            ..gatepulse_transform::MappingLimits::default()
+        },
+    ));
     let (dispatch, dispatcher) = crate::dispatch::start(
         &config,
         dyn_store.clone(),
         secrets.clone(),
         ingest.clone(),
+        pipelines.clone(),
         stop_rx.clone(),
     )
     .map_err(|e| ServeError::Http(std::io::Error::other(e)))?;
@@ -106,6 +121,7 @@ pub async fn run(
         dispatch,
         metrics: telemetry::metrics_handle(),
         ready: ready.clone(),
+        pipelines,
         streams: Arc::new(crate::stream::session::Streams::new(
             config.stream.clone(),
             stop_rx.clone(),

@@ -32,6 +32,9 @@ pub const OVERLOAD_DROPS_TOTAL: &str = "gatepulse_overload_drops_total";
 pub const COMPACTION_DURATION_SECONDS: &str = "gatepulse_compaction_duration_seconds";
 pub const SEGMENTS_DELETED_TOTAL: &str = "gatepulse_segments_deleted_total";
 pub const RETENTION_ROWS_DELETED_TOTAL: &str = "gatepulse_retention_rows_deleted_total";
+pub const TRANSFORM_STAGE_DURATION_SECONDS: &str = "gatepulse_transform_stage_duration_seconds";
+pub const TRANSFORM_ERRORS_TOTAL: &str = "gatepulse_transform_errors_total";
+pub const PLUGINS_DISABLED_TOTAL: &str = "gatepulse_plugins_disabled_total";
 pub const STREAM_CLIENTS: &str = "gatepulse_stream_clients";
 pub const STREAM_EVENTS_SENT_TOTAL: &str = "gatepulse_stream_events_sent_total";
 pub const STREAM_DISCONNECTS_TOTAL: &str = "gatepulse_stream_disconnects_total";
@@ -58,6 +61,9 @@ pub const ALL_METRICS: &[&str] = &[
     COMPACTION_DURATION_SECONDS,
     SEGMENTS_DELETED_TOTAL,
     RETENTION_ROWS_DELETED_TOTAL,
+    TRANSFORM_STAGE_DURATION_SECONDS,
+    TRANSFORM_ERRORS_TOTAL,
+    PLUGINS_DISABLED_TOTAL,
     STREAM_CLIENTS,
     STREAM_EVENTS_SENT_TOTAL,
     STREAM_DISCONNECTS_TOTAL,
@@ -169,6 +175,20 @@ fn describe() {
         RETENTION_ROWS_DELETED_TOTAL,
         "Records deleted by retention, by kind: event, delivery, attempt."
     );
+    describe_histogram!(
+        TRANSFORM_STAGE_DURATION_SECONDS,
+        metrics::Unit::Seconds,
+        "Time of one transform stage per delivery, by stage: mapping or plugin."
+    );
+    describe_counter!(
+        TRANSFORM_ERRORS_TOTAL,
+        "Transform stages that failed, by stage and kind (mapping_limit, plugin_out_of_fuel, plugin_deadline, plugin_memory_limit, …)."
+    );
+    describe_counter!(
+        PLUGINS_DISABLED_TOTAL,
+        "Plugin modules disabled after too many consecutive failures."
+    );
+    counter!(PLUGINS_DISABLED_TOTAL).increment(0);
     describe_gauge!(STREAM_CLIENTS, "Open stream (SSE) connections.");
     describe_counter!(
         STREAM_EVENTS_SENT_TOTAL,
@@ -291,6 +311,21 @@ pub fn record_stream_end(reason: &'static str) {
 /// A `gatepulse.reset` frame was sent.
 pub fn record_stream_reset(reason: &'static str) {
     counter!(STREAM_RESETS_TOTAL, "reason" => reason).increment(1);
+}
+
+/// One transform stage ran (`stage`: `mapping` or `plugin`).
+pub fn record_transform_stage(stage: &'static str, took: Duration) {
+    histogram!(TRANSFORM_STAGE_DURATION_SECONDS, "stage" => stage).record(took.as_secs_f64());
+}
+
+/// A transform stage failed.
+pub fn record_transform_error(stage: &'static str, kind: &'static str) {
+    counter!(TRANSFORM_ERRORS_TOTAL, "stage" => stage, "kind" => kind).increment(1);
+}
+
+/// A plugin was disabled for failing too often.
+pub fn record_plugin_disabled() {
+    counter!(PLUGINS_DISABLED_TOTAL).increment(1);
 }
 
 pub fn record_auto_disable() {

@@ -1,6 +1,7 @@
 //! End-to-end harness: starts the real `gp` binary on a free port with a temp data dir
 //! and talks to it over HTTP only. Nothing here links GatePulse itself.
 
+pub mod plugins;
 pub mod receiver;
 pub mod sse;
 

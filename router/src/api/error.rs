@@ -165,6 +165,9 @@ impl From<StoreError> for ApiError {
                 Self::invalid_field(&format!("{what}_id"), format!("{what} does not exist"))
                     .with_code("unknown_reference")
             }
+            StoreError::AlreadyExists(what) => {
+                Self::conflict("already_exists", format!("{what} already exists"))
+            }
             StoreError::LimitReached { what, limit } => Self::conflict(
                 "limit_reached",
                 format!("at most {limit} {what} per tenant (configurable)"),
@@ -230,5 +233,40 @@ impl ApiError {
     fn with_code(mut self, code: &'static str) -> Self {
         self.code = code;
         self
+    }
+}
+
+impl From<crate::pipeline::SpecError> for ApiError {
+    fn from(e: crate::pipeline::SpecError) -> Self {
+        use crate::pipeline::SpecError;
+        let detail = e.to_string();
+        match e {
+            SpecError::Shape(_) => {
+                Self::bad_request("invalid_transform", detail).with("field", "transform")
+            }
+            SpecError::Mapping(m) => {
+                let mut err = Self::bad_request(m.code(), detail)
+                    .with("field", format!("transform/mapping{}", m.pointer()));
+                if let Some(op) = m.op_index() {
+                    err = err.with("op", op);
+                }
+                if let Some(pos) = m.position() {
+                    err = err.with(
+                        "position",
+                        serde_json::json!({"line": pos.line, "column": pos.column, "offset": pos.offset}),
+                    );
+                }
+                err
+            }
+            SpecError::UnknownPlugin { index, .. } => {
+                Self::invalid_field(&format!("transform/plugins/{index}"), detail)
+                    .with_code("unknown_plugin")
+            }
+            SpecError::PluginLoad { index, .. } => {
+                Self::invalid_field(&format!("transform/plugins/{index}"), detail)
+                    .with_code("plugin_unusable")
+            }
+            SpecError::Store(s) => s.into(),
+        }
     }
 }

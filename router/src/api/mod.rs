@@ -14,6 +14,7 @@ pub mod inbox;
 pub mod listener;
 pub mod openapi;
 pub mod ops;
+pub mod plugins;
 pub mod replay;
 pub mod stats;
 pub mod stream;
@@ -57,6 +58,8 @@ pub struct AppInner {
     pub metrics: PrometheusHandle,
     /// False until the server accepts traffic, and again once shutdown begins.
     pub ready: Arc<AtomicBool>,
+    /// Compiled transform pipelines and the plugin sandbox.
+    pub pipelines: Arc<crate::pipeline::Pipelines>,
     /// Stream (SSE) connections: limits, count, shutdown signal.
     pub streams: Arc<crate::stream::session::Streams>,
 }
@@ -89,6 +92,7 @@ pub fn app(state: AppState) -> Router {
         .merge(admin::router())
         .merge(inbox::router())
         .merge(stream::router())
+        .merge(plugins::router())
         .merge(ops::router())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)

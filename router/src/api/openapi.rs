@@ -8,8 +8,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    admin, deliveries, dlq, endpoints, error, events, extract, inbox, ops, replay, stats, stream,
-    subscriptions, tenants,
+    admin, deliveries, dlq, endpoints, error, events, extract, inbox, ops, plugins, replay, stats,
+    stream, subscriptions, tenants,
 };
 
 #[derive(OpenApi)]
@@ -35,6 +35,7 @@ use super::{
         subscriptions::delete_subscription, subscriptions::preview_subscription,
         events::create_event, events::create_events_batch, events::list_events,
         events::get_event, stream::stream,
+        plugins::upload_plugin, plugins::list_plugins, plugins::delete_plugin,
         deliveries::list_deliveries, deliveries::get_delivery,
         ops::get_healthz, ops::get_readyz, ops::get_metrics, ops::get_openapi, inbox::get_inbox_ui,
     ),
@@ -46,6 +47,7 @@ use super::{
         (name = "subscriptions", description = "Which events go to which endpoint"),
         (name = "events", description = "Publishing and reading events"),
         (name = "deliveries", description = "Deliveries and attempts"),
+        (name = "plugins", description = "WASM transform plugins"),
         (name = "operations", description = "Health, readiness, metrics, the dev inbox page"),
     )
 )]

@@ -126,12 +126,18 @@ fn filter_problem(e: &FilterError) -> ApiError {
         .with("excerpt", e.caret_excerpt())
 }
 
-fn validate_transform(transform: &serde_json::Value) -> Result<(), ApiError> {
-    let _ = transform;
-    Err(ApiError::invalid_field(
-        "transform",
-        "transforms are not available in this build",
-    ))
+/// Compiles a transform spec (mapping and plugins) as deliveries would run it.
+async fn validate_transform(
+    state: &AppState,
+    tenant: &TenantId,
+    transform: &serde_json::Value,
+) -> Result<std::sync::Arc<crate::pipeline::Pipeline>, ApiError> {
+    state
+        .pipelines
+        .compile(tenant, transform)
+        .await
+        .map(std::sync::Arc::new)
+        .map_err(ApiError::from)
 }
 
 fn endpoint_ref(raw: &str) -> Result<EndpointId, ApiError> {
@@ -172,7 +178,7 @@ pub async fn create_subscription(
         validate_filter(&state, f)?;
     }
     if let Some(t) = &body.transform {
-        validate_transform(t)?;
+        validate_transform(&state, &tenant, t).await?;
     }
     let now = now_ms();
     let sub = Subscription {
@@ -266,7 +272,7 @@ pub async fn update_subscription(
         validate_filter(&state, f)?;
     }
     if let Some(Some(t)) = &patch.transform {
-        validate_transform(t)?;
+        validate_transform(&state, &tenant, t).await?;
     }
     let now = now_ms();
     let updated = state
@@ -295,6 +301,7 @@ pub async fn update_subscription(
         )
         .await?;
     state.ingest.invalidate(&tenant);
+    state.pipelines.invalidate(&id);
     tracing::info!(tenant_id = %tenant, subscription_id = %id, "subscription updated");
     Ok(axum::Json(updated.into()))
 }
@@ -313,6 +320,7 @@ pub async fn delete_subscription(
     let id = subscription_id(&raw)?;
     state.store.delete_subscription(&tenant, &id).await?;
     state.ingest.invalidate(&tenant);
+    state.pipelines.invalidate(&id);
     tracing::info!(tenant_id = %tenant, subscription_id = %id, "subscription deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -364,14 +372,17 @@ pub struct PreviewStage {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub explain: Option<Value>,
+    /// Why a transform stage failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PreviewOut {
     /// Whether the event would be delivered to the subscription.
     pub matched: bool,
-    /// The body that would be delivered (the payload; transforms are not available in
-    /// this version), or `null` when not matched.
+    /// The body that would be delivered (the payload after the mapping and plugins),
+    /// or `null` when not matched, dropped by a plugin, or failed closed.
     #[schema(value_type = Option<Object>)]
     pub body: Option<Value>,
     pub stages: Vec<PreviewStage>,
@@ -428,9 +439,10 @@ pub async fn preview_subscription(
         .as_deref()
         .map(|f| validate_filter(&state, f))
         .transpose()?;
-    if let Some(t) = &sub.transform {
-        validate_transform(t)?;
-    }
+    let pipeline = match &sub.transform {
+        Some(t) => Some(validate_transform(&state, &tenant, t).await?),
+        None => None,
+    };
     let event = body.event;
     topic::validate_topic(&event.topic, state.config.api.max_topic_bytes).map_err(|e| {
         let mut err = ApiError::invalid_field("event/topic", format!("topic {e}"));
@@ -461,6 +473,7 @@ pub async fn preview_subscription(
             "patterns": sub.topics,
             "matched_pattern": hit.map(TopicPattern::as_str),
         })),
+        error: None,
     });
     if !topic_matched {
         return Ok(axum::Json(PreviewOut {
@@ -476,19 +489,22 @@ pub async fn preview_subscription(
     let now = now_ms();
     let id = EventId::generate(now);
     let time = rfc3339(now);
-    let view = Event::new(&event.topic, &event.payload).with_meta(Meta {
-        id: Some(id.as_str()),
-        time: Some(&time),
-        source: None,
-    });
-    let (filter_matched, explain) = match &filter {
-        Some(f) => {
-            let matched = f.matches(&view);
-            let took = micros(started);
-            let explain = explain_filter(f, &view, &state);
-            (matched, Some((took, explain)))
+    let (filter_matched, explain) = {
+        // The filter's view borrows the event; it ends before any await below.
+        let view = Event::new(&event.topic, &event.payload).with_meta(Meta {
+            id: Some(id.as_str()),
+            time: Some(&time),
+            source: None,
+        });
+        match &filter {
+            Some(f) => {
+                let matched = f.matches(&view);
+                let took = micros(started);
+                let explain = explain_filter(f, &view, &state);
+                (matched, Some((took, explain)))
+            }
+            None => (true, None),
         }
-        None => (true, None),
     };
     let (took_us, explain) = match explain {
         Some((took, explain)) => (took, explain),
@@ -499,10 +515,57 @@ pub async fn preview_subscription(
         took_us,
         matched: filter_matched,
         explain: Some(explain),
+        error: None,
     });
-    let body = filter_matched.then_some(event.payload);
+    let (Some(pipeline), true) = (pipeline, filter_matched) else {
+        let body = filter_matched.then_some(event.payload);
+        return Ok(axum::Json(PreviewOut {
+            matched: filter_matched,
+            body,
+            stages,
+        }));
+    };
+    // Mapping and plugins, exactly as a delivery runs them.
+    let stored = crate::store::Event {
+        record_version: RECORD_VERSION,
+        id: id.clone(),
+        tenant_id: tenant.clone(),
+        cursor: 0,
+        topic: event.topic.clone(),
+        payload: serde_json::value::to_raw_value(&event.payload)
+            .map_err(|_| ApiError::internal())?,
+        idempotency_key: None,
+        created_at: now,
+    };
+    let mut reports = Vec::new();
+    let result = state
+        .pipelines
+        .run(&pipeline, &stored, Some(&mut reports))
+        .await;
+    for r in reports {
+        stages.push(PreviewStage {
+            stage: r.stage,
+            took_us: u64::try_from(r.took.as_micros()).unwrap_or(u64::MAX),
+            matched: r.error.is_none(),
+            explain: None,
+            error: r.error,
+        });
+    }
+    let (matched, body) = match result {
+        Ok(crate::pipeline::Transformed::Body(b)) => (
+            true,
+            Some(serde_json::from_slice(&b).unwrap_or(Value::Null)),
+        ),
+        // Dropped by a plugin: nothing would be sent.
+        Ok(crate::pipeline::Transformed::Dropped { .. }) => (false, None),
+        // A failing stage: on_error decides what a delivery would do.
+        Err(_) if pipeline.on_error == crate::pipeline::OnError::DeliverOriginal => {
+            (true, Some(event.payload))
+        }
+        Err(_) => (false, None),
+    };
     Ok(axum::Json(PreviewOut {
-        matched: filter_matched,
+        matched,
         body,
         stages,
     }))

@@ -33,6 +33,7 @@ use crate::config::Config;
 use crate::crypto::SecretBox;
 use crate::ids::{AttemptId, EndpointId, TenantId};
 use crate::ingest::Ingest;
+use crate::pipeline::{OnError, Pipelines, StageFailure, Transformed};
 use crate::store::{
     Attempt, Claim, Claimed, Endpoint, EndpointKind, NextState, Outcome, QueueSignal,
     RECORD_VERSION, Store,
@@ -155,6 +156,7 @@ struct Ctx {
     store: Arc<dyn Store>,
     secrets: Arc<dyn SecretBox>,
     ingest: Arc<Ingest>,
+    pipelines: Arc<Pipelines>,
     client: reqwest::Client,
     settings: Settings,
     node: String,
@@ -326,6 +328,7 @@ pub fn start(
     store: Arc<dyn Store>,
     secrets: Arc<dyn SecretBox>,
     ingest: Arc<Ingest>,
+    pipelines: Arc<Pipelines>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(DispatchHandle, tokio::task::JoinHandle<()>), reqwest::Error> {
     let settings = Settings::from_config(config);
@@ -337,6 +340,7 @@ pub fn start(
         store,
         secrets,
         ingest,
+        pipelines,
         client,
         settings,
         node: format!("node-{:08x}", rand::random::<u32>()),
@@ -847,7 +851,21 @@ async fn send(ctx: Arc<Ctx>, runtime: Option<Arc<Runtime>>, tenant: TenantId, cl
             excerpt: None,
             error_kind: Some("endpoint_deleted".into()),
         },
-        Some(rt) => attempt(&ctx, rt, &delivery, &event, number).await,
+        Some(rt) => match transform(&ctx, &tenant, &delivery, &event).await {
+            Ok(Some(body)) => attempt(&ctx, rt, &delivery, &event, number, body).await,
+            Ok(None) => Response {
+                result: AttemptResult::Skipped,
+                status: None,
+                excerpt: Some("dropped by a plugin; nothing was sent".into()),
+                error_kind: Some("dropped_by_plugin".into()),
+            },
+            Err(failure) => Response {
+                result: AttemptResult::Refused,
+                status: None,
+                excerpt: Some(failure.detail),
+                error_kind: Some(failure.kind.to_owned()),
+            },
+        },
     };
     let elapsed = started.elapsed();
     let verdict = retry::classify(&response.result);
@@ -914,12 +932,50 @@ async fn send(ctx: Arc<Ctx>, runtime: Option<Arc<Runtime>>, tenant: TenantId, cl
 }
 
 /// Sends one attempt over HTTP.
+/// The body to send: the payload through the subscription's transform pipeline.
+/// `Ok(None)`: a plugin dropped the delivery. `Err`: a stage failed and the
+/// subscription fails closed (the delivery goes to the DLQ with the error).
+async fn transform(
+    ctx: &Ctx,
+    tenant: &TenantId,
+    delivery: &crate::store::Delivery,
+    event: &crate::store::Event,
+) -> Result<Option<bytes::Bytes>, StageFailure> {
+    let original = || bytes::Bytes::copy_from_slice(event.payload.get().as_bytes());
+    let pipeline = match ctx
+        .pipelines
+        .for_subscription(tenant, &delivery.subscription_id)
+        .await
+    {
+        Ok(None) => return Ok(Some(original())),
+        Ok(Some(p)) => p,
+        Err(e) => {
+            return Err(StageFailure {
+                stage: "transform".into(),
+                kind: "transform_unavailable",
+                detail: e.to_string(),
+            });
+        }
+    };
+    match ctx.pipelines.run(&pipeline, event, None).await {
+        Ok(Transformed::Body(b)) => Ok(Some(bytes::Bytes::from(b))),
+        Ok(Transformed::Dropped { .. }) => Ok(None),
+        Err(failure) if pipeline.on_error == OnError::DeliverOriginal => {
+            tracing::warn!(tenant_id = %tenant, delivery_id = %delivery.id, stage = %failure.stage,
+                error = %failure.detail, "transform failed; delivering the original payload (on_error = deliver_original)");
+            Ok(Some(original()))
+        }
+        Err(failure) => Err(failure),
+    }
+}
+
 async fn attempt(
     ctx: &Ctx,
     rt: &Runtime,
     delivery: &crate::store::Delivery,
     event: &crate::store::Event,
     number: u32,
+    body: bytes::Bytes,
 ) -> Response {
     let refused = |kind: &str, detail: String| Response {
         result: AttemptResult::Refused,
@@ -937,7 +993,6 @@ async fn attempt(
         Ok(s) => s,
         Err(e) => return refused("signing_failed", e.clone()),
     };
-    let body = bytes::Bytes::copy_from_slice(event.payload.get().as_bytes());
     let timestamp = now_ms() / 1000;
     let mut headers = rt.headers.clone();
     let mut put = |name: &'static str, value: &str| {

@@ -15,8 +15,11 @@ pub enum AttemptResult {
     },
     /// No usable answer: timeout, connection refused or reset, TLS, DNS.
     Transport,
-    /// Sending is not allowed (forbidden destination, invalid URL): retrying cannot help.
+    /// Sending is not allowed (forbidden destination, invalid URL, a failed transform
+    /// stage): retrying cannot help.
     Refused,
+    /// Nothing to send: a plugin dropped the delivery. It is done.
+    Skipped,
 }
 
 /// The decision for one attempt.
@@ -39,6 +42,7 @@ pub enum Verdict {
 pub fn classify(result: &AttemptResult) -> Verdict {
     match result {
         AttemptResult::Status { code, .. } if (200..300).contains(code) => Verdict::Success,
+        AttemptResult::Skipped => Verdict::Success,
         AttemptResult::Status { code: 410, .. } => Verdict::GiveUp {
             disable_endpoint: true,
         },

@@ -27,6 +27,9 @@ pub enum StoreError {
     /// A record this one refers to does not exist.
     #[error("referenced {0} does not exist")]
     MissingReference(&'static str),
+    /// A record with this identity exists and may not be replaced.
+    #[error("{0} already exists")]
+    AlreadyExists(&'static str),
     /// A per-tenant count limit would be exceeded.
     #[error("limit reached: at most {limit} {what} per tenant")]
     LimitReached { what: &'static str, limit: usize },
@@ -344,6 +347,31 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn snapshot_to(&self, dir: &std::path::Path) -> StoreResult<SnapshotManifest>;
     /// Stores a message captured by an inbox endpoint.
     async fn capture_inbox(&self, message: InboxMessage) -> StoreResult<()>;
+
+    /// Stores a plugin version and its module; `AlreadyExists` when the tenant has
+    /// that name and version (versions are immutable).
+    async fn create_plugin(&self, plugin: PluginRecord, module: Vec<u8>) -> StoreResult<()>;
+
+    /// The tenant's plugins, by name then version.
+    async fn list_plugins(&self, tenant: &TenantId) -> StoreResult<Vec<PluginRecord>>;
+
+    async fn get_plugin(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        version: &str,
+    ) -> StoreResult<Option<PluginRecord>>;
+
+    /// The module bytes of a plugin version.
+    async fn get_plugin_module(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        version: &str,
+    ) -> StoreResult<Option<Vec<u8>>>;
+
+    /// Removes a plugin version (and its module when no other version shares it).
+    async fn delete_plugin(&self, tenant: &TenantId, name: &str, version: &str) -> StoreResult<()>;
     /// An inbox endpoint's captured messages, oldest first.
     async fn list_inbox(
         &self,

@@ -479,3 +479,20 @@ pub struct StreamRead {
     /// The oldest cursor still stored, if any.
     pub oldest: Option<u64>,
 }
+
+/// An uploaded plugin version (its module is stored beside it, by sha256).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginRecord {
+    #[serde(default = "record_version")]
+    pub record_version: u32,
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub version: String,
+    /// Hex sha256 of the module.
+    pub sha256: String,
+    pub size: u64,
+    pub abi: u32,
+    /// The SDK version the module says it was built with.
+    pub sdk: Option<String>,
+    pub created_at: i64,
+}

@@ -29,9 +29,10 @@ use crate::ids::{DeliveryId, EndpointId, EventId, KeyId, SubscriptionId, TenantI
 use crate::store::{
     ApiKey, AppendLimits, AppendOutcome, Appended, Attempt, Claim, Claimed, Delivery,
     DeliveryQuery, DeliveryStatus, Endpoint, Event, EventQuery, InboxMessage, Mutation, NewEvent,
-    NextState, Outcome, Page, PageRequest, PurgePolicy, PurgeReport, QueueCounts, QueueSignal,
-    RECORD_VERSION, Replay, ReplayDelivery, RequeueSelection, STORE_VERSION, SnapshotManifest,
-    StorageStats, Store, StoreError, StoreMeta, StoreResult, StreamRead, Subscription, Tenant,
+    NextState, Outcome, Page, PageRequest, PluginRecord, PurgePolicy, PurgeReport, QueueCounts,
+    QueueSignal, RECORD_VERSION, Replay, ReplayDelivery, RequeueSelection, STORE_VERSION,
+    SnapshotManifest, StorageStats, Store, StoreError, StoreMeta, StoreResult, StreamRead,
+    Subscription, Tenant,
 };
 use crate::stream::hub::StreamHub;
 use crate::stream::{STATUS_TOPIC, StatusData, StreamItem};
@@ -72,7 +73,8 @@ struct Migration {
 
 /// Steps from older store versions; each takes `from` to `from + 1`.
 const MIGRATIONS: &[Migration] = &[
-    // 1 → 2: the `stream_status` table (created with every other missing table).
+    // 1 → 2: the `stream_status`, `plugins` and `plugin_modules` tables (created
+    // with every other missing table).
     Migration {
         from: 1,
         run: |_| Ok(()),
@@ -365,6 +367,8 @@ impl RedbStore {
         txn.open_table(ATTEMPTS)?;
         txn.open_table(COUNTERS)?;
         txn.open_table(STREAM_STATUS)?;
+        txn.open_table(PLUGINS)?;
+        txn.open_table(PLUGIN_MODULES)?;
         Ok(())
     }
 
@@ -1252,6 +1256,102 @@ impl Store for RedbStore {
             }
         }
         Ok(Page { items, next: None })
+    }
+
+    async fn create_plugin(&self, plugin: PluginRecord, module: Vec<u8>) -> StoreResult<()> {
+        let record = encode(&plugin)?;
+        self.write(move |txn| {
+            let t = plugin.tenant_id.as_str();
+            if !tenant_exists(txn, t)? {
+                return Err(StoreError::MissingReference("tenant"));
+            }
+            let mut plugins = txn.open_table(PLUGINS)?;
+            let key = (t, plugin.name.as_str(), plugin.version.as_str());
+            if plugins.get(key)?.is_some() {
+                return Err(StoreError::AlreadyExists("plugin version"));
+            }
+            plugins.insert(key, record.as_slice())?;
+            txn.open_table(PLUGIN_MODULES)?
+                .insert((t, plugin.sha256.as_str()), module.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_plugins(&self, tenant: &TenantId) -> StoreResult<Vec<PluginRecord>> {
+        let txn = self.read()?;
+        let t = tenant.as_str();
+        let up = upper(t);
+        let mut out = Vec::new();
+        for row in txn
+            .open_table(PLUGINS)?
+            .range::<(&str, &str, &str)>((t, "", "")..(up.as_str(), "", ""))?
+        {
+            out.push(decode("plugins", row?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    async fn get_plugin(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        version: &str,
+    ) -> StoreResult<Option<PluginRecord>> {
+        let txn = self.read()?;
+        match txn
+            .open_table(PLUGINS)?
+            .get((tenant.as_str(), name, version))?
+        {
+            Some(v) => Ok(Some(decode("plugins", v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn get_plugin_module(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        version: &str,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        let txn = self.read()?;
+        let Some(v) = txn
+            .open_table(PLUGINS)?
+            .get((tenant.as_str(), name, version))?
+        else {
+            return Ok(None);
+        };
+        let record: PluginRecord = decode("plugins", v.value())?;
+        Ok(txn
+            .open_table(PLUGIN_MODULES)?
+            .get((tenant.as_str(), record.sha256.as_str()))?
+            .map(|m| m.value().to_vec()))
+    }
+
+    async fn delete_plugin(&self, tenant: &TenantId, name: &str, version: &str) -> StoreResult<()> {
+        let (t, name, version) = (tenant.to_string(), name.to_owned(), version.to_owned());
+        self.write(move |txn| {
+            let mut plugins = txn.open_table(PLUGINS)?;
+            let record: PluginRecord =
+                match plugins.remove((t.as_str(), name.as_str(), version.as_str()))? {
+                    Some(v) => decode("plugins", v.value())?,
+                    None => return Err(StoreError::NotFound("plugin version")),
+                };
+            let up = upper(&t);
+            let mut shared = false;
+            for row in
+                plugins.range::<(&str, &str, &str)>((t.as_str(), "", "")..(up.as_str(), "", ""))?
+            {
+                let other: PluginRecord = decode("plugins", row?.1.value())?;
+                shared |= other.sha256 == record.sha256;
+            }
+            if !shared {
+                txn.open_table(PLUGIN_MODULES)?
+                    .remove((t.as_str(), record.sha256.as_str()))?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn storage_stats(&self) -> StoreResult<StorageStats> {

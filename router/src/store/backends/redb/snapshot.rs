@@ -125,6 +125,8 @@ pub(super) fn write(
     count("inbox", copy(&src, txn, INBOX)?);
     count("attempts", copy(&src, txn, ATTEMPTS)?);
     count("stream_status", copy(&src, txn, STREAM_STATUS)?);
+    count("plugins", copy(&src, txn, PLUGINS)?);
+    count("plugin_modules", copy(&src, txn, PLUGIN_MODULES)?);
     count("counters", copy(&src, txn, COUNTERS)?);
     // One durable commit makes every chunk durable.
     let last = out.begin_write()?;

@@ -47,6 +47,11 @@ pub const ATTEMPTS: TableDefinition<(&str, &str, u32), &[u8]> = TableDefinition:
 /// stream items of delivery attempts, sharing the tenant's cursor with events.
 pub const STREAM_STATUS: TableDefinition<(&str, u64), (i64, &[u8])> =
     TableDefinition::new("stream_status");
+/// (tenant, plugin name, version) → JSON plugin record.
+pub const PLUGINS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("plugins");
+/// (tenant, module sha256) → the module's bytes.
+pub const PLUGIN_MODULES: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("plugin_modules");
 /// (tenant, counter name) → count: the stream cursor (incremented in the publishing
 /// transaction), endpoints, subscriptions and deliveries per status.
 pub const COUNTERS: TableDefinition<(&str, &str), u64> = TableDefinition::new("counters");

@@ -1,0 +1,442 @@
+//! The transform pipeline of a subscription (SPEC TR-5): mapping → plugins, run per
+//! delivery before signing. This module turns a subscription's `transform` spec into
+//! a compiled [`Pipeline`] (the mapping compiled, the plugins loaded into the sandbox)
+//! and runs it; the mapping engine lives in `transform/`, the sandbox in
+//! `plugin-host/`.
+//!
+//! Spec (the subscription's `transform` field):
+//! `{"mapping"?: {"version": 1, "ops": [...]}, "plugins"?: [{"name", "version",
+//! "config"?}], "on_error"?: "fail" | "deliver_original"}`. `fail` (the default) fails
+//! the delivery closed: it goes to the DLQ with the stage's error on its attempt.
+//! `deliver_original` fails open: the payload is sent untransformed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gatepulse_plugin_host::{CallError, Host, Outcome, Plugin};
+use gatepulse_transform::{CompileError, Context, Mapping, MappingLimits};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::ids::{SubscriptionId, TenantId};
+use crate::store::{Event, Store, StoreError};
+use crate::telemetry;
+
+/// Most plugins one subscription may chain.
+pub const MAX_PLUGINS: usize = 8;
+/// Consecutive failed calls after which a plugin is disabled (until re-uploaded or the
+/// server restarts) instead of running again.
+pub const DISABLE_AFTER_FAILURES: u32 = 50;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Spec {
+    mapping: Option<Value>,
+    #[serde(default)]
+    plugins: Vec<PluginRef>,
+    #[serde(default)]
+    on_error: OnError,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PluginRef {
+    name: String,
+    version: String,
+    config: Option<Value>,
+}
+
+/// What a failing stage does to the delivery.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Fail closed: the delivery goes to the DLQ with the error.
+    #[default]
+    Fail,
+    /// Fail open: deliver the original payload.
+    DeliverOriginal,
+}
+
+/// Why a transform spec was refused (at subscription create/update or preview).
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("transform: {0}")]
+    Shape(String),
+    #[error("transform mapping: {0}")]
+    Mapping(#[from] CompileError),
+    #[error("transform plugins/{index}: plugin {name}@{version} is not uploaded")]
+    UnknownPlugin {
+        index: usize,
+        name: String,
+        version: String,
+    },
+    #[error("transform plugins/{index}: {name}@{version} cannot be loaded: {reason}")]
+    PluginLoad {
+        index: usize,
+        name: String,
+        version: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One plugin stage, loaded.
+#[derive(Debug)]
+struct Stage {
+    name: String,
+    version: String,
+    plugin: Arc<Plugin>,
+    config: Vec<u8>,
+}
+
+/// A compiled pipeline: cheap to share.
+#[derive(Debug)]
+pub struct Pipeline {
+    mapping: Option<Mapping>,
+    plugins: Vec<Stage>,
+    pub on_error: OnError,
+}
+
+/// The result of running a pipeline on one event.
+#[derive(Debug)]
+pub enum Transformed {
+    /// Send this body.
+    Body(Vec<u8>),
+    /// A plugin dropped the delivery: send nothing.
+    Dropped { by: String },
+}
+
+/// A stage that failed, with what it said.
+#[derive(Debug, Clone)]
+pub struct StageFailure {
+    /// `mapping` or `plugin:<name>@<version>`.
+    pub stage: String,
+    /// Stable machine-readable kind (`mapping_limit`, `plugin_out_of_fuel`, …).
+    pub kind: &'static str,
+    pub detail: String,
+}
+
+/// One stage's timing and outcome, for previews.
+#[derive(Debug, Clone)]
+pub struct StageReport {
+    pub stage: String,
+    pub took: Duration,
+    pub error: Option<String>,
+}
+
+/// Health of one plugin module: consecutive failures, disabled flag.
+#[derive(Debug, Default)]
+struct Health {
+    failures: u32,
+    disabled: bool,
+}
+
+/// Compiled pipelines per subscription and the plugin sandbox.
+pub struct Pipelines {
+    store: Arc<dyn Store>,
+    host: Arc<Host>,
+    mapping_limits: MappingLimits,
+    cache: Mutex<HashMap<SubscriptionId, Option<Arc<Pipeline>>>>,
+    health: Mutex<HashMap<String, Health>>,
+}
+
+impl std::fmt::Debug for Pipelines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipelines").finish_non_exhaustive()
+    }
+}
+
+impl Pipelines {
+    pub fn new(store: Arc<dyn Store>, host: Arc<Host>, mapping_limits: MappingLimits) -> Self {
+        Self {
+            store,
+            host,
+            mapping_limits,
+            cache: Mutex::new(HashMap::new()),
+            health: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn host(&self) -> &Arc<Host> {
+        &self.host
+    }
+
+    /// Compiles a spec: the mapping, and every plugin loaded from the store.
+    pub async fn compile(&self, tenant: &TenantId, spec: &Value) -> Result<Pipeline, SpecError> {
+        let spec: Spec =
+            serde_json::from_value(spec.clone()).map_err(|e| SpecError::Shape(e.to_string()))?;
+        if spec.plugins.len() > MAX_PLUGINS {
+            return Err(SpecError::Shape(format!(
+                "at most {MAX_PLUGINS} plugins per subscription"
+            )));
+        }
+        let mapping = spec
+            .mapping
+            .as_ref()
+            .map(|m| Mapping::compile(m, &self.mapping_limits))
+            .transpose()?;
+        let mut plugins = Vec::with_capacity(spec.plugins.len());
+        for (index, p) in spec.plugins.into_iter().enumerate() {
+            let config = match &p.config {
+                None => b"{}".to_vec(),
+                Some(c) if c.is_object() => serde_json::to_vec(c).unwrap_or_default(),
+                Some(_) => {
+                    return Err(SpecError::Shape(format!(
+                        "plugins/{index}/config must be a JSON object"
+                    )));
+                }
+            };
+            let Some(wasm) = self
+                .store
+                .get_plugin_module(tenant, &p.name, &p.version)
+                .await?
+            else {
+                return Err(SpecError::UnknownPlugin {
+                    index,
+                    name: p.name,
+                    version: p.version,
+                });
+            };
+            let host = self.host.clone();
+            let loaded = tokio::task::spawn_blocking(move || host.load(&wasm))
+                .await
+                .map_err(|e| SpecError::Shape(format!("loading plugin: {e}")))?;
+            let plugin = loaded.map_err(|e| SpecError::PluginLoad {
+                index,
+                name: p.name.clone(),
+                version: p.version.clone(),
+                reason: e.to_string(),
+            })?;
+            plugins.push(Stage {
+                name: p.name,
+                version: p.version,
+                plugin,
+                config,
+            });
+        }
+        Ok(Pipeline {
+            mapping,
+            plugins,
+            on_error: spec.on_error,
+        })
+    }
+
+    /// The pipeline of a subscription, compiled on first use and kept until the
+    /// subscription changes ([`Pipelines::invalidate`], called by the API on update
+    /// and delete); `None` when it has no transform (or is gone).
+    pub async fn for_subscription(
+        &self,
+        tenant: &TenantId,
+        id: &SubscriptionId,
+    ) -> Result<Option<Arc<Pipeline>>, SpecError> {
+        if let Some(p) = self.cache.lock().ok().and_then(|c| c.get(id).cloned()) {
+            return Ok(p);
+        }
+        let Some(sub) = self.store.get_subscription(tenant, id).await? else {
+            return Ok(None);
+        };
+        let pipeline = match &sub.transform {
+            None => None,
+            Some(spec) => Some(Arc::new(self.compile(tenant, spec).await?)),
+        };
+        if let Ok(mut c) = self.cache.lock() {
+            c.insert(id.clone(), pipeline.clone());
+        }
+        Ok(pipeline)
+    }
+
+    /// Forgets a subscription's compiled pipeline.
+    pub fn invalidate(&self, id: &SubscriptionId) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.remove(id);
+        }
+    }
+
+    /// Runs the pipeline on an event. Plugins run on the blocking pool (each call is
+    /// bounded by fuel and a deadline), so a hostile plugin never stalls other
+    /// deliveries' tasks.
+    pub async fn run(
+        &self,
+        pipeline: &Arc<Pipeline>,
+        event: &Event,
+        mut reports: Option<&mut Vec<StageReport>>,
+    ) -> Result<Transformed, StageFailure> {
+        let mut body: Vec<u8> = event.payload.get().as_bytes().to_vec();
+        if let Some(mapping) = &pipeline.mapping {
+            let started = Instant::now();
+            let result = apply_mapping(mapping, event);
+            let took = started.elapsed();
+            telemetry::record_transform_stage("mapping", took);
+            if let Some(r) = reports.as_deref_mut() {
+                r.push(StageReport {
+                    stage: "mapping".into(),
+                    took,
+                    error: result.as_ref().err().map(|f| f.detail.clone()),
+                });
+            }
+            match result {
+                Ok(b) => body = b,
+                Err(f) => {
+                    telemetry::record_transform_error("mapping", f.kind);
+                    return Err(f);
+                }
+            }
+        }
+        for stage in &pipeline.plugins {
+            let label = format!("plugin:{}@{}", stage.name, stage.version);
+            let started = Instant::now();
+            let result = self.call(stage, event, &body, &label).await;
+            let took = started.elapsed();
+            telemetry::record_transform_stage("plugin", took);
+            if let Some(r) = reports.as_deref_mut() {
+                r.push(StageReport {
+                    stage: label.clone(),
+                    took,
+                    error: result.as_ref().err().map(|f| f.detail.clone()),
+                });
+            }
+            match result {
+                Ok(Outcome::Emit(out)) => body = out,
+                Ok(Outcome::Pass) => {}
+                Ok(Outcome::Drop) => return Ok(Transformed::Dropped { by: label }),
+                Err(f) => {
+                    telemetry::record_transform_error("plugin", f.kind);
+                    return Err(f);
+                }
+            }
+        }
+        Ok(Transformed::Body(body))
+    }
+
+    async fn call(
+        &self,
+        stage: &Stage,
+        event: &Event,
+        body: &[u8],
+        label: &str,
+    ) -> Result<Outcome, StageFailure> {
+        let sha = stage.plugin.sha256.clone();
+        if self
+            .health
+            .lock()
+            .ok()
+            .is_some_and(|h| h.get(&sha).is_some_and(|h| h.disabled))
+        {
+            return Err(StageFailure {
+                stage: label.to_owned(),
+                kind: "plugin_disabled",
+                detail: format!(
+                    "{label} is disabled after {DISABLE_AFTER_FAILURES} consecutive failures; upload a fixed version"
+                ),
+            });
+        }
+        let input = plugin_input(event, body);
+        let plugin = stage.plugin.clone();
+        let config = stage.config.clone();
+        let report = tokio::task::spawn_blocking(move || plugin.call(&input, &config))
+            .await
+            .map_err(|e| StageFailure {
+                stage: label.to_owned(),
+                kind: "plugin_trap",
+                detail: format!("{label}: {e}"),
+            })?;
+        for line in &report.logs {
+            tracing::info!(plugin = label, level = line.level, message = %line.message, "plugin log");
+        }
+        let ok = report.outcome.is_ok();
+        if let Ok(mut health) = self.health.lock() {
+            let h = health.entry(sha).or_default();
+            if ok {
+                h.failures = 0;
+            } else {
+                h.failures += 1;
+                if h.failures >= DISABLE_AFTER_FAILURES && !h.disabled {
+                    h.disabled = true;
+                    telemetry::record_plugin_disabled();
+                    tracing::error!(
+                        plugin = label,
+                        failures = h.failures,
+                        "plugin disabled: it keeps failing"
+                    );
+                }
+            }
+        }
+        report.outcome.map_err(|e: CallError| StageFailure {
+            stage: label.to_owned(),
+            kind: e.kind(),
+            detail: format!("{label}: {e}"),
+        })
+    }
+
+    /// Forgets the health record of a module (a re-upload gets a fresh start).
+    pub fn reset_health(&self, sha256: &str) {
+        if let Ok(mut h) = self.health.lock() {
+            h.remove(sha256);
+        }
+    }
+}
+
+fn apply_mapping(mapping: &Mapping, event: &Event) -> Result<Vec<u8>, StageFailure> {
+    let failure = |kind: &'static str, detail: String| StageFailure {
+        stage: "mapping".into(),
+        kind,
+        detail,
+    };
+    let payload: Value = serde_json::from_str(event.payload.get())
+        .map_err(|e| failure("mapping_bad_payload", format!("mapping: payload: {e}")))?;
+    let created = crate::clock::rfc3339(event.created_at);
+    let mut ctx = Context::new(&event.topic);
+    ctx.meta.id = Some(event.id.as_str());
+    ctx.meta.time = Some(&created);
+    let out = mapping.apply_owned(payload, &ctx);
+    if let Some(limited) = &out.limited {
+        return Err(failure(
+            "mapping_limit",
+            format!("mapping: {}", limited.detail),
+        ));
+    }
+    serde_json::to_vec(&out.value).map_err(|e| failure("mapping_output", format!("mapping: {e}")))
+}
+
+/// The input document of a plugin call (ABI v1).
+fn plugin_input(event: &Event, body: &[u8]) -> Vec<u8> {
+    let head = serde_json::json!({
+        "topic": event.topic,
+        "event_id": event.id.as_str(),
+        "created_at": crate::clock::rfc3339(event.created_at),
+    })
+    .to_string();
+    // `{"topic":…,"created_at":…` + `,"payload":` + body + `}`; the body is JSON.
+    let mut input = Vec::with_capacity(head.len() + body.len() + 12);
+    input.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+    input.extend_from_slice(b",\"payload\":");
+    input.extend_from_slice(body);
+    input.push(b'}');
+    input
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_input_embeds_the_body_as_payload() {
+        let event = Event {
+            record_version: 1,
+            id: crate::ids::EventId::generate(0),
+            tenant_id: TenantId::generate(0),
+            cursor: 1,
+            topic: "a.b".into(),
+            payload: serde_json::value::RawValue::from_string("{\"x\":1}".into()).unwrap(),
+            idempotency_key: None,
+            created_at: 0,
+        };
+        let input = plugin_input(&event, br#"{"y":[1,2]}"#);
+        let v: Value = serde_json::from_slice(&input).unwrap();
+        assert_eq!(v["topic"], "a.b");
+        assert_eq!(v["payload"]["y"][1], 2);
+        assert_eq!(v["created_at"], "1970-01-01T00:00:00.000Z");
+    }
+}
