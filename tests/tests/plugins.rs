@@ -510,3 +510,84 @@ async fn a_new_plugin_version_takes_over_under_traffic_without_restart() {
         .unwrap();
     assert_eq!(s, StatusCode::NO_CONTENT);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gp_plugins_tests_locally_and_uploads() {
+    let dir = tempfile::tempdir().unwrap();
+    let gp = Gp::start(dir.path(), &[]).await.unwrap();
+    let (_, key) = gp.tenant_with_key().await.unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let wasm = files.path().join("redact.wasm");
+    std::fs::write(&wasm, plugins::wasm("redact").unwrap()).unwrap();
+    let event = files.path().join("event.json");
+    std::fs::write(
+        &event,
+        r#"{"topic":"a.b","payload":{"card":{"number":"4242424242424242"}}}"#,
+    )
+    .unwrap();
+    let bin = gatepulse_e2e::gp_binary().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(&bin)
+            .args(args)
+            .env("GATEPULSE_URL", &gp.base)
+            .env("GATEPULSE_TOKEN", &key)
+            .output()
+            .unwrap()
+    };
+    let wasm_path = wasm.to_str().unwrap();
+    // Locally, with the server's limits.
+    let out = run(&[
+        "plugins",
+        "test",
+        wasm_path,
+        "--event",
+        event.to_str().unwrap(),
+        "--config",
+        r#"{"fields":["card.number"],"mode":"mask","keep_last":4}"#,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["outcome"], "emit");
+    assert_eq!(report["body"]["card"]["number"], "****4242");
+    assert!(report["fuel_used"].as_u64().unwrap() > 0);
+    // A hostile module fails with its cause and a non-zero exit.
+    let looping = files.path().join("loop.wasm");
+    std::fs::write(&looping, plugins::wasm("hostile-loop").unwrap()).unwrap();
+    let out = run(&[
+        "plugins",
+        "test",
+        looping.to_str().unwrap(),
+        "--event",
+        event.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("plugin_out_of_fuel"));
+    // Upload and list through the API.
+    let out = run(&[
+        "plugins",
+        "upload",
+        wasm_path,
+        "--name",
+        "redact",
+        "--version",
+        "0.1.0",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["plugins", "list"]);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["data"][0]["version"], "0.1.0");
+    let out = run(&["plugins", "delete", "redact", "0.1.0"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -138,7 +138,7 @@ impl Client {
         })
     }
 
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -326,6 +326,7 @@ async fn execute(c: &Client, command: Command) -> Result<Value, String> {
         | Command::Filter(_)
         | Command::Store(_)
         | Command::Tail(_)
+        | Command::Plugins(_)
         | Command::Openapi => Err("not a client command".into()),
     }
 }

@@ -3,6 +3,7 @@
 
 mod client;
 mod filter;
+mod plugins;
 mod store;
 mod tail;
 
@@ -43,6 +44,9 @@ pub enum Command {
     /// Publish and read events.
     #[command(subcommand)]
     Events(client::EventsCmd),
+    /// Upload, list and delete WASM plugins; `test` runs one locally.
+    #[command(subcommand)]
+    Plugins(plugins::PluginsCmd),
     /// Follow the stream live: the delivery attempt log (of one endpoint with
     /// --endpoint), or events with --topic. Reconnects by itself.
     Tail(tail::TailArgs),
@@ -81,6 +85,7 @@ pub fn main(cli: Cli) -> i32 {
         Command::Filter(cmd) => filter::run(cmd),
         Command::Store(cmd) => store::run(cmd),
         Command::Tail(args) => tail::run(args),
+        Command::Plugins(cmd) => plugins::run(cmd),
         Command::Openapi => {
             println!("{}", crate::api::openapi::document_json());
             0
