@@ -537,6 +537,7 @@ async fn the_stream_interleaves_events_and_attempt_statuses(store: Arc<dyn Store
                 lease_token: d.lease_token,
                 attempt: attempt(&t, d, 1, 3_000, 200),
                 next: NextState::Succeeded,
+                body: None,
             })
             .await
             .unwrap();
@@ -588,6 +589,51 @@ async fn the_stream_interleaves_events_and_attempt_statuses(store: Arc<dyn Store
     assert_eq!((none.head, none.oldest), (0, None));
 }
 
+async fn a_retried_delivery_keeps_its_transformed_body(store: Arc<dyn Store>) {
+    let (t, e1, _e2) = two_endpoint_queue(&store, 1).await;
+    let c = store.claim_due(claim(&t, &e1, 2_000, 10)).await.unwrap();
+    let d = &c[0].delivery;
+    assert_eq!(d.body, None);
+    let kept = r#"{"mapped":true}"#.to_owned();
+    let recorded = store
+        .record_outcome(Outcome {
+            tenant: t.clone(),
+            delivery: d.id.clone(),
+            lease_token: d.lease_token,
+            attempt: attempt(&t, d, 1, 3_000, 500),
+            next: NextState::Retry { at: 4_000 },
+            body: Some(kept.clone()),
+        })
+        .await
+        .unwrap();
+    assert!(recorded);
+    // The retry is claimed with the body of the first attempt.
+    let again = store.claim_due(claim(&t, &e1, 5_000, 10)).await.unwrap();
+    let d = &again[0].delivery;
+    assert_eq!(d.body.as_deref(), Some(kept.as_str()));
+    // A later outcome never replaces it.
+    store
+        .record_outcome(Outcome {
+            tenant: t.clone(),
+            delivery: d.id.clone(),
+            lease_token: d.lease_token,
+            attempt: attempt(&t, d, 2, 5_000, 500),
+            next: NextState::Dead,
+            body: Some("{}".into()),
+        })
+        .await
+        .unwrap();
+    let dead = store.get_delivery(&t, &d.id).await.unwrap().unwrap();
+    assert_eq!(dead.body.as_deref(), Some(kept.as_str()));
+    // A requeue starts over: the transform runs again.
+    store
+        .requeue_dead(&t, RequeueSelection::Ids(vec![d.id.clone()]), 6_000, 10)
+        .await
+        .unwrap();
+    let requeued = store.get_delivery(&t, &d.id).await.unwrap().unwrap();
+    assert_eq!(requeued.body, None);
+}
+
 async fn claims_lease_one_endpoints_due_deliveries_in_order(store: Arc<dyn Store>) {
     let (t, e1, e2) = two_endpoint_queue(&store, 5).await;
     let first = store.claim_due(claim(&t, &e1, 1_002, 2)).await.unwrap();
@@ -627,6 +673,7 @@ async fn outcomes_move_deliveries_through_retry_success_and_dead(store: Arc<dyn 
         lease_token: d.lease_token,
         attempt: attempt(&t, d, 1, 5_000, 500),
         next,
+        body: None,
     };
     assert!(
         store
@@ -709,6 +756,7 @@ async fn expired_leases_return_to_the_queue(store: Arc<dyn Store>) {
         lease_token: c[0].delivery.lease_token,
         attempt: attempt(&t, &c[0].delivery, 1, 3_000, 200),
         next: NextState::Succeeded,
+        body: None,
     };
     assert!(!store.record_outcome(stale).await.unwrap());
     assert_eq!(
@@ -835,6 +883,7 @@ async fn the_queue_never_grows_past_its_limit(store: Arc<dyn Store>) {
         lease_token: d.lease_token,
         attempt: attempt(&a.id, d, 1, 20, 200),
         next: NextState::Succeeded,
+        body: None,
     };
     assert!(store.record_outcome(done).await.unwrap());
     let fits = store
@@ -864,6 +913,7 @@ async fn retention_removes_settled_expired_data_and_nothing_else(store: Arc<dyn 
             lease_token: d.lease_token,
             attempt: attempt(&t, d, 1, 9_000, 200),
             next,
+            body: None,
         };
         assert!(store.record_outcome(outcome).await.unwrap());
     }
@@ -1019,6 +1069,7 @@ macro_rules! conformance {
             conformance!(@case $make, retention_removes_settled_expired_data_and_nothing_else);
             conformance!(@case $make, tenant_retention_overrides_the_default);
             conformance!(@case $make, the_stream_interleaves_events_and_attempt_statuses);
+            conformance!(@case $make, a_retried_delivery_keeps_its_transformed_body);
         }
     };
     (@case $make:expr, $name:ident) => {

@@ -591,3 +591,65 @@ async fn gp_plugins_tests_locally_and_uploads() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_sends_the_bytes_of_the_first_attempt_even_after_the_transform_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let gp = Gp::start(dir.path(), &[("GATEPULSE_DELIVERY__RETRY_JITTER", "0")])
+        .await
+        .unwrap();
+    let (_, key) = gp.tenant_with_key().await.unwrap();
+    let rx = Receiver::start(Behaviour::FailFirst(1), None)
+        .await
+        .unwrap();
+    let (s, ep) = gp
+        .call(
+            &key,
+            Method::POST,
+            "/v1/endpoints",
+            Some(json!({"url": rx.url(), "retry_schedule_secs": [2]})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::CREATED);
+    let mapping = |v: u64| json!({"mapping": {"version": 1, "ops": [{"op": "set", "path": "payload.v", "value": v}]}});
+    let (_, sub) = gp
+        .call(
+            &key,
+            Method::POST,
+            "/v1/subscriptions",
+            Some(json!({"endpoint_id": ep["id"], "topics": ["r.#"], "transform": mapping(1)})),
+        )
+        .await
+        .unwrap();
+    publish(&gp, &key, "r.x", json!({"n": 1})).await;
+    // The first attempt fails (500); the transform changes before the retry.
+    rx.wait_for(|l| !l.requests.is_empty(), WAIT).await.unwrap();
+    let (s, _) = gp
+        .call(
+            &key,
+            Method::PATCH,
+            &format!("/v1/subscriptions/{}", sub["id"].as_str().unwrap()),
+            Some(json!({"transform": mapping(2)})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK);
+    rx.wait_for(|l| !l.succeeded_ids.is_empty(), WAIT)
+        .await
+        .unwrap();
+    publish(&gp, &key, "r.x", json!({"n": 2})).await;
+    rx.wait_for(|l| l.succeeded_ids.len() >= 2, WAIT)
+        .await
+        .unwrap();
+    let bodies: Vec<Vec<u8>> = rx.requests().iter().map(|r| r.body.to_vec()).collect();
+    // Each event: a failed attempt, then its retry (the receiver fails every first try).
+    assert_eq!(bodies.len(), 4);
+    assert_eq!(bodies[0], bodies[1], "the retry sends the same bytes");
+    let first: Value = serde_json::from_slice(&bodies[1]).unwrap();
+    let later: Value = serde_json::from_slice(&bodies[3]).unwrap();
+    assert_eq!(
+        (first["v"].as_u64(), later["v"].as_u64()),
+        (Some(1), Some(2))
+    );
+}

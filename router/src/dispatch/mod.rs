@@ -844,6 +844,8 @@ async fn send(ctx: Arc<Ctx>, runtime: Option<Arc<Runtime>>, tenant: TenantId, cl
     let number = delivery.attempts + 1;
     let started_at = now_ms();
     let started = Instant::now();
+    // A transformed body to keep for retries.
+    let mut keep: Option<String> = None;
     let response = match &runtime {
         None => Response {
             result: AttemptResult::Refused,
@@ -852,7 +854,10 @@ async fn send(ctx: Arc<Ctx>, runtime: Option<Arc<Runtime>>, tenant: TenantId, cl
             error_kind: Some("endpoint_deleted".into()),
         },
         Some(rt) => match transform(&ctx, &tenant, &delivery, &event).await {
-            Ok(Some(body)) => attempt(&ctx, rt, &delivery, &event, number, body).await,
+            Ok(Some((body, transformed))) => {
+                keep = transformed;
+                attempt(&ctx, rt, &delivery, &event, number, body).await
+            }
             Ok(None) => Response {
                 result: AttemptResult::Skipped,
                 status: None,
@@ -901,6 +906,7 @@ async fn send(ctx: Arc<Ctx>, runtime: Option<Arc<Runtime>>, tenant: TenantId, cl
         lease_token: delivery.lease_token,
         attempt,
         next,
+        body: keep,
     };
     let mut retry_at = None;
     match ctx.store.record_outcome(outcome).await {
@@ -932,22 +938,32 @@ async fn send(ctx: Arc<Ctx>, runtime: Option<Arc<Runtime>>, tenant: TenantId, cl
 }
 
 /// Sends one attempt over HTTP.
-/// The body to send: the payload through the subscription's transform pipeline.
-/// `Ok(None)`: a plugin dropped the delivery. `Err`: a stage failed and the
-/// subscription fails closed (the delivery goes to the DLQ with the error).
+/// The body to send: the payload through the subscription's transform pipeline, with
+/// the transformed text when a new one was computed (kept for the retries). A retry
+/// sends the body its first attempt computed. `Ok(None)`: a plugin dropped the
+/// delivery. `Err`: a stage failed and the subscription fails closed (the delivery
+/// goes to the DLQ with the error).
 async fn transform(
     ctx: &Ctx,
     tenant: &TenantId,
     delivery: &crate::store::Delivery,
     event: &crate::store::Event,
-) -> Result<Option<bytes::Bytes>, StageFailure> {
-    let original = || bytes::Bytes::copy_from_slice(event.payload.get().as_bytes());
+) -> Result<Option<(bytes::Bytes, Option<String>)>, StageFailure> {
+    if let Some(kept) = &delivery.body {
+        return Ok(Some((bytes::Bytes::copy_from_slice(kept.as_bytes()), None)));
+    }
+    let original = || {
+        Some((
+            bytes::Bytes::copy_from_slice(event.payload.get().as_bytes()),
+            None,
+        ))
+    };
     let pipeline = match ctx
         .pipelines
         .for_subscription(tenant, &delivery.subscription_id)
         .await
     {
-        Ok(None) => return Ok(Some(original())),
+        Ok(None) => return Ok(original()),
         Ok(Some(p)) => p,
         Err(e) => {
             return Err(StageFailure {
@@ -958,12 +974,22 @@ async fn transform(
         }
     };
     match ctx.pipelines.run(&pipeline, event, None).await {
-        Ok(Transformed::Body(b)) => Ok(Some(bytes::Bytes::from(b))),
+        Ok(Transformed::Body(b)) => {
+            let text = String::from_utf8(b).map_err(|e| StageFailure {
+                stage: "transform".into(),
+                kind: "transform_not_utf8",
+                detail: format!("the transformed body is not UTF-8: {e}"),
+            })?;
+            Ok(Some((
+                bytes::Bytes::copy_from_slice(text.as_bytes()),
+                Some(text),
+            )))
+        }
         Ok(Transformed::Dropped { .. }) => Ok(None),
         Err(failure) if pipeline.on_error == OnError::DeliverOriginal => {
             tracing::warn!(tenant_id = %tenant, delivery_id = %delivery.id, stage = %failure.stage,
                 error = %failure.detail, "transform failed; delivering the original payload (on_error = deliver_original)");
-            Ok(Some(original()))
+            Ok(original())
         }
         Err(failure) => Err(failure),
     }

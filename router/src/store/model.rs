@@ -189,6 +189,10 @@ pub struct Delivery {
     pub lease_token: u64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The body the first attempt sent, when the subscription transforms: retries send
+    /// exactly these bytes even if the subscription's transform changed meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
 }
 
 /// One HTTP try of a delivery (written by the delivery engine).
@@ -412,6 +416,8 @@ pub struct Outcome {
     pub lease_token: u64,
     pub attempt: Attempt,
     pub next: NextState,
+    /// A transformed body to keep on the delivery for its retries.
+    pub body: Option<String>,
 }
 
 /// Which dead deliveries to requeue.

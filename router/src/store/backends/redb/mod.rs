@@ -1448,6 +1448,7 @@ impl PreparedEvent {
                     lease_token: 0,
                     created_at: ev.created_at,
                     updated_at: ev.created_at,
+                    body: None,
                 };
                 Ok((nd.id.clone(), nd.endpoint_id.clone(), encode(&delivery)?))
             })
@@ -1594,6 +1595,8 @@ fn requeue_dead(
         d.attempts = 0;
         d.next_attempt_at = now;
         d.updated_at = now;
+        // A requeue is a new start: the transform runs again (it may have been fixed).
+        d.body = None;
         deliveries.insert((t, id.as_str()), encode(&d)?.as_slice())?;
         due.insert((d.endpoint_id.as_str(), ms(now), id.as_str()), t)?;
         woken.push((tenant.clone(), d.endpoint_id));
@@ -1646,6 +1649,7 @@ fn create_replay(
             lease_token: 0,
             created_at: replay.created_at,
             updated_at: replay.created_at,
+            body: None,
         };
         deliveries.insert((t, id.as_str()), encode(&d)?.as_slice())?;
         due.insert(
@@ -1976,6 +1980,9 @@ impl Hot<'_> {
         d.updated_at = o.attempt.started_at + i64::try_from(o.attempt.latency_ms).unwrap_or(0);
         match o.next {
             NextState::Retry { at } => {
+                if d.body.is_none() {
+                    d.body.clone_from(&o.body);
+                }
                 d.next_attempt_at = at;
                 self.due.insert((d.endpoint_id.as_str(), ms(at), id), t)?;
             }
