@@ -91,6 +91,15 @@ fn crates_depend_only_in_the_allowed_direction() {
                     "plugin-sdk depends on no workspace crate"
                 );
             }
+            "gatepulse-plugin-host" => {
+                assert!(
+                    internal.is_empty(),
+                    "plugin-host depends on no workspace crate: {internal:?}"
+                );
+                for f in forbidden_everywhere_in_cores {
+                    assert!(!ds.contains(f), "plugin-host must not know {f}");
+                }
+            }
             "gatepulse-e2e" => {
                 assert!(
                     internal.is_empty(),
