@@ -216,8 +216,52 @@ impl<'m, 'c> Run<'m, 'c> {
 
     /// Runs every op in order on `doc`, then checks the output size.
     pub(crate) fn run(&mut self, ops: &[Op], mut doc: Value) -> Output {
+        if let Some(limited) = self.run_ops(ops, &mut doc) {
+            return Output {
+                value: doc,
+                limited: Some(limited),
+            };
+        }
+        let bytes = json_len(&doc);
+        if bytes > self.limits.max_output_bytes {
+            return Output {
+                value: Value::Null,
+                limited: Some(self.too_large(format!(
+                    "the mapped payload is {bytes} bytes; the limit is {} (max_output_bytes)",
+                    self.limits.max_output_bytes
+                ))),
+            };
+        }
+        Output {
+            value: doc,
+            limited: None,
+        }
+    }
+
+    /// Runs every op, then writes the output as compact JSON and checks its length (no
+    /// separate measuring pass). The document is bounded while the ops run (the write
+    /// budget), so the body written before the check is too.
+    pub(crate) fn run_to_vec(&mut self, ops: &[Op], mut doc: Value) -> Result<Vec<u8>, Limited> {
+        if let Some(limited) = self.run_ops(ops, &mut doc) {
+            return Err(limited);
+        }
+        // Writing a `Value` cannot fail (its keys are strings); an empty body would be
+        // refused by the length check anyway.
+        let body = serde_json::to_vec(&doc).unwrap_or_default();
+        if body.is_empty() || body.len() > self.limits.max_output_bytes {
+            return Err(self.too_large(format!(
+                "the mapped payload is {} bytes; the limit is {} (max_output_bytes)",
+                body.len(),
+                self.limits.max_output_bytes
+            )));
+        }
+        Ok(body)
+    }
+
+    /// Runs the ops in order; the limit that stopped them, if any.
+    fn run_ops(&mut self, ops: &[Op], doc: &mut Value) -> Option<Limited> {
         for op in ops {
-            let step = self.exec(op, Place::Doc(&mut doc));
+            let step = self.exec(op, Place::Doc(doc));
             let status = match &step {
                 Ok(status) => *status,
                 Err(limited) => OpStatus::Stopped(limited.kind),
@@ -229,29 +273,17 @@ impl<'m, 'c> Run<'m, 'c> {
                 });
             }
             if let Err(limited) = step {
-                return Output {
-                    value: doc,
-                    limited: Some(limited),
-                };
+                return Some(limited);
             }
         }
-        let bytes = json_len(&doc);
-        if bytes > self.limits.max_output_bytes {
-            return Output {
-                value: Value::Null,
-                limited: Some(Limited {
-                    kind: LimitKind::OutputTooLarge,
-                    op: None,
-                    detail: format!(
-                        "the mapped payload is {bytes} bytes; the limit is {} (max_output_bytes)",
-                        self.limits.max_output_bytes
-                    ),
-                }),
-            };
-        }
-        Output {
-            value: doc,
-            limited: None,
+        None
+    }
+
+    fn too_large(&self, detail: String) -> Limited {
+        Limited {
+            kind: LimitKind::OutputTooLarge,
+            op: None,
+            detail,
         }
     }
 

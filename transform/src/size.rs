@@ -36,6 +36,14 @@ pub(crate) fn ref_len(v: ValueRef<'_>) -> usize {
 /// A JSON string with its quotes and escapes (serde_json escapes `"`, `\` and control
 /// characters; `\b \t \n \f \r` take two bytes, the others six).
 fn str_len(s: &str) -> usize {
+    // Most strings need no escape; this count vectorises, the exact one below does not.
+    let special = s
+        .bytes()
+        .filter(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        .count();
+    if special == 0 {
+        return s.len() + 2;
+    }
     let extra: usize = s
         .bytes()
         .map(|b| match b {

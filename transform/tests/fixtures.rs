@@ -121,6 +121,21 @@ fn check(case: &Value, origin: &str) {
         out,
         "{origin}: apply_owned"
     );
+    match mapping.apply_to_vec(input.clone(), &ctx) {
+        Ok(bytes) => {
+            assert!(out.limited.is_none(), "{origin}: apply_to_vec");
+            assert_eq!(
+                bytes,
+                serde_json::to_vec(&out.value).unwrap(),
+                "{origin}: apply_to_vec"
+            );
+        }
+        Err(limited) => assert_eq!(
+            Some(limited.kind),
+            out.limited.as_ref().map(|l| l.kind),
+            "{origin}: apply_to_vec"
+        ),
+    }
 }
 
 /// Checks one compile-error case; the mismatch, if any, as a message.

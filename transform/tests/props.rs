@@ -262,6 +262,14 @@ proptest! {
             prop_assert!(bytes <= max_output, "{bytes} > {max_output}");
         }
         prop_assert_eq!(&mapping.apply(&payload, &ctx), &out);
+        match mapping.apply_to_vec(payload.clone(), &ctx) {
+            Ok(bytes) => {
+                prop_assert!(out.limited.is_none());
+                prop_assert!(bytes.len() <= max_output);
+                prop_assert_eq!(bytes, serde_json::to_vec(&out.value).unwrap());
+            }
+            Err(limited) => prop_assert_eq!(Some(limited.kind), out.limited.as_ref().map(|l| l.kind)),
+        }
         let (explained, report) = mapping.explain(&payload, &ctx);
         prop_assert_eq!(&explained, &out);
         prop_assert!(report.len() <= spec["ops"].as_array().unwrap().len());
