@@ -390,14 +390,9 @@ fn apply_mapping(mapping: &Mapping, event: &Event) -> Result<Vec<u8>, StageFailu
     let mut ctx = Context::new(&event.topic);
     ctx.meta.id = Some(event.id.as_str());
     ctx.meta.time = Some(&created);
-    let out = mapping.apply_owned(payload, &ctx);
-    if let Some(limited) = &out.limited {
-        return Err(failure(
-            "mapping_limit",
-            format!("mapping: {}", limited.detail),
-        ));
-    }
-    serde_json::to_vec(&out.value).map_err(|e| failure("mapping_output", format!("mapping: {e}")))
+    mapping
+        .apply_to_vec(payload, &ctx)
+        .map_err(|limited| failure("mapping_limit", format!("mapping: {}", limited.detail)))
 }
 
 /// The input document of a plugin call (ABI v1).
