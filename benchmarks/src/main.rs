@@ -11,6 +11,7 @@ mod receiver;
 mod report;
 mod scenarios;
 mod server;
+mod stream;
 mod svg;
 
 use std::path::{Path, PathBuf};
@@ -66,6 +67,12 @@ struct RunArgs {
     /// Payload MiB the recovery scenario stores before restarting (default 1024; 16 with --quick).
     #[arg(long)]
     recovery_mb: Option<u64>,
+    /// SSE clients of the stream_fanout scenario.
+    #[arg(long, default_value_t = 1000)]
+    stream_clients: usize,
+    /// Events/s published in the stream_fanout scenario.
+    #[arg(long, default_value_t = 1000)]
+    stream_rate: u64,
     /// Compare two result folders instead of running (same as `gp-bench compare`).
     #[arg(long, num_args = 2, value_names = ["DIR_A", "DIR_B"])]
     compare: Option<Vec<PathBuf>>,
@@ -221,7 +228,7 @@ fn write_results(dir: &Path, results: &Results, machine_md: &str) -> Result<()> 
     charts.push(("Latency percentiles".to_owned(), "latency.svg".to_owned()));
     let deliveries: Vec<(String, Vec<u64>)> = ok
         .iter()
-        .filter(|s| s.fanout > 0)
+        .filter(|s| s.fanout > 0 && !s.is_stream())
         .map(|s| (s.name.clone(), s.delivery_timeline.clone()))
         .collect();
     write(
@@ -239,7 +246,9 @@ fn write_results(dir: &Path, results: &Results, machine_md: &str) -> Result<()> 
     ));
     for s in &ok {
         let mut series = vec![("publishes/s".to_owned(), s.publish_timeline.clone())];
-        if s.fanout > 0 {
+        if s.is_stream() {
+            series.push(("receipts/s".to_owned(), s.delivery_timeline.clone()));
+        } else if s.fanout > 0 {
             series.push(("deliveries/s".to_owned(), s.delivery_timeline.clone()));
         }
         let file = format!("throughput-{}.svg", s.name);
@@ -272,12 +281,14 @@ async fn run(args: RunArgs) -> Result<()> {
         bail!("--compare takes two result folders");
     }
     let gp = prepare_gp(&args.gp)?;
-    let opts = Options::new(
+    let mut opts = Options::new(
         args.payload_bytes,
         args.seconds,
         args.quick,
         args.recovery_mb,
     );
+    opts.stream_clients = args.stream_clients;
+    opts.stream_rate = args.stream_rate;
     let chosen = select(scenarios::catalog(&opts), &args.scenarios)?;
     let started = Instant::now();
     let (stamp, started_utc) = utc(unix_now());
@@ -313,6 +324,7 @@ async fn run(args: RunArgs) -> Result<()> {
         write_results(&out, &results, &machine_md)?;
     }
     println!("{}", report::table(&results));
+    print!("{}", report::stream_section(&results));
     eprintln!(
         "done in {:.0} s; report: {}",
         results.duration_secs,
@@ -389,6 +401,10 @@ async fn main() -> Result<()> {
                             .map_or(String::new(), |f| format!(", filter `{}`", f.expr))
                     ),
                     Kind::Recovery { target_mb } => format!("fills {target_mb} MiB"),
+                    Kind::Stream(st) => format!(
+                        "{} SSE clients, {} publishers, {} events/s, batch 1",
+                        st.clients, st.publishers, st.rate
+                    ),
                     Kind::NotAvailable(_) => "not available in this build".to_owned(),
                 };
                 println!("{:<24} {shape}\n{:<24} {}\n", s.name, "", s.description);
@@ -460,6 +476,8 @@ mod tests {
             ["ingest", "fanout-10"]
         );
         assert!(select(all.clone(), &["nope".into()]).is_err());
+        let stream = select(all.clone(), &["stream_fanout".into()]).unwrap();
+        assert!(matches!(&stream[0].kind, Kind::Stream(s) if s.clients == 1000 && s.rate == 1000));
         assert_eq!(
             select(all, &[]).unwrap().len(),
             scenarios::catalog(&o).len()

@@ -8,6 +8,9 @@ use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+/// The group name of a stream scenario's clients.
+pub const STREAM_GROUP: &str = "SSE clients";
+
 /// Version of the `results.json` layout.
 pub const SCHEMA: u32 = 1;
 
@@ -134,6 +137,11 @@ impl ScenarioResult {
             .fold((0, 0, 0), |(e, m, d), g| {
                 (e + g.expected, m + g.missing, d + g.duplicates)
             })
+    }
+
+    /// A stream scenario: its "deliveries" are (client, event) receipts.
+    pub fn is_stream(&self) -> bool {
+        self.groups.iter().any(|g| g.name == STREAM_GROUP)
     }
 
     /// The latency shown for this scenario: delivery if any, else publish → 202.
@@ -358,6 +366,66 @@ pub fn isolation_section(results: &Results) -> String {
     out
 }
 
+/// Stream fan-out scenarios: latency percentiles, counts, connect time, server cost.
+pub fn stream_section(results: &Results) -> String {
+    let rows: Vec<&ScenarioResult> = results
+        .scenarios
+        .iter()
+        .filter(|s| s.status == Status::Ok && s.is_stream())
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("## Stream fan-out (SSE)\n\n");
+    out.push_str("| scenario | clients | events/s | payload B | receipts/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | expected receipts | missing | disconnects | connect all s | connect p99 ms | RSS MiB idle / connected / peak / end | server CPU % (user + sys) | harness CPU % (user + sys) |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|\n");
+    for s in rows {
+        let m = |k: &str| s.metrics.get(k).copied();
+        let msv = |k: &str| m(k).map_or("-".to_owned(), ms);
+        let num = |k: &str| m(k).map_or("-".to_owned(), trim_float);
+        let cpu = |who: &str| {
+            let total = num(&format!("{who} CPU % (of one core)"));
+            match (
+                m(&format!("{who} CPU % user")),
+                m(&format!("{who} CPU % system")),
+            ) {
+                (Some(u), Some(sys)) => {
+                    format!("{total} ({} + {})", trim_float(u), trim_float(sys))
+                }
+                _ => total,
+            }
+        };
+        let (expected, missing, _) = s.counts();
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} / {} / {} | {} | {} |",
+            s.name,
+            thousands(s.fanout as f64),
+            thousands(s.publishes_per_sec),
+            s.payload_bytes,
+            s.deliveries_per_sec.map_or("-".to_owned(), thousands),
+            msv("fan-out p50 ms"),
+            msv("fan-out p90 ms"),
+            msv("fan-out p99 ms"),
+            msv("fan-out p99.9 ms"),
+            msv("fan-out max ms"),
+            thousands(expected as f64),
+            thousands(missing as f64),
+            num("gatepulse.disconnect frames"),
+            num("connect: all clients s"),
+            msv("connect p99 ms"),
+            num("server RSS MiB, idle"),
+            num("server RSS MiB, clients connected"),
+            num("server RSS MiB, peak"),
+            num("server RSS MiB, end"),
+            cpu("server"),
+            cpu("harness"),
+        );
+    }
+    out.push_str("\nLatency: publish start (the publisher's `sent_ns`) → receipt at the client, over every (client, event) receipt; CPU % is of one core (the machine's total is cores × 100 %).\n\n");
+    out
+}
+
 /// Per-group detail for scenarios with more than one group of endpoints.
 fn groups_section(results: &Results) -> String {
     let mut out = String::new();
@@ -428,6 +496,7 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
     out.push_str(&table(results));
     out.push('\n');
     out.push_str(&isolation_section(results));
+    out.push_str(&stream_section(results));
     let groups = groups_section(results);
     if !groups.is_empty() {
         out.push_str("## Endpoint groups\n\n");
@@ -738,6 +807,42 @@ mod tests {
         );
         assert!(md.contains("| change | +0 % | +10 % | +0 % |"), "{md}");
         assert!(md.contains("received 50 of its 6,000 deliveries"), "{md}");
+    }
+
+    #[test]
+    fn stream_section_lists_stream_runs_only() {
+        let mut r = sample();
+        assert_eq!(stream_section(&r), "");
+        let mut s = r.scenarios[0].clone();
+        s.name = "stream_fanout".into();
+        s.fanout = 1000;
+        s.groups[0].name = STREAM_GROUP.into();
+        s.groups[0].endpoints = 1000;
+        s.deliveries_per_sec = Some(1_000_000.0);
+        for (k, v) in [
+            ("fan-out p50 ms", 1.5),
+            ("fan-out p90 ms", 2.5),
+            ("fan-out p99 ms", 40.0),
+            ("fan-out p99.9 ms", 120.0),
+            ("fan-out max ms", 300.0),
+            ("server RSS MiB, idle", 24.0),
+            ("server RSS MiB, clients connected", 80.0),
+            ("server RSS MiB, peak", 150.0),
+            ("server RSS MiB, end", 140.0),
+            ("server CPU % (of one core)", 100.0),
+            ("server CPU % user", 45.0),
+            ("server CPU % system", 55.0),
+        ] {
+            s.metrics.insert(k.into(), v);
+        }
+        assert!(s.is_stream() && !r.scenarios[0].is_stream());
+        r.scenarios.push(s);
+        let md = stream_section(&r);
+        assert!(
+            md.contains("| `stream_fanout` | 1,000 | 2,000 | 1024 | 1,000,000 | 1.50 | 2.50 | 40.0 | 120 | 300 | 24,000 | 1 | - | - | - | 24 / 80 / 150 / 140 | 100 (45 + 55) | - |"),
+            "{md}"
+        );
+        assert!(!md.contains("`e2e-rate`"), "{md}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::load::{FilterSpec, GroupSpec, LoadResult, LoadSpec, filler, run_load}
 use crate::receiver::now_us;
 use crate::report::{ScenarioResult, Status};
 use crate::server::{Server, dir_size, post, tenant_key};
+use crate::stream::{StreamSpec, run_stream};
 
 /// Run-wide knobs.
 #[derive(Debug, Clone)]
@@ -28,6 +29,10 @@ pub struct Options {
     pub drain_secs: u64,
     /// Store size the recovery scenario fills before restarting.
     pub recovery_mb: u64,
+    /// SSE clients of the `stream_fanout` scenario.
+    pub stream_clients: usize,
+    /// Events/s the `stream_fanout` publishers offer.
+    pub stream_rate: u64,
 }
 
 impl Options {
@@ -43,6 +48,8 @@ impl Options {
             warmup_secs: if quick { 1 } else { 2 },
             drain_secs: if quick { 10 } else { 30 },
             recovery_mb: recovery_mb.unwrap_or(if quick { 16 } else { 1024 }),
+            stream_clients: 1000,
+            stream_rate: 1000,
         }
     }
 }
@@ -55,6 +62,8 @@ pub enum Kind {
     Recovery {
         target_mb: u64,
     },
+    /// SSE clients following one tenant's stream while publishers post events.
+    Stream(StreamSpec),
     /// A stage the server does not have yet: listed, not measured.
     NotAvailable(&'static str),
 }
@@ -186,9 +195,17 @@ pub fn catalog(o: &Options) -> Vec<Scenario> {
             kind: Kind::Load(base(8, Some(500), vec![healthy(4), slow])),
         },
         Scenario {
-            name: "sse",
-            description: "Server-Sent Events clients following the event stream",
-            kind: Kind::NotAvailable("the SSE stream is not implemented yet"),
+            name: "stream_fanout",
+            description: "stream fan-out over SSE: many clients on one tenant's `GET /v1/stream` while paced publishers post events; latency is publish start → receipt at each client, over every (client, event) pair",
+            kind: Kind::Stream(StreamSpec {
+                clients: o.stream_clients,
+                rate: o.stream_rate,
+                publishers: StreamSpec::publishers_for(o.stream_rate),
+                payload_bytes: o.payload_bytes,
+                warmup_secs: o.warmup_secs,
+                seconds: o.seconds,
+                drain_secs: o.drain_secs,
+            }),
         },
         Scenario {
             name: "recovery",
@@ -210,6 +227,7 @@ pub async fn run(gp: &Path, s: &Scenario) -> ScenarioResult {
             .await
             .map(|r| load_result(s, spec, r)),
         Kind::Recovery { target_mb } => recovery(gp, s, *target_mb).await,
+        Kind::Stream(spec) => run_stream(gp, s.name, s.description, spec.clone()).await,
     };
     outcome.unwrap_or_else(|e| {
         ScenarioResult::new(s.name, s.description, Status::Failed(format!("{e:#}")))

@@ -144,6 +144,11 @@ impl Server {
         Ok(())
     }
 
+    /// The server's process id (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Reads `/metrics` (Prometheus text).
     pub async fn metrics(&self) -> Result<String> {
         Ok(reqwest::get(format!("{}/metrics", self.base))
