@@ -170,6 +170,9 @@ pub struct StreamConfig {
     pub backfill_max_age_days: u64,
     /// Frames queued per connection.
     pub client_buffer_frames: usize,
+    /// A busy connection writes at most once per this many milliseconds, gathering
+    /// the frames in between (0: a write per frame).
+    pub min_write_interval_ms: u64,
     /// A live frame waits this long for room in a full queue; then the client is
     /// disconnected as too slow.
     pub slow_client_timeout_ms: u64,
@@ -443,6 +446,12 @@ impl Config {
             return Err(invalid("stream.hub_capacity", "must be 16 to 1048576"));
         }
         positive("stream.max_clients", st.max_clients)?;
+        if st.min_write_interval_ms > 1000 {
+            return Err(invalid(
+                "stream.min_write_interval_ms",
+                "must be at most 1000",
+            ));
+        }
         if !(1..=600_000).contains(&st.slow_client_timeout_ms) {
             return Err(invalid(
                 "stream.slow_client_timeout_ms",

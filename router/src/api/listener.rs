@@ -16,6 +16,22 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
 
+/// Connections the kernel queues before `accept`: many stream clients reconnecting
+/// at once must not overflow it (the kernel caps it at `net.core.somaxconn`).
+const BACKLOG: u32 = 4096;
+
+/// Binds a listener with a deep accept backlog (tokio's `bind` uses 128).
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
 #[derive(Debug)]
 pub struct Guarded {
     inner: TcpListener,

@@ -118,7 +118,7 @@ fn serve(args: ServeArgs) -> i32 {
         }
     };
     runtime.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        let listener = match crate::api::listener::bind(config.listen) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("gp serve: cannot listen on {}: {e}", config.listen);
