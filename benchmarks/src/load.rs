@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
@@ -51,6 +51,111 @@ pub struct FilterSpec {
     pub matches: fn(u64) -> bool,
 }
 
+/// What each published payload looks like.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PayloadShape {
+    /// `w`, `n`, `amount`, `sent_us` and filler ([`event_json`]).
+    #[default]
+    Filler,
+    /// An order ([`order_payload`]): the same fields plus an id, a status, an amount in
+    /// cents, a customer (email, name, tier, ssn, address) and three items, then filler.
+    Order,
+}
+
+/// The plugin the transform scenarios upload (`plugins/redact`).
+pub const PLUGIN: (&str, &str) = ("redact", "1.0.0");
+
+/// A transform put on every subscription (docs/mapping.md, docs/plugins.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transform {
+    /// [`order_mapping`]: 8 ops.
+    Mapping,
+    /// The `redact` plugin hashing `customer.email`.
+    Plugin,
+    /// [`order_mapping`], then `redact` hashing the renamed `customer_name`.
+    MappingAndPlugin,
+}
+
+impl Transform {
+    /// A short description for reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            Transform::Mapping => "mapping (8 ops, sha256 of the email)",
+            Transform::Plugin => "plugin `redact` (hash `customer.email`)",
+            Transform::MappingAndPlugin => {
+                "mapping (8 ops) + plugin `redact` (hash `customer_name`)"
+            }
+        }
+    }
+
+    pub fn uses_plugin(self) -> bool {
+        self != Transform::Mapping
+    }
+
+    /// The subscription's `transform` field.
+    pub fn spec(self) -> Value {
+        let redact = |field: &str| {
+            json!([{
+                "name": PLUGIN.0,
+                "version": PLUGIN.1,
+                "config": {"fields": [field], "mode": "hash", "salt": "s"},
+            }])
+        };
+        match self {
+            Transform::Mapping => json!({"mapping": order_mapping()}),
+            Transform::Plugin => json!({"plugins": redact("customer.email")}),
+            Transform::MappingAndPlugin => {
+                json!({"mapping": order_mapping(), "plugins": redact("customer_name")})
+            }
+        }
+    }
+
+    /// Checks that a delivered body went through this transform.
+    pub fn check(self, body: &[u8]) -> Result<()> {
+        let v: Value = serde_json::from_slice(body).context("delivered body is not JSON")?;
+        let hex64 = |x: &Value| {
+            x.as_str()
+                .is_some_and(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        };
+        let mapped = v["customer"].get("email").is_none()
+            && v["customer"].get("ssn").is_none()
+            && hex64(&v["customer"]["email_hash"])
+            && v["order_id"].is_string()
+            && v["total"]["cents"].is_number()
+            && v["total"]["value"].is_number()
+            && v["currency"] == "EUR";
+        let ok = match self {
+            Transform::Mapping => mapped && v["customer_name"].is_string(),
+            Transform::Plugin => hex64(&v["customer"]["email"]) && v["id"].is_string(),
+            Transform::MappingAndPlugin => mapped && hex64(&v["customer_name"]),
+        };
+        if !ok {
+            bail!(
+                "a delivered body does not show the transform `{}`: {}",
+                self.label(),
+                String::from_utf8_lossy(body)
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The mapping of the transform scenarios: pseudonymise the email, drop personal
+/// fields, renames (top level and out of a nested object), a computed amount, a
+/// default and a guarded set.
+pub fn order_mapping() -> Value {
+    json!({"version": 1, "ops": [
+        {"op": "set", "path": "payload.customer.email_hash", "expr": "sha256(lower(trim(payload.customer.email)))"},
+        {"op": "remove", "paths": ["payload.customer.email", "payload.customer.ssn"]},
+        {"op": "rename", "from": "payload.id", "to": "payload.order_id"},
+        {"op": "rename", "from": "payload.customer.name", "to": "payload.customer_name"},
+        {"op": "rename", "from": "payload.amount_cents", "to": "payload.total.cents"},
+        {"op": "set", "path": "payload.total.value", "expr": "payload.total.cents / 100"},
+        {"op": "default", "path": "payload.currency", "value": "EUR"},
+        {"op": "set", "path": "payload.vip", "value": true, "when": "payload.customer.tier == \"gold\""}
+    ]})
+}
+
 /// One load run.
 #[derive(Debug, Clone)]
 pub struct LoadSpec {
@@ -65,6 +170,9 @@ pub struct LoadSpec {
     pub seconds: u64,
     pub groups: Vec<GroupSpec>,
     pub filter: Option<FilterSpec>,
+    pub payload: PayloadShape,
+    /// A transform on every subscription.
+    pub transform: Option<Transform>,
     /// Publishers pause while more than this many deliveries are outstanding
     /// (published but not yet received): finds the sustained delivery rate.
     pub max_backlog: Option<u64>,
@@ -95,6 +203,39 @@ pub struct LoadResult {
     pub delivery_timeline: Vec<u64>,
     pub mean_commit_batch: Option<f64>,
     pub mean_commit_ms: Option<f64>,
+    /// The server's user and system CPU seconds over the measured window.
+    pub server_cpu_secs: Option<(f64, f64)>,
+    /// The harness's (load generator and receiver) CPU seconds, same window.
+    pub harness_cpu_secs: Option<(f64, f64)>,
+    /// The server's CPU seconds per thread name, same window.
+    pub server_threads: Vec<(String, f64)>,
+    /// Mean time of each transform stage (`mapping`, `plugin`) per delivery, µs.
+    pub stage_mean_us: Vec<(String, f64)>,
+    /// Failed transform stages (`gatepulse_transform_errors_total`).
+    pub transform_errors: f64,
+    /// Length of the measured window, s.
+    pub measured_secs: f64,
+}
+
+/// Mean of a labeled histogram (`name_sum{labels}` / `name_count{labels}`).
+pub fn labeled_mean(metrics: &str, name: &str, labels: &str) -> Option<f64> {
+    let find = |suffix: &str| {
+        metrics.lines().find_map(|l| {
+            l.strip_prefix(&format!("{name}{suffix}{{{labels}}} "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+    };
+    let (sum, count) = (find("_sum")?, find("_count")?);
+    (count > 0.0).then(|| sum / count)
+}
+
+/// Sum of every series of a counter.
+fn counter_total(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 struct Shared {
@@ -127,10 +268,55 @@ pub fn filler(payload_bytes: usize) -> String {
     "x".repeat(payload_bytes.saturating_sub(75))
 }
 
+/// The order payload (the JSON object) for publish `n` of worker `w`.
+pub fn order_payload(w: usize, n: u64, filler: &str) -> String {
+    let a = amount(n);
+    let tier = if n.is_multiple_of(4) {
+        "gold"
+    } else {
+        "silver"
+    };
+    format!(
+        r#"{{"w":{w},"n":{n},"amount":{a},"sent_us":{},"id":"ord_{w}_{n}","status":"paid","amount_cents":{},"customer":{{"id":"cus_{w}_{n}","email":" Customer.{n}@Example.COM ","name":"Customer {n}","tier":"{tier}","ssn":"123-45-6789","address":{{"street":"1 Main Street","city":"Springfield","zip":"12345","country":"US"}}}},"items":[{{"sku":"SKU-1","qty":1,"price":1250}},{{"sku":"SKU-2","qty":2,"price":800}},{{"sku":"PROMO","qty":0,"price":0}}],"data":"{filler}"}}"#,
+        now_us(),
+        a * 100 + 99
+    )
+}
+
+/// Filler so that an order payload is about `payload_bytes` long.
+pub fn order_filler(payload_bytes: usize) -> String {
+    "x".repeat(payload_bytes.saturating_sub(order_payload(10, 100_000, "").len()))
+}
+
+/// The event body of an order publish.
+pub fn order_json(w: usize, n: u64, filler: &str) -> String {
+    format!(
+        r#"{{"topic":"bench.created","payload":{}}}"#,
+        order_payload(w, n, filler)
+    )
+}
+
 /// Creates the tenant, endpoints and subscriptions; returns the publishing key.
 async fn setup(base: &str, receiver: &str, spec: &LoadSpec) -> Result<String> {
     let http = reqwest::Client::new();
     let key = tenant_key(&http, base).await?;
+    if spec.transform.is_some_and(Transform::uses_plugin) {
+        let wasm = tokio::task::spawn_blocking(|| crate::plugins::wasm(PLUGIN.0)).await??;
+        let r = http
+            .post(format!(
+                "{base}/v1/plugins?name={}&version={}",
+                PLUGIN.0, PLUGIN.1
+            ))
+            .bearer_auth(&key)
+            .header("content-type", "application/wasm")
+            .body(wasm)
+            .send()
+            .await?;
+        let status = r.status();
+        if !status.is_success() {
+            bail!("uploading the plugin: {status}: {}", r.text().await?);
+        }
+    }
     for (g, group) in spec.groups.iter().enumerate() {
         for i in 0..group.endpoints {
             let ep = post(
@@ -148,6 +334,9 @@ async fn setup(base: &str, receiver: &str, spec: &LoadSpec) -> Result<String> {
             let mut sub = json!({"endpoint_id": ep["id"], "topics": ["bench.#"]});
             if let Some(f) = &spec.filter {
                 sub["filter"] = Value::String(f.expr.to_owned());
+            }
+            if let Some(t) = spec.transform {
+                sub["transform"] = t.spec();
             }
             post(&http, format!("{base}/v1/subscriptions"), &key, sub)
                 .await
@@ -171,7 +360,10 @@ async fn publisher(
         .build()?;
     let mut hist = new_histogram()?;
     let mut errors = 0u64;
-    let filler = filler(spec.payload_bytes);
+    let filler = match spec.payload {
+        PayloadShape::Filler => filler(spec.payload_bytes),
+        PayloadShape::Order => order_filler(spec.payload_bytes),
+    };
     let interval = spec.rate.map(|r| {
         Duration::from_secs_f64(spec.concurrency as f64 * spec.batch as f64 / r.max(1) as f64)
     });
@@ -200,7 +392,10 @@ async fn publisher(
         let mut items = Vec::with_capacity(spec.batch);
         for _ in 0..spec.batch {
             n += 1;
-            items.push(event_json(w, n, &filler));
+            items.push(match spec.payload {
+                PayloadShape::Filler => event_json(w, n, &filler),
+                PayloadShape::Order => order_json(w, n, &filler),
+            });
         }
         let (url, body) = if spec.batch == 1 {
             (url_single.as_str(), items.remove(0))
@@ -311,10 +506,43 @@ pub async fn run_load(gp: &std::path::Path, spec: LoadSpec) -> Result<LoadResult
     shared.measuring.store(true, Ordering::Relaxed);
     rx.measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
+    let pid = server.pid().map(|p| p.to_string()).unwrap_or_default();
+    let cpu0 = (
+        crate::stream::process_ticks(&pid),
+        crate::stream::process_ticks("self"),
+        server.pid().map(crate::stream::thread_ticks),
+    );
     tokio::time::sleep(Duration::from_secs(spec.seconds)).await;
     shared.measuring.store(false, Ordering::Relaxed);
     rx.measuring.store(false, Ordering::Relaxed);
+    let cpu1 = (
+        crate::stream::process_ticks(&pid),
+        crate::stream::process_ticks("self"),
+        server.pid().map(crate::stream::thread_ticks),
+    );
     let elapsed = started.elapsed().as_secs_f64();
+    let tck = crate::stream::clock_ticks_per_sec();
+    let cpu_secs = |a: Option<(u64, u64)>, b: Option<(u64, u64)>| {
+        let ((u0, s0), (u1, s1)) = (a?, b?);
+        Some((
+            u1.saturating_sub(u0) as f64 / tck,
+            s1.saturating_sub(s0) as f64 / tck,
+        ))
+    };
+    let server_cpu_secs = cpu_secs(cpu0.0, cpu1.0);
+    let harness_cpu_secs = cpu_secs(cpu0.1, cpu1.1);
+    let mut server_threads: Vec<(String, f64)> = match (&cpu0.2, &cpu1.2) {
+        (Some(a), Some(b)) => b
+            .iter()
+            .map(|(name, t)| {
+                let before = a.get(name).copied().unwrap_or(0);
+                (name.clone(), t.saturating_sub(before) as f64 / tck)
+            })
+            .filter(|(_, s)| *s > 0.0)
+            .collect(),
+        _ => Vec::new(),
+    };
+    server_threads.sort_by(|a, b| b.1.total_cmp(&a.1));
     let p1 = shared.published.load(Ordering::Relaxed);
     let r1 = rx.total.load(Ordering::Relaxed);
     shared.stop.store(true, Ordering::Relaxed);
@@ -345,6 +573,15 @@ pub async fn run_load(gp: &std::path::Path, spec: LoadSpec) -> Result<LoadResult
     let mut groups = Vec::new();
     for (g, group) in spec.groups.iter().enumerate() {
         let r = rx.groups[g].lock().map_err(|_| anyhow!("receiver lock"))?;
+        if let Some(t) = spec.transform
+            && group.enabled
+        {
+            t.check(
+                r.sample
+                    .as_deref()
+                    .context("no delivery arrived to check")?,
+            )?;
+        }
         let expected = shared.expected[g].load(Ordering::Relaxed);
         let received = r.seen.len() as u64;
         groups.push(GroupResult {
@@ -374,5 +611,106 @@ pub async fn run_load(gp: &std::path::Path, spec: LoadSpec) -> Result<LoadResult
         mean_commit_batch: histogram_mean(&metrics, "gatepulse_store_commit_batch_size"),
         mean_commit_ms: histogram_mean(&metrics, "gatepulse_store_commit_duration_seconds")
             .map(|s| s * 1000.0),
+        server_cpu_secs,
+        harness_cpu_secs,
+        server_threads,
+        stage_mean_us: ["mapping", "plugin"]
+            .iter()
+            .filter_map(|stage| {
+                labeled_mean(
+                    &metrics,
+                    "gatepulse_transform_stage_duration_seconds",
+                    &format!("stage=\"{stage}\""),
+                )
+                .map(|m| ((*stage).to_owned(), m * 1e6))
+            })
+            .collect(),
+        transform_errors: counter_total(&metrics, "gatepulse_transform_errors_total"),
+        measured_secs: elapsed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::receiver::sent_us;
+
+    #[test]
+    fn order_payloads_have_the_requested_size_and_fields() {
+        for bytes in [512, 1024, 4096] {
+            // `n` has fewer digits early in a run.
+            let p = order_payload(3, 7, &order_filler(bytes));
+            assert!(p.len().abs_diff(bytes) <= 32, "{bytes}: {}", p.len());
+            let late = order_payload(3, 123_456, &order_filler(bytes));
+            assert!(late.len().abs_diff(bytes) <= 8, "{bytes}: {}", late.len());
+            let v: Value = serde_json::from_str(&p).unwrap();
+            assert!(v["customer"]["email"].as_str().unwrap().contains('@'));
+            assert_eq!(v["amount"], amount(7));
+        }
+        let e = order_json(0, 1, "xx");
+        let v: Value = serde_json::from_str(&e).unwrap();
+        assert_eq!(v["topic"], "bench.created");
+        assert!(sent_us(e.as_bytes()).is_some_and(|t| t > 0));
+    }
+
+    #[test]
+    fn the_mapping_compiles_and_its_output_passes_the_check() {
+        use gatepulse_transform::{Context, Mapping, MappingLimits};
+        let mapping = Mapping::compile(&order_mapping(), &MappingLimits::default()).unwrap();
+        assert_eq!(order_mapping()["ops"].as_array().unwrap().len(), 8);
+        let payload: Value = serde_json::from_str(&order_payload(1, 4, "xxx")).unwrap();
+        let body = mapping
+            .apply_to_vec(payload, &Context::new("bench.created"))
+            .unwrap();
+        Transform::Mapping.check(&body).unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["vip"], true);
+        assert!(sent_us(&body).is_some());
+        // The untransformed payload fails every check.
+        let raw = order_payload(1, 4, "xxx");
+        for t in [
+            Transform::Mapping,
+            Transform::Plugin,
+            Transform::MappingAndPlugin,
+        ] {
+            assert!(t.check(raw.as_bytes()).is_err(), "{t:?}");
+        }
+        // The plugin hashes the email in place.
+        let mut v: Value = serde_json::from_str(&raw).unwrap();
+        v["customer"]["email"] = json!("ab".repeat(32));
+        Transform::Plugin
+            .check(&serde_json::to_vec(&v).unwrap())
+            .unwrap();
+    }
+
+    #[test]
+    fn transform_specs_name_the_plugin() {
+        assert!(Transform::Mapping.spec().get("plugins").is_none());
+        let p = Transform::MappingAndPlugin.spec();
+        assert_eq!(p["plugins"][0]["name"], PLUGIN.0);
+        assert_eq!(p["plugins"][0]["config"]["mode"], "hash");
+        assert!(p["mapping"]["ops"].is_array());
+    }
+
+    #[test]
+    fn labeled_histogram_means() {
+        let m = "gatepulse_transform_stage_duration_seconds_sum{stage=\"plugin\"} 0.5\n\
+                 gatepulse_transform_stage_duration_seconds_count{stage=\"plugin\"} 1000\n\
+                 gatepulse_transform_errors_total{stage=\"plugin\",kind=\"plugin_trap\"} 2\n";
+        let mean = labeled_mean(
+            m,
+            "gatepulse_transform_stage_duration_seconds",
+            "stage=\"plugin\"",
+        );
+        assert_eq!(mean, Some(0.0005));
+        assert_eq!(
+            labeled_mean(
+                m,
+                "gatepulse_transform_stage_duration_seconds",
+                "stage=\"mapping\""
+            ),
+            None
+        );
+        assert_eq!(counter_total(m, "gatepulse_transform_errors_total"), 2.0);
+    }
 }

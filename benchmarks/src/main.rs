@@ -7,6 +7,7 @@
 
 mod load;
 mod machine;
+mod plugins;
 mod receiver;
 mod report;
 mod scenarios;
@@ -391,14 +392,16 @@ async fn main() -> Result<()> {
             for s in scenarios::catalog(&o) {
                 let shape = match &s.kind {
                     Kind::Load(l) => format!(
-                        "{} publishers, {}, batch {}, fan-out {}{}",
+                        "{} publishers, {}, batch {}, fan-out {}{}{}",
                         l.concurrency,
                         l.rate
                             .map_or("closed loop".to_owned(), |r| format!("{r} events/s")),
                         l.batch,
                         l.fanout(),
                         l.filter
-                            .map_or(String::new(), |f| format!(", filter `{}`", f.expr))
+                            .map_or(String::new(), |f| format!(", filter `{}`", f.expr)),
+                        l.transform
+                            .map_or(String::new(), |t| format!(", transform: {}", t.label()))
                     ),
                     Kind::Recovery { target_mb } => format!("fills {target_mb} MiB"),
                     Kind::Stream(st) => format!(
@@ -426,6 +429,8 @@ async fn main() -> Result<()> {
                     ..GroupSpec::healthy(a.subscriptions)
                 }],
                 filter: None,
+                payload: load::PayloadShape::Filler,
+                transform: None,
                 max_backlog: None,
                 drain_secs: 0,
             };
@@ -447,6 +452,8 @@ async fn main() -> Result<()> {
                 seconds: a.seconds,
                 groups: vec![GroupSpec::healthy(a.fanout)],
                 filter: None,
+                payload: load::PayloadShape::Filler,
+                transform: None,
                 max_backlog: None,
                 drain_secs: 30,
             };

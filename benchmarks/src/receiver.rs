@@ -81,6 +81,8 @@ pub struct GroupRecv {
     pub duplicates: u64,
     /// Requests during the measured window.
     pub measured: u64,
+    /// The first body received in the measured window.
+    pub sample: Option<Vec<u8>>,
 }
 
 /// Receiver state shared with the scenario.
@@ -105,6 +107,7 @@ impl Receiver {
                     seen: HashSet::new(),
                     duplicates: 0,
                     measured: 0,
+                    sample: None,
                 }))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -183,6 +186,9 @@ async fn hook(
         }
         if measuring {
             g.measured += 1;
+            if g.sample.is_none() {
+                g.sample = Some(body.to_vec());
+            }
             if let Some(sent) = sent_us(&body) {
                 let _ = g.hist.record(now.saturating_sub(sent).max(1));
             }

@@ -85,6 +85,9 @@ pub struct ScenarioResult {
     pub payload_bytes: usize,
     pub seconds: u64,
     pub filter: Option<String>,
+    /// The transform on every subscription, if any.
+    #[serde(default)]
+    pub transform: Option<String>,
     pub published: u64,
     pub publish_errors: u64,
     pub publishes_per_sec: f64,
@@ -115,6 +118,7 @@ impl ScenarioResult {
             payload_bytes: 0,
             seconds: 0,
             filter: None,
+            transform: None,
             published: 0,
             publish_errors: 0,
             publishes_per_sec: 0.0,
@@ -366,6 +370,69 @@ pub fn isolation_section(results: &Results) -> String {
     out
 }
 
+/// The name of the transform scenarios' reference (same load, no transform).
+pub const TRANSFORM_REFERENCE: &str = "transform-none";
+
+/// Transform scenarios next to their reference: deliveries/s, the throughput cost of
+/// the transform, latency and server CPU per delivery.
+pub fn transform_section(results: &Results) -> String {
+    let ok = |s: &&ScenarioResult| s.status == Status::Ok;
+    let Some(base) = results
+        .scenarios
+        .iter()
+        .filter(ok)
+        .find(|s| s.name == TRANSFORM_REFERENCE)
+    else {
+        return String::new();
+    };
+    let rows: Vec<&ScenarioResult> = results
+        .scenarios
+        .iter()
+        .filter(ok)
+        .filter(|s| s.transform.is_some())
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("## Transform pipeline: deliveries/s with and without\n\n");
+    out.push_str("| scenario | transform | deliveries/s | vs `transform-none` | throughput cost | p50 ms | p95 ms | p99 ms | server CPU µs per delivery | mean mapping stage µs | mean plugin stage µs | missing |\n");
+    out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    let base_rate = base.deliveries_per_sec.unwrap_or(0.0);
+    for s in std::iter::once(base).chain(rows) {
+        let rate = s.deliveries_per_sec.unwrap_or(0.0);
+        let ratio = (base_rate > 0.0).then(|| rate / base_rate);
+        let cell = |f: fn(&Latency) -> f64| {
+            s.delivery_latency
+                .as_ref()
+                .map_or("-".to_owned(), |l| ms(f(l)))
+        };
+        let metric = |k: &str| s.metrics.get(k).map_or("-".to_owned(), |v| trim_float(*v));
+        let (_, missing, _) = s.counts();
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            s.name,
+            s.transform.as_deref().unwrap_or("none"),
+            thousands(rate),
+            ratio.map_or("-".to_owned(), |r| format!("{:.0} %", r * 100.0)),
+            if s.name == base.name {
+                "-".to_owned()
+            } else {
+                ratio.map_or("-".to_owned(), |r| format!("{:.1} %", (1.0 - r) * 100.0))
+            },
+            cell(|l| l.p50_ms),
+            cell(|l| l.p95_ms),
+            cell(|l| l.p99_ms),
+            metric("server CPU µs per delivery"),
+            metric("mean mapping stage µs (server)"),
+            metric("mean plugin stage µs (server)"),
+            missing,
+        );
+    }
+    out.push_str("\nThroughput cost = 1 − deliveries/s ÷ `transform-none`'s. Latency includes the bounded queue of up to 5,000 outstanding deliveries (as in `max-deliveries`). Stage times are the server's `gatepulse_transform_stage_duration_seconds` means (the plugin stage includes the hop to the blocking pool).\n\n");
+    out
+}
+
 /// Stream fan-out scenarios: latency percentiles, counts, connect time, server cost.
 pub fn stream_section(results: &Results) -> String {
     let rows: Vec<&ScenarioResult> = results
@@ -496,6 +563,7 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
     out.push_str(&table(results));
     out.push('\n');
     out.push_str(&isolation_section(results));
+    out.push_str(&transform_section(results));
     out.push_str(&stream_section(results));
     let groups = groups_section(results);
     if !groups.is_empty() {

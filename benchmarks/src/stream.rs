@@ -459,12 +459,12 @@ fn stat_ticks(stat: &str) -> Option<(String, u64, u64)> {
 }
 
 /// A process's user and system CPU ticks.
-fn process_ticks(pid: &str) -> Option<(u64, u64)> {
+pub(crate) fn process_ticks(pid: &str) -> Option<(u64, u64)> {
     stat_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?).map(|(_, u, s)| (u, s))
 }
 
 /// CPU ticks per thread name of a process.
-fn thread_ticks(pid: u32) -> BTreeMap<String, u64> {
+pub(crate) fn thread_ticks(pid: u32) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     if let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for e in entries.flatten() {
@@ -510,7 +510,7 @@ fn machine_ticks() -> Option<(u64, u64)> {
     Some((total - idle, total))
 }
 
-fn clock_ticks_per_sec() -> f64 {
+pub(crate) fn clock_ticks_per_sec() -> f64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
         .output()
