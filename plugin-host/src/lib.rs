@@ -60,6 +60,9 @@ pub struct Limits {
     pub max_instances: u32,
     /// A warm instance is recycled after this many calls.
     pub max_calls_per_instance: u32,
+    /// Warm instances kept per plugin between calls (at most as many calls run at
+    /// once reuse an instance; more instantiate fresh ones).
+    pub max_warm_per_plugin: usize,
 }
 
 impl Default for Limits {
@@ -75,6 +78,7 @@ impl Default for Limits {
             max_module_bytes: 8 << 20,
             max_instances: 256,
             max_calls_per_instance: 10_000,
+            max_warm_per_plugin: 64,
         }
     }
 }
@@ -318,7 +322,7 @@ impl Plugin {
         let (report, warm) = self.run(warm, input, config);
         if let Some(w) = warm
             && let Ok(mut pool) = self.warm.lock()
-            && pool.len() < 8
+            && pool.len() < self.limits.max_warm_per_plugin
         {
             pool.push(w);
         }
