@@ -96,6 +96,77 @@ async fn a_store_written_by_store_version_1_keeps_working() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_written_by_store_version_2_keeps_working() {
+    const KEY: &str = "gpk_vPVXhYpg3PJLPtgRhTsNRCzkYU85nS3TCbqqDYoxw_I";
+    const INBOX: &str = "ep_01M8C45AE67NV4H93G25GY9D04";
+    let dir = data_dir_with("store-v2.redb");
+    let gp = Gp::start(dir.path(), &[]).await.unwrap();
+    let events = gp.list_all(KEY, "/v1/events").await.unwrap();
+    let cursors: Vec<u64> = events
+        .iter()
+        .map(|e| e["cursor"].as_u64().unwrap())
+        .collect();
+    assert_eq!(cursors, [1, 2, 5]);
+    // The stream holds the events and the attempt statuses between them.
+    let http = gatepulse_e2e::sse::client().unwrap();
+    let mut stream = gatepulse_e2e::sse::Sse::connect(&http, &gp.base, KEY, "?from_cursor=0", None)
+        .await
+        .unwrap();
+    let mut topics = Vec::new();
+    for _ in 0..6 {
+        let f = stream
+            .next_within(std::time::Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        topics.push((f.cursor().unwrap(), f.event));
+    }
+    let statuses: Vec<u64> = topics
+        .iter()
+        .filter(|(_, t)| t == "deliveries.status")
+        .map(|(c, _)| *c)
+        .collect();
+    assert_eq!(statuses, [3, 4, 6]);
+    // Captured messages and the subscription's mapping survive.
+    let messages = gp
+        .list_all(KEY, &format!("/v1/inbox/{INBOX}/messages"))
+        .await
+        .unwrap();
+    assert_eq!(messages.len(), 3);
+    assert!(
+        messages[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("\"mapped\":true")
+    );
+    let (s, next) = gp
+        .call(
+            KEY,
+            Method::POST,
+            "/v1/events",
+            Some(json!({"topic": "fixture.created", "payload": {"n": 4}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert!(next["cursor"].as_u64().unwrap() >= 7, "{next}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while gp
+        .list_all(KEY, &format!("/v1/inbox/{INBOX}/messages"))
+        .await
+        .unwrap()
+        .len()
+        < 4
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new event was not captured"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_from_a_newer_version_opens_read_only_with_an_instruction() {
     let dir = data_dir_with("store-newer.redb");
     // The node starts but never reports ready.
