@@ -28,6 +28,16 @@ fn event_1k() -> Vec<u8> {
     .into_bytes()
 }
 
+/// A ~1 KB order with many small fields (what the harness's transform scenarios
+/// send): parsing it costs a plugin more than one long string does.
+fn order_1k() -> Vec<u8> {
+    let pad = "x".repeat(450);
+    format!(
+        r#"{{"topic":"orders.created","event_id":"evt_01M8BXTEVJ0T8AA472S0813FQ1","created_at":"2026-11-26T12:00:00.000Z","payload":{{"w":1,"n":7,"amount":42,"sent_us":1234567,"id":"ord_1_7","status":"paid","amount_cents":4299,"customer":{{"id":"cus_1_7","email":" Customer.7@Example.COM ","name":"Customer 7","tier":"gold","ssn":"123-45-6789","address":{{"street":"1 Main Street","city":"Springfield","zip":"12345","country":"US"}}}},"items":[{{"sku":"SKU-1","qty":1,"price":1250}},{{"sku":"SKU-2","qty":2,"price":800}},{{"sku":"PROMO","qty":0,"price":0}}],"data":"{pad}"}}}}"#
+    )
+    .into_bytes()
+}
+
 fn bench(c: &mut Criterion) {
     let host = Host::new(Limits::default()).unwrap();
     let input = event_1k();
@@ -54,6 +64,11 @@ fn bench(c: &mut Criterion) {
         });
         g.bench_function(format!("{name}_1k_fresh_instance"), |b| {
             b.iter(|| real.call_fresh(&input, config.as_bytes()))
+        });
+        let order = order_1k();
+        assert!(real.call(&order, config.as_bytes()).outcome.is_ok());
+        g.bench_function(format!("{name}_order_1k_warm"), |b| {
+            b.iter(|| real.call(&order, config.as_bytes()))
         });
     }
     g.finish();

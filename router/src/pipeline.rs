@@ -139,7 +139,7 @@ struct Health {
 /// A plugin whose last call succeeded this fast runs inline; any other call (the
 /// first, or after a slow or failed one) runs on the blocking pool, so a plugin that
 /// turns hostile holds a runtime thread at most once, for at most its deadline.
-const INLINE_UNDER: Duration = Duration::from_millis(1);
+const INLINE_UNDER: Duration = Duration::from_millis(5);
 
 /// Compiled pipelines per subscription and the plugin sandbox.
 pub struct Pipelines {
