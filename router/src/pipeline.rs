@@ -262,9 +262,10 @@ impl Pipelines {
         }
     }
 
-    /// Runs the pipeline on an event. Plugins run on the blocking pool (each call is
-    /// bounded by fuel and a deadline), so a hostile plugin never stalls other
-    /// deliveries' tasks.
+    /// Runs the pipeline on an event. A plugin whose last call was fast runs on this
+    /// task; any other call runs on the blocking pool (every call is bounded by fuel
+    /// and a deadline), so a hostile plugin never stalls other deliveries' tasks more
+    /// than once.
     pub async fn run(
         &self,
         pipeline: &Arc<Pipeline>,
