@@ -248,6 +248,37 @@ impl Gp {
         Ok((tid, k["key"].as_str().context("key")?.to_owned()))
     }
 
+    /// Creates an endpoint from `endpoint` (its JSON body) and subscribes it to
+    /// `topics`, with `extra` fields (a filter, a transform) merged into the
+    /// subscription; returns (endpoint, subscription) as the API answered them.
+    pub async fn subscribe(
+        &self,
+        token: &str,
+        endpoint: Value,
+        topics: &[&str],
+        extra: Option<Value>,
+    ) -> Result<(Value, Value)> {
+        let (s, ep) = self
+            .call(token, Method::POST, "/v1/endpoints", Some(endpoint))
+            .await?;
+        if s != StatusCode::CREATED {
+            bail!("create endpoint: {s} {ep}");
+        }
+        let mut body = json!({"endpoint_id": ep["id"], "topics": topics});
+        if let Some(Value::Object(fields)) = extra {
+            for (k, v) in fields {
+                body[k] = v;
+            }
+        }
+        let (s, sub) = self
+            .call(token, Method::POST, "/v1/subscriptions", Some(body))
+            .await?;
+        if s != StatusCode::CREATED {
+            bail!("create subscription: {s} {sub}");
+        }
+        Ok((ep, sub))
+    }
+
     /// Follows `next_cursor` through a whole listing.
     pub async fn list_all(&self, token: &str, path: &str) -> Result<Vec<Value>> {
         let sep = if path.contains('?') { '&' } else { '?' };

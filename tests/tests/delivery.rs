@@ -1207,21 +1207,11 @@ async fn a_lone_failed_delivery_is_retried_on_schedule() {
     let rx = Receiver::start(Behaviour::FailFirst(1), None)
         .await
         .unwrap();
-    let (s, ep) = gp
-        .call(
-            &key,
-            Method::POST,
-            "/v1/endpoints",
-            Some(json!({"url": rx.url(), "retry_schedule_secs": [1]})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(s, StatusCode::CREATED);
-    gp.call(
+    gp.subscribe(
         &key,
-        Method::POST,
-        "/v1/subscriptions",
-        Some(json!({"endpoint_id": ep["id"], "topics": ["lone.#"]})),
+        json!({"url": rx.url(), "retry_schedule_secs": [1]}),
+        &["lone.#"],
+        None,
     )
     .await
     .unwrap();

@@ -48,25 +48,15 @@ async fn subscribe(
     topic: &str,
     transform: Option<Value>,
 ) -> (String, String, String) {
-    let (s, ep) = gp
-        .call(
+    let (ep, sub) = gp
+        .subscribe(
             key,
-            Method::POST,
-            "/v1/endpoints",
-            Some(json!({"url": rx.url()})),
+            json!({"url": rx.url()}),
+            &[topic],
+            transform.map(|t| json!({"transform": t})),
         )
         .await
         .unwrap();
-    assert_eq!(s, StatusCode::CREATED, "{ep}");
-    let mut body = json!({"endpoint_id": ep["id"], "topics": [topic]});
-    if let Some(t) = transform {
-        body["transform"] = t;
-    }
-    let (s, sub) = gp
-        .call(key, Method::POST, "/v1/subscriptions", Some(body))
-        .await
-        .unwrap();
-    assert_eq!(s, StatusCode::CREATED, "{sub}");
     let (_, secret) = gp
         .call(
             key,
@@ -602,23 +592,13 @@ async fn a_retry_sends_the_bytes_of_the_first_attempt_even_after_the_transform_c
     let rx = Receiver::start(Behaviour::FailFirst(1), None)
         .await
         .unwrap();
-    let (s, ep) = gp
-        .call(
-            &key,
-            Method::POST,
-            "/v1/endpoints",
-            Some(json!({"url": rx.url(), "retry_schedule_secs": [2]})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(s, StatusCode::CREATED);
     let mapping = |v: u64| json!({"mapping": {"version": 1, "ops": [{"op": "set", "path": "payload.v", "value": v}]}});
     let (_, sub) = gp
-        .call(
+        .subscribe(
             &key,
-            Method::POST,
-            "/v1/subscriptions",
-            Some(json!({"endpoint_id": ep["id"], "topics": ["r.#"], "transform": mapping(1)})),
+            json!({"url": rx.url(), "retry_schedule_secs": [2]}),
+            &["r.#"],
+            Some(json!({"transform": mapping(1)})),
         )
         .await
         .unwrap();

@@ -302,24 +302,15 @@ async fn every_attempt_is_a_deliveries_status_item() {
         .unwrap();
     let mut endpoints = Vec::new();
     for rx in [&ok, &flaky] {
-        let (s, ep) = gp
-            .call(
+        let (ep, _) = gp
+            .subscribe(
                 &key,
-                Method::POST,
-                "/v1/endpoints",
-                Some(json!({"url": rx.url(), "retry_schedule_secs": [1]})),
+                json!({"url": rx.url(), "retry_schedule_secs": [1]}),
+                &["pay.#"],
+                None,
             )
             .await
             .unwrap();
-        assert_eq!(s, StatusCode::CREATED);
-        gp.call(
-            &key,
-            Method::POST,
-            "/v1/subscriptions",
-            Some(json!({"endpoint_id": ep["id"], "topics": ["pay.#"]})),
-        )
-        .await
-        .unwrap();
         endpoints.push(ep["id"].as_str().unwrap().to_owned());
     }
     // Publishers cannot write the stream's own topics.
@@ -526,23 +517,10 @@ async fn gp_tail_shows_one_endpoints_attempts_live() {
     let failing = Receiver::start(Behaviour::Status(503), None).await.unwrap();
     let mut ids = Vec::new();
     for rx in [&ok, &failing] {
-        let (_, ep) = gp
-            .call(
-                &key,
-                Method::POST,
-                "/v1/endpoints",
-                Some(json!({"url": rx.url()})),
-            )
+        let (ep, _) = gp
+            .subscribe(&key, json!({"url": rx.url()}), &["tail.#"], None)
             .await
             .unwrap();
-        gp.call(
-            &key,
-            Method::POST,
-            "/v1/subscriptions",
-            Some(json!({"endpoint_id": ep["id"], "topics": ["tail.#"]})),
-        )
-        .await
-        .unwrap();
         ids.push(ep["id"].as_str().unwrap().to_owned());
     }
     let mut child = tokio::process::Command::new(gatepulse_e2e::gp_binary().unwrap())
