@@ -248,6 +248,23 @@ impl Gp {
         Ok((tid, k["key"].as_str().context("key")?.to_owned()))
     }
 
+    /// Publishes one event; the `202` answer (`id`, `cursor`, `deduped`), or an error
+    /// naming any other status.
+    pub async fn publish(&self, token: &str, topic: &str, payload: &Value) -> Result<Value> {
+        let (s, out) = self
+            .call(
+                token,
+                Method::POST,
+                "/v1/events",
+                Some(json!({"topic": topic, "payload": payload})),
+            )
+            .await?;
+        if s != StatusCode::ACCEPTED {
+            bail!("publish: {s} {out}");
+        }
+        Ok(out)
+    }
+
     /// Creates an endpoint from `endpoint` (its JSON body) and subscribes it to
     /// `topics`, with `extra` fields (a filter, a transform) merged into the
     /// subscription; returns (endpoint, subscription) as the API answered them.

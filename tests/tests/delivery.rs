@@ -75,16 +75,7 @@ async fn subscribe(gp: &Gp, key: &str, ep: &str, topics: &[&str]) -> String {
 }
 
 async fn publish(gp: &Gp, key: &str, topic: &str, payload: &Value) -> String {
-    let (s, out) = gp
-        .call(
-            key,
-            Method::POST,
-            "/v1/events",
-            Some(json!({"topic": topic, "payload": payload})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(s, StatusCode::ACCEPTED, "publish: {out}");
+    let out = gp.publish(key, topic, payload).await.unwrap();
     out["id"].as_str().unwrap().to_owned()
 }
 

@@ -16,16 +16,7 @@ use serde_json::{Value, json};
 const WAIT: Duration = Duration::from_secs(30);
 
 async fn publish(gp: &Gp, key: &str, topic: &str, payload: Value) -> u64 {
-    let (s, out) = gp
-        .call(
-            key,
-            Method::POST,
-            "/v1/events",
-            Some(json!({"topic": topic, "payload": payload})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(s, StatusCode::ACCEPTED, "{out}");
+    let out = gp.publish(key, topic, &payload).await.unwrap();
     out["cursor"].as_u64().unwrap()
 }
 
