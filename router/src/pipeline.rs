@@ -410,17 +410,24 @@ fn apply_mapping(mapping: &Mapping, event: &Event) -> Result<Vec<u8>, StageFailu
         .map_err(|limited| failure("mapping_limit", format!("mapping: {}", limited.detail)))
 }
 
-/// The input document of a plugin call (ABI v1).
+/// The input document of a plugin call (ABI v1): the event's fields, then the
+/// current body (already JSON) spliced in as `payload` without re-parsing it.
 fn plugin_input(event: &Event, body: &[u8]) -> Vec<u8> {
-    let head = serde_json::json!({
-        "topic": event.topic,
-        "event_id": event.id.as_str(),
-        "created_at": crate::clock::rfc3339(event.created_at),
-    })
-    .to_string();
-    // `{"topic":…,"created_at":…` + `,"payload":` + body + `}`; the body is JSON.
-    let mut input = Vec::with_capacity(head.len() + body.len() + 12);
-    input.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+    #[derive(serde::Serialize)]
+    struct Head<'a> {
+        topic: &'a str,
+        event_id: &'a str,
+        created_at: String,
+    }
+    let mut input = Vec::with_capacity(body.len() + event.topic.len() + 96);
+    let head = Head {
+        topic: &event.topic,
+        event_id: event.id.as_str(),
+        created_at: crate::clock::rfc3339(event.created_at),
+    };
+    // Serializing borrowed strings into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut input, &head);
+    input.pop(); // the closing brace
     input.extend_from_slice(b",\"payload\":");
     input.extend_from_slice(body);
     input.push(b'}');
