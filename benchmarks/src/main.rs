@@ -12,6 +12,7 @@ mod receiver;
 mod report;
 mod scenarios;
 mod server;
+mod snapshot;
 mod stream;
 mod svg;
 
@@ -68,6 +69,9 @@ struct RunArgs {
     /// Payload MiB the recovery scenario stores before restarting (default 1024; 16 with --quick).
     #[arg(long)]
     recovery_mb: Option<u64>,
+    /// Payload MiB the snapshot scenario stores before publishing and snapshotting (default 1024; 16 with --quick).
+    #[arg(long)]
+    snapshot_mb: Option<u64>,
     /// SSE clients of the stream_fanout scenario.
     #[arg(long, default_value_t = 1000)]
     stream_clients: usize,
@@ -287,6 +291,7 @@ async fn run(args: RunArgs) -> Result<()> {
         args.seconds,
         args.quick,
         args.recovery_mb,
+        args.snapshot_mb,
     );
     opts.stream_clients = args.stream_clients;
     opts.stream_rate = args.stream_rate;
@@ -326,6 +331,7 @@ async fn run(args: RunArgs) -> Result<()> {
     }
     println!("{}", report::table(&results));
     print!("{}", report::stream_section(&results));
+    print!("{}", report::snapshot_section(&results));
     eprintln!(
         "done in {:.0} s; report: {}",
         results.duration_secs,
@@ -384,7 +390,7 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Command::List => {
-            let o = Options::new(1024, None, false, None);
+            let o = Options::new(1024, None, false, None, None);
             println!(
                 "Default: 1024-byte payloads, {} s measured per scenario after {} s warm-up.\n",
                 o.seconds, o.warmup_secs
@@ -404,6 +410,10 @@ async fn main() -> Result<()> {
                             .map_or(String::new(), |t| format!(", transform: {}", t.label()))
                     ),
                     Kind::Recovery { target_mb } => format!("fills {target_mb} MiB"),
+                    Kind::Snapshot(sp) => format!(
+                        "fills {} MiB, then {} publishers × {} events/s, batch 1; snapshot after {} s + {} s",
+                        sp.target_mb, sp.publishers, sp.rate_each, sp.warmup_secs, sp.baseline_secs
+                    ),
                     Kind::Stream(st) => format!(
                         "{} SSE clients, {} publishers, {} events/s, batch 1",
                         st.clients, st.publishers, st.rate
@@ -475,7 +485,7 @@ mod tests {
 
     #[test]
     fn scenario_selection() {
-        let o = Options::new(1024, None, true, None);
+        let o = Options::new(1024, None, true, None, None);
         let all = scenarios::catalog(&o);
         let picked = select(all.clone(), &["fanout-10".into(), "ingest".into()]).unwrap();
         assert_eq!(
@@ -485,6 +495,12 @@ mod tests {
         assert!(select(all.clone(), &["nope".into()]).is_err());
         let stream = select(all.clone(), &["stream_fanout".into()]).unwrap();
         assert!(matches!(&stream[0].kind, Kind::Stream(s) if s.clients == 1000 && s.rate == 1000));
+        let snap = select(all.clone(), &["snapshot".into()]).unwrap();
+        assert!(
+            matches!(&snap[0].kind, Kind::Snapshot(s) if s.target_mb == 16 && s.publishers * s.rate_each as usize == 200)
+        );
+        let full = Options::new(1024, None, false, None, Some(64));
+        assert_eq!((full.recovery_mb, full.snapshot_mb), (1024, 64));
         assert_eq!(
             select(all, &[]).unwrap().len(),
             scenarios::catalog(&o).len()

@@ -62,6 +62,117 @@ pub struct GroupResult {
     pub latency: Option<Latency>,
 }
 
+/// Publish → 202 over one window of the snapshot scenario.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishWindow {
+    pub name: String,
+    /// Publishes answered 202.
+    pub publishes: u64,
+    /// Publishes refused or failed.
+    pub errors: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    /// Publishes slower than [`SnapshotRun::limit_ms`].
+    pub over_limit: u64,
+    /// When the slowest publish was sent, in seconds since the snapshot started.
+    pub worst_at_s: Option<f64>,
+}
+
+/// One publish slower than the limit: when it was sent (seconds since the snapshot
+/// started; negative: before) and its publish → 202 latency.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Spike {
+    pub at_s: f64,
+    pub ms: f64,
+}
+
+/// What the snapshot scenario measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotRun {
+    /// Wall time of `POST /v1/admin/snapshots`.
+    pub snapshot_secs: f64,
+    /// The live store before the snapshot: allocated on disk and file length.
+    pub store_mib: f64,
+    pub store_file_mib: f64,
+    /// The snapshot's store file (the manifest's `bytes`).
+    pub snapshot_mib: f64,
+    /// The latency target a snapshot should not push a publish over.
+    pub limit_ms: f64,
+    /// Before, during and after the snapshot.
+    pub windows: Vec<PublishWindow>,
+    /// Every publish over the limit, in the order they were sent.
+    pub spikes: Vec<Spike>,
+    /// The snapshot's progress as the harness saw its directory (polled every
+    /// 50 ms), s from the snapshot's start: when the partial file first had its final
+    /// length, and when it was renamed (the copy committed; then the server hashes the
+    /// file and writes the manifest).
+    #[serde(default)]
+    pub file_full_s: Option<f64>,
+    #[serde(default)]
+    pub renamed_s: Option<f64>,
+}
+
+/// Slow publishes sent back to back: one stall of the server.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stall {
+    /// When the first of them was sent, s from the snapshot's start.
+    pub from_s: f64,
+    /// When the last of them was answered.
+    pub until_s: f64,
+    pub publishes: u64,
+    pub worst_ms: f64,
+}
+
+impl SnapshotRun {
+    /// Spikes by when they were sent: before the snapshot, in its first, middle and
+    /// last third, after it ended.
+    pub fn spikes_by_position(&self) -> [u64; 5] {
+        let mut out = [0u64; 5];
+        let len = self.snapshot_secs.max(1e-9);
+        for sp in &self.spikes {
+            let i = if sp.at_s < 0.0 {
+                0
+            } else if sp.at_s >= self.snapshot_secs {
+                4
+            } else {
+                1 + ((sp.at_s / len * 3.0) as usize).min(2)
+            };
+            out[i] += 1;
+        }
+        out
+    }
+
+    /// The spikes grouped into stalls. Within a stall the slow publishes are sent back
+    /// to back (one publish interval apart); between two stalls lie at least the
+    /// publishes answered within the limit, so a gap over half the limit starts a new
+    /// one.
+    pub fn stalls(&self) -> Vec<Stall> {
+        let gap = self.limit_ms / 2000.0;
+        let mut out: Vec<Stall> = Vec::new();
+        let mut last_sent = f64::NEG_INFINITY;
+        for sp in &self.spikes {
+            let done = sp.at_s + sp.ms / 1000.0;
+            match out.last_mut() {
+                Some(st) if sp.at_s - last_sent <= gap => {
+                    st.until_s = st.until_s.max(done);
+                    st.publishes += 1;
+                    st.worst_ms = st.worst_ms.max(sp.ms);
+                }
+                _ => out.push(Stall {
+                    from_s: sp.at_s,
+                    until_s: done,
+                    publishes: 1,
+                    worst_ms: sp.ms,
+                }),
+            }
+            last_sent = sp.at_s;
+        }
+        out
+    }
+}
+
 /// How a scenario ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "detail")]
@@ -102,6 +213,9 @@ pub struct ScenarioResult {
     /// Scenario-specific numbers (commit batch, recovery times, …).
     pub metrics: BTreeMap<String, f64>,
     pub notes: Vec<String>,
+    /// The snapshot scenario's windows and spikes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotRun>,
 }
 
 impl ScenarioResult {
@@ -130,6 +244,7 @@ impl ScenarioResult {
             delivery_timeline: Vec::new(),
             metrics: BTreeMap::new(),
             notes: Vec::new(),
+            snapshot: None,
         }
     }
 
@@ -493,6 +608,135 @@ pub fn stream_section(results: &Results) -> String {
     out
 }
 
+/// The snapshot's phases as the harness saw them, one sentence.
+pub fn snapshot_phases(r: &SnapshotRun) -> Option<String> {
+    let at = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:+.2} s"));
+    (r.file_full_s.is_some() || r.renamed_s.is_some()).then(|| {
+        format!(
+            "Snapshot phases (its directory polled every 50 ms): the copy reached the file's final length by {}, the file was renamed (copy committed) at {}, the call returned at {:+.2} s (after the rename the server hashes the file and writes the manifest).",
+            at(r.file_full_s),
+            at(r.renamed_s),
+            r.snapshot_secs
+        )
+    })
+}
+
+/// Spikes listed in the report at most (all of them are in `results.json`).
+const SPIKES_LISTED: usize = 40;
+
+/// Snapshot scenarios: the snapshot's size and time, publish latency before, during
+/// and after it, and when the slow publishes were sent.
+pub fn snapshot_section(results: &Results) -> String {
+    let runs: Vec<(&ScenarioResult, &SnapshotRun)> = results
+        .scenarios
+        .iter()
+        .filter(|s| s.status == Status::Ok)
+        .filter_map(|s| s.snapshot.as_ref().map(|r| (s, r)))
+        .collect();
+    if runs.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "## Online snapshot under load
+
+",
+    );
+    for (s, r) in runs {
+        let limit = trim_float(r.limit_ms);
+        let _ = writeln!(
+            out,
+            "`{}`: snapshot of a {} MiB store ({} MiB file length) took **{} s**; snapshot file {} MiB. {} publishers, {} events/s in total, {} B payloads. Target: no publish over {limit} ms.
+",
+            s.name,
+            thousands(r.store_mib),
+            thousands(r.store_file_mib),
+            trim_float(r.snapshot_secs),
+            thousands(r.snapshot_mib),
+            s.concurrency,
+            s.rate.map_or("-".to_owned(), |v| thousands(v as f64)),
+            s.payload_bytes,
+        );
+        let _ = writeln!(
+            out,
+            "| publish → 202 | publishes | errors | p50 ms | p99 ms | p99.9 ms | max ms | > {limit} ms | slowest sent at (s from snapshot start) |"
+        );
+        out.push_str(
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|
+",
+        );
+        for w in &r.windows {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                w.name,
+                thousands(w.publishes as f64),
+                w.errors,
+                ms(w.p50_ms),
+                ms(w.p99_ms),
+                ms(w.p999_ms),
+                ms(w.max_ms),
+                w.over_limit,
+                w.worst_at_s.map_or("-".to_owned(), |v| format!("{v:+.3}")),
+            );
+        }
+        let [before, first, middle, last, after] = r.spikes_by_position();
+        let _ = writeln!(
+            out,
+            "
+Publishes over {limit} ms by when they were sent: {before} before the snapshot, {first} in its first third, {middle} in its middle third, {last} in its last third, {after} after it ended.
+"
+        );
+        let stalls = r.stalls();
+        if !stalls.is_empty() {
+            let listed: Vec<String> = stalls
+                .iter()
+                .map(|st| {
+                    format!(
+                        "{:+.3} → {:+.3} s: {} publish{}, worst {} ms",
+                        st.from_s,
+                        st.until_s,
+                        st.publishes,
+                        if st.publishes == 1 { "" } else { "es" },
+                        ms(st.worst_ms)
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "Stalls (slow publishes sent back to back; from the first one sent to the last one answered, s from snapshot start): {}.\n",
+                listed.join("; ")
+            );
+        }
+        if let Some(line) = snapshot_phases(r) {
+            let _ = writeln!(out, "{line}\n");
+        }
+        if !r.spikes.is_empty() {
+            let listed: Vec<String> = r
+                .spikes
+                .iter()
+                .take(SPIKES_LISTED)
+                .map(|sp| format!("{:+.3} s: {} ms", sp.at_s, ms(sp.ms)))
+                .collect();
+            let more = r.spikes.len().saturating_sub(SPIKES_LISTED);
+            let _ = writeln!(
+                out,
+                "Slow publishes (sent at, s from snapshot start: latency): {}{}
+",
+                listed.join("; "),
+                if more > 0 {
+                    format!("; … {more} more in results.json")
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    out.push_str("Windows: *before* holds the publishes answered before the snapshot started (after the warm-up), *during* every publish in flight at some moment of the snapshot (sent before it returned, answered after it started), *after* those sent in the seconds after it returned.
+
+");
+    out
+}
+
 /// Per-group detail for scenarios with more than one group of endpoints.
 fn groups_section(results: &Results) -> String {
     let mut out = String::new();
@@ -565,6 +809,7 @@ pub fn markdown(results: &Results, charts: &[(String, String)]) -> String {
     out.push_str(&isolation_section(results));
     out.push_str(&transform_section(results));
     out.push_str(&stream_section(results));
+    out.push_str(&snapshot_section(results));
     let groups = groups_section(results);
     if !groups.is_empty() {
         out.push_str("## Endpoint groups\n\n");
@@ -911,6 +1156,119 @@ mod tests {
             "{md}"
         );
         assert!(!md.contains("`e2e-rate`"), "{md}");
+    }
+
+    fn snapshot_sample() -> ScenarioResult {
+        let mut s = ScenarioResult::new("snapshot", "snapshot under load", Status::Ok);
+        s.concurrency = 4;
+        s.rate = Some(200);
+        s.payload_bytes = 1024;
+        let window = |name: &str, max_ms: f64, over: u64, at: Option<f64>| PublishWindow {
+            name: name.into(),
+            publishes: 2000,
+            errors: 0,
+            p50_ms: 1.2,
+            p99_ms: 3.4,
+            p999_ms: 12.0,
+            max_ms,
+            over_limit: over,
+            worst_at_s: at,
+        };
+        s.snapshot = Some(SnapshotRun {
+            snapshot_secs: 9.0,
+            store_mib: 1100.0,
+            store_file_mib: 1090.0,
+            snapshot_mib: 1050.0,
+            limit_ms: 50.0,
+            windows: vec![
+                window("before snapshot", 20.0, 0, Some(-3.5)),
+                window("during snapshot", 180.0, 2, Some(8.9)),
+            ],
+            spikes: vec![
+                Spike {
+                    at_s: -0.01,
+                    ms: 60.0,
+                },
+                Spike {
+                    at_s: 0.5,
+                    ms: 70.0,
+                },
+                Spike {
+                    at_s: 3.0,
+                    ms: 51.0,
+                },
+                Spike {
+                    at_s: 8.9,
+                    ms: 180.0,
+                },
+                Spike {
+                    at_s: 9.0,
+                    ms: 55.0,
+                },
+            ],
+            file_full_s: Some(7.5),
+            renamed_s: Some(8.0),
+        });
+        s
+    }
+
+    #[test]
+    fn spikes_by_position_in_the_snapshot() {
+        let s = snapshot_sample();
+        let r = s.snapshot.as_ref().unwrap();
+        assert_eq!(r.spikes_by_position(), [1, 1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn back_to_back_spikes_form_one_stall() {
+        let mut s = snapshot_sample();
+        let r = s.snapshot.as_mut().unwrap();
+        // One stall released at +0.70 s (publishes every 5 ms), then another.
+        r.spikes = (0..10)
+            .map(|i| {
+                let at_s = 0.5 + f64::from(i) * 0.005;
+                Spike {
+                    at_s,
+                    ms: (0.70 - at_s) * 1000.0,
+                }
+            })
+            .chain([Spike {
+                at_s: 0.76,
+                ms: 80.0,
+            }])
+            .collect();
+        let st = r.stalls();
+        assert_eq!(st.len(), 2, "{st:?}");
+        assert_eq!((st[0].publishes, st[1].publishes), (10, 1));
+        assert!((st[0].from_s - 0.5).abs() < 1e-9 && (st[0].until_s - 0.7).abs() < 1e-9);
+        assert!((st[0].worst_ms - 200.0).abs() < 1e-6);
+        assert!((st[1].until_s - 0.84).abs() < 1e-9);
+    }
+
+    #[test]
+    fn snapshot_section_shows_windows_and_spikes() {
+        let mut r = sample();
+        assert_eq!(snapshot_section(&r), "");
+        r.scenarios.push(snapshot_sample());
+        let md = snapshot_section(&r);
+        assert!(md.contains("took **9 s**"), "{md}");
+        assert!(
+            md.contains("| during snapshot | 2,000 | 0 | 1.20 | 3.40 | 12.0 | 180 | 2 | +8.900 |"),
+            "{md}"
+        );
+        assert!(md.contains("1 in its middle third"), "{md}");
+        assert!(md.contains("+8.900 s: 180 ms"), "{md}");
+        assert!(
+            md.contains("+8.900 → +9.080 s: 1 publish, worst 180 ms; +9.000 → +9.055 s"),
+            "{md}"
+        );
+        assert!(md.contains("renamed (copy committed) at +8.00 s"), "{md}");
+        let back = Results::from_json(&r.to_json().unwrap()).unwrap();
+        assert_eq!(r, back);
+        // Results written before the field existed still load.
+        let old = sample().to_json().unwrap();
+        assert!(!old.contains("\"snapshot\""));
+        assert!(Results::from_json(&old).is_ok());
     }
 
     #[test]

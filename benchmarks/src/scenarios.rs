@@ -21,6 +21,7 @@ use crate::load::{
 use crate::receiver::now_us;
 use crate::report::{ScenarioResult, Status};
 use crate::server::{Server, dir_size, post, tenant_key};
+use crate::snapshot::{SnapshotSpec, run_snapshot};
 use crate::stream::{StreamSpec, run_stream};
 
 /// Run-wide knobs.
@@ -32,6 +33,8 @@ pub struct Options {
     pub drain_secs: u64,
     /// Store size the recovery scenario fills before restarting.
     pub recovery_mb: u64,
+    /// Store size the snapshot scenario fills before publishing and snapshotting.
+    pub snapshot_mb: u64,
     /// SSE clients of the `stream_fanout` scenario.
     pub stream_clients: usize,
     /// Events/s the `stream_fanout` publishers offer.
@@ -44,6 +47,7 @@ impl Options {
         seconds: Option<u64>,
         quick: bool,
         recovery_mb: Option<u64>,
+        snapshot_mb: Option<u64>,
     ) -> Options {
         Options {
             payload_bytes,
@@ -51,6 +55,7 @@ impl Options {
             warmup_secs: if quick { 1 } else { 2 },
             drain_secs: if quick { 10 } else { 30 },
             recovery_mb: recovery_mb.unwrap_or(if quick { 16 } else { 1024 }),
+            snapshot_mb: snapshot_mb.unwrap_or(if quick { 16 } else { 1024 }),
             stream_clients: 1000,
             stream_rate: 1000,
         }
@@ -65,6 +70,9 @@ pub enum Kind {
     Recovery {
         target_mb: u64,
     },
+    /// Fill a store (endpoint disabled), then take an online snapshot while paced
+    /// publishers post events; publish latency before, during and after it.
+    Snapshot(SnapshotSpec),
     /// SSE clients following one tenant's stream while publishers post events.
     Stream(StreamSpec),
     /// A stage the server does not have yet: listed, not measured (none at the moment;
@@ -239,6 +247,19 @@ pub fn catalog(o: &Options) -> Vec<Scenario> {
                 target_mb: o.recovery_mb,
             },
         },
+        Scenario {
+            name: "snapshot",
+            description: "online snapshot under load: fill a store with publishes (endpoint disabled), publish 200 events/s (4 open-loop publishers × 50/s, one event per call), then POST /v1/admin/snapshots; publish → 202 latency before, during and after the snapshot",
+            kind: Kind::Snapshot(SnapshotSpec {
+                target_mb: o.snapshot_mb,
+                publishers: 4,
+                rate_each: 50,
+                payload_bytes: o.payload_bytes,
+                warmup_secs: o.warmup_secs,
+                baseline_secs: o.seconds,
+                after_secs: 5,
+            }),
+        },
     ]
 }
 
@@ -252,6 +273,7 @@ pub async fn run(gp: &Path, s: &Scenario) -> ScenarioResult {
             .await
             .map(|r| load_result(s, spec, r)),
         Kind::Recovery { target_mb } => recovery(gp, s, *target_mb).await,
+        Kind::Snapshot(spec) => run_snapshot(gp, s.name, s.description, spec.clone()).await,
         Kind::Stream(spec) => run_stream(gp, s.name, s.description, spec.clone()).await,
     };
     outcome.unwrap_or_else(|e| {
@@ -363,39 +385,68 @@ pub fn load_result(s: &Scenario, spec: &LoadSpec, r: LoadResult) -> ScenarioResu
     out
 }
 
-/// Fills a store to `target_mb`, then times restarts until `/readyz` answers 200.
-async fn recovery(gp: &Path, s: &Scenario, target_mb: u64) -> Result<ScenarioResult> {
-    let dir = tempfile::tempdir()?;
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data)?;
-    let (server, empty_ready) = Server::start_on(gp, &data).await?;
+/// Payload of every event [`fill_store`] publishes.
+pub const FILL_PAYLOAD: u64 = 16 * 1024;
+
+/// What [`fill_store`] did.
+pub struct Filled {
+    /// The tenant's key (publishes, manages endpoints).
+    pub key: Arc<String>,
+    /// Events stored (each with one pending delivery).
+    pub events: u64,
+    pub secs: f64,
+}
+
+impl Filled {
+    /// Records the fill in a scenario's metrics.
+    pub fn record(&self, m: &mut std::collections::BTreeMap<String, f64>) {
+        m.insert("events stored".into(), self.events as f64);
+        m.insert("payload MiB stored".into(), mib(self.events * FILL_PAYLOAD));
+        m.insert("fill s".into(), r3(self.secs));
+    }
+}
+
+/// Bytes in MiB, rounded.
+pub fn mib(b: u64) -> f64 {
+    (b as f64 / 1048576.0).round()
+}
+
+/// Three decimals.
+pub fn r3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// Creates a tenant, a disabled endpoint and a subscription to `bench.#` on the
+/// server at `base`, then publishes [`FILL_PAYLOAD`] payloads (batches of 50 from 4
+/// publishers) until `target_mb` MiB of payload are stored (or 600 s have passed).
+/// Every event gets one stored delivery that is never attempted.
+pub async fn fill_store(base: &str, target_mb: u64) -> Result<Filled> {
     let http = reqwest::Client::new();
-    let key = Arc::new(tenant_key(&http, &server.base).await?);
+    let key = Arc::new(tenant_key(&http, base).await?);
     let ep = post(
         &http,
-        format!("{}/v1/endpoints", server.base),
+        format!("{base}/v1/endpoints"),
         &key,
         json!({"url": "http://127.0.0.1:9/sink", "enabled": false}),
     )
     .await?;
     post(
         &http,
-        format!("{}/v1/subscriptions", server.base),
+        format!("{base}/v1/subscriptions"),
         &key,
         json!({"endpoint_id": ep["id"], "topics": ["bench.#"]}),
     )
     .await?;
-    // 16 KiB payloads, 50 per batch, 4 publishers.
     let target = target_mb * 1024 * 1024;
     let stop = Arc::new(AtomicBool::new(false));
     let published = Arc::new(AtomicU64::new(0));
-    let fill = filler(16 * 1024);
+    let fill = filler(FILL_PAYLOAD as usize);
     let started = Instant::now();
     let mut workers = Vec::new();
     for w in 0..4usize {
         let (stop, published, key, fill) =
             (stop.clone(), published.clone(), key.clone(), fill.clone());
-        let url = format!("{}/v1/events/batch", server.base);
+        let url = format!("{base}/v1/events/batch");
         workers.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
             let mut n = 0u64;
@@ -424,8 +475,7 @@ async fn recovery(gp: &Path, s: &Scenario, target_mb: u64) -> Result<ScenarioRes
             anyhow::Ok(())
         }));
     }
-    let payload = 16 * 1024u64;
-    while published.load(Ordering::Relaxed) * payload < target
+    while published.load(Ordering::Relaxed) * FILL_PAYLOAD < target
         && started.elapsed() < Duration::from_secs(600)
     {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -434,7 +484,20 @@ async fn recovery(gp: &Path, s: &Scenario, target_mb: u64) -> Result<ScenarioRes
     for w in workers {
         w.await??;
     }
-    let fill_secs = started.elapsed().as_secs_f64();
+    Ok(Filled {
+        key,
+        events: published.load(Ordering::Relaxed),
+        secs: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Fills a store to `target_mb`, then times restarts until `/readyz` answers 200.
+async fn recovery(gp: &Path, s: &Scenario, target_mb: u64) -> Result<ScenarioResult> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data)?;
+    let (server, empty_ready) = Server::start_on(gp, &data).await?;
+    let filled = fill_store(&server.base, target_mb).await?;
     server.stop(true)?;
     let (apparent, allocated) = dir_size(&data);
     let gb = allocated as f64 / (1024.0 * 1024.0 * 1024.0);
@@ -446,14 +509,9 @@ async fn recovery(gp: &Path, s: &Scenario, target_mb: u64) -> Result<ScenarioRes
     server.stop(true)?;
     let mut out = ScenarioResult::new(s.name, s.description, Status::Ok);
     let m = &mut out.metrics;
-    let r3 = |v: f64| (v * 1000.0).round() / 1000.0;
-    let mib = |b: u64| (b as f64 / 1048576.0).round();
-    let stored = published.load(Ordering::Relaxed);
-    m.insert("events stored".into(), stored as f64);
-    m.insert("payload MiB stored".into(), mib(stored * payload));
+    filled.record(m);
     m.insert("store MiB on disk (allocated)".into(), mib(allocated));
     m.insert("store MiB (file length)".into(), mib(apparent));
-    m.insert("fill s".into(), r3(fill_secs));
     m.insert("ready s, empty store".into(), r3(empty_ready.as_secs_f64()));
     m.insert("ready s, clean restart".into(), r3(clean.as_secs_f64()));
     m.insert(
@@ -468,7 +526,7 @@ async fn recovery(gp: &Path, s: &Scenario, target_mb: u64) -> Result<ScenarioRes
         "s per GB, after kill -9".into(),
         r3(killed.as_secs_f64() / gb.max(1e-9)),
     );
-    out.payload_bytes = payload as usize;
+    out.payload_bytes = FILL_PAYLOAD as usize;
     out.notes.push(
         "filled with 16 KiB payloads (one stored delivery each) in batches of 50 from 4 publishers, stopped with SIGTERM; ready time is from spawning `gp serve` to the first 200 from /readyz (polled every 5 ms), process start included; per GB is over the store's allocated size on disk".into(),
     );

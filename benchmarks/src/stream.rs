@@ -365,8 +365,55 @@ fn event_json(w: usize, n: u64, filler: &str) -> String {
 /// offered rate is not met, which the result says).
 const MAX_IN_FLIGHT: usize = 64;
 
-/// One paced publisher: open loop. Every tick starts a publish of its own (up to
-/// [`MAX_IN_FLIGHT`] at once), so a slow 202 does not lower the offered rate.
+/// An open-loop pacer: every `interval` (the first tick after `phase`) until `stop`,
+/// starts `publish(n)` (n = 1, 2, …) as a task of its own, at most `max_in_flight` at
+/// once, so a slow 202 does not lower the offered rate; then waits for the publishes
+/// still in flight.
+pub async fn open_loop<F, Fut>(
+    interval: Duration,
+    phase: Duration,
+    max_in_flight: usize,
+    stop: &AtomicBool,
+    mut publish: F,
+) -> Result<()>
+where
+    F: FnMut(u64) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
+    let mut next = tokio::time::Instant::now() + phase;
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep_until(next).await;
+        next += interval;
+        let slot = slots.clone().acquire_owned().await?;
+        n += 1;
+        let task = publish(n);
+        tokio::spawn(async move {
+            task.await;
+            drop(slot);
+        });
+    }
+    let _all = slots.acquire_many(max_in_flight as u32).await?;
+    Ok(())
+}
+
+/// `POST` one event; whether the server answered 202 (and its body arrived).
+pub async fn publish_one(http: &reqwest::Client, url: &str, key: &str, body: String) -> bool {
+    match http
+        .post(url)
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+    {
+        Ok(r) if r.status().as_u16() == 202 => r.bytes().await.is_ok(),
+        _ => false,
+    }
+}
+
+/// One paced publisher: open loop (see [`open_loop`]).
 async fn publisher(
     w: usize,
     spec: Arc<StreamSpec>,
@@ -379,17 +426,10 @@ async fn publisher(
         .build()?;
     let hist = Arc::new(Mutex::new(new_histogram()?));
     let errors = Arc::new(AtomicU64::new(0));
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     let filler: Arc<str> = "x".repeat(spec.payload_bytes.saturating_sub(60)).into();
     let iv = Duration::from_secs_f64(spec.publishers as f64 / spec.rate.max(1) as f64);
-    let mut next =
-        tokio::time::Instant::now() + iv.mul_f64(w as f64 / spec.publishers.max(1) as f64);
-    let mut n = 0u64;
-    while !shared.stop.load(Ordering::Relaxed) {
-        tokio::time::sleep_until(next).await;
-        next += iv;
-        let slot = slots.clone().acquire_owned().await?;
-        n += 1;
+    let phase = iv.mul_f64(w as f64 / spec.publishers.max(1) as f64);
+    open_loop(iv, phase, MAX_IN_FLIGHT, &shared.stop, |n| {
         let (http, url, key, shared, hist, errors, filler) = (
             http.clone(),
             url.clone(),
@@ -399,22 +439,11 @@ async fn publisher(
             errors.clone(),
             filler.clone(),
         );
-        tokio::spawn(async move {
+        async move {
             let body = event_json(w, n, &filler);
             let measuring = shared.measure_from_ns.load(Ordering::Relaxed) != u64::MAX;
             let started = Instant::now();
-            let ok = match http
-                .post(&*url)
-                .bearer_auth(&*key)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-            {
-                Ok(r) if r.status().as_u16() == 202 => r.bytes().await.is_ok(),
-                _ => false,
-            };
-            if ok {
+            if publish_one(&http, &url, &key, body).await {
                 if measuring && let Ok(mut h) = hist.lock() {
                     let _ = h.record((started.elapsed().as_micros() as u64).max(1));
                 }
@@ -423,11 +452,9 @@ async fn publisher(
             } else {
                 errors.fetch_add(1, Ordering::Relaxed);
             }
-            drop(slot);
-        });
-    }
-    // Wait for the publishes still in flight.
-    let _all = slots.acquire_many(MAX_IN_FLIGHT as u32).await?;
+        }
+    })
+    .await?;
     let hist = hist.lock().map_err(|_| anyhow!("histogram lock"))?.clone();
     Ok((hist, errors.load(Ordering::Relaxed)))
 }
