@@ -168,15 +168,15 @@ pub struct StreamConfig {
     pub backfill_max_events: u64,
     /// Oldest history a resuming client is sent, in days (0: no age limit).
     pub backfill_max_age_days: u64,
-    /// Frames queued per connection.
-    pub client_buffer_frames: usize,
-    /// A busy connection writes at most once per this many milliseconds, gathering
-    /// the frames in between (0: a write per frame).
+    /// Bytes of frames queued per connection, beyond the socket's own buffer.
+    pub client_buffer_bytes: usize,
+    /// A busy tenant's live items go to its clients at most once per this many
+    /// milliseconds, gathered into one write per client (0: a write per commit).
     pub min_write_interval_ms: u64,
     /// A live frame waits this long for room in a full queue; then the client is
     /// disconnected as too slow.
     pub slow_client_timeout_ms: u64,
-    /// Live items kept for clients per tenant; a client further behind re-reads.
+    /// Live chunks kept for clients per tenant; a client further behind re-reads.
     pub hub_capacity: usize,
     /// Most stream connections at once (all tenants).
     pub max_clients: usize,
@@ -186,6 +186,12 @@ pub struct StreamConfig {
     pub retry_ms: u64,
     /// Write a `deliveries.status` item for every delivery attempt.
     pub delivery_status: bool,
+    /// Threads of the runtime that serves stream connections, apart from the API's
+    /// (0: one per CPU).
+    pub worker_threads: usize,
+    /// Added to the stream threads' nice value (0 to 19): when the machine is fully
+    /// busy, publishes and deliveries get the CPU before stream writes.
+    pub worker_nice: u8,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -439,11 +445,14 @@ impl Config {
             "stream.backfill_max_events",
             st.backfill_max_events as usize,
         )?;
-        if !(2..=65_536).contains(&st.client_buffer_frames) {
-            return Err(invalid("stream.client_buffer_frames", "must be 2 to 65536"));
+        if !(4096..=(256 << 20)).contains(&st.client_buffer_bytes) {
+            return Err(invalid(
+                "stream.client_buffer_bytes",
+                "must be 4096 to 268435456",
+            ));
         }
-        if !(16..=1_048_576).contains(&st.hub_capacity) {
-            return Err(invalid("stream.hub_capacity", "must be 16 to 1048576"));
+        if !(16..=65_536).contains(&st.hub_capacity) {
+            return Err(invalid("stream.hub_capacity", "must be 16 to 65536"));
         }
         positive("stream.max_clients", st.max_clients)?;
         if st.min_write_interval_ms > 1000 {
@@ -463,6 +472,12 @@ impl Config {
         }
         if !(100..=600_000).contains(&st.retry_ms) {
             return Err(invalid("stream.retry_ms", "must be 100 to 600000"));
+        }
+        if st.worker_threads > 256 {
+            return Err(invalid("stream.worker_threads", "must be 0 to 256"));
+        }
+        if st.worker_nice > 19 {
+            return Err(invalid("stream.worker_nice", "must be 0 to 19"));
         }
         if self.api.write_timeout_secs > 3600 {
             return Err(invalid("api.write_timeout_secs", "must be at most 3600"));

@@ -128,6 +128,21 @@ pub async fn run(
         )),
     });
     let app = api::app(state);
+    let stream_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(match config.stream.worker_threads {
+            0 => std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            n => n,
+        })
+        .thread_name("gp-stream")
+        .on_thread_start(lower_priority(config.stream.worker_nice))
+        .enable_all()
+        .build()
+        .map_err(ServeError::Http)?;
+    let lane = api::listener::StreamLane::new(
+        stream_runtime.handle().clone(),
+        app.clone(),
+        stop_rx.clone(),
+    );
 
     tokio::spawn(async move {
         shutdown.await;
@@ -138,7 +153,8 @@ pub async fn run(
     let listener = api::listener::Guarded::new(
         listener,
         std::time::Duration::from_secs(config.api.write_timeout_secs),
-    );
+    )
+    .with_stream_lane(lane);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = graceful.wait_for(|stop| *stop).await;
         ready_flag.store(false, Ordering::Release);
@@ -169,6 +185,8 @@ pub async fn run(
     // Every write that was acknowledged is already durable; stop the writer.
     let closing = dyn_store.clone();
     let _ = tokio::task::spawn_blocking(move || closing.close()).await;
+    // Its sessions ended with the stop signal; what is left are idle connections.
+    stream_runtime.shutdown_background();
     tracing::info!("gatepulse stopped");
     result
 }
@@ -251,4 +269,17 @@ fn print_dev_banner(addr: &str, data_dir: &Path, creds: &DevCredentials) {
         tenant = creds.tenant_id,
         key = creds.api_key,
     );
+}
+
+/// Raises the calling thread's nice value by `by` (Linux: nice is per thread).
+fn lower_priority(by: u8) -> impl Fn() + Send + Sync + 'static {
+    move || {
+        if by == 0 {
+            return;
+        }
+        let now = rustix::process::getpriority_process(None).unwrap_or(0);
+        if let Err(e) = rustix::process::setpriority_process(None, now + i32::from(by)) {
+            tracing::debug!(error = %e, "cannot lower the stream threads' priority");
+        }
+    }
 }

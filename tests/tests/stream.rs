@@ -411,7 +411,7 @@ async fn a_slow_client_is_disconnected_and_the_others_are_unaffected() {
     let gp = Gp::start(
         dir.path(),
         &[
-            ("GATEPULSE_STREAM__CLIENT_BUFFER_FRAMES", "16"),
+            ("GATEPULSE_STREAM__CLIENT_BUFFER_BYTES", "65536"),
             ("GATEPULSE_STREAM__SLOW_CLIENT_TIMEOUT_MS", "300"),
             ("GATEPULSE_API__WRITE_TIMEOUT_SECS", "300"),
         ],

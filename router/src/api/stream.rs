@@ -2,7 +2,6 @@
 //! [`crate::stream::session`]; this file is only HTTP).
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -92,7 +91,7 @@ pub async fn stream(
         after: last_event_id.or(params.from_cursor),
     };
     let opened = session::open(state.store.as_ref(), &req.tenant).await?;
-    let (tx, rx) = mpsc::channel::<Bytes>(streams.config.client_buffer_frames);
+    let (tx, rx) = mpsc::channel::<Bytes>(session::QUEUE_CHUNKS);
     let trailer = session::Trailer::default();
     let last = trailer.clone();
     tokio::spawn(session::run(
@@ -107,8 +106,6 @@ pub async fn stream(
     let writes = Writes {
         rx,
         trailer: last,
-        interval: Duration::from_millis(streams_config_interval(&state)),
-        last_write: None,
         done: false,
     };
     let body = futures_util::stream::unfold(writes, Writes::next).map(Ok::<_, Infallible>);
@@ -124,22 +121,13 @@ pub async fn stream(
     Ok(resp)
 }
 
-fn streams_config_interval(state: &AppState) -> u64 {
-    state.streams.config.min_write_interval_ms
-}
-
-/// Largest chunk one write gathers.
-const MAX_WRITE: usize = 256 * 1024;
-
-/// The connection's writes: the queued frames, gathered so that a busy stream makes
-/// one write per `stream.min_write_interval_ms` instead of one per frame (a write
-/// per frame per client is what limits fan-out), then the trailer once the session
-/// has ended. A quiet stream writes each frame at once.
+/// The connection's writes: the chunks the session queues (a busy stream's frames
+/// gathered once per `stream.min_write_interval_ms`, so a busy connection makes one
+/// write per interval instead of one per frame), then the trailer once the session
+/// has ended.
 struct Writes {
     rx: mpsc::Receiver<Bytes>,
     trailer: session::Trailer,
-    interval: Duration,
-    last_write: Option<tokio::time::Instant>,
     done: bool,
 }
 
@@ -148,32 +136,14 @@ impl Writes {
         if self.done {
             return None;
         }
-        let Some(first) = self.rx.recv().await else {
-            self.done = true;
-            let trailer = self.trailer.lock().ok().and_then(|mut t| t.take())?;
-            return Some((trailer, self));
-        };
-        if let Some(last) = self.last_write {
-            let next = last + self.interval;
-            if tokio::time::Instant::now() < next {
-                tokio::time::sleep_until(next).await;
+        match self.rx.recv().await {
+            Some(chunk) => Some((chunk, self)),
+            None => {
+                self.done = true;
+                let trailer = self.trailer.lock().ok().and_then(|mut t| t.take())?;
+                Some((trailer, self))
             }
         }
-        let mut chunk = first;
-        if let Ok(second) = self.rx.try_recv() {
-            let mut buf = bytes::BytesMut::with_capacity((chunk.len() + second.len()) * 4);
-            buf.extend_from_slice(&chunk);
-            buf.extend_from_slice(&second);
-            while buf.len() < MAX_WRITE {
-                match self.rx.try_recv() {
-                    Ok(frame) => buf.extend_from_slice(&frame),
-                    Err(_) => break,
-                }
-            }
-            chunk = buf.freeze();
-        }
-        self.last_write = Some(tokio::time::Instant::now());
-        Some((chunk, self))
     }
 }
 

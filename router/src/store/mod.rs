@@ -80,6 +80,7 @@ pub fn open(config: &crate::config::Config) -> StoreResult<std::sync::Arc<dyn St
             cache_size_bytes: config.redb.cache_size_mib << 20,
             stream_status: config.stream.delivery_status,
             hub_capacity: config.stream.hub_capacity,
+            stream_gather: std::time::Duration::from_millis(config.stream.min_write_interval_ms),
         },
     )?;
     Ok(std::sync::Arc::new(store))

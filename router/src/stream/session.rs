@@ -22,12 +22,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde::Serialize;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
-use super::frame;
+use super::hub::Chunk;
+use super::{StreamItem, frame};
 use crate::config::StreamConfig;
 use crate::ids::TenantId;
 use crate::ingest::topic::TopicPattern;
@@ -36,6 +38,18 @@ use crate::telemetry;
 
 /// Stream positions read from the store per step.
 const PAGE: usize = 256;
+
+/// The live ring overflowed past this session: re-read from the store.
+struct Lag;
+
+/// Chunks a connection's queue holds; each is at most a quarter of
+/// `stream.client_buffer_bytes`, so the queue stays within it.
+pub const QUEUE_CHUNKS: usize = 4;
+
+/// Most bytes gathered into one queued chunk (a frame larger than that goes alone).
+fn chunk_bytes(config: &StreamConfig) -> usize {
+    (config.client_buffer_bytes / QUEUE_CHUNKS).max(1)
+}
 
 /// What every stream connection of this server shares.
 #[derive(Debug)]
@@ -174,10 +188,20 @@ struct Session<'a> {
     last_sent: u64,
     sent: metrics::Counter,
     sent_count: u64,
+    /// Part of `sent_count` already added to `sent`.
+    counted: u64,
     /// How long a live frame may wait for room in the queue.
     slow_after: Duration,
     /// The connection's last frame, written after the queue drains.
     trailer: Trailer,
+    /// When the last frame was queued (keepalives fill silences).
+    last_frame_at: Instant,
+    /// Frames gathered for the connection's next write.
+    out: BytesMut,
+    /// Largest chunk queued at once (a quarter of `client_buffer_bytes`).
+    chunk_max: usize,
+    /// Size of the last chunk: what the next one likely needs.
+    chunk_hint: usize,
 }
 
 /// A frame the connection writes after everything queued (the disconnect notice).
@@ -205,17 +229,24 @@ pub async fn run(
         last_sent: req.after.unwrap_or(0),
         sent: telemetry::stream_items_sent(),
         sent_count: 0,
+        counted: 0,
         slow_after: Duration::from_millis(streams.config.slow_client_timeout_ms),
         trailer,
+        last_frame_at: Instant::now(),
+        out: BytesMut::new(),
+        chunk_max: chunk_bytes(&streams.config),
+        chunk_hint: 0,
     };
     let end = match s.open(&streams, head).await {
         Err(end) => end,
         Ok(()) => {
             tracing::info!(tenant_id = %req.tenant, topic, resume_cursor = ?req.after,
                 from = s.last, "stream: client connected");
+            s.count_sent();
             s.follow(&mut live, &mut stop, &streams.config).await
         }
     };
+    s.count_sent();
     tracing::info!(tenant_id = %req.tenant, topic, reason = end.as_str(), items = s.sent_count,
         last_cursor = s.last_sent, "stream: client disconnected");
     telemetry::record_stream_end(end.as_str());
@@ -295,7 +326,10 @@ impl Session<'_> {
         self.catch_up(u64::MAX).await
     }
 
-    /// Follows live items until the session ends.
+    /// Follows live chunks until the session ends. The hub gathers a busy tenant's
+    /// items into a chunk per `min_write_interval_ms`; a session in step with the
+    /// stream queues a chunk's joined frames as they are (no copy), otherwise the
+    /// items it still needs one by one.
     async fn follow(
         &mut self,
         live: &mut crate::stream::hub::Receiver,
@@ -303,57 +337,110 @@ impl Session<'_> {
         config: &StreamConfig,
     ) -> End {
         let keepalive = Duration::from_secs(config.keepalive_secs);
-        let mut idle = tokio::time::Instant::now() + keepalive;
+        self.last_frame_at = Instant::now();
         loop {
+            let sent_before = self.sent_count;
             if *stop.borrow() {
                 return End::Shutdown;
             }
-            let result = tokio::select! {
+            let quiet_until = self.last_frame_at + keepalive;
+            let next = tokio::select! {
                 biased;
                 _ = stop.changed() => return End::Shutdown,
                 () = self.tx.closed() => return End::Client,
                 r = live.recv() => r,
-                () = tokio::time::sleep_until(idle) => {
+                () = tokio::time::sleep_until(quiet_until) => {
                     if let Err(end) = self.send_live(Bytes::from_static(b": keepalive\n\n")).await {
                         return end;
                     }
-                    idle = tokio::time::Instant::now() + keepalive;
+                    self.last_frame_at = Instant::now();
                     continue;
                 }
             };
-            let step = match result {
-                Ok(item) => {
-                    if item.cursor <= self.last {
-                        continue;
-                    }
-                    if item.cursor > self.last + 1 {
-                        // A hole: read what lies before this item from the store.
-                        if let Err(end) = self.catch_up(item.cursor - 1).await {
-                            return end;
-                        }
-                    }
-                    if item.cursor <= self.last {
-                        Ok(())
-                    } else {
-                        self.offer(&item).await
-                    }
-                }
-                Err(RecvError::Lagged(_)) => self.catch_up(u64::MAX).await,
-                Err(RecvError::Closed) => Err(End::Shutdown),
+            let mut next = match next {
+                Ok(chunk) => Ok(chunk),
+                Err(RecvError::Lagged(_)) => Err(Lag),
+                Err(RecvError::Closed) => return End::Shutdown,
             };
-            if let Err(end) = step {
+            // Take every chunk already there before writing.
+            loop {
+                if let Err(end) = self.take(next).await {
+                    return end;
+                }
+                next = match live.try_recv() {
+                    Ok(chunk) => Ok(chunk),
+                    Err(TryRecvError::Lagged(_)) => Err(Lag),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Closed) => return End::Shutdown,
+                };
+            }
+            if let Err(end) = self.flush(true).await {
                 return end;
             }
-            idle = tokio::time::Instant::now() + keepalive;
+            if self.sent_count != sent_before {
+                self.last_frame_at = Instant::now();
+                self.count_sent();
+            }
         }
     }
 
+    /// One live chunk (or a lag in the ring): what lies before it and is not sent yet
+    /// is read from the store first, so nothing is skipped.
+    async fn take(&mut self, next: Result<Arc<Chunk>, Lag>) -> Result<(), End> {
+        let chunk = match next {
+            Ok(chunk) => chunk,
+            Err(Lag) => return self.catch_up(u64::MAX).await,
+        };
+        if chunk.last <= self.last {
+            return Ok(());
+        }
+        if chunk.first > self.last + 1 {
+            // A hole: read what lies before this chunk from the store.
+            self.catch_up(chunk.first - 1).await?;
+            if chunk.last <= self.last {
+                return Ok(());
+            }
+        }
+        let whole = chunk.first == self.last + 1
+            && chunk.is_dense()
+            && self
+                .req
+                .topic
+                .as_ref()
+                .is_none_or(|p| chunk.topics.iter().all(|t| p.matches(t)));
+        if whole {
+            // In step and every item wanted: the shared frames as they are.
+            self.flush(true).await?;
+            self.send_live(chunk.frames.clone()).await?;
+            self.sent_count += chunk.items.len() as u64;
+            self.last_sent = chunk.last;
+            self.last = chunk.last;
+            return Ok(());
+        }
+        for item in &chunk.items {
+            if item.cursor <= self.last {
+                continue;
+            }
+            if item.cursor > self.last + 1 {
+                self.catch_up(item.cursor - 1).await?;
+                if item.cursor <= self.last {
+                    continue;
+                }
+            }
+            self.offer(item).await?;
+        }
+        Ok(())
+    }
+
     /// A live item: sent when its topic matches.
-    async fn offer(&mut self, item: &crate::stream::StreamItem) -> Result<(), End> {
+    async fn offer(&mut self, item: &StreamItem) -> Result<(), End> {
         self.last = item.cursor;
         if self.matches(&item.topic) {
-            self.send_live(item.frame.clone()).await?;
+            self.push(&item.frame);
             self.sent_item(item.cursor);
+            if self.out.len() >= self.chunk_max {
+                self.flush(true).await?;
+            }
         }
         Ok(())
     }
@@ -365,7 +452,13 @@ impl Session<'_> {
     fn sent_item(&mut self, cursor: u64) {
         self.last_sent = cursor;
         self.sent_count += 1;
-        self.sent.increment(1);
+    }
+
+    /// Adds the items sent since the last call to the shared counter (once per batch:
+    /// one shared atomic per item per client would be the hottest line at fan-out).
+    fn count_sent(&mut self) {
+        self.sent.increment(self.sent_count - self.counted);
+        self.counted = self.sent_count;
     }
 
     /// Sends what the store holds after `last`, up to `upto` or its head.
@@ -380,9 +473,13 @@ impl Session<'_> {
             let r = self.read(self.last, limit, i64::MIN).await?;
             let before = self.last;
             for item in &r.items {
-                self.send(item.frame.clone()).await?;
+                self.push(&item.frame);
                 self.sent_item(item.cursor);
+                if self.out.len() >= self.chunk_max {
+                    self.flush(false).await?;
+                }
             }
+            self.flush(false).await?;
             self.last = r.scanned_to.max(self.last);
             if self.last == before || self.last >= r.head || self.last >= upto {
                 return Ok(());
@@ -406,6 +503,32 @@ impl Session<'_> {
     fn failed(&self, e: &StoreError) -> End {
         tracing::error!(tenant_id = %self.req.tenant, error = %e, "stream: store read failed");
         End::Store
+    }
+
+    /// Adds a frame to the connection's next write.
+    fn push(&mut self, frame: &[u8]) {
+        if self.out.capacity() == 0 {
+            self.out.reserve(
+                self.chunk_hint
+                    .clamp(frame.len(), self.chunk_max.max(frame.len())),
+            );
+        }
+        self.out.extend_from_slice(frame);
+    }
+
+    /// Queues the gathered frames as one write: a live chunk may wait only
+    /// `slow_client_timeout_ms` for room, history as long as it takes.
+    async fn flush(&mut self, live: bool) -> Result<(), End> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        self.chunk_hint = self.out.len();
+        let chunk = self.out.split().freeze();
+        if live {
+            self.send_live(chunk).await
+        } else {
+            self.send(chunk).await
+        }
     }
 
     /// Queues a frame, waiting for room (history: the store is the buffer).

@@ -49,8 +49,10 @@ pub struct RedbOptions {
     pub cache_size_bytes: usize,
     /// Write a `deliveries.status` stream item with every attempt outcome.
     pub stream_status: bool,
-    /// Live items held per tenant for stream clients.
+    /// Live chunks held per tenant for stream clients.
     pub hub_capacity: usize,
+    /// A busy tenant's live items go to stream clients at most once per this.
+    pub stream_gather: Duration,
 }
 
 impl Default for RedbOptions {
@@ -60,7 +62,8 @@ impl Default for RedbOptions {
             commit_max_wait: Duration::ZERO,
             cache_size_bytes: 64 << 20,
             stream_status: true,
-            hub_capacity: 4096,
+            hub_capacity: 256,
+            stream_gather: Duration::from_millis(20),
         }
     }
 }
@@ -261,7 +264,7 @@ impl RedbStore {
         let (meta, read_only) = Self::prepare(&db)?;
         let db = Arc::new(db);
         let signal = Arc::new(QueueSignal::default());
-        let hub = Arc::new(StreamHub::new(options.hub_capacity));
+        let hub = Arc::new(StreamHub::new(options.hub_capacity, options.stream_gather));
         let (writer, thread) = WriterHandle::spawn(
             db.clone(),
             signal.clone(),
