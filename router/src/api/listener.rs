@@ -349,6 +349,62 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
     }
 
+    /// Sends one request over a fresh connection and returns the whole answer.
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut io = TcpStream::connect(addr).await.unwrap();
+        io.write_all(
+            format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut answer = String::new();
+        io.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    #[test]
+    fn stream_requests_are_served_on_the_lane_and_others_are_not() {
+        let runtime = |name: &str| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name(name)
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let (lane_rt, api_rt) = (runtime("lane-rt"), runtime("api-rt"));
+        api_rt.block_on(async {
+            let thread = || async { std::thread::current().name().unwrap_or("?").to_owned() };
+            let app = axum::Router::new()
+                .route("/v1/stream", axum::routing::get(thread))
+                .route("/v1/events", axum::routing::get(thread));
+            let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let guarded = Guarded::new(listener, Duration::ZERO).with_stream_lane(StreamLane::new(
+                lane_rt.handle().clone(),
+                app.clone(),
+                stop,
+            ));
+            tokio::spawn(async move { axum::serve(guarded, app).await });
+            assert!(get(addr, "/v1/stream").await.ends_with("lane-rt"));
+            assert!(get(addr, "/v1/events").await.ends_with("api-rt"));
+            // A connection that sends its request in pieces is classified correctly.
+            let mut io = TcpStream::connect(addr).await.unwrap();
+            io.write_all(b"GET /v1/st").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            io.write_all(b"ream HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut answer = String::new();
+            tokio::io::AsyncReadExt::read_to_string(&mut io, &mut answer)
+                .await
+                .unwrap();
+            assert!(answer.ends_with("lane-rt"), "{answer}");
+        });
+    }
+
     #[tokio::test]
     async fn a_reading_peer_is_never_cut() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

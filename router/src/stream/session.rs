@@ -1,8 +1,9 @@
 //! One stream connection: history from the store, then live items, gap-free.
 //!
 //! The session registers with the hub *before* it reads the store, so every item
-//! committed after the read is also in its live ring. It then remembers the highest
-//! cursor it has examined (`last`, sent or filtered out) and for each live item:
+//! committed after the read is also in its live ring (as part of a chunk: the hub
+//! gathers a busy tenant's items). It then remembers the highest cursor it has
+//! examined (`last`, sent or filtered out) and for each live item:
 //!
 //! - `cursor <= last`: already covered by history; dropped;
 //! - `cursor == last + 1`: sent (when its topic matches);
