@@ -13,6 +13,7 @@ mod report;
 mod scenarios;
 mod server;
 mod snapshot;
+mod sse_client;
 mod stream;
 mod svg;
 

@@ -7,8 +7,9 @@
 //!   it sends the publish; a client reads the clock once per body chunk it receives.
 //!   Fan-out latency = receipt − publish start, so it includes the publish's own
 //!   durable commit (publish → 202 is recorded separately).
-//! - **Clients** share the harness's tokio runtime (as many workers as cores) and one
-//!   `reqwest::Client` (one HTTP/1.1 connection each). The parser only splits lines
+//! - **Clients** share the harness's tokio runtime (as many workers as cores); each is
+//!   one HTTP/1.1 connection read by [`SseConnection`] (a 64 KiB buffer, chunked
+//!   decoding in place, no HTTP client library). The parser only splits lines
 //!   (a block-wise byte search, [`find_byte`]) and reads `id:`, `event:` and the
 //!   payload's leading `sent_ns`; it never parses the JSON. Per-client counters are
 //!   plain atomics written by their own task; latencies go to sharded histograms.
@@ -31,6 +32,10 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 
 use crate::receiver::{Timeline, new_histogram};
+use crate::sse_client::SseConnection;
+
+/// What every client follows.
+const STREAM_PATH: &str = "/v1/stream?topic=bench.%23";
 use crate::report::{GroupResult, Latency, STREAM_GROUP, ScenarioResult, Status};
 use crate::server::{ADMIN, Server, post};
 
@@ -254,28 +259,16 @@ struct Shared {
 
 async fn client(
     i: usize,
-    http: reqwest::Client,
-    url: Arc<str>,
+    base: Arc<str>,
     key: Arc<str>,
     st: Arc<ClientState>,
     shared: Arc<Shared>,
 ) {
     let t0 = Instant::now();
-    let mut resp = match http
-        .get(&*url)
-        .bearer_auth(&*key)
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => return st.end(format!("connect failed: {e}")),
+    let mut conn = match SseConnection::open(&base, STREAM_PATH, &key).await {
+        Ok(c) => c,
+        Err(e) => return st.end(format!("connect failed: {e:#}")),
     };
-    if resp.status().as_u16() != 200 {
-        let status = resp.status();
-        let body = resp.text().await.unwrap_or_default();
-        return st.end(format!("{status}: {body}"));
-    }
     let shard = &shared.shards[i % SHARDS];
     let mut parser = SseParser::default();
     let mut lat: Vec<u64> = Vec::with_capacity(16);
@@ -284,43 +277,47 @@ async fn client(
     let mut frames = 0u64;
     let mut notice: Option<String> = None;
     loop {
-        let chunk = match resp.chunk().await {
-            Ok(Some(c)) => c,
-            Ok(None) => break st.end("the server ended the stream".into()),
-            Err(e) => break st.end(format!("stream read failed: {e}")),
-        };
-        let now = now_ns();
-        let from = shared.measure_from_ns.load(Ordering::Relaxed);
-        parser.feed(&chunk, &mut |f: Frame| {
-            frames += 1;
-            match f.kind {
-                FrameKind::Event => {
-                    if let Some(c) = f.cursor {
-                        if c <= last {
-                            dups += 1;
-                            return;
+        let read = conn
+            .next(&mut |bytes| {
+                let now = now_ns();
+                let from = shared.measure_from_ns.load(Ordering::Relaxed);
+                parser.feed(bytes, &mut |f: Frame| {
+                    frames += 1;
+                    match f.kind {
+                        FrameKind::Event => {
+                            if let Some(c) = f.cursor {
+                                if c <= last {
+                                    dups += 1;
+                                    return;
+                                }
+                                gaps += c - last - 1;
+                                last = c;
+                            }
+                            received += 1;
+                            if let Some(s) = f.sent_ns
+                                && s >= from
+                            {
+                                lat.push((now.saturating_sub(s) / 1000).max(1));
+                            }
                         }
-                        gaps += c - last - 1;
-                        last = c;
+                        FrameKind::Disconnect => {
+                            disconnects += 1;
+                            notice = f.notice;
+                        }
+                        FrameKind::Reset => {
+                            resets += 1;
+                            notice = f.notice;
+                        }
+                        FrameKind::Other => {}
                     }
-                    received += 1;
-                    if let Some(s) = f.sent_ns
-                        && s >= from
-                    {
-                        lat.push((now.saturating_sub(s) / 1000).max(1));
-                    }
-                }
-                FrameKind::Disconnect => {
-                    disconnects += 1;
-                    notice = f.notice;
-                }
-                FrameKind::Reset => {
-                    resets += 1;
-                    notice = f.notice;
-                }
-                FrameKind::Other => {}
-            }
-        });
+                });
+            })
+            .await;
+        match read {
+            Ok(true) => {}
+            Ok(false) => break st.end("the server ended the stream".into()),
+            Err(e) => break st.end(format!("stream read failed: {e:#}")),
+        }
         if frames > 0 && !st.connected.load(Ordering::Relaxed) {
             if let Ok(mut h) = shared.connect.lock() {
                 let _ = h.record((t0.elapsed().as_micros() as u64).max(1));
@@ -661,10 +658,7 @@ pub async fn run_stream(
     };
 
     // Connect every client, all at once.
-    let url: Arc<str> = format!("{}/v1/stream?topic=bench.%23", server.base).into();
-    let client_http = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()?;
+    let base: Arc<str> = server.base.as_str().into();
     let states: Vec<Arc<ClientState>> = (0..spec.clients)
         .map(|_| Arc::new(ClientState::default()))
         .collect();
@@ -676,8 +670,7 @@ pub async fn run_stream(
         .map(|(i, st)| {
             tokio::spawn(client(
                 i,
-                client_http.clone(),
-                url.clone(),
+                base.clone(),
                 key.clone(),
                 st.clone(),
                 shared.clone(),
@@ -805,7 +798,6 @@ pub async fn run_stream(
     for t in tasks {
         let _ = t.await;
     }
-    drop(client_http);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let rss_after = rss_mib(pid).unwrap_or(0.0);
     sampling.store(false, Ordering::Relaxed);
