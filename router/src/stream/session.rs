@@ -339,22 +339,35 @@ impl Session<'_> {
     ) -> End {
         let keepalive = Duration::from_secs(config.keepalive_secs);
         self.last_frame_at = Instant::now();
+        // The stop signal, the client leaving and the keepalive timer are registered
+        // once, not per chunk: at fan-out a session runs this loop ~50 times a second,
+        // and re-arming them each time (the stop signal's waiter list is shared by
+        // every session) cost more than the chunk itself.
+        let stopped = async {
+            drop(stop.wait_for(|stop| *stop).await);
+        };
+        tokio::pin!(stopped);
+        let tx = self.tx.clone();
+        let gone = tx.closed();
+        tokio::pin!(gone);
+        let quiet = tokio::time::sleep_until(self.last_frame_at + keepalive);
+        tokio::pin!(quiet);
         loop {
             let sent_before = self.sent_count;
-            if *stop.borrow() {
-                return End::Shutdown;
-            }
-            let quiet_until = self.last_frame_at + keepalive;
             let next = tokio::select! {
                 biased;
-                _ = stop.changed() => return End::Shutdown,
-                () = self.tx.closed() => return End::Client,
+                () = &mut stopped => return End::Shutdown,
+                () = &mut gone => return End::Client,
                 r = live.recv() => r,
-                () = tokio::time::sleep_until(quiet_until) => {
-                    if let Err(end) = self.send_live(Bytes::from_static(b": keepalive\n\n")).await {
-                        return end;
+                () = &mut quiet => {
+                    let due = self.last_frame_at + keepalive;
+                    if Instant::now() >= due {
+                        if let Err(end) = self.send_live(Bytes::from_static(b": keepalive\n\n")).await {
+                            return end;
+                        }
+                        self.last_frame_at = Instant::now();
                     }
-                    self.last_frame_at = Instant::now();
+                    quiet.as_mut().reset(self.last_frame_at + keepalive);
                     continue;
                 }
             };
