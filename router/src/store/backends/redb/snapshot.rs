@@ -173,12 +173,19 @@ pub(super) fn write(
     count("counters", copy(&src, txn, COUNTERS)?);
     // One durable commit makes every chunk durable.
     drop(target);
+    let copied = std::time::Instant::now();
     let last = out.begin_write()?;
     last.commit()?;
+    let committed = std::time::Instant::now();
     drop(src);
+    tracing::info!(
+        final_commit_ms = (committed - copied).as_millis() as u64,
+        "snapshot: copy committed; read transaction released"
+    );
     drop(out);
     let file = dir.join(REDB_FILE);
     std::fs::rename(&tmp, &file).map_err(|e| io("renaming", &tmp, e))?;
+    tracing::info!(file = %file.display(), "snapshot: file in place; hashing it");
     let bytes = std::fs::metadata(&file)
         .map_err(|e| io("reading", &file, e))?
         .len();

@@ -281,6 +281,9 @@ fn run(
     // Jobs still queued after Stop are dropped: their callers see `Closed`.
 }
 
+/// A commit this slow is logged: every publish in it waited that long.
+const SLOW_COMMIT: Duration = Duration::from_millis(50);
+
 /// Sends held items to the hub, each tenant's in cursor order.
 fn publish(hub: &StreamHub, held: &mut Vec<(Box<str>, Arc<StreamItem>)>) {
     held.sort_by(|a, b| (&a.0, a.1.cursor).cmp(&(&b.0, b.1.cursor)));
@@ -341,6 +344,7 @@ fn commit_batch(
             }
         }
     }
+    let work = started.elapsed();
     let outcome: StoreResult<()> = if abort {
         let _ = txn.abort();
         Err(StoreError::Backend(
@@ -352,8 +356,19 @@ fn commit_batch(
     if let Err(e) = &outcome {
         tracing::error!(error = %e, batch = size, "store: commit failed");
     }
+    let took = started.elapsed();
     if size > 0 {
-        telemetry::record_commit(size, started.elapsed());
+        telemetry::record_commit(size, took);
+    }
+    if took >= SLOW_COMMIT {
+        // Everything in the batch waited this long: worth a line in the log.
+        tracing::warn!(
+            ms = took.as_millis() as u64,
+            work_ms = work.as_millis() as u64,
+            batch = size,
+            durable,
+            "store: slow commit"
+        );
     }
     let fail = |e: &StoreError| StoreError::Backend(e.to_string());
     for finish in finishers {
