@@ -63,7 +63,7 @@ impl Default for RedbOptions {
             cache_size_bytes: 64 << 20,
             stream_status: true,
             hub_capacity: 256,
-            stream_gather: Duration::from_millis(20),
+            stream_gather: Duration::from_millis(30),
         }
     }
 }
