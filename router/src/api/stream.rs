@@ -121,10 +121,10 @@ pub async fn stream(
     Ok(resp)
 }
 
-/// The connection's writes: the chunks the session queues (a busy stream's frames
-/// gathered once per `stream.min_write_interval_ms`, so a busy connection makes one
-/// write per interval instead of one per frame), then the trailer once the session
-/// has ended.
+/// The connection's writes: the chunks the session queues (for a busy stream one per
+/// `stream.min_write_interval_ms`, gathered by the hub, so a busy connection makes
+/// one write per interval instead of one per frame), then the trailer once the
+/// session has ended.
 struct Writes {
     rx: mpsc::Receiver<Bytes>,
     trailer: session::Trailer,
