@@ -128,21 +128,20 @@ pub async fn run(
         )),
     });
     let app = api::app(state);
-    let stream_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(match config.stream.worker_threads {
-            0 => std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
-            n => n,
-        })
-        .thread_name("gp-stream")
-        .on_thread_start(lower_priority(config.stream.worker_nice))
-        .enable_all()
-        .build()
-        .map_err(ServeError::Http)?;
-    let lane = api::listener::StreamLane::new(
-        stream_runtime.handle().clone(),
-        app.clone(),
-        stop_rx.clone(),
-    );
+    let stream_runtime = StreamRuntime(Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(match config.stream.worker_threads {
+                0 => std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+                n => n,
+            })
+            .thread_name("gp-stream")
+            .on_thread_start(lower_priority(config.stream.worker_nice))
+            .enable_all()
+            .build()
+            .map_err(ServeError::Http)?,
+    ));
+    let lane =
+        api::listener::StreamLane::new(stream_runtime.handle(), app.clone(), stop_rx.clone());
 
     tokio::spawn(async move {
         shutdown.await;
@@ -186,7 +185,7 @@ pub async fn run(
     let closing = dyn_store.clone();
     let _ = tokio::task::spawn_blocking(move || closing.close()).await;
     // Its sessions ended with the stop signal; what is left are idle connections.
-    stream_runtime.shutdown_background();
+    drop(stream_runtime);
     tracing::info!("gatepulse stopped");
     result
 }
@@ -280,6 +279,27 @@ fn lower_priority(by: u8) -> impl Fn() + Send + Sync + 'static {
         let now = rustix::process::getpriority_process(None).unwrap_or(0);
         if let Err(e) = rustix::process::setpriority_process(None, now + i32::from(by)) {
             tracing::debug!(error = %e, "cannot lower the stream threads' priority");
+        }
+    }
+}
+
+/// The runtime serving stream connections. Dropped (on any return from `run`) it
+/// stops without waiting: a runtime may not block inside another one's task.
+struct StreamRuntime(Option<tokio::runtime::Runtime>);
+
+impl StreamRuntime {
+    fn handle(&self) -> tokio::runtime::Handle {
+        match &self.0 {
+            Some(rt) => rt.handle().clone(),
+            None => tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+impl Drop for StreamRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
         }
     }
 }
