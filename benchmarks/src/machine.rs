@@ -27,8 +27,67 @@ pub fn field(text: &str, key: &str) -> Option<String> {
     })
 }
 
-/// Describes this machine; `store_dir` is where the benchmark stores live.
-pub fn describe(gp_version: &str, store_dir: &Path) -> (Machine, String) {
+/// The store disk's own `fdatasync` latency: 4 KiB written and flushed every 5 ms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FsyncProbe {
+    pub flushes: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub over_50ms: usize,
+}
+
+impl FsyncProbe {
+    /// Summarizes flush latencies (ms); `None` without any.
+    pub fn from_latencies(mut ms: Vec<f64>) -> Option<Self> {
+        if ms.is_empty() {
+            return None;
+        }
+        ms.sort_by(f64::total_cmp);
+        let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+        Some(Self {
+            flushes: ms.len(),
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+            max_ms: at(1.0),
+            over_50ms: ms.iter().filter(|&&v| v > 50.0).count(),
+        })
+    }
+}
+
+/// Measures the store disk's flush latency for `how_long` with nothing else running:
+/// every durable commit pays one, so its tail bounds what any publish latency target
+/// can show on this machine.
+pub fn probe_fsync(store_dir: &Path, how_long: std::time::Duration) -> Option<FsyncProbe> {
+    use std::io::Write;
+    let path = store_dir.join(format!("gp-bench-fsync-probe-{}", std::process::id()));
+    let mut file = std::fs::File::create(&path).ok()?;
+    let block = [0x5au8; 4096];
+    let mut ms = Vec::new();
+    let until = std::time::Instant::now() + how_long;
+    while std::time::Instant::now() < until {
+        if file.write_all(&block).is_err() {
+            break;
+        }
+        let t = std::time::Instant::now();
+        if file.sync_data().is_err() {
+            break;
+        }
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    FsyncProbe::from_latencies(ms)
+}
+
+/// Describes this machine; `store_dir` is where the benchmark stores live, and its
+/// disk's flush latency is probed for `probe` (zero: not probed).
+pub fn describe(
+    gp_version: &str,
+    store_dir: &Path,
+    probe: std::time::Duration,
+) -> (Machine, String) {
     let cpuinfo = read("/proc/cpuinfo");
     let meminfo = read("/proc/meminfo");
     let memory = field(&meminfo, "MemTotal")
@@ -78,13 +137,33 @@ pub fn describe(gp_version: &str, store_dir: &Path) -> (Machine, String) {
     } else {
         "no"
     };
+    let fsync = if probe.is_zero() {
+        String::new()
+    } else {
+        match probe_fsync(store_dir, probe) {
+            Some(p) => format!(
+                "\nThe store disk's own flush latency, before any scenario ({} s of 4 KiB \
+                 writes each followed by `fdatasync`, nothing else running): {} flushes, p50 \
+                 {:.2} ms, p99 {:.2} ms, max {:.1} ms, {} over 50 ms. Every durable commit \
+                 pays one flush, so this tail is a floor under any publish latency measured \
+                 here.\n",
+                probe.as_secs(),
+                p.flushes,
+                p.p50_ms,
+                p.p99_ms,
+                p.max_ms,
+                p.over_50ms
+            ),
+            None => "\nThe store disk's flush latency could not be probed.\n".into(),
+        }
+    };
     let md = format!(
         "# Machine\n\n\
          | | |\n|---|---|\n\
          | CPU | {} |\n| cores (available to this process) | {} |\n| hypervisor flag | {hypervisor} |\n\
          | memory | {} |\n| store disk | {} |\n| OS | {} |\n| kernel | {} |\n\
          | rustc | {} |\n| gp | {} |\n\n\
-         `df -hT {store}`:\n\n```text\n{df}\n```\n",
+         `df -hT {store}`:\n\n```text\n{df}\n```\n{fsync}",
         m.cpu_model, m.cores, m.memory, m.disk, m.os, m.kernel, m.rustc, m.gp
     );
     (m, md)
@@ -100,5 +179,24 @@ mod tests {
         assert_eq!(field(text, "model name").as_deref(), Some("Intel Xeon"));
         assert_eq!(field(text, "MemTotal").as_deref(), Some("24576000 kB"));
         assert_eq!(field(text, "missing"), None);
+    }
+
+    #[test]
+    fn fsync_summary() {
+        assert_eq!(FsyncProbe::from_latencies(vec![]), None);
+        let p = FsyncProbe::from_latencies((1..=100).map(f64::from).collect()).unwrap();
+        assert_eq!(p.flushes, 100);
+        assert_eq!(p.p50_ms, 51.0);
+        assert_eq!(p.max_ms, 100.0);
+        assert_eq!(p.over_50ms, 50);
+    }
+
+    #[test]
+    fn the_probe_flushes_and_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = probe_fsync(dir.path(), std::time::Duration::from_millis(50)).unwrap();
+        assert!(p.flushes >= 1);
+        assert!(p.max_ms >= p.p50_ms);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -305,7 +305,8 @@ async fn run(args: RunArgs) -> Result<()> {
             .join(&stamp)
     });
     let gp_version = server::gp_version(&gp);
-    let (machine, machine_md) = machine::describe(&gp_version, &std::env::temp_dir());
+    let probe = std::time::Duration::from_secs(if args.quick { 2 } else { 20 });
+    let (machine, machine_md) = machine::describe(&gp_version, &std::env::temp_dir(), probe);
     let mut results = Results {
         schema: SCHEMA,
         started_utc,
