@@ -104,6 +104,8 @@ pub struct RetentionConfig {
     pub inbox_max_age_secs: u64,
     pub compaction_cron: String,
     pub batch_rows: usize,
+    /// Most milliseconds one batch may take (it shares a commit with publishes).
+    pub batch_max_ms: u64,
 }
 
 impl RetentionConfig {
@@ -123,6 +125,7 @@ impl RetentionConfig {
             dlq_max_age_secs: self.dlq_max_age_secs,
             inbox_max_age_secs: self.inbox_max_age_secs,
             max_rows: self.batch_rows,
+            max_millis: self.batch_max_ms,
         }
     }
 }
@@ -393,6 +396,9 @@ impl Config {
         }
         if !(1..=1_000_000).contains(&self.retention.batch_rows) {
             return Err(invalid("retention.batch_rows", "must be 1 to 1000000"));
+        }
+        if self.retention.batch_max_ms > 60_000 {
+            return Err(invalid("retention.batch_max_ms", "must be 0 to 60000"));
         }
         if !(1..=65_536).contains(&self.redb.commit_max_batch) {
             return Err(invalid(

@@ -925,6 +925,7 @@ async fn retention_removes_settled_expired_data_and_nothing_else(store: Arc<dyn 
         dlq_max_age_secs: 100,
         inbox_max_age_secs: 0,
         max_rows: 1_000,
+        max_millis: 0,
     };
     let r = store.purge(policy).await.unwrap();
     assert!(r.done);
@@ -1016,6 +1017,7 @@ async fn tenant_retention_overrides_the_default(store: Arc<dyn Store>) {
         dlq_max_age_secs: 10,
         inbox_max_age_secs: 0,
         max_rows: 100,
+        max_millis: 0,
     };
     let r = store.purge(policy).await.unwrap();
     assert_eq!(r.events, 1);
@@ -1050,6 +1052,59 @@ async fn tenant_retention_overrides_the_default(store: Arc<dyn Store>) {
     ));
 }
 
+async fn a_retention_batch_stops_at_its_time_budget(store: Arc<dyn Store>) {
+    let t = tenant("slices");
+    store.create_tenant(t.clone()).await.unwrap();
+    // 3,000 expired events (no deliveries): far more than 1 ms of deleting.
+    for chunk in 0..6 {
+        let events = (0..500)
+            .map(|i| new_event(&t.id, None, 1_000 + chunk * 500 + i, &[]))
+            .collect();
+        append(&*store, events, 1).await;
+    }
+    let policy = PurgePolicy {
+        now: 1_000_000,
+        events_max_age_secs: 10,
+        dlq_max_age_secs: 10,
+        inbox_max_age_secs: 0,
+        max_rows: 1_000_000,
+        max_millis: 1,
+    };
+    let first = store.purge(policy).await.unwrap();
+    assert!(!first.done, "the time budget ends the batch early");
+    assert!((1..3_000).contains(&first.events), "{}", first.events);
+    // Later batches finish the job: every call makes progress.
+    let mut deleted = first.events;
+    for _ in 0..10_000 {
+        let r = store.purge(policy).await.unwrap();
+        deleted += r.events;
+        if r.done {
+            break;
+        }
+        assert!(r.events > 0, "a batch deleted nothing");
+    }
+    assert_eq!(deleted, 3_000);
+    // Without a time budget one call takes them all.
+    append(
+        &*store,
+        (0..50)
+            .map(|i| new_event(&t.id, None, 900_000 + i, &[]))
+            .collect(),
+        1,
+    )
+    .await;
+    let all = store
+        .purge(PurgePolicy {
+            now: 2_000_000,
+            max_millis: 0,
+            ..policy
+        })
+        .await
+        .unwrap();
+    assert!(all.done);
+    assert_eq!(all.events, 50);
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -1068,6 +1123,7 @@ macro_rules! conformance {
             conformance!(@case $make, the_queue_never_grows_past_its_limit);
             conformance!(@case $make, retention_removes_settled_expired_data_and_nothing_else);
             conformance!(@case $make, tenant_retention_overrides_the_default);
+            conformance!(@case $make, a_retention_batch_stops_at_its_time_budget);
             conformance!(@case $make, the_stream_interleaves_events_and_attempt_statuses);
             conformance!(@case $make, a_retried_delivery_keeps_its_transformed_body);
         }

@@ -277,6 +277,10 @@ pub struct PurgePolicy {
     pub inbox_max_age_secs: u64,
     /// Most rows one call deletes (one bounded transaction).
     pub max_rows: usize,
+    /// Most milliseconds one call spends deleting (0: no time limit). The call runs
+    /// in the store's writer, in the same commit as publishes queued beside it, so
+    /// this bounds how long a retention batch can hold them.
+    pub max_millis: u64,
 }
 
 impl PurgePolicy {

@@ -2050,12 +2050,19 @@ fn purge(txn: &WriteTransaction, policy: &PurgePolicy) -> StoreResult<PurgeRepor
     let mut report = PurgeReport::default();
     let mut rows = 0usize;
     let budget = policy.max_rows.max(1);
+    // The row budget, or the time budget once something was deleted (every call
+    // makes progress).
+    let started = std::time::Instant::now();
+    let slice = std::time::Duration::from_millis(policy.max_millis);
+    let spent = |rows: usize| {
+        rows >= budget || (rows > 0 && !slice.is_zero() && started.elapsed() >= slice)
+    };
 
     for (t, events_before, dead_before) in &tenants {
         let (t, events_before, dead_before) = (t.as_str(), *events_before, *dead_before);
         // Events, oldest first, while they are expired and settled.
         loop {
-            if rows >= budget {
+            if spent(rows) {
                 return Ok(report);
             }
             let first = events
@@ -2125,7 +2132,7 @@ fn purge(txn: &WriteTransaction, policy: &PurgePolicy) -> StoreResult<PurgeRepor
             status.remove((t, *cursor))?;
         }
         rows += doomed.len();
-        if rows >= budget {
+        if spent(rows) {
             return Ok(report);
         }
         // Dead deliveries past the DLQ retention, even when their event stays.
@@ -2146,7 +2153,7 @@ fn purge(txn: &WriteTransaction, policy: &PurgePolicy) -> StoreResult<PurgeRepor
             out
         };
         for d in &expired {
-            if rows >= budget {
+            if spent(rows) {
                 return Ok(report);
             }
             rows += drop_delivery(
@@ -2185,7 +2192,7 @@ fn purge(txn: &WriteTransaction, policy: &PurgePolicy) -> StoreResult<PurgeRepor
         }
         rows += doomed.len();
     }
-    report.done = rows < budget;
+    report.done = !spent(rows);
     Ok(report)
 }
 
