@@ -112,6 +112,17 @@ pub struct SnapshotRun {
     pub file_full_s: Option<f64>,
     #[serde(default)]
     pub renamed_s: Option<f64>,
+    /// What was measured: `snapshot` (`POST /v1/admin/snapshots`) or `retention
+    /// pass` (the scheduled job deleting expired events).
+    #[serde(default = "default_operation")]
+    pub operation: String,
+    /// Events the retention pass deleted.
+    #[serde(default)]
+    pub deleted_events: Option<u64>,
+}
+
+fn default_operation() -> String {
+    "snapshot".into()
 }
 
 /// Slow publishes sent back to back: one stall of the server.
@@ -637,28 +648,32 @@ pub fn snapshot_section(results: &Results) -> String {
         return String::new();
     }
     let mut out = String::from(
-        "## Online snapshot under load
+        "## Store operations under load (snapshot, retention pass)
 
 ",
     );
     for (s, r) in runs {
         let limit = trim_float(r.limit_ms);
+        let op = r.operation.as_str();
+        let what = match r.deleted_events {
+            Some(n) => format!("deleted {} events", thousands(n as f64)),
+            None => format!("snapshot file {} MiB", thousands(r.snapshot_mib)),
+        };
         let _ = writeln!(
             out,
-            "`{}`: snapshot of a {} MiB store ({} MiB file length) took **{} s**; snapshot file {} MiB. {} publishers, {} events/s in total, {} B payloads. Target: no publish over {limit} ms.
+            "`{}`: {op} of a {} MiB store ({} MiB file length) took **{} s**; {what}. {} publishers, {} events/s in total, {} B payloads. Target: no publish over {limit} ms.
 ",
             s.name,
             thousands(r.store_mib),
             thousands(r.store_file_mib),
             trim_float(r.snapshot_secs),
-            thousands(r.snapshot_mib),
             s.concurrency,
             s.rate.map_or("-".to_owned(), |v| thousands(v as f64)),
             s.payload_bytes,
         );
         let _ = writeln!(
             out,
-            "| publish → 202 | publishes | errors | p50 ms | p99 ms | p99.9 ms | max ms | > {limit} ms | slowest sent at (s from snapshot start) |"
+            "| publish → 202 | publishes | errors | p50 ms | p99 ms | p99.9 ms | max ms | > {limit} ms | slowest sent at (s from {op} start) |"
         );
         out.push_str(
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|
@@ -683,7 +698,7 @@ pub fn snapshot_section(results: &Results) -> String {
         let _ = writeln!(
             out,
             "
-Publishes over {limit} ms by when they were sent: {before} before the snapshot, {first} in its first third, {middle} in its middle third, {last} in its last third, {after} after it ended.
+Publishes over {limit} ms by when they were sent: {before} before the {op}, {first} in its first third, {middle} in its middle third, {last} in its last third, {after} after it ended.
 "
         );
         let stalls = r.stalls();
@@ -703,7 +718,7 @@ Publishes over {limit} ms by when they were sent: {before} before the snapshot, 
                 .collect();
             let _ = writeln!(
                 out,
-                "Stalls (slow publishes sent back to back; from the first one sent to the last one answered, s from snapshot start): {}.\n",
+                "Stalls (slow publishes sent back to back; from the first one sent to the last one answered, s from {op} start): {}.\n",
                 listed.join("; ")
             );
         }
@@ -720,7 +735,7 @@ Publishes over {limit} ms by when they were sent: {before} before the snapshot, 
             let more = r.spikes.len().saturating_sub(SPIKES_LISTED);
             let _ = writeln!(
                 out,
-                "Slow publishes (sent at, s from snapshot start: latency): {}{}
+                "Slow publishes (sent at, s from {op} start: latency): {}{}
 ",
                 listed.join("; "),
                 if more > 0 {
@@ -731,7 +746,7 @@ Publishes over {limit} ms by when they were sent: {before} before the snapshot, 
             );
         }
     }
-    out.push_str("Windows: *before* holds the publishes answered before the snapshot started (after the warm-up), *during* every publish in flight at some moment of the snapshot (sent before it returned, answered after it started), *after* those sent in the seconds after it returned.
+    out.push_str("Windows: *before* holds the publishes answered before the operation started (after the warm-up), *during* every publish in flight at some moment of it (sent before it ended, answered after it started), *after* those sent in the seconds after it ended.
 
 ");
     out
@@ -1208,6 +1223,8 @@ mod tests {
             ],
             file_full_s: Some(7.5),
             renamed_s: Some(8.0),
+            operation: "snapshot".into(),
+            deleted_events: None,
         });
         s
     }

@@ -21,7 +21,7 @@ use crate::load::{
 use crate::receiver::now_us;
 use crate::report::{ScenarioResult, Status};
 use crate::server::{Server, dir_size, post, tenant_key};
-use crate::snapshot::{SnapshotSpec, run_snapshot};
+use crate::snapshot::{Operation, SnapshotSpec, run_snapshot};
 use crate::stream::{StreamSpec, run_stream};
 
 /// Run-wide knobs.
@@ -251,6 +251,21 @@ pub fn catalog(o: &Options) -> Vec<Scenario> {
             name: "snapshot",
             description: "online snapshot under load: fill a store with publishes (endpoint disabled), publish 200 events/s (4 open-loop publishers × 50/s, one event per call), then POST /v1/admin/snapshots; publish → 202 latency before, during and after the snapshot",
             kind: Kind::Snapshot(SnapshotSpec {
+                operation: Operation::Snapshot,
+                target_mb: o.snapshot_mb,
+                publishers: 4,
+                rate_each: 50,
+                payload_bytes: o.payload_bytes,
+                warmup_secs: o.warmup_secs,
+                baseline_secs: o.seconds,
+                after_secs: 5,
+            }),
+        },
+        Scenario {
+            name: "compaction",
+            description: "retention pass under load: fill a store with events that expire after 10 s (no deliveries), publish 200 events/s (4 open-loop publishers × 50/s), then wait for the scheduled retention job (every minute) to delete them; publish → 202 latency before, during and after the pass",
+            kind: Kind::Snapshot(SnapshotSpec {
+                operation: Operation::RetentionPass,
                 target_mb: o.snapshot_mb,
                 publishers: 4,
                 rate_each: 50,
@@ -420,23 +435,25 @@ pub fn r3(v: f64) -> f64 {
 /// server at `base`, then publishes [`FILL_PAYLOAD`] payloads (batches of 50 from 4
 /// publishers) until `target_mb` MiB of payload are stored (or 600 s have passed).
 /// Every event gets one stored delivery that is never attempted.
-pub async fn fill_store(base: &str, target_mb: u64) -> Result<Filled> {
+pub async fn fill_store(base: &str, target_mb: u64, deliveries: bool) -> Result<Filled> {
     let http = reqwest::Client::new();
     let key = Arc::new(tenant_key(&http, base).await?);
-    let ep = post(
-        &http,
-        format!("{base}/v1/endpoints"),
-        &key,
-        json!({"url": "http://127.0.0.1:9/sink", "enabled": false}),
-    )
-    .await?;
-    post(
-        &http,
-        format!("{base}/v1/subscriptions"),
-        &key,
-        json!({"endpoint_id": ep["id"], "topics": ["bench.#"]}),
-    )
-    .await?;
+    if deliveries {
+        let ep = post(
+            &http,
+            format!("{base}/v1/endpoints"),
+            &key,
+            json!({"url": "http://127.0.0.1:9/sink", "enabled": false}),
+        )
+        .await?;
+        post(
+            &http,
+            format!("{base}/v1/subscriptions"),
+            &key,
+            json!({"endpoint_id": ep["id"], "topics": ["bench.#"]}),
+        )
+        .await?;
+    }
     let target = target_mb * 1024 * 1024;
     let stop = Arc::new(AtomicBool::new(false));
     let published = Arc::new(AtomicU64::new(0));
@@ -497,7 +514,7 @@ async fn recovery(gp: &Path, s: &Scenario, target_mb: u64) -> Result<ScenarioRes
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data)?;
     let (server, empty_ready) = Server::start_on(gp, &data).await?;
-    let filled = fill_store(&server.base, target_mb).await?;
+    let filled = fill_store(&server.base, target_mb, true).await?;
     server.stop(true)?;
     let (apparent, allocated) = dir_size(&data);
     let gb = allocated as f64 / (1024.0 * 1024.0 * 1024.0);

@@ -87,6 +87,15 @@ impl Server {
 
     /// Starts `gp serve` on `data_dir` and returns it with the time to `/readyz` 200.
     pub async fn start_on(gp: &Path, data_dir: &Path) -> Result<(Server, Duration)> {
+        Server::start_with(gp, data_dir, &[]).await
+    }
+
+    /// [`Server::start_on`] with extra environment (configuration overrides).
+    pub async fn start_with(
+        gp: &Path,
+        data_dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Result<(Server, Duration)> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -102,6 +111,7 @@ impl Server {
             .env("GATEPULSE_ADMIN_TOKEN", ADMIN)
             .env("GATEPULSE_DELIVERY__ALLOW_PRIVATE_DESTINATIONS", "true")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", gp.display()))?;

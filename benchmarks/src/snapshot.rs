@@ -1,5 +1,12 @@
-//! The `snapshot` scenario: how an online snapshot (`POST /v1/admin/snapshots`)
-//! affects publish latency.
+//! The `snapshot` and `compaction` scenarios: how an online snapshot
+//! (`POST /v1/admin/snapshots`) or a retention pass (the scheduled job that deletes
+//! expired events) affects publish latency.
+//!
+//! For `compaction` the server runs with `events_max_age_secs = 10` and the job every
+//! minute; the store is filled with events that have no deliveries (so they expire),
+//! at the start of a minute, and the measured operation is the next pass after the
+//! baseline: it starts on the minute and ends when `gatepulse_compaction_duration_seconds`
+//! counts one more pass.
 //!
 //! `gp` starts on a temporary store, which [`fill_store`] fills (endpoint disabled, so
 //! every delivery stays pending). Then open-loop publishers ([`open_loop`]) post one
@@ -38,9 +45,29 @@ const STORE_FILE: &str = "gatepulse.redb";
 /// enough that a stalled server does not pause the publishers.
 const MAX_IN_FLIGHT: usize = 1024;
 
-/// One snapshot run.
+/// What runs while the publishers publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Snapshot,
+    RetentionPass,
+}
+
+impl Operation {
+    fn label(self) -> &'static str {
+        match self {
+            Operation::Snapshot => "snapshot",
+            Operation::RetentionPass => "retention pass",
+        }
+    }
+}
+
+/// Events older than this are deleted by the `compaction` scenario's passes.
+const RETENTION_AGE_SECS: u64 = 10;
+
+/// One snapshot (or retention pass) run.
 #[derive(Debug, Clone)]
 pub struct SnapshotSpec {
+    pub operation: Operation,
     /// Payload MiB the store is filled with before publishing starts.
     pub target_mb: u64,
     /// Open-loop publishers, each at `rate_each` events/s (one event per call).
@@ -109,8 +136,12 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// Splits the samples into the before, during and after windows (see [`window_of`]).
-pub fn split(samples: &[Sample], p: &Phases, limit_ms: f64) -> [PublishWindow; 3] {
-    let names = ["before snapshot", "during snapshot", "after snapshot"];
+pub fn split(samples: &[Sample], p: &Phases, limit_ms: f64, op: &str) -> [PublishWindow; 3] {
+    let names = [
+        format!("before {op}"),
+        format!("during {op}"),
+        format!("after {op}"),
+    ];
     let mut ms: [Vec<f64>; 3] = Default::default();
     let mut errors = [0u64; 3];
     let mut worst: [Option<(f64, Duration)>; 3] = [None; 3];
@@ -130,7 +161,7 @@ pub fn split(samples: &[Sample], p: &Phases, limit_ms: f64) -> [PublishWindow; 3
         let v = &mut ms[w];
         v.sort_by(f64::total_cmp);
         PublishWindow {
-            name: names[w].to_owned(),
+            name: names[w].clone(),
             publishes: v.len() as u64,
             errors: errors[w],
             p50_ms: quantile(v, 0.50),
@@ -259,7 +290,70 @@ async fn publisher(
     .await
 }
 
-/// Runs the scenario: fill, publish, snapshot, publish, report.
+fn unix_now() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// The value of one series (name and labels exactly as the server prints them) in
+/// Prometheus text; 0 when absent.
+fn metric_value(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+async fn metrics(http: &reqwest::Client, base: &str) -> Result<String> {
+    Ok(http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?)
+}
+
+/// Waits for the next minute's retention pass: it starts on the minute and has ended
+/// once the server counts one more pass. Returns its start and end (since `origin`)
+/// and the events it deleted.
+async fn next_retention_pass(
+    http: &reqwest::Client,
+    base: &str,
+    origin: &Instant,
+) -> Result<(Duration, Duration, u64)> {
+    const PASSES: &str = "gatepulse_compaction_duration_seconds_count";
+    const EVENTS: &str = "gatepulse_retention_rows_deleted_total{kind=\"event\"}";
+    let to_minute = Duration::from_secs(60).saturating_sub(Duration::from_millis(
+        (unix_now().as_millis() % 60_000) as u64,
+    ));
+    tokio::time::sleep(to_minute.saturating_sub(Duration::from_millis(300))).await;
+    let before = metrics(http, base).await?;
+    let (passes, events) = (metric_value(&before, PASSES), metric_value(&before, EVENTS));
+    let to_minute = Duration::from_secs(60).saturating_sub(Duration::from_millis(
+        (unix_now().as_millis() % 60_000) as u64,
+    ));
+    if to_minute < Duration::from_secs(30) {
+        tokio::time::sleep(to_minute).await;
+    }
+    let start = origin.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let now = metrics(http, base).await?;
+        if metric_value(&now, PASSES) > passes {
+            let deleted = metric_value(&now, EVENTS).saturating_sub(events);
+            return Ok((start, origin.elapsed(), deleted));
+        }
+        if Instant::now() > deadline {
+            bail!("no retention pass ended within 300 s of the minute");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs the scenario: fill, publish, snapshot (or wait for a retention pass), publish,
+/// report.
 pub async fn run_snapshot(
     gp: &std::path::Path,
     name: &str,
@@ -273,9 +367,28 @@ pub async fn run_snapshot(
     if !snapshot_dir.is_absolute() {
         bail!("temporary dir {} is not absolute", snapshot_dir.display());
     }
-    let (server, _) = Server::start_on(gp, &data).await?;
+    let op = spec.operation;
+    let age = RETENTION_AGE_SECS.to_string();
+    let env: &[(&str, &str)] = match op {
+        // The scheduled job stays off: only the snapshot runs.
+        Operation::Snapshot => &[("GATEPULSE_RETENTION__COMPACTION_CRON", "")],
+        Operation::RetentionPass => &[
+            ("GATEPULSE_RETENTION__COMPACTION_CRON", "* * * * *"),
+            ("GATEPULSE_RETENTION__EVENTS_MAX_AGE_SECS", &age),
+        ],
+    };
+    let (server, _) = Server::start_with(gp, &data, env).await?;
+    if op == Operation::RetentionPass {
+        // Fill right after a minute starts, so that no pass runs before the baseline
+        // has been measured; the next one then finds the whole fill expired.
+        let into_minute = unix_now().as_secs() % 60;
+        if into_minute > 3 {
+            eprintln!("  waiting {} s for a minute to start …", 61 - into_minute);
+            tokio::time::sleep(Duration::from_secs(61 - into_minute)).await;
+        }
+    }
     eprintln!("  filling the store with {} MiB …", spec.target_mb);
-    let filled = fill_store(&server.base, spec.target_mb).await?;
+    let filled = fill_store(&server.base, spec.target_mb, op == Operation::Snapshot).await?;
     let (store_file, store_alloc) = dir_size(&data);
     eprintln!(
         "  filled in {:.1} s: {} events, store {} MiB; publishing",
@@ -307,33 +420,49 @@ pub async fn run_snapshot(
         (origin + measure_from + Duration::from_secs(spec.baseline_secs)).into(),
     )
     .await;
-    let admin = reqwest::Client::new();
-    let watching = Arc::new(AtomicBool::new(false));
-    let watcher = tokio::spawn(watch(
-        snapshot_dir.clone(),
-        Instant::now(),
-        watching.clone(),
-    ));
-    let start = origin.elapsed();
-    let answer = post(
-        &admin,
-        format!("{}/v1/admin/snapshots", server.base),
-        ADMIN,
-        json!({"path": snapshot_dir.to_string_lossy()}),
-    )
-    .await;
-    let end = origin.elapsed();
-    watching.store(true, Ordering::Relaxed);
-    let progress = watcher.await?;
-    if answer.is_ok() {
-        tokio::time::sleep(Duration::from_secs(spec.after_secs)).await;
-    }
+    let http = reqwest::Client::new();
+    let (start, end, progress, manifest, deleted) = match op {
+        Operation::Snapshot => {
+            let watching = Arc::new(AtomicBool::new(false));
+            let watcher = tokio::spawn(watch(
+                snapshot_dir.clone(),
+                Instant::now(),
+                watching.clone(),
+            ));
+            let start = origin.elapsed();
+            let answer = post(
+                &http,
+                format!("{}/v1/admin/snapshots", server.base),
+                ADMIN,
+                json!({"path": snapshot_dir.to_string_lossy()}),
+            )
+            .await;
+            let end = origin.elapsed();
+            watching.store(true, Ordering::Relaxed);
+            let progress = watcher.await?;
+            if answer.is_ok() {
+                tokio::time::sleep(Duration::from_secs(spec.after_secs)).await;
+            }
+            (start, end, progress, answer, None)
+        }
+        Operation::RetentionPass => {
+            let (start, end, deleted) = next_retention_pass(&http, &server.base, &origin).await?;
+            tokio::time::sleep(Duration::from_secs(spec.after_secs)).await;
+            (
+                start,
+                end,
+                Progress::default(),
+                Ok(json!({})),
+                Some(deleted),
+            )
+        }
+    };
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.await??;
     }
     let stopped = origin.elapsed();
-    let manifest = answer.context("POST /v1/admin/snapshots")?;
+    let manifest = manifest.context("POST /v1/admin/snapshots")?;
     server.stop(true)?;
 
     let samples = std::mem::take(
@@ -346,7 +475,7 @@ pub async fn run_snapshot(
         start,
         end,
     };
-    let windows = split(&samples, &phases, LIMIT_MS);
+    let windows = split(&samples, &phases, LIMIT_MS, op.label());
     let spikes = spikes(&samples, &phases, LIMIT_MS);
     let snapshot_secs = (end - start).as_secs_f64();
     let snapshot_bytes = manifest["bytes"].as_u64().unwrap_or(0);
@@ -362,6 +491,8 @@ pub async fn run_snapshot(
             .full_at(snapshot_bytes)
             .map(|t| r3(t.as_secs_f64())),
         renamed_s: progress.renamed.map(|t| r3(t.as_secs_f64())),
+        operation: op.label().into(),
+        deleted_events: deleted,
     };
     for sp in &run.spikes {
         eprintln!(
@@ -493,7 +624,7 @@ mod tests {
         samples.push(sample(13_000, None));
         samples.extend((0..100).map(|i| sample(20_000 + i * 10, Some(2))));
         samples.push(sample(200, Some(500))); // warm-up
-        let [before, during, after] = split(&samples, &PHASES, 50.0);
+        let [before, during, after] = split(&samples, &PHASES, 50.0, "snapshot");
         assert_eq!(
             (before.publishes, during.publishes, after.publishes),
             (1000, 2, 100)
@@ -513,6 +644,27 @@ mod tests {
         assert_eq!(sp.len(), 2);
         assert!((sp[0].at_s + 0.005).abs() < 1e-9 && sp[0].ms == 120.0);
         assert!((sp[1].at_s - 2.5).abs() < 1e-9 && sp[1].ms == 80.0);
+    }
+
+    #[test]
+    fn metric_series_are_read_exactly() {
+        let text = "# TYPE x counter\n\
+            gatepulse_compaction_duration_seconds_bucket{le=\"0.5\"} 1\n\
+            gatepulse_compaction_duration_seconds_count 3\n\
+            gatepulse_retention_rows_deleted_total{kind=\"delivery\"} 7\n\
+            gatepulse_retention_rows_deleted_total{kind=\"event\"} 65900\n";
+        assert_eq!(
+            metric_value(text, "gatepulse_compaction_duration_seconds_count"),
+            3
+        );
+        assert_eq!(
+            metric_value(
+                text,
+                "gatepulse_retention_rows_deleted_total{kind=\"event\"}"
+            ),
+            65_900
+        );
+        assert_eq!(metric_value(text, "gatepulse_missing"), 0);
     }
 
     #[test]
