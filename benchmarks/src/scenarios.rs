@@ -250,32 +250,29 @@ pub fn catalog(o: &Options) -> Vec<Scenario> {
         Scenario {
             name: "snapshot",
             description: "online snapshot under load: fill a store with publishes (endpoint disabled), publish 200 events/s (4 open-loop publishers × 50/s, one event per call), then POST /v1/admin/snapshots; publish → 202 latency before, during and after the snapshot",
-            kind: Kind::Snapshot(SnapshotSpec {
-                operation: Operation::Snapshot,
-                target_mb: o.snapshot_mb,
-                publishers: 4,
-                rate_each: 50,
-                payload_bytes: o.payload_bytes,
-                warmup_secs: o.warmup_secs,
-                baseline_secs: o.seconds,
-                after_secs: 5,
-            }),
+            kind: Kind::Snapshot(store_operation(o, Operation::Snapshot)),
         },
         Scenario {
             name: "compaction",
             description: "retention pass under load: fill a store with events that expire after 10 s (no deliveries), publish 200 events/s (4 open-loop publishers × 50/s), then wait for the scheduled retention job (every minute) to delete them; publish → 202 latency before, during and after the pass",
-            kind: Kind::Snapshot(SnapshotSpec {
-                operation: Operation::RetentionPass,
-                target_mb: o.snapshot_mb,
-                publishers: 4,
-                rate_each: 50,
-                payload_bytes: o.payload_bytes,
-                warmup_secs: o.warmup_secs,
-                baseline_secs: o.seconds,
-                after_secs: 5,
-            }),
+            kind: Kind::Snapshot(store_operation(o, Operation::RetentionPass)),
         },
     ]
+}
+
+/// The `snapshot` and `compaction` runs: a filled store, 4 open-loop publishers ×
+/// 50 events/s, the operation after the baseline, 5 s after it.
+fn store_operation(o: &Options, operation: Operation) -> SnapshotSpec {
+    SnapshotSpec {
+        operation,
+        target_mb: o.snapshot_mb,
+        publishers: 4,
+        rate_each: 50,
+        payload_bytes: o.payload_bytes,
+        warmup_secs: o.warmup_secs,
+        baseline_secs: o.seconds,
+        after_secs: 5,
+    }
 }
 
 /// Runs one scenario; failures become a `Failed` result, not an abort.

@@ -181,11 +181,21 @@ pub async fn post(http: &reqwest::Client, url: String, token: &str, body: Value)
 
 /// Creates a tenant and a key that may publish and manage endpoints.
 pub async fn tenant_key(http: &reqwest::Client, base: &str) -> Result<String> {
+    tenant_key_with(http, base, "bench", &["events:write", "endpoints:manage"]).await
+}
+
+/// Creates a tenant named `name` and a key with `scopes`.
+pub async fn tenant_key_with(
+    http: &reqwest::Client,
+    base: &str,
+    name: &str,
+    scopes: &[&str],
+) -> Result<String> {
     let t = post(
         http,
         format!("{base}/v1/tenants"),
         ADMIN,
-        json!({"name": "bench"}),
+        json!({ "name": name }),
     )
     .await?;
     let tid = t["id"].as_str().context("tenant id")?;
@@ -193,7 +203,7 @@ pub async fn tenant_key(http: &reqwest::Client, base: &str) -> Result<String> {
         http,
         format!("{base}/v1/tenants/{tid}/keys"),
         ADMIN,
-        json!({"name": "bench", "scopes": ["events:write", "endpoints:manage"]}),
+        json!({"name": "bench", "scopes": scopes}),
     )
     .await?;
     Ok(k["key"].as_str().context("key")?.to_owned())

@@ -305,22 +305,11 @@ fn metric_value(text: &str, series: &str) -> u64 {
         .map_or(0, |v| v as u64)
 }
 
-async fn metrics(http: &reqwest::Client, base: &str) -> Result<String> {
-    Ok(http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await?
-        .error_for_status()?
-        .text()
-        .await?)
-}
-
 /// Waits for the next minute's retention pass: it starts on the minute and has ended
 /// once the server counts one more pass. Returns its start and end (since `origin`)
 /// and the events it deleted.
 async fn next_retention_pass(
-    http: &reqwest::Client,
-    base: &str,
+    server: &Server,
     origin: &Instant,
 ) -> Result<(Duration, Duration, u64)> {
     const PASSES: &str = "gatepulse_compaction_duration_seconds_count";
@@ -329,7 +318,7 @@ async fn next_retention_pass(
         (unix_now().as_millis() % 60_000) as u64,
     ));
     tokio::time::sleep(to_minute.saturating_sub(Duration::from_millis(300))).await;
-    let before = metrics(http, base).await?;
+    let before = server.metrics().await?;
     let (passes, events) = (metric_value(&before, PASSES), metric_value(&before, EVENTS));
     let to_minute = Duration::from_secs(60).saturating_sub(Duration::from_millis(
         (unix_now().as_millis() % 60_000) as u64,
@@ -340,7 +329,7 @@ async fn next_retention_pass(
     let start = origin.elapsed();
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let now = metrics(http, base).await?;
+        let now = server.metrics().await?;
         if metric_value(&now, PASSES) > passes {
             let deleted = metric_value(&now, EVENTS).saturating_sub(events);
             return Ok((start, origin.elapsed(), deleted));
@@ -446,7 +435,7 @@ pub async fn run_snapshot(
             (start, end, progress, answer, None)
         }
         Operation::RetentionPass => {
-            let (start, end, deleted) = next_retention_pass(&http, &server.base, &origin).await?;
+            let (start, end, deleted) = next_retention_pass(&server, &origin).await?;
             tokio::time::sleep(Duration::from_secs(spec.after_secs)).await;
             (
                 start,

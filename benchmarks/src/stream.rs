@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use hdrhistogram::Histogram;
-use serde_json::json;
 
 use crate::receiver::{Timeline, new_histogram};
 use crate::sse_client::SseConnection;
@@ -37,7 +36,7 @@ use crate::sse_client::SseConnection;
 /// What every client follows.
 const STREAM_PATH: &str = "/v1/stream?topic=bench.%23";
 use crate::report::{GroupResult, Latency, STREAM_GROUP, ScenarioResult, Status};
-use crate::server::{ADMIN, Server, post};
+use crate::server::{Server, tenant_key_with};
 
 /// One stream fan-out run.
 #[derive(Debug, Clone)]
@@ -572,26 +571,6 @@ fn received_total(states: &[Arc<ClientState>]) -> u64 {
         .sum()
 }
 
-/// Creates a tenant and a key that may publish and read the stream.
-async fn stream_key(http: &reqwest::Client, base: &str) -> Result<String> {
-    let t = post(
-        http,
-        format!("{base}/v1/tenants"),
-        ADMIN,
-        json!({"name": "bench-stream"}),
-    )
-    .await?;
-    let tid = t["id"].as_str().context("tenant id")?;
-    let k = post(
-        http,
-        format!("{base}/v1/tenants/{tid}/keys"),
-        ADMIN,
-        json!({"name": "bench", "scopes": ["events:write", "events:read"]}),
-    )
-    .await?;
-    Ok(k["key"].as_str().context("key")?.to_owned())
-}
-
 /// Lines of the server's `/metrics` that start with `prefix` (no comments).
 fn metric_lines(metrics: &str, prefix: &str) -> Vec<String> {
     metrics
@@ -625,7 +604,14 @@ pub async fn run_stream(
     let server = Server::start(gp).await?;
     let pid = server.pid().context("server pid")?;
     let http = reqwest::Client::new();
-    let key: Arc<str> = stream_key(&http, &server.base).await?.into();
+    let key: Arc<str> = tenant_key_with(
+        &http,
+        &server.base,
+        "bench-stream",
+        &["events:write", "events:read"],
+    )
+    .await?
+    .into();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let rss_idle = rss_mib(pid).unwrap_or(0.0);
     let secs = (spec.warmup_secs + spec.seconds + spec.drain_secs + 5) as usize;
