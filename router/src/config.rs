@@ -176,10 +176,13 @@ pub struct StreamConfig {
     /// A busy tenant's live items go to its clients at most once per this many
     /// milliseconds, gathered into one write per client (0: a write per commit).
     pub min_write_interval_ms: u64,
+    /// A tenant's clients are split into this many write groups whose writes go out
+    /// at evenly spaced points of each interval instead of all at once.
+    pub write_groups: usize,
     /// A live frame waits this long for room in a full queue; then the client is
     /// disconnected as too slow.
     pub slow_client_timeout_ms: u64,
-    /// Live chunks kept for clients per tenant; a client further behind re-reads.
+    /// Live chunks kept per write group of a tenant; a client further behind re-reads.
     pub hub_capacity: usize,
     /// Most stream connections at once (all tenants).
     pub max_clients: usize,
@@ -461,6 +464,9 @@ impl Config {
             return Err(invalid("stream.hub_capacity", "must be 16 to 65536"));
         }
         positive("stream.max_clients", st.max_clients)?;
+        if !(1..=64).contains(&st.write_groups) {
+            return Err(invalid("stream.write_groups", "must be 1 to 64"));
+        }
         if st.min_write_interval_ms > 1000 {
             return Err(invalid(
                 "stream.min_write_interval_ms",
@@ -641,6 +647,22 @@ mod tests {
                 .to_string()
                 .to_lowercase();
             assert!(err.contains("max_depht"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn stream_write_groups_are_overridable_and_checked() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("GATEPULSE_ADMIN_TOKEN", "0123456789abcdef");
+            assert_eq!(load_with(jail, false).unwrap().stream.write_groups, 8);
+            jail.set_env("GATEPULSE_STREAM__WRITE_GROUPS", "16");
+            assert_eq!(load_with(jail, false).unwrap().stream.write_groups, 16);
+            for bad in ["0", "65"] {
+                jail.set_env("GATEPULSE_STREAM__WRITE_GROUPS", bad);
+                let err = load_with(jail, false).unwrap_err().to_string();
+                assert!(err.contains("stream.write_groups"), "{err}");
+            }
             Ok(())
         });
     }

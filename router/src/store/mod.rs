@@ -81,6 +81,7 @@ pub fn open(config: &crate::config::Config) -> StoreResult<std::sync::Arc<dyn St
             stream_status: config.stream.delivery_status,
             hub_capacity: config.stream.hub_capacity,
             stream_gather: std::time::Duration::from_millis(config.stream.min_write_interval_ms),
+            stream_write_groups: config.stream.write_groups,
         },
     )?;
     Ok(std::sync::Arc::new(store))

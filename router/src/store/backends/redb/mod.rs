@@ -34,7 +34,7 @@ use crate::store::{
     SnapshotManifest, StorageStats, Store, StoreError, StoreMeta, StoreResult, StreamRead,
     Subscription, Tenant,
 };
-use crate::stream::hub::StreamHub;
+use crate::stream::hub::{HubConfig, StreamHub};
 use crate::stream::{STATUS_TOPIC, StatusData, StreamItem};
 
 /// How a listing with filters may scan before it returns a partial page (with a
@@ -53,6 +53,8 @@ pub struct RedbOptions {
     pub hub_capacity: usize,
     /// A busy tenant's live items go to stream clients at most once per this.
     pub stream_gather: Duration,
+    /// Write groups per tenant, spread over `stream_gather`.
+    pub stream_write_groups: usize,
 }
 
 impl Default for RedbOptions {
@@ -64,6 +66,7 @@ impl Default for RedbOptions {
             stream_status: true,
             hub_capacity: 256,
             stream_gather: Duration::from_millis(30),
+            stream_write_groups: 8,
         }
     }
 }
@@ -264,7 +267,11 @@ impl RedbStore {
         let (meta, read_only) = Self::prepare(&db)?;
         let db = Arc::new(db);
         let signal = Arc::new(QueueSignal::default());
-        let hub = Arc::new(StreamHub::new(options.hub_capacity, options.stream_gather));
+        let hub = Arc::new(StreamHub::new(HubConfig {
+            capacity: options.hub_capacity,
+            gather: options.stream_gather,
+            groups: options.stream_write_groups,
+        }));
         let (writer, thread) = WriterHandle::spawn(
             db.clone(),
             signal.clone(),
