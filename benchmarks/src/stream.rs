@@ -962,7 +962,7 @@ pub async fn run_stream(
         "{} SSE clients on one tenant (`GET /v1/stream?topic=bench.%23`, live only), {} paced publishers at {} events/s in total, one event per `POST /v1/events`, {}-byte payloads; fan-out latency is the publisher's `sent_ns` (taken just before it sends the publish, so it includes the publish's durable commit) to the client's receipt of the chunk, over every (client, event) receipt of events published in the measured window; deliveries/s here are receipts/s",
         spec.clients, spec.publishers, spec.rate, spec.payload_bytes
     ));
-    n.push("the clients run in the harness process (same tokio runtime, one reqwest client, a line parser that reads only `id:`, `event:` and the payload's `sent_ns`) and share the machine's cores with the server: see the CPU numbers".into());
+    n.push("the clients run in the harness process (same tokio runtime, one lean HTTP/1.1 connection each (`sse_client.rs`), a line parser that reads only `id:`, `event:` and the payload's `sent_ns`) and share the machine's cores with the server: see the CPU numbers".into());
     if publish_errors > 0 {
         n.push(format!("{publish_errors} publishes failed or were refused"));
     }
