@@ -211,14 +211,33 @@ pub async fn tenant_key_with(
 
 /// Reads a histogram's mean (`_sum / _count`) from the Prometheus text.
 pub fn histogram_mean(metrics: &str, name: &str) -> Option<f64> {
-    let find = |suffix: &str| {
-        metrics.lines().find_map(|l| {
-            l.strip_prefix(&format!("{name}{suffix} "))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-        })
-    };
-    let (sum, count) = (find("_sum")?, find("_count")?);
+    let sum = sample(metrics, &format!("{name}_sum"))?;
+    let count = sample(metrics, &format!("{name}_count"))?;
     (count > 0.0).then(|| sum / count)
+}
+
+/// A sample's value in the Prometheus text (`line_prefix` is the name with its labels,
+/// e.g. `c_bucket{le="0.05"}`).
+fn sample(metrics: &str, line_prefix: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(line_prefix)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse::<f64>()
+            .ok()
+    })
+}
+
+/// How many observations a histogram has.
+pub fn histogram_count(metrics: &str, name: &str) -> Option<u64> {
+    sample(metrics, &format!("{name}_count")).map(|c| c as u64)
+}
+
+/// How many observations of a histogram were above the bucket bound `le` (as the
+/// exporter writes it, e.g. `"0.05"`): `_count` minus that bucket.
+pub fn histogram_over(metrics: &str, name: &str, le: &str) -> Option<u64> {
+    let within = sample(metrics, &format!("{name}_bucket{{le=\"{le}\"}}"))? as u64;
+    Some(histogram_count(metrics, name)?.saturating_sub(within))
 }
 
 /// Total size of the files under `dir` in bytes: apparent (file lengths) and
@@ -243,4 +262,21 @@ pub fn dir_size(dir: &Path) -> (u64, u64) {
         }
     }
     (apparent, allocated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_the_observations_above_a_bucket() {
+        let text = "# TYPE c histogram\nc_bucket{le=\"0.025\"} 90\nc_bucket{le=\"0.05\"} 97\n\
+                    c_bucket{le=\"+Inf\"} 100\nc_sum 1.5\nc_count 100\n";
+        assert_eq!(histogram_over(text, "c", "0.05"), Some(3));
+        assert_eq!(histogram_over(text, "c", "0.025"), Some(10));
+        assert_eq!(histogram_over(text, "c", "0.1"), None);
+        assert_eq!(histogram_over(text, "d", "0.05"), None);
+        assert_eq!(histogram_count(text, "c"), Some(100));
+        assert_eq!(histogram_mean(text, "c"), Some(0.015));
+    }
 }

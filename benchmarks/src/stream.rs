@@ -36,7 +36,7 @@ use crate::sse_client::SseConnection;
 /// What every client follows.
 const STREAM_PATH: &str = "/v1/stream?topic=bench.%23";
 use crate::report::{GroupResult, Latency, STREAM_GROUP, ScenarioResult, Status};
-use crate::server::{Server, tenant_key_with};
+use crate::server::{Server, histogram_count, histogram_over, tenant_key_with};
 
 /// One stream fan-out run.
 #[derive(Debug, Clone)]
@@ -1033,6 +1033,19 @@ pub async fn run_stream(
                 .map(|r| format!("{r:.0}"))
                 .collect::<Vec<_>>()
                 .join(", ")
+        ));
+    }
+    // A publish waits for its durable commit, so a slow disk flush delays every event
+    // committed behind it, whatever the stream does: say how many there were.
+    let commits = "gatepulse_store_commit_duration_seconds";
+    let over = |le| histogram_over(&metrics, commits, le).unwrap_or(0);
+    if let Some(total) = histogram_count(&metrics, commits) {
+        n.push(format!(
+            "store commits over the whole run (`{commits}`): {total}, of which over 25 ms: {}, \
+             over 50 ms: {}, over 100 ms: {} (each delays the events committed with it and behind it)",
+            over("0.025"),
+            over("0.05"),
+            over("0.1"),
         ));
     }
     let stream_metrics = metric_lines(&metrics, "gatepulse_stream_");
