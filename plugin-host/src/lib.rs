@@ -24,7 +24,7 @@ mod abi;
 mod validate;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -158,8 +158,8 @@ pub struct Host {
     /// Epoch ticks per deadline.
     deadline_ticks: u64,
     cache: Mutex<HashMap<[u8; 32], Arc<Plugin>>>,
-    stop: Arc<AtomicBool>,
-    ticker: Option<std::thread::JoinHandle<()>>,
+    ticker: Arc<Ticker>,
+    ticker_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Host {
@@ -172,6 +172,74 @@ impl std::fmt::Debug for Host {
 
 /// How often the epoch advances; deadlines are rounded up to it.
 const TICK: Duration = Duration::from_millis(2);
+
+/// Ticks with no call running before the ticker goes to sleep (100 ms).
+const IDLE_TICKS: u32 = 50;
+
+/// Advances the engine's epoch every [`TICK`] while calls run, and sleeps when none
+/// has run for [`IDLE_TICKS`]: a server without plugin traffic is not woken 500 times
+/// a second. A call that finds it asleep wakes it before running, so every call's
+/// deadline is counted from a ticking epoch.
+struct Ticker {
+    engine: Engine,
+    /// Calls (and instantiations) running now.
+    running: AtomicUsize,
+    /// The ticker is about to sleep or sleeps.
+    asleep: AtomicBool,
+    stop: AtomicBool,
+    thread: std::sync::OnceLock<std::thread::Thread>,
+}
+
+impl Ticker {
+    fn run(&self) {
+        let mut idle = 0;
+        while !self.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(TICK);
+            self.engine.increment_epoch();
+            if self.running.load(Ordering::SeqCst) > 0 {
+                idle = 0;
+                continue;
+            }
+            idle += 1;
+            if idle < IDLE_TICKS {
+                continue;
+            }
+            // Announce the sleep, then look again: a call that started in between
+            // either is seen here or sees `asleep` and unparks (the token makes the
+            // park return at once).
+            self.asleep.store(true, Ordering::SeqCst);
+            if self.running.load(Ordering::SeqCst) == 0 && !self.stop.load(Ordering::SeqCst) {
+                std::thread::park();
+            }
+            self.asleep.store(false, Ordering::SeqCst);
+            idle = 0;
+        }
+    }
+
+    /// Marks a call as running until the guard drops, waking the ticker if needed.
+    fn enter(&self) -> Running<'_> {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        if self.asleep.load(Ordering::SeqCst) {
+            self.wake();
+        }
+        Running(self)
+    }
+
+    fn wake(&self) {
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
+}
+
+/// A call in progress (see [`Ticker::enter`]).
+struct Running<'a>(&'a Ticker);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 impl Host {
     pub fn new(limits: Limits) -> Result<Self, HostError> {
@@ -195,32 +263,39 @@ impl Host {
             .memory_reservation_for_growth(0)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| HostError(e.to_string()))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let ticker = {
-            let (engine, stop) = (engine.clone(), stop.clone());
+        let ticker = Arc::new(Ticker {
+            engine: engine.clone(),
+            running: AtomicUsize::new(0),
+            asleep: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            thread: std::sync::OnceLock::new(),
+        });
+        let ticker_thread = {
+            let ticker = ticker.clone();
             std::thread::Builder::new()
                 .name("gp-wasm-epoch".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(TICK);
-                        engine.increment_epoch();
-                    }
-                })
+                .spawn(move || ticker.run())
                 .map_err(|e| HostError(format!("epoch thread: {e}")))?
         };
+        let _ = ticker.thread.set(ticker_thread.thread().clone());
         let deadline_ticks = (limits.deadline.as_micros() / TICK.as_micros()).max(1) as u64 + 1;
         Ok(Self {
             engine,
             limits,
             deadline_ticks,
             cache: Mutex::new(HashMap::new()),
-            stop,
-            ticker: Some(ticker),
+            ticker,
+            ticker_thread: Some(ticker_thread),
         })
     }
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// True while the epoch ticker sleeps (no call has run for a while).
+    pub fn epoch_ticker_asleep(&self) -> bool {
+        self.ticker.asleep.load(Ordering::SeqCst)
     }
 
     /// Validates, compiles and prepares a module (cached by its sha256). Compiling
@@ -252,6 +327,7 @@ impl Host {
             meta,
             pre,
             engine: self.engine.clone(),
+            ticker: self.ticker.clone(),
             limits: self.limits.clone(),
             deadline_ticks: self.deadline_ticks,
             warm: Mutex::new(Vec::new()),
@@ -272,8 +348,9 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.ticker.take() {
+        self.ticker.stop.store(true, Ordering::SeqCst);
+        self.ticker.wake();
+        if let Some(t) = self.ticker_thread.take() {
             let _ = t.join();
         }
     }
@@ -286,6 +363,7 @@ pub struct Plugin {
     pub meta: PluginMeta,
     pre: InstancePre<abi::State>,
     engine: Engine,
+    ticker: Arc<Ticker>,
     limits: Limits,
     deadline_ticks: u64,
     /// Instances kept between calls.
@@ -352,6 +430,8 @@ impl Plugin {
             .map_err(|e| CallError::Instantiate(e.to_string()))?;
         store.set_epoch_deadline(self.deadline_ticks);
         store.epoch_deadline_trap();
+        // Start functions run here too: the epoch must tick.
+        let _running = self.ticker.enter();
         let instance = self
             .pre
             .instantiate(&mut store)
@@ -384,7 +464,9 @@ impl Plugin {
             return (failed(CallError::Trap("cannot set fuel".into())), None);
         }
         store.set_epoch_deadline(self.deadline_ticks);
+        let running = self.ticker.enter();
         let result = warm.entry.call(&mut *store, ());
+        drop(running);
         let fuel_used = self
             .limits
             .fuel

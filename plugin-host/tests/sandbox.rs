@@ -122,6 +122,46 @@ fn a_loop_with_unlimited_fuel_meets_the_deadline() {
 }
 
 #[test]
+fn an_idle_epoch_ticker_sleeps_and_a_call_still_meets_its_deadline() {
+    let h = Host::new(Limits {
+        fuel: u64::MAX / 4,
+        deadline: Duration::from_millis(30),
+        ..Limits::default()
+    })
+    .unwrap();
+    let looping = h
+        .load(&wasm(&plugin("(loop $l (br $l)) (i32.const 0)")))
+        .unwrap();
+    // With no call running the ticker goes to sleep (after ~100 ms)...
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !h.epoch_ticker_asleep() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ticker never slept"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // ...and a call that finds it asleep wakes it: the endless loop is still cut.
+    let r = looping.call(b"{}", b"{}");
+    assert_eq!(r.outcome, Err(CallError::Deadline { ms: 30 }));
+    // Calls after it sleeps again behave the same.
+    while !h.epoch_ticker_asleep() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ticker never slept again"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let echo = h.load(&wasm(&plugin(ECHO))).unwrap();
+    assert_eq!(
+        echo.call(b"[1]", b"{}").outcome,
+        Ok(Outcome::Emit(b"[1]".to_vec()))
+    );
+    let r = looping.call(b"{}", b"{}");
+    assert_eq!(r.outcome, Err(CallError::Deadline { ms: 30 }));
+}
+
+#[test]
 fn growing_memory_past_the_cap_is_stopped() {
     let h = Host::new(Limits {
         memory_bytes: 4 << 20,
