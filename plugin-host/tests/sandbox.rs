@@ -5,9 +5,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use gatepulse_plugin_host::{CallError, Host, Limits, LoadError, Outcome};
+use gatepulse_plugin_host::{CallError, Host, Limits, LoadError, Outcome, Plugin};
 
 fn wasm(wat: &str) -> Vec<u8> {
     wat::parse_str(wat).unwrap()
@@ -103,8 +104,9 @@ fn an_infinite_loop_runs_out_of_fuel_and_the_host_goes_on() {
     );
 }
 
-#[test]
-fn a_loop_with_unlimited_fuel_meets_the_deadline() {
+/// A host whose fuel never runs out, so only the 30 ms deadline can stop the endless
+/// loop it has loaded.
+fn endless_loop_with_a_30ms_deadline() -> (Host, Arc<Plugin>) {
     let h = Host::new(Limits {
         fuel: u64::MAX / 4,
         deadline: Duration::from_millis(30),
@@ -114,6 +116,12 @@ fn a_loop_with_unlimited_fuel_meets_the_deadline() {
     let looping = h
         .load(&wasm(&plugin("(loop $l (br $l)) (i32.const 0)")))
         .unwrap();
+    (h, looping)
+}
+
+#[test]
+fn a_loop_with_unlimited_fuel_meets_the_deadline() {
+    let (_host, looping) = endless_loop_with_a_30ms_deadline();
     let r = looping.call(b"{}", b"{}");
     assert_eq!(r.outcome, Err(CallError::Deadline { ms: 30 }));
     // The deadline is per call: the next call gets a fresh one.
@@ -123,15 +131,7 @@ fn a_loop_with_unlimited_fuel_meets_the_deadline() {
 
 #[test]
 fn an_idle_epoch_ticker_sleeps_and_a_call_still_meets_its_deadline() {
-    let h = Host::new(Limits {
-        fuel: u64::MAX / 4,
-        deadline: Duration::from_millis(30),
-        ..Limits::default()
-    })
-    .unwrap();
-    let looping = h
-        .load(&wasm(&plugin("(loop $l (br $l)) (i32.const 0)")))
-        .unwrap();
+    let (h, looping) = endless_loop_with_a_30ms_deadline();
     // With no call running the ticker goes to sleep (after ~100 ms)...
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !h.epoch_ticker_asleep() {
