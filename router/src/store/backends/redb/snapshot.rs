@@ -146,31 +146,30 @@ pub(super) fn write(
         file,
         path: &tmp,
     };
-    let txn = &target;
     let mut tables = std::collections::BTreeMap::new();
     let mut count = |name: &str, n: u64| {
         tables.insert(name.to_owned(), n);
     };
-    count("meta", copy(&src, txn, META)?);
-    count("tenants", copy(&src, txn, TENANTS)?);
-    count("api_keys", copy(&src, txn, API_KEYS)?);
-    count("api_key_hashes", copy(&src, txn, API_KEY_HASHES)?);
-    count("endpoints", copy(&src, txn, ENDPOINTS)?);
-    count("subscriptions", copy(&src, txn, SUBSCRIPTIONS)?);
-    count("events", copy(&src, txn, EVENTS)?);
-    count("event_ids", copy(&src, txn, EVENT_IDS)?);
-    count("idempotency", copy(&src, txn, IDEMPOTENCY)?);
-    count("deliveries", copy(&src, txn, DELIVERIES)?);
-    count("deliveries_due_v2", copy(&src, txn, DELIVERIES_DUE)?);
-    count("leases", copy(&src, txn, LEASES)?);
-    count("dead", copy(&src, txn, DEAD)?);
-    count("replays", copy(&src, txn, REPLAYS)?);
-    count("inbox", copy(&src, txn, INBOX)?);
-    count("attempts", copy(&src, txn, ATTEMPTS)?);
-    count("stream_status", copy(&src, txn, STREAM_STATUS)?);
-    count("plugins", copy(&src, txn, PLUGINS)?);
-    count("plugin_modules", copy(&src, txn, PLUGIN_MODULES)?);
-    count("counters", copy(&src, txn, COUNTERS)?);
+    count("meta", copy(&src, &target, META)?);
+    count("tenants", copy(&src, &target, TENANTS)?);
+    count("api_keys", copy(&src, &target, API_KEYS)?);
+    count("api_key_hashes", copy(&src, &target, API_KEY_HASHES)?);
+    count("endpoints", copy(&src, &target, ENDPOINTS)?);
+    count("subscriptions", copy(&src, &target, SUBSCRIPTIONS)?);
+    count("events", copy(&src, &target, EVENTS)?);
+    count("event_ids", copy(&src, &target, EVENT_IDS)?);
+    count("idempotency", copy(&src, &target, IDEMPOTENCY)?);
+    count("deliveries", copy(&src, &target, DELIVERIES)?);
+    count("deliveries_due_v2", copy(&src, &target, DELIVERIES_DUE)?);
+    count("leases", copy(&src, &target, LEASES)?);
+    count("dead", copy(&src, &target, DEAD)?);
+    count("replays", copy(&src, &target, REPLAYS)?);
+    count("inbox", copy(&src, &target, INBOX)?);
+    count("attempts", copy(&src, &target, ATTEMPTS)?);
+    count("stream_status", copy(&src, &target, STREAM_STATUS)?);
+    count("plugins", copy(&src, &target, PLUGINS)?);
+    count("plugin_modules", copy(&src, &target, PLUGIN_MODULES)?);
+    count("counters", copy(&src, &target, COUNTERS)?);
     // One durable commit makes every chunk durable.
     drop(target);
     let copied = std::time::Instant::now();
