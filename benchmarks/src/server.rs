@@ -211,16 +211,16 @@ pub async fn tenant_key_with(
 
 /// Reads a histogram's mean (`_sum / _count`) from the Prometheus text.
 pub fn histogram_mean(metrics: &str, name: &str) -> Option<f64> {
-    let sum = sample(metrics, &format!("{name}_sum"))?;
-    let count = sample(metrics, &format!("{name}_count"))?;
+    let sum = series_value(metrics, &format!("{name}_sum"))?;
+    let count = series_value(metrics, &format!("{name}_count"))?;
     (count > 0.0).then(|| sum / count)
 }
 
-/// A sample's value in the Prometheus text (`line_prefix` is the name with its labels,
-/// e.g. `c_bucket{le="0.05"}`).
-fn sample(metrics: &str, line_prefix: &str) -> Option<f64> {
+/// The value of one series in Prometheus text (`series` is the name with its labels
+/// exactly as the server prints them, e.g. `c_bucket{le="0.05"}`).
+pub fn series_value(metrics: &str, series: &str) -> Option<f64> {
     metrics.lines().find_map(|l| {
-        l.strip_prefix(line_prefix)?
+        l.strip_prefix(series)?
             .strip_prefix(' ')?
             .trim()
             .parse::<f64>()
@@ -230,13 +230,13 @@ fn sample(metrics: &str, line_prefix: &str) -> Option<f64> {
 
 /// How many observations a histogram has.
 pub fn histogram_count(metrics: &str, name: &str) -> Option<u64> {
-    sample(metrics, &format!("{name}_count")).map(|c| c as u64)
+    series_value(metrics, &format!("{name}_count")).map(|c| c as u64)
 }
 
 /// How many observations of a histogram were above the bucket bound `le` (as the
 /// exporter writes it, e.g. `"0.05"`): `_count` minus that bucket.
 pub fn histogram_over(metrics: &str, name: &str, le: &str) -> Option<u64> {
-    let within = sample(metrics, &format!("{name}_bucket{{le=\"{le}\"}}"))? as u64;
+    let within = series_value(metrics, &format!("{name}_bucket{{le=\"{le}\"}}"))? as u64;
     Some(histogram_count(metrics, name)?.saturating_sub(within))
 }
 

@@ -299,10 +299,7 @@ fn unix_now() -> Duration {
 /// The value of one series (name and labels exactly as the server prints them) in
 /// Prometheus text; 0 when absent.
 fn metric_value(text: &str, series: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+    crate::server::series_value(text, series).map_or(0, |v| v as u64)
 }
 
 /// Waits for the next minute's retention pass: it starts on the minute and has ended
