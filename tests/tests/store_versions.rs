@@ -12,6 +12,15 @@ use serde_json::json;
 const FIXTURE_KEY: &str = "gpk_ZOCFtW86srMdEnEldSslRZ8yBvbcQ3T9iNt_ovu4X8A";
 const FIXTURE_ENDPOINT: &str = "ep_01M8BSNQ2GTMA6SZ5R7585NWRE";
 
+/// Settings that keep a fixture's age from mattering: the fixtures were written on a
+/// fixed day and every test must pass on any later one. Idempotency records dedupe
+/// for a century, retention never runs, and stream history has no age limit.
+const AGELESS: &[(&str, &str)] = &[
+    ("GATEPULSE_API__IDEMPOTENCY_WINDOW_SECS", "3155760000"),
+    ("GATEPULSE_RETENTION__COMPACTION_CRON", ""),
+    ("GATEPULSE_STREAM__BACKFILL_MAX_AGE_DAYS", "0"),
+];
+
 fn data_dir_with(fixture: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -24,7 +33,7 @@ fn data_dir_with(fixture: &str) -> tempfile::TempDir {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_written_by_store_version_1_keeps_working() {
     let dir = data_dir_with("store-v1.redb");
-    let gp = Gp::start(dir.path(), &[]).await.unwrap();
+    let gp = Gp::start(dir.path(), AGELESS).await.unwrap();
     let events = gp.list_all(FIXTURE_KEY, "/v1/events").await.unwrap();
     assert_eq!(events.len(), 3);
     for (i, e) in events.iter().enumerate() {
@@ -100,7 +109,7 @@ async fn a_store_written_by_store_version_2_keeps_working() {
     const KEY: &str = "gpk_vPVXhYpg3PJLPtgRhTsNRCzkYU85nS3TCbqqDYoxw_I";
     const INBOX: &str = "ep_01M8C45AE67NV4H93G25GY9D04";
     let dir = data_dir_with("store-v2.redb");
-    let gp = Gp::start(dir.path(), &[]).await.unwrap();
+    let gp = Gp::start(dir.path(), AGELESS).await.unwrap();
     let events = gp.list_all(KEY, "/v1/events").await.unwrap();
     let cursors: Vec<u64> = events
         .iter()
@@ -170,7 +179,7 @@ async fn a_store_written_by_store_version_2_keeps_working() {
 async fn a_store_from_a_newer_version_opens_read_only_with_an_instruction() {
     let dir = data_dir_with("store-newer.redb");
     // The node starts but never reports ready.
-    let mut gp = Gp::start_unready(dir.path(), &[]).await.unwrap();
+    let mut gp = Gp::start_unready(dir.path(), AGELESS).await.unwrap();
     let (s, p) = gp.call("", Method::GET, "/readyz", None).await.unwrap();
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(p["code"], "store_read_only");
