@@ -33,7 +33,7 @@ pub(super) enum Msg {
     Job(Job),
     /// Hot-path operations (publish, claim, outcome) get their own messages so that
     /// all of them in one commit share a single opening of the tables (see
-    /// [`super::run_hot`]).
+    /// [`super::queue::run_hot`]).
     Hot(HotOp),
     Stop,
 }
@@ -42,7 +42,7 @@ pub(super) enum Msg {
 pub(super) enum HotOp {
     /// One `append_events` call, already encoded by the caller.
     Append {
-        events: Vec<super::PreparedEvent>,
+        events: Vec<super::queue::PreparedEvent>,
         limits: crate::store::AppendLimits,
         reply: oneshot::Sender<StoreResult<Vec<crate::store::Appended>>>,
     },
@@ -333,7 +333,7 @@ fn commit_batch(
     let mut hot_results = Vec::new();
     let mut statuses = Vec::new();
     if !hot.is_empty() {
-        match super::run_hot(&txn, &hot, options.stream_status) {
+        match super::queue::run_hot(&txn, &hot, options.stream_status) {
             Ok((results, written)) => {
                 hot_results = results;
                 statuses = written;
@@ -377,7 +377,7 @@ fn commit_batch(
     // Items of a failed commit never existed. Held items of earlier non-durable
     // commits stay held until a durable commit succeeds.
     if outcome.is_ok() {
-        let items = super::live_items(&live.hub, &hot, &hot_results, statuses);
+        let items = super::feed::live_items(&live.hub, &hot, &hot_results, statuses);
         live.held.extend(items);
         if durable && !live.held.is_empty() {
             publish(&live.hub, &mut live.held);

@@ -1,0 +1,187 @@
+//! Opening the store file: metadata, migrations from older store versions, table
+//! creation, and offline compaction.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use redb::{Database, ReadableTable, WriteTransaction};
+
+use crate::store::{QueueSignal, STORE_VERSION, StoreError, StoreMeta, StoreResult};
+use crate::stream::hub::{HubConfig, StreamHub};
+
+use super::tables::*;
+use super::writer::{WriterHandle, WriterOptions};
+use super::{RedbOptions, RedbStore, decode, encode};
+
+/// A migration from one store version to the next, run in one write transaction.
+pub(super) struct Migration {
+    from: u32,
+    run: fn(&WriteTransaction) -> StoreResult<()>,
+}
+
+/// Steps from older store versions; each takes `from` to `from + 1`.
+pub(super) const MIGRATIONS: &[Migration] = &[
+    // 1 → 2: the `stream_status`, `plugins` and `plugin_modules` tables (created
+    // with every other missing table).
+    Migration {
+        from: 1,
+        run: |_| Ok(()),
+    },
+];
+
+/// Compacts a store file that no process has open.
+pub fn compact_file(path: &Path) -> StoreResult<(u64, u64)> {
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let before = size(path);
+    let mut db = Database::open(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Backend(format!(
+            "{} is open in another process: stop `gp serve` first",
+            path.display()
+        )),
+        other => StoreError::Backend(format!("opening {}: {other}", path.display())),
+    })?;
+    // Each call moves what it can; repeat until nothing more moves.
+    for _ in 0..16 {
+        match db.compact() {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(StoreError::Backend(format!("compacting: {e}"))),
+        }
+    }
+    drop(db);
+    Ok((before, size(path)))
+}
+
+impl RedbStore {
+    /// Opens (creating if absent) the store file at `path`, migrating an older store
+    /// version; a newer or unmigratable one opens read-only with an instruction.
+    pub fn open(path: &Path, options: RedbOptions) -> StoreResult<Self> {
+        let db = Database::builder()
+            .set_cache_size(options.cache_size_bytes)
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Backend(format!(
+                    "{} is already open in another process (is another `gp serve` running \
+                     on this data dir?)",
+                    path.display()
+                )),
+                other => StoreError::Backend(format!("opening {}: {other}", path.display())),
+            })?;
+        let (meta, read_only) = Self::prepare(&db)?;
+        let db = Arc::new(db);
+        let signal = Arc::new(QueueSignal::default());
+        let hub = Arc::new(StreamHub::new(HubConfig {
+            capacity: options.hub_capacity,
+            gather: options.stream_gather,
+            groups: options.stream_write_groups,
+        }));
+        let (writer, thread) = WriterHandle::spawn(
+            db.clone(),
+            signal.clone(),
+            hub.clone(),
+            WriterOptions {
+                max_batch: options.commit_max_batch.max(1),
+                max_wait: options.commit_max_wait,
+                stream_status: options.stream_status,
+            },
+        )
+        .map_err(|e| StoreError::Backend(format!("spawning writer thread: {e}")))?;
+        if let Some(reason) = &read_only {
+            tracing::warn!(reason = %reason, "store opened read-only");
+        }
+        Ok(Self {
+            db,
+            writer,
+            writer_thread: Mutex::new(Some(thread)),
+            meta: Mutex::new(meta),
+            read_only,
+            signal,
+            hub,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Reads `store_meta`, initialising a new store and running migrations.
+    fn prepare(db: &Database) -> StoreResult<(StoreMeta, Option<String>)> {
+        let txn = db.begin_write()?;
+        let existing: Option<StoreMeta> = {
+            let meta = txn.open_table(META)?;
+            let value = meta.get("store_meta")?;
+            match value {
+                Some(v) => Some(decode("meta", v.value())?),
+                None => None,
+            }
+        };
+        let Some(mut meta) = existing else {
+            let meta = StoreMeta {
+                version: STORE_VERSION,
+                created_at: crate::clock::now_ms(),
+                last_compaction_at: None,
+            };
+            Self::create_tables(&txn)?;
+            txn.open_table(META)?
+                .insert("store_meta", encode(&meta)?.as_slice())?;
+            txn.commit()?;
+            return Ok((meta, None));
+        };
+        if meta.version == STORE_VERSION {
+            txn.abort()?;
+            return Ok((meta, None));
+        }
+        if meta.version > STORE_VERSION {
+            txn.abort()?;
+            let reason = format!(
+                "this store was written by a newer GatePulse (store version {}, this build \
+                 reads up to {STORE_VERSION}). Upgrade gp to the release that wrote it, or \
+                 restore a backup taken with this version. Nothing will be written.",
+                meta.version
+            );
+            return Ok((meta, Some(reason)));
+        }
+        let from = meta.version;
+        while meta.version < STORE_VERSION {
+            let Some(step) = MIGRATIONS.iter().find(|m| m.from == meta.version) else {
+                txn.abort()?;
+                let reason = format!(
+                    "store version {} cannot be migrated to {STORE_VERSION} by this build \
+                     (no migration path). Open it with the release that wrote it, take a \
+                     snapshot, and restore into a new data dir. Nothing will be written.",
+                    meta.version
+                );
+                return Ok((meta, Some(reason)));
+            };
+            (step.run)(&txn)?;
+            meta.version += 1;
+        }
+        Self::create_tables(&txn)?;
+        txn.open_table(META)?
+            .insert("store_meta", encode(&meta)?.as_slice())?;
+        txn.commit()?;
+        tracing::info!(from, to = STORE_VERSION, "store migrated");
+        Ok((meta, None))
+    }
+
+    /// Creates every table so readers never meet a missing one.
+    fn create_tables(txn: &WriteTransaction) -> StoreResult<()> {
+        txn.open_table(TENANTS)?;
+        txn.open_table(API_KEYS)?;
+        txn.open_table(API_KEY_HASHES)?;
+        txn.open_table(ENDPOINTS)?;
+        txn.open_table(SUBSCRIPTIONS)?;
+        txn.open_table(EVENTS)?;
+        txn.open_table(EVENT_IDS)?;
+        txn.open_table(IDEMPOTENCY)?;
+        txn.open_table(DELIVERIES)?;
+        txn.open_table(DELIVERIES_DUE)?;
+        txn.open_table(LEASES)?;
+        txn.open_table(DEAD)?;
+        txn.open_table(REPLAYS)?;
+        txn.open_table(INBOX)?;
+        txn.open_table(ATTEMPTS)?;
+        txn.open_table(COUNTERS)?;
+        txn.open_table(STREAM_STATUS)?;
+        txn.open_table(PLUGINS)?;
+        txn.open_table(PLUGIN_MODULES)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,670 @@
+//! The delivery queue and the hot path: publishes, claims and outcomes (batched by
+//! the writer into one opening of the tables per commit), lease reclaiming, DLQ
+//! requeue and replays.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use redb::{ReadableTable, Table, WriteTransaction};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::ids::{DeliveryId, EndpointId, EventId, TenantId};
+use crate::store::{
+    AppendLimits, AppendOutcome, Appended, Claim, Claimed, Delivery, DeliveryStatus, Event,
+    NewEvent, NextState, Outcome, RECORD_VERSION, Replay, ReplayDelivery, RequeueSelection,
+    StoreError, StoreResult,
+};
+use crate::stream::StatusData;
+
+use super::feed::StatusRow;
+use super::tables::*;
+use super::{
+    RedbStore, count_transition, counter_add, counter_get, decode, encode, load_delivery, ms, upper,
+};
+
+/// The stored form of an event, borrowed from a [`NewEvent`] so nothing is copied
+/// before encoding. Field names match [`Event`]; the cursor lives only in the key, so
+/// the record can be encoded before the writer assigns it.
+#[derive(Serialize)]
+pub(super) struct EventRef<'a> {
+    record_version: u32,
+    id: &'a EventId,
+    tenant_id: &'a TenantId,
+    topic: &'a str,
+    payload: &'a RawValue,
+    idempotency_key: Option<&'a str>,
+    created_at: i64,
+}
+
+/// An event encoded for storage before it reaches the writer.
+pub(super) struct PreparedEvent {
+    pub(super) tenant: String,
+    pub(super) id: EventId,
+    pub(super) idempotency_key: Option<String>,
+    pub(super) created_at: i64,
+    pub(super) record: Vec<u8>,
+    /// (delivery id, endpoint id, encoded delivery record).
+    pub(super) deliveries: Vec<(DeliveryId, EndpointId, Vec<u8>)>,
+}
+
+impl PreparedEvent {
+    pub(super) fn tenant_id(&self) -> TenantId {
+        TenantId::from_trusted(self.tenant.clone())
+    }
+
+    fn encode(ev: &NewEvent) -> StoreResult<Self> {
+        let record = serde_json::to_vec(&EventRef {
+            record_version: RECORD_VERSION,
+            id: &ev.id,
+            tenant_id: &ev.tenant_id,
+            topic: &ev.topic,
+            payload: &ev.payload,
+            idempotency_key: ev.idempotency_key.as_deref(),
+            created_at: ev.created_at,
+        })
+        .map_err(|e| StoreError::Backend(format!("encode event: {e}")))?;
+        let deliveries = ev
+            .deliveries
+            .iter()
+            .map(|nd| {
+                let delivery = Delivery {
+                    record_version: RECORD_VERSION,
+                    id: nd.id.clone(),
+                    tenant_id: ev.tenant_id.clone(),
+                    event_id: ev.id.clone(),
+                    subscription_id: nd.subscription_id.clone(),
+                    endpoint_id: nd.endpoint_id.clone(),
+                    status: DeliveryStatus::Pending,
+                    attempts: 0,
+                    next_attempt_at: ev.created_at,
+                    claimed_by: None,
+                    lease_until: None,
+                    lease_token: 0,
+                    created_at: ev.created_at,
+                    updated_at: ev.created_at,
+                    body: None,
+                };
+                Ok((nd.id.clone(), nd.endpoint_id.clone(), encode(&delivery)?))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Self {
+            tenant: ev.tenant_id.to_string(),
+            id: ev.id.clone(),
+            idempotency_key: ev.idempotency_key.clone(),
+            created_at: ev.created_at,
+            record,
+            deliveries,
+        })
+    }
+}
+
+pub(super) fn reclaim_leases(
+    txn: &WriteTransaction,
+    now: Option<i64>,
+) -> StoreResult<Vec<(TenantId, EndpointId)>> {
+    let mut leases = txn.open_table(LEASES)?;
+    let mut deliveries = txn.open_table(DELIVERIES)?;
+    let mut due = txn.open_table(DELIVERIES_DUE)?;
+    let mut counters = txn.open_table(COUNTERS)?;
+    let upto = now.map_or(u64::MAX, |n| ms(n).saturating_sub(1));
+    let mut expired: Vec<(u64, String, String)> = Vec::new();
+    for row in leases.range::<(u64, &str)>((0, "")..=(upto, "\u{7f}"))? {
+        let (k, v) = row?;
+        let (until, id) = k.value();
+        expired.push((until, id.to_owned(), v.value().to_owned()));
+    }
+    let mut woken = Vec::new();
+    for (until, id, tenant) in expired {
+        leases.remove((until, id.as_str()))?;
+        let Some(mut d) = load_delivery(&deliveries, &tenant, &id)? else {
+            continue;
+        };
+        if d.status != DeliveryStatus::InFlight {
+            continue;
+        }
+        let to = if d.attempts == 0 {
+            DeliveryStatus::Pending
+        } else {
+            DeliveryStatus::Retrying
+        };
+        count_transition(&mut counters, &tenant, d.status, to)?;
+        let at = now.unwrap_or(d.next_attempt_at).max(d.next_attempt_at);
+        d.status = to;
+        d.claimed_by = None;
+        d.lease_until = None;
+        d.next_attempt_at = at;
+        deliveries.insert((tenant.as_str(), id.as_str()), encode(&d)?.as_slice())?;
+        due.insert(
+            (d.endpoint_id.as_str(), ms(at), id.as_str()),
+            tenant.as_str(),
+        )?;
+        woken.push((TenantId::from_trusted(tenant), d.endpoint_id));
+    }
+    Ok(woken)
+}
+
+pub(super) fn requeue_dead(
+    txn: &WriteTransaction,
+    tenant: &TenantId,
+    selection: &RequeueSelection,
+    now: i64,
+    limit: usize,
+) -> StoreResult<Vec<(TenantId, EndpointId)>> {
+    let t = tenant.as_str();
+    let mut dead = txn.open_table(DEAD)?;
+    let mut deliveries = txn.open_table(DELIVERIES)?;
+    let mut due = txn.open_table(DELIVERIES_DUE)?;
+    let mut counters = txn.open_table(COUNTERS)?;
+    let ids: Vec<String> = match selection {
+        RequeueSelection::Ids(ids) => ids.iter().map(|i| i.to_string()).collect(),
+        RequeueSelection::Endpoint(e) => {
+            let up = upper(t);
+            let mut ids = Vec::new();
+            for row in dead.range::<(&str, &str)>((t, "")..(up.as_str(), ""))? {
+                let (k, v) = row?;
+                if v.value() == e.as_str() {
+                    ids.push(k.value().1.to_owned());
+                    if ids.len() >= limit {
+                        break;
+                    }
+                }
+            }
+            ids
+        }
+    };
+    let mut woken = Vec::new();
+    for id in ids.iter().take(limit) {
+        if dead.remove((t, id.as_str()))?.is_none() {
+            continue;
+        }
+        let Some(mut d) = load_delivery(&deliveries, t, id)? else {
+            continue;
+        };
+        count_transition(&mut counters, t, d.status, DeliveryStatus::Pending)?;
+        d.status = DeliveryStatus::Pending;
+        d.attempts = 0;
+        d.next_attempt_at = now;
+        d.updated_at = now;
+        // A requeue is a new start: the transform runs again (it may have been fixed).
+        d.body = None;
+        deliveries.insert((t, id.as_str()), encode(&d)?.as_slice())?;
+        due.insert((d.endpoint_id.as_str(), ms(now), id.as_str()), t)?;
+        woken.push((tenant.clone(), d.endpoint_id));
+    }
+    Ok(woken)
+}
+
+pub(super) fn create_replay(
+    txn: &WriteTransaction,
+    replay: &Replay,
+    new: &[ReplayDelivery],
+) -> StoreResult<()> {
+    let t = replay.tenant_id.as_str();
+    let mut deliveries = txn.open_table(DELIVERIES)?;
+    let mut due = txn.open_table(DELIVERIES_DUE)?;
+    let mut counters = txn.open_table(COUNTERS)?;
+    // Next free sequence number per event: one past the last existing delivery id.
+    let mut next_seq: HashMap<&str, u32> = HashMap::new();
+    for nd in new {
+        let seq = match next_seq.get(nd.event_id.as_str()) {
+            Some(s) => *s,
+            None => {
+                let prefix = DeliveryId::event_prefix(&nd.event_id);
+                let end = format!("{prefix}\u{7f}");
+                let mut range =
+                    deliveries.range::<(&str, &str)>((t, prefix.as_str())..(t, end.as_str()))?;
+                match range.next_back() {
+                    Some(row) => {
+                        let (k, _) = row?;
+                        decode_seq(k.value().1).map_or(0, |s| s + 1)
+                    }
+                    None => 0,
+                }
+            }
+        };
+        next_seq.insert(nd.event_id.as_str(), seq + 1);
+        let id = DeliveryId::for_event(&nd.event_id, seq);
+        let d = Delivery {
+            record_version: RECORD_VERSION,
+            id: id.clone(),
+            tenant_id: replay.tenant_id.clone(),
+            event_id: nd.event_id.clone(),
+            subscription_id: nd.subscription_id.clone(),
+            endpoint_id: nd.endpoint_id.clone(),
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            next_attempt_at: replay.created_at,
+            claimed_by: None,
+            lease_until: None,
+            lease_token: 0,
+            created_at: replay.created_at,
+            updated_at: replay.created_at,
+            body: None,
+        };
+        deliveries.insert((t, id.as_str()), encode(&d)?.as_slice())?;
+        due.insert(
+            (nd.endpoint_id.as_str(), ms(replay.created_at), id.as_str()),
+            t,
+        )?;
+    }
+    counter_add(
+        &mut counters,
+        t,
+        DeliveryStatus::Pending.as_str(),
+        new.len() as i64,
+    )?;
+    txn.open_table(REPLAYS)?
+        .insert((t, replay.id.as_str()), encode(replay)?.as_slice())?;
+    Ok(())
+}
+
+/// The sequence number at the end of a delivery id (see [`DeliveryId::for_event`]).
+pub(super) fn decode_seq(id: &str) -> Option<u32> {
+    const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let tail = id.get(id.len().checked_sub(4)?..)?;
+    tail.bytes().try_fold(0u32, |acc, b| {
+        CROCKFORD
+            .iter()
+            .position(|c| *c == b)
+            .map(|v| (acc << 5) | v as u32)
+    })
+}
+
+/// The hot-path tables, opened once per commit for every publish, claim and outcome
+/// in it. Counter changes are summed and written once at the end.
+pub(super) struct Hot<'t> {
+    events: Table<'t, (&'static str, u64), &'static [u8]>,
+    event_ids: Table<'t, (&'static str, &'static str), u64>,
+    idempotency: Table<'t, (&'static str, &'static str), (u64, i64, &'static str)>,
+    deliveries: Table<'t, (&'static str, &'static str), &'static [u8]>,
+    due: Table<'t, (&'static str, u64, &'static str), &'static str>,
+    leases: Table<'t, (u64, &'static str), &'static str>,
+    dead: Table<'t, (&'static str, &'static str), &'static str>,
+    attempts: Table<'t, (&'static str, &'static str, u32), &'static [u8]>,
+    counters: Table<'t, (&'static str, &'static str), u64>,
+    status: Table<'t, (&'static str, u64), (i64, &'static [u8])>,
+    /// (tenant, counter) → change.
+    deltas: HashMap<(String, &'static str), i64>,
+    /// Last cursor per tenant touched by this batch.
+    heads: HashMap<String, u64>,
+    /// Write a `deliveries.status` item per outcome.
+    stream_status: bool,
+    /// The status items written, for the live stream.
+    statuses: Vec<StatusRow>,
+}
+
+/// Runs every hot operation of one commit. `Err` is a storage failure (the batch
+/// aborts); domain outcomes are per operation.
+#[allow(clippy::type_complexity)]
+pub(super) fn run_hot(
+    txn: &WriteTransaction,
+    ops: &[super::writer::HotOp],
+    stream_status: bool,
+) -> StoreResult<(Vec<StoreResult<super::writer::HotResult>>, Vec<StatusRow>)> {
+    use super::writer::{HotOp, HotResult};
+    let mut h = Hot {
+        events: txn.open_table(EVENTS)?,
+        event_ids: txn.open_table(EVENT_IDS)?,
+        idempotency: txn.open_table(IDEMPOTENCY)?,
+        deliveries: txn.open_table(DELIVERIES)?,
+        due: txn.open_table(DELIVERIES_DUE)?,
+        leases: txn.open_table(LEASES)?,
+        dead: txn.open_table(DEAD)?,
+        attempts: txn.open_table(ATTEMPTS)?,
+        counters: txn.open_table(COUNTERS)?,
+        status: txn.open_table(STREAM_STATUS)?,
+        deltas: HashMap::new(),
+        heads: HashMap::new(),
+        stream_status,
+        statuses: Vec::new(),
+    };
+    let mut results = Vec::with_capacity(ops.len());
+    for op in ops {
+        results.push(Ok(match op {
+            HotOp::Append { events, limits, .. } => HotResult::Append(h.append(events, limits)?),
+            HotOp::Claim { claim, .. } => HotResult::Claim(h.claim(claim)?),
+            HotOp::Outcome { outcome, .. } => HotResult::Outcome(h.outcome(outcome)?),
+        }));
+    }
+    let statuses = h.finish()?;
+    Ok((results, statuses))
+}
+
+impl Hot<'_> {
+    fn count(&mut self, tenant: &str, name: &'static str, delta: i64) {
+        *self.deltas.entry((tenant.to_owned(), name)).or_default() += delta;
+    }
+
+    fn transition(&mut self, tenant: &str, from: DeliveryStatus, to: DeliveryStatus) {
+        if from != to {
+            self.count(tenant, from.as_str(), -1);
+            self.count(tenant, to.as_str(), 1);
+        }
+    }
+
+    /// The tenant's next stream cursor, assigned in this transaction.
+    fn next_cursor(&mut self, tenant: &str) -> StoreResult<u64> {
+        let head = match self.heads.get(tenant) {
+            Some(h) => *h,
+            None => counter_get(&self.counters, tenant, COUNTER_CURSOR)?,
+        };
+        let cursor = head + 1;
+        self.heads.insert(tenant.to_owned(), cursor);
+        Ok(cursor)
+    }
+
+    /// Writes the summed counter changes; returns the status items written.
+    fn finish(mut self) -> StoreResult<Vec<StatusRow>> {
+        for (tenant, head) in std::mem::take(&mut self.heads) {
+            self.counters
+                .insert((tenant.as_str(), COUNTER_CURSOR), head)?;
+        }
+        for ((tenant, name), delta) in std::mem::take(&mut self.deltas) {
+            if delta != 0 {
+                counter_add(&mut self.counters, &tenant, name, delta)?;
+            }
+        }
+        Ok(self.statuses)
+    }
+
+    /// Events, stream positions, idempotency records and deliveries. Checks first; it
+    /// writes only what it has decided to keep.
+    fn append(
+        &mut self,
+        events: &[PreparedEvent],
+        limits: &AppendLimits,
+    ) -> StoreResult<Vec<Appended>> {
+        let mut outcomes = Vec::with_capacity(events.len());
+        for ev in events {
+            let tenant = ev.tenant.as_str();
+            if let Some(key) = ev.idempotency_key.as_deref()
+                && let Some(found) = self.idempotency.get((tenant, key))?
+            {
+                let (cursor, created, id) = found.value();
+                if ev.created_at.saturating_sub(created) < limits.idempotency_window_ms {
+                    outcomes.push(Appended::Stored(AppendOutcome {
+                        id: EventId::from_trusted(id.to_owned()),
+                        cursor,
+                        deduped: true,
+                    }));
+                    continue;
+                }
+            }
+            if !ev.deliveries.is_empty() {
+                let depth = self.queue_depth(tenant)?;
+                if depth.saturating_add(ev.deliveries.len() as u64) > limits.max_queue_depth {
+                    outcomes.push(Appended::QueueFull {
+                        limit: limits.max_queue_depth,
+                    });
+                    continue;
+                }
+            }
+            let cursor = self.next_cursor(tenant)?;
+            self.events.insert((tenant, cursor), ev.record.as_slice())?;
+            self.event_ids.insert((tenant, ev.id.as_str()), cursor)?;
+            if let Some(key) = ev.idempotency_key.as_deref() {
+                self.idempotency
+                    .insert((tenant, key), (cursor, ev.created_at, ev.id.as_str()))?;
+            }
+            let due = ms(ev.created_at);
+            for (id, endpoint, record) in &ev.deliveries {
+                self.deliveries
+                    .insert((tenant, id.as_str()), record.as_slice())?;
+                self.due
+                    .insert((endpoint.as_str(), due, id.as_str()), tenant)?;
+            }
+            if !ev.deliveries.is_empty() {
+                self.count(
+                    tenant,
+                    DeliveryStatus::Pending.as_str(),
+                    ev.deliveries.len() as i64,
+                );
+            }
+            outcomes.push(Appended::Stored(AppendOutcome {
+                id: ev.id.clone(),
+                cursor,
+                deduped: false,
+            }));
+        }
+        Ok(outcomes)
+    }
+
+    /// A tenant's queued deliveries as of this point of the transaction.
+    fn queue_depth(&self, tenant: &str) -> StoreResult<u64> {
+        let mut depth = 0i64;
+        for status in [
+            DeliveryStatus::Pending,
+            DeliveryStatus::Retrying,
+            DeliveryStatus::InFlight,
+        ] {
+            let name = status.as_str();
+            let stored = counter_get(&self.counters, tenant, name)?;
+            let delta = self
+                .deltas
+                .get(&(tenant.to_owned(), name))
+                .copied()
+                .unwrap_or(0);
+            depth += i64::try_from(stored)
+                .unwrap_or(i64::MAX)
+                .saturating_add(delta);
+        }
+        Ok(u64::try_from(depth).unwrap_or(0))
+    }
+
+    /// Leases an endpoint's due deliveries (see `Store::claim_due`).
+    fn claim(&mut self, claim: &Claim) -> StoreResult<Vec<Delivery>> {
+        let e = claim.endpoint.as_str();
+        // Collect first: the range borrows the table we then modify.
+        let mut keys: Vec<(u64, String, String)> = Vec::new();
+        for row in self
+            .due
+            .range::<(&str, u64, &str)>((e, 0, "")..=(e, ms(claim.now), "\u{7f}"))?
+        {
+            let (k, v) = row?;
+            let (_, at, id) = k.value();
+            keys.push((at, id.to_owned(), v.value().to_owned()));
+            if keys.len() >= claim.limit {
+                break;
+            }
+        }
+        let mut claimed = Vec::with_capacity(keys.len());
+        for (at, id, tenant) in keys {
+            self.due.remove((e, at, id.as_str()))?;
+            let Some(mut d) = load_delivery(&self.deliveries, &tenant, &id)? else {
+                continue;
+            };
+            self.transition(&tenant, d.status, DeliveryStatus::InFlight);
+            d.status = DeliveryStatus::InFlight;
+            d.claimed_by = Some(claim.node.clone());
+            d.lease_until = Some(claim.lease_until);
+            d.lease_token += 1;
+            d.updated_at = claim.now;
+            self.deliveries
+                .insert((tenant.as_str(), id.as_str()), encode(&d)?.as_slice())?;
+            self.leases
+                .insert((ms(claim.lease_until), id.as_str()), tenant.as_str())?;
+            claimed.push(d);
+        }
+        Ok(claimed)
+    }
+
+    /// Writes an attempt and the delivery's next state (see `Store::record_outcome`).
+    fn outcome(&mut self, o: &Outcome) -> StoreResult<bool> {
+        let t = o.tenant.as_str();
+        let id = o.delivery.as_str();
+        let Some(mut d) = load_delivery(&self.deliveries, t, id)? else {
+            return Ok(false);
+        };
+        if d.status != DeliveryStatus::InFlight || d.lease_token != o.lease_token {
+            return Ok(false);
+        }
+        if let Some(until) = d.lease_until {
+            self.leases.remove((ms(until), id))?;
+        }
+        let to = match o.next {
+            NextState::Succeeded => DeliveryStatus::Succeeded,
+            NextState::Retry { .. } => DeliveryStatus::Retrying,
+            NextState::Dead => DeliveryStatus::Dead,
+        };
+        self.transition(t, d.status, to);
+        d.status = to;
+        d.attempts = d.attempts.max(o.attempt.number);
+        d.claimed_by = None;
+        d.lease_until = None;
+        d.updated_at = o.attempt.started_at + i64::try_from(o.attempt.latency_ms).unwrap_or(0);
+        match o.next {
+            NextState::Retry { at } => {
+                if d.body.is_none() {
+                    d.body.clone_from(&o.body);
+                }
+                d.next_attempt_at = at;
+                self.due.insert((d.endpoint_id.as_str(), ms(at), id), t)?;
+            }
+            NextState::Dead => {
+                self.dead.insert((t, id), d.endpoint_id.as_str())?;
+            }
+            NextState::Succeeded => {}
+        }
+        self.deliveries.insert((t, id), encode(&d)?.as_slice())?;
+        self.attempts
+            .insert((t, id, o.attempt.number), encode(&o.attempt)?.as_slice())?;
+        if self.stream_status {
+            let cursor = self.next_cursor(t)?;
+            let data = serde_json::to_string(&StatusData {
+                attempt_id: o.attempt.id.as_str(),
+                delivery_id: id,
+                event_id: d.event_id.as_str(),
+                endpoint_id: d.endpoint_id.as_str(),
+                subscription_id: d.subscription_id.as_str(),
+                status: to.as_str(),
+                attempt: o.attempt.number,
+                http_code: o.attempt.status_code,
+                latency_ms: o.attempt.latency_ms,
+                error_kind: o.attempt.error_kind.as_deref(),
+                at: crate::clock::rfc3339(d.updated_at),
+            })
+            .map_err(|e| StoreError::Backend(format!("encode status: {e}")))?;
+            self.status
+                .insert((t, cursor), (d.updated_at, data.as_bytes()))?;
+            self.statuses.push(StatusRow {
+                tenant: t.into(),
+                cursor,
+                at: d.updated_at,
+                data,
+            });
+        }
+        Ok(true)
+    }
+}
+
+impl RedbStore {
+    pub(super) async fn append_events(
+        &self,
+        events: Vec<NewEvent>,
+        limits: AppendLimits,
+    ) -> StoreResult<Vec<Appended>> {
+        if let Some(reason) = &self.read_only {
+            return Err(StoreError::ReadOnly(reason.clone()));
+        }
+        // Encoding happens here, on the caller's task, in parallel with other callers;
+        // the single writer only inserts bytes.
+        let prepared = events
+            .iter()
+            .map(PreparedEvent::encode)
+            .collect::<StoreResult<Vec<_>>>()?;
+        self.writer
+            .hot(|reply| super::writer::HotOp::Append {
+                events: prepared,
+                limits,
+                reply,
+            })
+            .await
+    }
+
+    pub(super) async fn claim_due(&self, claim: Claim) -> StoreResult<Vec<Claimed>> {
+        if let Some(reason) = &self.read_only {
+            return Err(StoreError::ReadOnly(reason.clone()));
+        }
+        let tenant = claim.tenant.clone();
+        let deliveries = self
+            .writer
+            .hot(|reply| super::writer::HotOp::Claim { claim, reply })
+            .await?;
+        // Events are immutable: read them outside the writer, in parallel with it.
+        let txn = self.read()?;
+        let event_ids = txn.open_table(EVENT_IDS)?;
+        let events = txn.open_table(EVENTS)?;
+        let t = tenant.as_str();
+        let mut out = Vec::with_capacity(deliveries.len());
+        let mut last: Option<Arc<Event>> = None;
+        for delivery in deliveries {
+            let event = match last.take() {
+                Some(e) if e.id == delivery.event_id => e,
+                _ => {
+                    let Some(cursor) = event_ids
+                        .get((t, delivery.event_id.as_str()))?
+                        .map(|g| g.value())
+                    else {
+                        continue; // removed by retention: nothing left to deliver
+                    };
+                    let Some(raw) = events.get((t, cursor))? else {
+                        continue;
+                    };
+                    let mut e: Event = decode("events", raw.value())?;
+                    e.cursor = cursor;
+                    Arc::new(e)
+                }
+            };
+            last = Some(Arc::clone(&event));
+            out.push(Claimed { delivery, event });
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn record_outcome(&self, outcome: Outcome) -> StoreResult<bool> {
+        if let Some(reason) = &self.read_only {
+            return Err(StoreError::ReadOnly(reason.clone()));
+        }
+        self.writer
+            .hot(|reply| super::writer::HotOp::Outcome { outcome, reply })
+            .await
+    }
+
+    pub(super) async fn reclaim_leases(&self, now: Option<i64>) -> StoreResult<usize> {
+        let woken = self.write(move |txn| reclaim_leases(txn, now)).await?;
+        let n = woken.len();
+        self.signal.announce(woken);
+        Ok(n)
+    }
+
+    pub(super) async fn requeue_dead(
+        &self,
+        tenant: &TenantId,
+        selection: RequeueSelection,
+        now: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<(TenantId, EndpointId)>> {
+        let tenant = tenant.clone();
+        let woken = self
+            .write(move |txn| requeue_dead(txn, &tenant, &selection, now, limit))
+            .await?;
+        self.signal.announce(woken.iter().cloned());
+        Ok(woken)
+    }
+
+    pub(super) async fn create_replay(
+        &self,
+        replay: Replay,
+        deliveries: Vec<ReplayDelivery>,
+    ) -> StoreResult<()> {
+        let woken: Vec<(TenantId, EndpointId)> = deliveries
+            .iter()
+            .map(|d| (replay.tenant_id.clone(), d.endpoint_id.clone()))
+            .collect();
+        self.write(move |txn| create_replay(txn, &replay, &deliveries))
+            .await?;
+        self.signal.announce(woken);
+        Ok(())
+    }
+}

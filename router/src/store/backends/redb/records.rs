@@ -1,0 +1,559 @@
+//! Configuration records: tenants, API keys, endpoints, subscriptions, plugins and
+//! inbox messages. Writes go through the writer as ordinary jobs; reads run inline.
+
+use std::ops::Bound;
+
+use redb::ReadableTable;
+
+use crate::ids::{EndpointId, KeyId, SubscriptionId, TenantId};
+use crate::store::{
+    ApiKey, Endpoint, InboxMessage, Mutation, Page, PageRequest, PluginRecord, RECORD_VERSION,
+    StoreError, StoreResult, Subscription, Tenant,
+};
+
+use super::tables::*;
+use super::{
+    RedbStore, counter_add, counter_get, decode, encode, get_json, list_scoped, tenant_exists,
+    upper,
+};
+
+impl RedbStore {
+    pub(super) async fn create_tenant(&self, tenant: Tenant) -> StoreResult<()> {
+        let bytes = encode(&tenant)?;
+        self.write(move |txn| {
+            let mut t = txn.open_table(TENANTS)?;
+            if t.get(tenant.id.as_str())?.is_some() {
+                return Err(StoreError::Backend(format!("tenant {} exists", tenant.id)));
+            }
+            t.insert(tenant.id.as_str(), bytes.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn update_tenant(
+        &self,
+        id: &TenantId,
+        change: Mutation<Tenant>,
+    ) -> StoreResult<Tenant> {
+        let id = id.clone();
+        self.write(move |txn| {
+            let mut table = txn.open_table(TENANTS)?;
+            let mut tenant: Tenant = match table.get(id.as_str())? {
+                Some(v) => decode("tenants", v.value())?,
+                None => return Err(StoreError::NotFound("tenant")),
+            };
+            let (keep_id, keep_created) = (tenant.id.clone(), tenant.created_at);
+            change(&mut tenant);
+            tenant.id = keep_id;
+            tenant.created_at = keep_created;
+            tenant.record_version = RECORD_VERSION;
+            table.insert(id.as_str(), encode(&tenant)?.as_slice())?;
+            Ok(tenant)
+        })
+        .await
+    }
+
+    pub(super) async fn get_tenant(&self, id: &TenantId) -> StoreResult<Option<Tenant>> {
+        let txn = self.read()?;
+        let t = txn.open_table(TENANTS)?;
+        match t.get(id.as_str())? {
+            Some(v) => Ok(Some(decode("tenants", v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(super) async fn list_tenants(&self, page: PageRequest) -> StoreResult<Page<Tenant>> {
+        let txn = self.read()?;
+        let t = txn.open_table(TENANTS)?;
+        let limit = page.limit.max(1);
+        let after = page.after.unwrap_or_default();
+        let range = if after.is_empty() {
+            t.range::<&str>(..)?
+        } else {
+            t.range::<&str>((Bound::Excluded(after.as_str()), Bound::Unbounded))?
+        };
+        let mut items = Vec::new();
+        for row in range {
+            let (_, v) = row?;
+            let tenant: Tenant = decode("tenants", v.value())?;
+            items.push(tenant);
+            if items.len() == limit {
+                let next = items.last().map(|t: &Tenant| t.id.to_string());
+                return Ok(Page { items, next });
+            }
+        }
+        Ok(Page { items, next: None })
+    }
+
+    pub(super) async fn create_api_key(&self, key: ApiKey) -> StoreResult<()> {
+        let bytes = encode(&key)?;
+        self.write(move |txn| {
+            if !tenant_exists(txn, key.tenant_id.as_str())? {
+                return Err(StoreError::MissingReference("tenant"));
+            }
+            txn.open_table(API_KEYS)?
+                .insert((key.tenant_id.as_str(), key.id.as_str()), bytes.as_slice())?;
+            txn.open_table(API_KEY_HASHES)?
+                .insert(key.hash.as_str(), (key.tenant_id.as_str(), key.id.as_str()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn list_api_keys(
+        &self,
+        tenant: &TenantId,
+        page: PageRequest,
+    ) -> StoreResult<Page<ApiKey>> {
+        let txn = self.read()?;
+        list_scoped(&txn, API_KEYS, "api_keys", tenant.as_str(), &page, |_| true)
+    }
+
+    pub(super) async fn revoke_api_key(
+        &self,
+        tenant: &TenantId,
+        id: &KeyId,
+        at: i64,
+    ) -> StoreResult<Option<ApiKey>> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.write(move |txn| {
+            let mut keys = txn.open_table(API_KEYS)?;
+            let mut key: ApiKey = match keys.get((tenant.as_str(), id.as_str()))? {
+                Some(v) => decode("api_keys", v.value())?,
+                None => return Ok(None),
+            };
+            if key.revoked_at.is_some() {
+                return Ok(Some(key));
+            }
+            key.revoked_at = Some(at);
+            keys.insert((tenant.as_str(), id.as_str()), encode(&key)?.as_slice())?;
+            txn.open_table(API_KEY_HASHES)?.remove(key.hash.as_str())?;
+            Ok(Some(key))
+        })
+        .await
+    }
+
+    pub(super) async fn find_api_key(&self, hash: &str) -> StoreResult<Option<ApiKey>> {
+        let txn = self.read()?;
+        let hashes = txn.open_table(API_KEY_HASHES)?;
+        let Some(found) = hashes.get(hash)? else {
+            return Ok(None);
+        };
+        let (tenant, id) = found.value();
+        let key: Option<ApiKey> = get_json(&txn, API_KEYS, "api_keys", tenant, id)?;
+        Ok(key.filter(|k| k.revoked_at.is_none()))
+    }
+
+    pub(super) async fn create_endpoint(
+        &self,
+        endpoint: Endpoint,
+        max_per_tenant: usize,
+    ) -> StoreResult<()> {
+        let bytes = encode(&endpoint)?;
+        self.write(move |txn| {
+            let tenant = endpoint.tenant_id.as_str();
+            if !tenant_exists(txn, tenant)? {
+                return Err(StoreError::MissingReference("tenant"));
+            }
+            let mut counters = txn.open_table(COUNTERS)?;
+            if counter_get(&counters, tenant, COUNTER_ENDPOINTS)? >= max_per_tenant as u64 {
+                return Err(StoreError::LimitReached {
+                    what: "endpoints",
+                    limit: max_per_tenant,
+                });
+            }
+            txn.open_table(ENDPOINTS)?
+                .insert((tenant, endpoint.id.as_str()), bytes.as_slice())?;
+            counter_add(&mut counters, tenant, COUNTER_ENDPOINTS, 1)?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn get_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+    ) -> StoreResult<Option<Endpoint>> {
+        let txn = self.read()?;
+        get_json(&txn, ENDPOINTS, "endpoints", tenant.as_str(), id.as_str())
+    }
+
+    pub(super) async fn list_endpoints(
+        &self,
+        tenant: &TenantId,
+        page: PageRequest,
+    ) -> StoreResult<Page<Endpoint>> {
+        let txn = self.read()?;
+        list_scoped(&txn, ENDPOINTS, "endpoints", tenant.as_str(), &page, |_| {
+            true
+        })
+    }
+
+    pub(super) async fn update_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+        change: Mutation<Endpoint>,
+    ) -> StoreResult<Endpoint> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.write(move |txn| {
+            let mut table = txn.open_table(ENDPOINTS)?;
+            let mut endpoint: Endpoint = match table.get((tenant.as_str(), id.as_str()))? {
+                Some(v) => decode("endpoints", v.value())?,
+                None => return Err(StoreError::NotFound("endpoint")),
+            };
+            let (keep_id, keep_tenant, keep_created) = (
+                endpoint.id.clone(),
+                endpoint.tenant_id.clone(),
+                endpoint.created_at,
+            );
+            change(&mut endpoint);
+            endpoint.id = keep_id;
+            endpoint.tenant_id = keep_tenant;
+            endpoint.created_at = keep_created;
+            endpoint.record_version = RECORD_VERSION;
+            table.insert(
+                (tenant.as_str(), id.as_str()),
+                encode(&endpoint)?.as_slice(),
+            )?;
+            Ok(endpoint)
+        })
+        .await
+    }
+
+    pub(super) async fn delete_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+    ) -> StoreResult<Vec<SubscriptionId>> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.write(move |txn| {
+            let t = tenant.as_str();
+            let mut endpoints = txn.open_table(ENDPOINTS)?;
+            if endpoints.get((t, id.as_str()))?.is_none() {
+                return Err(StoreError::NotFound("endpoint"));
+            }
+            let mut subs = txn.open_table(SUBSCRIPTIONS)?;
+            let up = upper(t);
+            let mut doomed = Vec::new();
+            for row in subs.range::<(&str, &str)>((t, "")..(up.as_str(), ""))? {
+                let (_, v) = row?;
+                let sub: Subscription = decode("subscriptions", v.value())?;
+                if sub.endpoint_id == id {
+                    doomed.push(sub.id);
+                }
+            }
+            endpoints.remove((t, id.as_str()))?;
+            for sub in &doomed {
+                subs.remove((t, sub.as_str()))?;
+            }
+            let mut counters = txn.open_table(COUNTERS)?;
+            counter_add(&mut counters, t, COUNTER_ENDPOINTS, -1)?;
+            counter_add(
+                &mut counters,
+                t,
+                COUNTER_SUBSCRIPTIONS,
+                -(doomed.len() as i64),
+            )?;
+            Ok(doomed)
+        })
+        .await
+    }
+
+    pub(super) async fn create_subscription(
+        &self,
+        subscription: Subscription,
+        max_per_tenant: usize,
+    ) -> StoreResult<()> {
+        let bytes = encode(&subscription)?;
+        self.write(move |txn| {
+            let t = subscription.tenant_id.as_str();
+            if txn
+                .open_table(ENDPOINTS)?
+                .get((t, subscription.endpoint_id.as_str()))?
+                .is_none()
+            {
+                return Err(StoreError::MissingReference("endpoint"));
+            }
+            let mut counters = txn.open_table(COUNTERS)?;
+            if counter_get(&counters, t, COUNTER_SUBSCRIPTIONS)? >= max_per_tenant as u64 {
+                return Err(StoreError::LimitReached {
+                    what: "subscriptions",
+                    limit: max_per_tenant,
+                });
+            }
+            txn.open_table(SUBSCRIPTIONS)?
+                .insert((t, subscription.id.as_str()), bytes.as_slice())?;
+            counter_add(&mut counters, t, COUNTER_SUBSCRIPTIONS, 1)?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn get_subscription(
+        &self,
+        tenant: &TenantId,
+        id: &SubscriptionId,
+    ) -> StoreResult<Option<Subscription>> {
+        let txn = self.read()?;
+        get_json(
+            &txn,
+            SUBSCRIPTIONS,
+            "subscriptions",
+            tenant.as_str(),
+            id.as_str(),
+        )
+    }
+
+    pub(super) async fn list_subscriptions(
+        &self,
+        tenant: &TenantId,
+        endpoint: Option<&EndpointId>,
+        page: PageRequest,
+    ) -> StoreResult<Page<Subscription>> {
+        let txn = self.read()?;
+        list_scoped(
+            &txn,
+            SUBSCRIPTIONS,
+            "subscriptions",
+            tenant.as_str(),
+            &page,
+            |s: &Subscription| endpoint.is_none_or(|e| &s.endpoint_id == e),
+        )
+    }
+
+    pub(super) async fn all_subscriptions(
+        &self,
+        tenant: &TenantId,
+    ) -> StoreResult<Vec<Subscription>> {
+        let txn = self.read()?;
+        let table = txn.open_table(SUBSCRIPTIONS)?;
+        let t = tenant.as_str();
+        let up = upper(t);
+        let mut out = Vec::new();
+        for row in table.range::<(&str, &str)>((t, "")..(up.as_str(), ""))? {
+            let (_, v) = row?;
+            out.push(decode("subscriptions", v.value())?);
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn update_subscription(
+        &self,
+        tenant: &TenantId,
+        id: &SubscriptionId,
+        change: Mutation<Subscription>,
+    ) -> StoreResult<Subscription> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.write(move |txn| {
+            let t = tenant.as_str();
+            let mut table = txn.open_table(SUBSCRIPTIONS)?;
+            let mut sub: Subscription = match table.get((t, id.as_str()))? {
+                Some(v) => decode("subscriptions", v.value())?,
+                None => return Err(StoreError::NotFound("subscription")),
+            };
+            let (keep_id, keep_tenant, keep_created) =
+                (sub.id.clone(), sub.tenant_id.clone(), sub.created_at);
+            change(&mut sub);
+            sub.id = keep_id;
+            sub.tenant_id = keep_tenant;
+            sub.created_at = keep_created;
+            sub.record_version = RECORD_VERSION;
+            if txn
+                .open_table(ENDPOINTS)?
+                .get((t, sub.endpoint_id.as_str()))?
+                .is_none()
+            {
+                return Err(StoreError::MissingReference("endpoint"));
+            }
+            table.insert((t, id.as_str()), encode(&sub)?.as_slice())?;
+            Ok(sub)
+        })
+        .await
+    }
+
+    pub(super) async fn delete_subscription(
+        &self,
+        tenant: &TenantId,
+        id: &SubscriptionId,
+    ) -> StoreResult<()> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.write(move |txn| {
+            let t = tenant.as_str();
+            if txn
+                .open_table(SUBSCRIPTIONS)?
+                .remove((t, id.as_str()))?
+                .is_none()
+            {
+                return Err(StoreError::NotFound("subscription"));
+            }
+            counter_add(&mut txn.open_table(COUNTERS)?, t, COUNTER_SUBSCRIPTIONS, -1)?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn create_plugin(
+        &self,
+        plugin: PluginRecord,
+        module: Vec<u8>,
+    ) -> StoreResult<()> {
+        let record = encode(&plugin)?;
+        self.write(move |txn| {
+            let t = plugin.tenant_id.as_str();
+            if !tenant_exists(txn, t)? {
+                return Err(StoreError::MissingReference("tenant"));
+            }
+            let mut plugins = txn.open_table(PLUGINS)?;
+            let key = (t, plugin.name.as_str(), plugin.version.as_str());
+            if plugins.get(key)?.is_some() {
+                return Err(StoreError::AlreadyExists("plugin version"));
+            }
+            plugins.insert(key, record.as_slice())?;
+            txn.open_table(PLUGIN_MODULES)?
+                .insert((t, plugin.sha256.as_str()), module.as_slice())?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn list_plugins(&self, tenant: &TenantId) -> StoreResult<Vec<PluginRecord>> {
+        let txn = self.read()?;
+        let t = tenant.as_str();
+        let up = upper(t);
+        let mut out = Vec::new();
+        for row in txn
+            .open_table(PLUGINS)?
+            .range::<(&str, &str, &str)>((t, "", "")..(up.as_str(), "", ""))?
+        {
+            out.push(decode("plugins", row?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn get_plugin(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        version: &str,
+    ) -> StoreResult<Option<PluginRecord>> {
+        let txn = self.read()?;
+        match txn
+            .open_table(PLUGINS)?
+            .get((tenant.as_str(), name, version))?
+        {
+            Some(v) => Ok(Some(decode("plugins", v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(super) async fn get_plugin_module(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        version: &str,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        let txn = self.read()?;
+        let Some(v) = txn
+            .open_table(PLUGINS)?
+            .get((tenant.as_str(), name, version))?
+        else {
+            return Ok(None);
+        };
+        let record: PluginRecord = decode("plugins", v.value())?;
+        Ok(txn
+            .open_table(PLUGIN_MODULES)?
+            .get((tenant.as_str(), record.sha256.as_str()))?
+            .map(|m| m.value().to_vec()))
+    }
+
+    pub(super) async fn delete_plugin(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        version: &str,
+    ) -> StoreResult<()> {
+        let (t, name, version) = (tenant.to_string(), name.to_owned(), version.to_owned());
+        self.write(move |txn| {
+            let mut plugins = txn.open_table(PLUGINS)?;
+            let record: PluginRecord =
+                match plugins.remove((t.as_str(), name.as_str(), version.as_str()))? {
+                    Some(v) => decode("plugins", v.value())?,
+                    None => return Err(StoreError::NotFound("plugin version")),
+                };
+            let up = upper(&t);
+            let mut shared = false;
+            for row in
+                plugins.range::<(&str, &str, &str)>((t.as_str(), "", "")..(up.as_str(), "", ""))?
+            {
+                let other: PluginRecord = decode("plugins", row?.1.value())?;
+                shared |= other.sha256 == record.sha256;
+            }
+            if !shared {
+                txn.open_table(PLUGIN_MODULES)?
+                    .remove((t.as_str(), record.sha256.as_str()))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn capture_inbox(&self, message: InboxMessage) -> StoreResult<()> {
+        let bytes = encode(&message)?;
+        self.write(move |txn| {
+            txn.open_table(INBOX)?.insert(
+                (
+                    message.tenant_id.as_str(),
+                    message.endpoint_id.as_str(),
+                    message.id.as_str(),
+                ),
+                bytes.as_slice(),
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn list_inbox(
+        &self,
+        tenant: &TenantId,
+        endpoint: &EndpointId,
+        page: PageRequest,
+    ) -> StoreResult<Page<InboxMessage>> {
+        let txn = self.read()?;
+        // Stores written before inboxes existed have no table yet.
+        let inbox = match txn.open_table(INBOX) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => {
+                return Ok(Page {
+                    items: Vec::new(),
+                    next: None,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (t, e) = (tenant.as_str(), endpoint.as_str());
+        let up = upper(e);
+        let start = match page.after.as_deref() {
+            Some(a) => Bound::Excluded((t, e, a)),
+            None => Bound::Included((t, e, "")),
+        };
+        let limit = page.limit.max(1);
+        let mut items = Vec::new();
+        for row in
+            inbox.range::<(&str, &str, &str)>((start, Bound::Excluded((t, up.as_str(), ""))))?
+        {
+            let (k, v) = row?;
+            items.push(decode("inbox", v.value())?);
+            if items.len() == limit {
+                return Ok(Page {
+                    items,
+                    next: Some(k.value().2.to_owned()),
+                });
+            }
+        }
+        Ok(Page { items, next: None })
+    }
+}
