@@ -1,0 +1,498 @@
+//! The send path of one delivery: claim (the endpoint's settings and a lease on its
+//! due deliveries), transform, sign, send (or capture, for inboxes), and record the
+//! outcome under the lease token; plus auto-disabling an endpoint.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::lane::Target;
+
+use super::retry::{self, AttemptResult, Verdict};
+use super::{Ctx, LEASE_MARGIN_MS};
+use crate::clock::now_ms;
+use crate::ids::{AttemptId, EndpointId, TenantId};
+use crate::pipeline::{OnError, StageFailure, Transformed};
+use crate::store::{
+    Attempt, Claim, Claimed, Endpoint, EndpointKind, NextState, Outcome, RECORD_VERSION,
+};
+use crate::telemetry;
+
+/// A send task's report.
+#[derive(Debug)]
+pub(super) struct Done {
+    pub(super) tenant: TenantId,
+    pub(super) endpoint: EndpointId,
+    /// `None` when nothing was attempted (the task was cut short).
+    pub(super) success: Option<bool>,
+    pub(super) status: Option<u16>,
+    pub(super) error: Option<String>,
+    pub(super) at: i64,
+    pub(super) disable: Option<String>,
+    /// The delivery was rescheduled for this time (Unix ms): the lane must wake then.
+    pub(super) retry_at: Option<i64>,
+}
+
+/// The result of one claim task.
+pub(super) struct ClaimResult {
+    pub(super) tenant: TenantId,
+    pub(super) endpoint: EndpointId,
+    pub(super) target: Option<Arc<Target>>,
+    /// Target was (re)loaded by this claim.
+    pub(super) reloaded: bool,
+    pub(super) claimed: Vec<Claimed>,
+    pub(super) limit: usize,
+    pub(super) next_due: Option<i64>,
+    pub(super) error: Option<String>,
+}
+
+/// Loads the endpoint (when not cached) and leases its due deliveries.
+pub(super) async fn claim(
+    ctx: Arc<Ctx>,
+    tenant: TenantId,
+    endpoint: EndpointId,
+    cached: Option<Arc<Target>>,
+    limit: usize,
+    now: i64,
+) -> ClaimResult {
+    let mut result = ClaimResult {
+        tenant: tenant.clone(),
+        endpoint: endpoint.clone(),
+        target: cached.clone(),
+        reloaded: cached.is_none(),
+        claimed: Vec::new(),
+        limit,
+        next_due: None,
+        error: None,
+    };
+    if cached.is_none() {
+        match ctx.store.get_endpoint(&tenant, &endpoint).await {
+            Ok(Some(ep)) => result.target = Some(Arc::new(Target::build(ep, &ctx, now))),
+            // Deleted: its remaining deliveries are claimed and settled as dead.
+            Ok(None) => result.target = None,
+            Err(e) => {
+                result.error = Some(e.to_string());
+                return result;
+            }
+        }
+    }
+    if result.target.as_ref().is_some_and(|rt| !rt.sends()) {
+        return result;
+    }
+    let timeout_ms = result
+        .target
+        .as_ref()
+        .map_or(ctx.settings.default_timeout, |rt| rt.timeout)
+        .as_millis() as i64;
+    let claim = Claim {
+        node: ctx.node.clone(),
+        tenant,
+        endpoint: endpoint.clone(),
+        now,
+        lease_until: now + timeout_ms + LEASE_MARGIN_MS,
+        limit,
+    };
+    match ctx.store.claim_due(claim).await {
+        Ok(claimed) => result.claimed = claimed,
+        Err(e) => {
+            result.error = Some(e.to_string());
+            return result;
+        }
+    }
+    if result.claimed.len() < limit {
+        match ctx.store.next_due(&endpoint).await {
+            Ok(next) => result.next_due = next,
+            Err(e) => tracing::warn!(error = %e, "next_due failed"),
+        }
+    }
+    result
+}
+
+/// Reports to the engine when dropped, so a slot is never leaked.
+pub(super) struct SlotGuard {
+    pub(super) ctx: Arc<Ctx>,
+    pub(super) done: Option<Done>,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            let _ = self.ctx.done.send(done);
+        }
+    }
+}
+
+/// What one HTTP attempt produced.
+pub(super) struct Response {
+    pub(super) result: AttemptResult,
+    pub(super) status: Option<u16>,
+    pub(super) excerpt: Option<String>,
+    pub(super) error_kind: Option<String>,
+}
+
+pub(super) async fn send(
+    ctx: Arc<Ctx>,
+    target: Option<Arc<Target>>,
+    tenant: TenantId,
+    claimed: Claimed,
+) {
+    let Claimed { delivery, event } = claimed;
+    let mut guard = SlotGuard {
+        ctx: ctx.clone(),
+        done: Some(Done {
+            tenant: tenant.clone(),
+            endpoint: delivery.endpoint_id.clone(),
+            success: None,
+            status: None,
+            error: None,
+            at: now_ms(),
+            disable: None,
+            retry_at: None,
+        }),
+    };
+    let number = delivery.attempts + 1;
+    let started_at = now_ms();
+    let started = Instant::now();
+    // A transformed body to keep for retries.
+    let mut keep: Option<String> = None;
+    let response = match &target {
+        None => Response {
+            result: AttemptResult::Refused,
+            status: None,
+            excerpt: None,
+            error_kind: Some("endpoint_deleted".into()),
+        },
+        Some(rt) => match transform(&ctx, &tenant, &delivery, &event).await {
+            Ok(Some((body, transformed))) => {
+                keep = transformed;
+                attempt(&ctx, rt, &delivery, &event, number, body).await
+            }
+            Ok(None) => Response {
+                result: AttemptResult::Skipped,
+                status: None,
+                excerpt: Some("dropped by a plugin; nothing was sent".into()),
+                error_kind: Some("dropped_by_plugin".into()),
+            },
+            Err(failure) => Response {
+                result: AttemptResult::Refused,
+                status: None,
+                excerpt: Some(failure.detail),
+                error_kind: Some(failure.kind.to_owned()),
+            },
+        },
+    };
+    let elapsed = started.elapsed();
+    let verdict = retry::classify(&response.result);
+    let policy = target
+        .as_ref()
+        .map_or(&ctx.settings.default_policy, |rt| &rt.policy);
+    let finished = now_ms();
+    let next = policy.next(number, &verdict, finished, rand::random::<f64>());
+    let outcome_label = match next {
+        NextState::Succeeded => "success",
+        NextState::Retry { .. } => "retry",
+        NextState::Dead => "dead",
+    };
+    telemetry::record_attempt(outcome_label, elapsed);
+    if next == NextState::Succeeded {
+        telemetry::record_delivery_latency((finished - event.created_at) as f64 / 1000.0);
+    }
+    let attempt = Attempt {
+        record_version: RECORD_VERSION,
+        id: AttemptId::generate(started_at),
+        delivery_id: delivery.id.clone(),
+        tenant_id: tenant.clone(),
+        number,
+        started_at,
+        status_code: response.status,
+        latency_ms: elapsed.as_millis() as u64,
+        response_excerpt: response.excerpt,
+        error_kind: response.error_kind.clone(),
+    };
+    let outcome = Outcome {
+        tenant: tenant.clone(),
+        delivery: delivery.id.clone(),
+        lease_token: delivery.lease_token,
+        attempt,
+        next,
+        body: keep,
+    };
+    let mut retry_at = None;
+    match ctx.store.record_outcome(outcome).await {
+        Ok(true) => {
+            if let NextState::Retry { at } = next {
+                retry_at = Some(at);
+            }
+        }
+        Ok(false) => {
+            tracing::warn!(tenant_id = %tenant, delivery_id = %delivery.id, "lease lost before the outcome was recorded")
+        }
+        Err(e) => {
+            tracing::error!(tenant_id = %tenant, delivery_id = %delivery.id, error = %e, "recording outcome failed; the lease will return it to the queue")
+        }
+    }
+    if let Some(done) = guard.done.as_mut() {
+        done.success = Some(verdict == Verdict::Success);
+        done.status = response.status;
+        done.error = response.error_kind;
+        done.at = finished;
+        done.retry_at = retry_at;
+        if let Verdict::GiveUp {
+            disable_endpoint: true,
+        } = verdict
+        {
+            done.disable = Some("the endpoint answered 410 Gone".into());
+        }
+    }
+}
+
+/// The body to send: the payload through the subscription's transform pipeline, with
+/// the transformed text when a new one was computed (kept for the retries). A retry
+/// sends the body its first attempt computed. `Ok(None)`: a plugin dropped the
+/// delivery. `Err`: a stage failed and the subscription fails closed (the delivery
+/// goes to the DLQ with the error).
+pub(super) async fn transform(
+    ctx: &Ctx,
+    tenant: &TenantId,
+    delivery: &crate::store::Delivery,
+    event: &crate::store::Event,
+) -> Result<Option<(bytes::Bytes, Option<String>)>, StageFailure> {
+    if let Some(kept) = &delivery.body {
+        return Ok(Some((bytes::Bytes::copy_from_slice(kept.as_bytes()), None)));
+    }
+    let original = || {
+        Some((
+            bytes::Bytes::copy_from_slice(event.payload.get().as_bytes()),
+            None,
+        ))
+    };
+    let pipeline = match ctx
+        .pipelines
+        .for_subscription(tenant, &delivery.subscription_id)
+        .await
+    {
+        Ok(None) => return Ok(original()),
+        Ok(Some(p)) => p,
+        Err(e) => {
+            return Err(StageFailure {
+                stage: "transform".into(),
+                kind: "transform_unavailable",
+                detail: e.to_string(),
+            });
+        }
+    };
+    match ctx.pipelines.run(&pipeline, event, None).await {
+        Ok(Transformed::Body(b)) => {
+            let text = String::from_utf8(b).map_err(|e| StageFailure {
+                stage: "transform".into(),
+                kind: "transform_not_utf8",
+                detail: format!("the transformed body is not UTF-8: {e}"),
+            })?;
+            Ok(Some((
+                bytes::Bytes::copy_from_slice(text.as_bytes()),
+                Some(text),
+            )))
+        }
+        Ok(Transformed::Dropped { .. }) => Ok(None),
+        Err(failure) if pipeline.on_error == OnError::DeliverOriginal => {
+            tracing::warn!(tenant_id = %tenant, delivery_id = %delivery.id, stage = %failure.stage,
+                error = %failure.detail, "transform failed; delivering the original payload (on_error = deliver_original)");
+            Ok(original())
+        }
+        Err(failure) => Err(failure),
+    }
+}
+
+/// Sends one attempt over HTTP (or hands it to the inbox).
+pub(super) async fn attempt(
+    ctx: &Ctx,
+    rt: &Target,
+    delivery: &crate::store::Delivery,
+    event: &crate::store::Event,
+    number: u32,
+    body: bytes::Bytes,
+) -> Response {
+    let refused = |kind: &str, detail: String| Response {
+        result: AttemptResult::Refused,
+        status: None,
+        excerpt: Some(detail),
+        error_kind: Some(kind.to_owned()),
+    };
+    let inbox = rt.endpoint.kind == EndpointKind::Inbox;
+    let url = match (&rt.url, inbox) {
+        (_, true) => None,
+        (Ok(u), false) => Some(u.clone()),
+        (Err(e), false) => return refused("destination_forbidden", e.clone()),
+    };
+    let signer = match &rt.signer {
+        Ok(s) => s,
+        Err(e) => return refused("signing_failed", e.clone()),
+    };
+    let timestamp = now_ms() / 1000;
+    let mut headers = rt.headers.clone();
+    let mut put = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    };
+    put("content-type", "application/json");
+    put("webhook-id", delivery.id.as_str());
+    put("webhook-timestamp", &timestamp.to_string());
+    put(
+        "webhook-signature",
+        &signer.sign(delivery.id.as_str(), timestamp, &body),
+    );
+    put("gatepulse-event-id", event.id.as_str());
+    put("gatepulse-topic", &event.topic);
+    put("gatepulse-attempt", &number.to_string());
+    let Some(url) = url else {
+        return capture(ctx, delivery, event, &headers, &body).await;
+    };
+    let sent = ctx
+        .client
+        .post(url)
+        .headers(headers)
+        .body(body)
+        .timeout(rt.timeout)
+        .send()
+        .await;
+    let mut resp = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            let kind = if e.is_timeout() {
+                "timeout"
+            } else if e.is_connect() {
+                "connect"
+            } else {
+                "transport"
+            };
+            return Response {
+                result: AttemptResult::Transport,
+                status: None,
+                excerpt: Some(error_chain(&e)),
+                error_kind: Some(kind.into()),
+            };
+        }
+    };
+    let code = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| retry::parse_retry_after(v, now_ms()));
+    // Keep a bounded excerpt; never read an unbounded body.
+    let mut excerpt = Vec::new();
+    let limit = ctx.settings.excerpt_bytes;
+    let mut read_error = None;
+    while excerpt.len() < limit {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let take = chunk.len().min(limit - excerpt.len());
+                excerpt.extend_from_slice(&chunk[..take]);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                read_error = Some(e);
+                break;
+            }
+        }
+    }
+    let error_kind = match (&read_error, code) {
+        (Some(e), _) if e.is_timeout() => Some("timeout_reading_body".to_owned()),
+        (_, 200..=299) => None,
+        _ => Some(format!("http_{code}")),
+    };
+    Response {
+        result: AttemptResult::Status { code, retry_after },
+        status: Some(code),
+        excerpt: (!excerpt.is_empty()).then(|| String::from_utf8_lossy(&excerpt).into_owned()),
+        error_kind,
+    }
+}
+
+/// An inbox endpoint keeps the request it would have sent.
+pub(super) async fn capture(
+    ctx: &Ctx,
+    delivery: &crate::store::Delivery,
+    event: &crate::store::Event,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let now = now_ms();
+    let message = crate::store::InboxMessage {
+        record_version: RECORD_VERSION,
+        id: AttemptId::generate(now),
+        tenant_id: delivery.tenant_id.clone(),
+        endpoint_id: delivery.endpoint_id.clone(),
+        delivery_id: delivery.id.clone(),
+        event_id: event.id.clone(),
+        topic: event.topic.clone(),
+        received_at: now,
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect(),
+        body: String::from_utf8_lossy(body).into_owned(),
+    };
+    match ctx.store.capture_inbox(message).await {
+        Ok(()) => Response {
+            result: AttemptResult::Status {
+                code: 200,
+                retry_after: None,
+            },
+            status: None,
+            excerpt: Some("captured by the inbox".into()),
+            error_kind: None,
+        },
+        Err(e) => Response {
+            result: AttemptResult::Transport,
+            status: None,
+            excerpt: Some(e.to_string()),
+            error_kind: Some("inbox_store_failed".into()),
+        },
+    }
+}
+
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+pub(super) async fn disable_endpoint(
+    ctx: Arc<Ctx>,
+    tenant: TenantId,
+    endpoint: EndpointId,
+    reason: String,
+) {
+    let now = now_ms();
+    let why = reason.clone();
+    let result = ctx
+        .store
+        .update_endpoint(
+            &tenant,
+            &endpoint,
+            Box::new(move |e: &mut Endpoint| {
+                e.enabled = false;
+                e.disabled_reason = Some(why);
+                e.updated_at = now;
+            }),
+        )
+        .await;
+    match result {
+        Ok(_) => {
+            ctx.ingest.invalidate(&tenant);
+            telemetry::record_auto_disable();
+            tracing::warn!(tenant_id = %tenant, endpoint_id = %endpoint, reason = %reason, "endpoint disabled");
+        }
+        Err(e) => {
+            tracing::error!(tenant_id = %tenant, endpoint_id = %endpoint, error = %e, "disabling endpoint failed")
+        }
+    }
+}
