@@ -7,12 +7,15 @@
 //! - [`Host`]: one wasmtime [`Engine`] (Cranelift, fuel, epoch interruption, the
 //!   pooling allocator) and an epoch ticker thread. [`Host::load`] validates a module
 //!   against ABI v1 (see `plugin-sdk/README.md`), compiles it and prepares its
-//!   instantiation (`InstancePre`) once; loads are cached by sha256.
+//!   instantiation (`InstancePre`) once; the compiled module is shared by sha256
+//!   while some plugin uses it, and freed when none does.
 //! - [`Plugin::call`]: runs `gatepulse_transform` on one input with the configured
 //!   [`Limits`]: fuel, a wall-clock deadline, a linear-memory cap, input/output caps,
 //!   log caps. Every failure is a typed [`CallError`] naming the cause; nothing a
 //!   plugin does can panic or stall the caller beyond the deadline.
-//! - Warm instances are reused between calls and recycled after a trap, a memory
+//! - Each [`Plugin`] keeps its own warm instances (at most `max_warm_per_plugin`, and
+//!   all plugins together at most `max_warm_total`, so warm instances never take the
+//!   whole pool). Warm instances are reused between calls and recycled after a trap, a memory
 //!   high-water mark or `max_calls_per_instance` calls; [`Plugin::call_fresh`] runs on
 //!   a brand-new instance (the strict tier).
 //!
@@ -63,6 +66,10 @@ pub struct Limits {
     /// Warm instances kept per plugin between calls (at most as many calls run at
     /// once reuse an instance; more instantiate fresh ones).
     pub max_warm_per_plugin: usize,
+    /// Warm instances kept by all plugins together: the rest of `max_instances` is
+    /// always free for calls, so plugins that keep instances warm can never starve
+    /// another plugin's call of an instance.
+    pub max_warm_total: usize,
 }
 
 impl Default for Limits {
@@ -78,7 +85,8 @@ impl Default for Limits {
             max_module_bytes: 8 << 20,
             max_instances: 256,
             max_calls_per_instance: 10_000,
-            max_warm_per_plugin: 64,
+            max_warm_per_plugin: 16,
+            max_warm_total: 128,
         }
     }
 }
@@ -157,7 +165,11 @@ pub struct Host {
     limits: Limits,
     /// Epoch ticks per deadline.
     deadline_ticks: u64,
-    cache: Mutex<HashMap<[u8; 32], Arc<Plugin>>>,
+    /// Compiled modules by sha256, while some plugin uses them: a module nobody uses
+    /// any more is freed, not kept forever.
+    cache: Mutex<HashMap<[u8; 32], std::sync::Weak<Compiled>>>,
+    /// Warm instances kept by every plugin of this host (see `Limits::max_warm_total`).
+    warm_total: Arc<AtomicUsize>,
     ticker: Arc<Ticker>,
     ticker_thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -284,6 +296,7 @@ impl Host {
             limits,
             deadline_ticks,
             cache: Mutex::new(HashMap::new()),
+            warm_total: Arc::new(AtomicUsize::new(0)),
             ticker,
             ticker_thread: Some(ticker_thread),
         })
@@ -298,12 +311,37 @@ impl Host {
         self.ticker.asleep.load(Ordering::SeqCst)
     }
 
-    /// Validates, compiles and prepares a module (cached by its sha256). Compiling
-    /// takes milliseconds: call it off the delivery path (upload, subscription save).
+    /// Validates, compiles and prepares a module, and returns a new [`Plugin`] over it
+    /// with its own warm instances (callers keep one per tenant and plugin version, so
+    /// one tenant's traffic never uses another's instances). The compiled module is
+    /// shared by sha256 while any plugin uses it. Compiling takes milliseconds: call
+    /// it off the delivery path (upload, subscription save).
     pub fn load(&self, wasm: &[u8]) -> Result<Arc<Plugin>, LoadError> {
+        let compiled = self.compile(wasm)?;
+        Ok(Arc::new(Plugin {
+            sha256: compiled.sha256.clone(),
+            size: compiled.size,
+            meta: compiled.meta.clone(),
+            compiled,
+            engine: self.engine.clone(),
+            ticker: self.ticker.clone(),
+            limits: self.limits.clone(),
+            deadline_ticks: self.deadline_ticks,
+            warm: Mutex::new(Vec::new()),
+            warm_total: self.warm_total.clone(),
+        }))
+    }
+
+    /// The compiled module of `wasm`, from the cache while it is in use.
+    fn compile(&self, wasm: &[u8]) -> Result<Arc<Compiled>, LoadError> {
         let sha: [u8; 32] = Sha256::digest(wasm).into();
-        if let Some(p) = self.cache.lock().ok().and_then(|c| c.get(&sha).cloned()) {
-            return Ok(p);
+        if let Some(c) = self
+            .cache
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&sha).and_then(std::sync::Weak::upgrade))
+        {
+            return Ok(c);
         }
         if wasm.len() > self.limits.max_module_bytes {
             return Err(LoadError::TooLarge {
@@ -321,28 +359,30 @@ impl Host {
         let pre = linker
             .instantiate_pre(&module)
             .map_err(|e| LoadError::Link(e.to_string()))?;
-        let plugin = Arc::new(Plugin {
+        let compiled = Arc::new(Compiled {
             sha256: hex::encode(sha),
             size: wasm.len(),
             meta,
             pre,
-            engine: self.engine.clone(),
-            ticker: self.ticker.clone(),
-            limits: self.limits.clone(),
-            deadline_ticks: self.deadline_ticks,
-            warm: Mutex::new(Vec::new()),
         });
         if let Ok(mut c) = self.cache.lock() {
-            c.insert(sha, plugin.clone());
+            c.retain(|_, weak| weak.strong_count() > 0);
+            c.insert(sha, Arc::downgrade(&compiled));
         }
-        Ok(plugin)
+        Ok(compiled)
     }
 
-    /// Forgets a cached module (its warm instances go when the last user drops it).
-    pub fn evict(&self, sha256_hex: &str) {
-        if let Ok(mut c) = self.cache.lock() {
-            c.retain(|k, _| hex::encode(k) != sha256_hex);
-        }
+    /// Compiled modules alive now (in use by some plugin).
+    pub fn cached_modules(&self) -> usize {
+        self.cache
+            .lock()
+            .map(|c| c.values().filter(|w| w.strong_count() > 0).count())
+            .unwrap_or(0)
+    }
+
+    /// Warm instances kept by all plugins of this host.
+    pub fn warm_instances(&self) -> usize {
+        self.warm_total.load(Ordering::SeqCst)
     }
 }
 
@@ -356,18 +396,35 @@ impl Drop for Host {
     }
 }
 
-/// A compiled plugin, ready to instantiate.
+/// A validated, compiled module, shared by every plugin loaded from the same bytes.
+struct Compiled {
+    sha256: String,
+    size: usize,
+    meta: PluginMeta,
+    pre: InstancePre<abi::State>,
+}
+
+/// A compiled plugin, ready to instantiate, with its own warm instances.
 pub struct Plugin {
     pub sha256: String,
     pub size: usize,
     pub meta: PluginMeta,
-    pre: InstancePre<abi::State>,
+    compiled: Arc<Compiled>,
     engine: Engine,
     ticker: Arc<Ticker>,
     limits: Limits,
     deadline_ticks: u64,
     /// Instances kept between calls.
     warm: Mutex<Vec<Warm>>,
+    /// Warm instances of every plugin of the host (shared counter).
+    warm_total: Arc<AtomicUsize>,
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        let kept = self.warm.get_mut().map_or(0, |w| w.len());
+        self.warm_total.fetch_sub(kept, Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for Plugin {
@@ -391,7 +448,10 @@ impl Plugin {
     pub fn call(&self, input: &[u8], config: &[u8]) -> Report {
         let warm = self.warm.lock().ok().and_then(|mut w| w.pop());
         let warm = match warm {
-            Some(w) => w,
+            Some(w) => {
+                self.warm_total.fetch_sub(1, Ordering::SeqCst);
+                w
+            }
             None => match self.instantiate() {
                 Ok(w) => w,
                 Err(e) => return failed(e),
@@ -401,10 +461,30 @@ impl Plugin {
         if let Some(w) = warm
             && let Ok(mut pool) = self.warm.lock()
             && pool.len() < self.limits.max_warm_per_plugin
+            && self.reserve_warm_slot()
         {
             pool.push(w);
         }
         report
+    }
+
+    /// Counts one more warm instance if the host-wide limit allows it.
+    fn reserve_warm_slot(&self) -> bool {
+        self.warm_total
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.limits.max_warm_total).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Warm instances this plugin keeps now.
+    pub fn warm_instances(&self) -> usize {
+        self.warm.lock().map_or(0, |w| w.len())
+    }
+
+    /// Whether two plugins run the same compiled module (loaded from the same bytes).
+    pub fn shares_module_with(&self, other: &Plugin) -> bool {
+        Arc::ptr_eq(&self.compiled, &other.compiled)
     }
 
     /// Runs the plugin on a brand-new instance, dropped afterwards (no state can leak
@@ -433,6 +513,7 @@ impl Plugin {
         // Start functions run here too: the epoch must tick.
         let _running = self.ticker.enter();
         let instance = self
+            .compiled
             .pre
             .instantiate(&mut store)
             .map_err(|e| CallError::Instantiate(e.to_string()))?;

@@ -49,9 +49,12 @@ fn a_plugin_reads_its_input_and_emits_its_output() {
     let r = p.call(input, b"{}");
     assert_eq!(r.outcome, Ok(Outcome::Emit(input.to_vec())));
     assert!(r.fuel_used > 0);
-    // The same module loads once: the cache answers by sha256.
+    // The same bytes compile once: both plugins share the compiled module, each with
+    // its own warm instances.
     let again = h.load(&wasm(&plugin(ECHO))).unwrap();
-    assert!(std::sync::Arc::ptr_eq(&p, &again));
+    assert!(p.shares_module_with(&again));
+    assert!(!std::sync::Arc::ptr_eq(&p, &again));
+    assert_eq!(h.cached_modules(), 1);
     assert_eq!(p.sha256.len(), 64);
 }
 
@@ -423,4 +426,38 @@ fn calls_run_in_parallel_from_many_threads() {
             });
         }
     });
+}
+
+#[test]
+fn an_unused_module_is_freed_and_warm_instances_stay_within_their_limits() {
+    let h = Host::new(Limits {
+        max_warm_per_plugin: 2,
+        max_warm_total: 3,
+        ..Limits::default()
+    })
+    .unwrap();
+    let a = h.load(&wasm(&plugin(ECHO))).unwrap();
+    let b = h.load(&wasm(&plugin("(i32.const 2)"))).unwrap();
+    assert_eq!(h.cached_modules(), 2);
+    // Concurrent calls leave several instances; each plugin keeps at most two warm,
+    // both together at most three.
+    std::thread::scope(|s| {
+        for p in [&a, &a, &a, &b, &b, &b] {
+            s.spawn(move || {
+                for _ in 0..20 {
+                    assert!(p.call(b"{}", b"{}").outcome.is_ok());
+                }
+            });
+        }
+    });
+    assert!(a.warm_instances() <= 2 && b.warm_instances() <= 2);
+    assert!(h.warm_instances() <= 3, "{}", h.warm_instances());
+    assert_eq!(h.warm_instances(), a.warm_instances() + b.warm_instances());
+    drop(a);
+    assert_eq!(
+        h.warm_instances(),
+        b.warm_instances(),
+        "a's warm instances went with it"
+    );
+    assert_eq!(h.cached_modules(), 1, "nobody uses a's module any more");
 }

@@ -81,6 +81,8 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     pub max_body_bytes: usize,
+    /// Also accepted as `max_payload_size` (the roadmap's name).
+    #[serde(alias = "max_payload_size")]
     pub max_payload_bytes: usize,
     pub max_batch_events: usize,
     pub max_topic_bytes: usize,
@@ -90,10 +92,31 @@ pub struct ApiConfig {
     pub max_subscriptions_per_tenant: usize,
     pub max_topics_per_subscription: usize,
     pub max_queue_depth_per_tenant: u64,
+    /// Also accepted as `max_inflight_global` (the roadmap's name).
+    #[serde(alias = "max_inflight_global")]
     pub max_inflight_publishes: usize,
     pub overload_status: u16,
     pub overload_retry_after_secs: u64,
     pub write_timeout_secs: u64,
+    /// A request's headers must arrive within this (also the longest a kept-alive
+    /// connection may wait for its next request).
+    pub header_read_timeout_secs: u64,
+    /// A request's whole body must arrive within this.
+    pub body_read_timeout_secs: u64,
+    /// A connection with no bytes read or written for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Open client connections, all addresses (lowered to fit the process's file
+    /// descriptor limit minus `reserved_fds`).
+    pub max_connections: usize,
+    /// Open client connections from one IP address.
+    pub max_connections_per_ip: usize,
+    /// File descriptors kept free of client connections, for deliveries, the store
+    /// and the process itself.
+    pub reserved_fds: usize,
+    /// Most events one range replay may select.
+    pub max_replay_events: usize,
+    /// Most dead deliveries one `POST /v1/dlq/requeue` moves.
+    pub max_requeue: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -146,6 +169,19 @@ pub struct PluginsConfig {
     pub max_output_bytes: usize,
     /// Plugin instances alive at once (all plugins).
     pub max_instances: u32,
+    /// Warm instances one plugin version keeps between calls.
+    pub max_warm_per_plugin: usize,
+    /// Warm instances all plugins keep together (below `max_instances`, so calls
+    /// always find a free instance).
+    pub max_warm_total: usize,
+    /// Plugin calls running at once, all tenants (one plugin takes at most half).
+    pub max_concurrent_calls: usize,
+    /// Modules compiled at once (uploads, subscription saves).
+    pub max_concurrent_compiles: usize,
+    /// Plugin versions one tenant may store.
+    pub max_per_tenant: usize,
+    /// Bytes of plugin modules one tenant may store.
+    pub max_bytes_per_tenant: u64,
 }
 
 impl PluginsConfig {
@@ -158,6 +194,8 @@ impl PluginsConfig {
             max_output_bytes: self.max_output_bytes,
             max_module_bytes: self.max_module_bytes,
             max_instances: self.max_instances,
+            max_warm_per_plugin: self.max_warm_per_plugin,
+            max_warm_total: self.max_warm_total,
             ..gatepulse_plugin_host::Limits::default()
         }
     }
@@ -186,6 +224,8 @@ pub struct StreamConfig {
     pub hub_capacity: usize,
     /// Most stream connections at once (all tenants).
     pub max_clients: usize,
+    /// Most stream connections of one tenant.
+    pub max_clients_per_tenant: usize,
     /// Seconds between keepalive comments.
     pub keepalive_secs: u64,
     /// Base of the jittered `retry:` hint, in milliseconds.
@@ -206,6 +246,8 @@ pub struct RedbConfig {
     pub commit_max_batch: usize,
     pub commit_max_wait_us: u64,
     pub cache_size_mib: usize,
+    /// Writes waiting for the writer thread; more callers wait for room.
+    pub max_queued_writes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -226,6 +268,12 @@ pub struct DeliveryConfig {
     pub response_excerpt_bytes: usize,
     pub claim_batch: usize,
     pub reaper_interval_secs: u64,
+    /// Send every delivery through this HTTP(S) proxy (empty: connect directly). The
+    /// environment's HTTP_PROXY / HTTPS_PROXY / ALL_PROXY are never used.
+    pub proxy_url: String,
+    /// A queued delivery not sent for this long after it was due (its endpoint is
+    /// disabled, or its circuit stays open) goes to the DLQ. 0: it waits forever.
+    pub parked_max_age_secs: u64,
 }
 
 /// Complexity limits for subscription filters (`[filter]`), one key per field of
@@ -449,6 +497,24 @@ impl Config {
         }
         positive("plugins.max_module_bytes", pl.max_module_bytes)?;
         positive("plugins.max_output_bytes", pl.max_output_bytes)?;
+        positive("plugins.max_concurrent_calls", pl.max_concurrent_calls)?;
+        positive(
+            "plugins.max_concurrent_compiles",
+            pl.max_concurrent_compiles,
+        )?;
+        positive("plugins.max_per_tenant", pl.max_per_tenant)?;
+        if pl.max_warm_total >= pl.max_instances as usize {
+            return Err(invalid(
+                "plugins.max_warm_total",
+                "must be below plugins.max_instances (calls need free instances)",
+            ));
+        }
+        if pl.max_bytes_per_tenant < pl.max_module_bytes as u64 {
+            return Err(invalid(
+                "plugins.max_bytes_per_tenant",
+                "must be at least plugins.max_module_bytes",
+            ));
+        }
         let st = &self.stream;
         positive(
             "stream.backfill_max_events",
@@ -464,6 +530,7 @@ impl Config {
             return Err(invalid("stream.hub_capacity", "must be 16 to 65536"));
         }
         positive("stream.max_clients", st.max_clients)?;
+        positive("stream.max_clients_per_tenant", st.max_clients_per_tenant)?;
         if !(1..=64).contains(&st.write_groups) {
             return Err(invalid("stream.write_groups", "must be 1 to 64"));
         }

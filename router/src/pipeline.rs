@@ -11,10 +11,13 @@
 //! `deliver_original` fails open: the payload is sent untransformed.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use gatepulse_plugin_host::{CallError, Host, Outcome, Plugin};
+use tokio::sync::Semaphore;
+
+use gatepulse_plugin_host::{CallError, Host, LoadError, Outcome, Plugin};
 use gatepulse_transform::{CompileError, Context, Mapping, MappingLimits};
 use serde::Deserialize;
 use serde_json::Value;
@@ -82,12 +85,27 @@ pub enum SpecError {
     Store(#[from] StoreError),
 }
 
+/// A plugin version of one tenant: the unit of health, warm instances and quotas.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PluginKey {
+    pub tenant: TenantId,
+    pub name: String,
+    pub version: String,
+}
+
+/// A tenant's plugin version, loaded: shared by every subscription using it.
+#[derive(Debug)]
+struct Loaded {
+    plugin: Arc<Plugin>,
+    /// This plugin's share of the call slots: one busy plugin never takes them all.
+    calls: Semaphore,
+}
+
 /// One plugin stage, loaded.
 #[derive(Debug)]
 struct Stage {
-    name: String,
-    version: String,
-    plugin: Arc<Plugin>,
+    key: PluginKey,
+    loaded: Arc<Loaded>,
     config: Vec<u8>,
 }
 
@@ -126,28 +144,57 @@ pub struct StageReport {
     pub error: Option<String>,
 }
 
-/// Health of one plugin module: consecutive failures, disabled flag.
+/// Health of one tenant's plugin version: consecutive failures, disabled flag.
 #[derive(Debug, Default)]
 struct Health {
     failures: u32,
     disabled: bool,
-    /// The last call succeeded within [`INLINE_UNDER`]: the next runs on the calling
-    /// task instead of hopping to the blocking pool.
-    fast: bool,
 }
 
-/// A plugin whose last call succeeded this fast runs inline; any other call (the
-/// first, or after a slow or failed one) runs on the blocking pool, so a plugin that
-/// turns hostile holds a runtime thread at most once, for at most its deadline.
-const INLINE_UNDER: Duration = Duration::from_millis(5);
+/// What a subscription's transform is, as the delivery engine needs to know it.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// The subscription no longer exists: its deliveries must not be sent (they would
+    /// go out without the transform they were created under).
+    Deleted,
+    /// The subscription has no transform: the payload is sent as published.
+    Plain,
+    /// The subscription's compiled transform.
+    Transform(Arc<Pipeline>),
+}
+
+/// Most subscriptions whose lookup is cached; past it the cache starts over.
+const MAX_CACHED: usize = 100_000;
+
+/// How the pipelines share the machine (`[plugins]`).
+#[derive(Debug, Clone)]
+pub struct PipelineLimits {
+    pub mapping: MappingLimits,
+    /// Plugin calls running at once, all tenants; more wait their turn.
+    pub max_concurrent_calls: usize,
+    /// Plugin modules compiled at once (uploads and subscription saves).
+    pub max_concurrent_compiles: usize,
+}
 
 /// Compiled pipelines per subscription and the plugin sandbox.
 pub struct Pipelines {
     store: Arc<dyn Store>,
     host: Arc<Host>,
     mapping_limits: MappingLimits,
-    cache: Mutex<HashMap<SubscriptionId, Option<Arc<Pipeline>>>>,
-    health: Mutex<HashMap<String, Health>>,
+    cache: Mutex<HashMap<SubscriptionId, (TenantId, Lookup)>>,
+    /// Bumped by every invalidation, so a lookup read before a change is never cached
+    /// after it.
+    generation: AtomicU64,
+    /// Loaded plugins by tenant and version, shared by the subscriptions using them
+    /// while any does.
+    plugins: Mutex<HashMap<PluginKey, Weak<Loaded>>>,
+    health: Mutex<HashMap<PluginKey, Health>>,
+    /// Every plugin call runs on the blocking pool, never on a runtime thread; this
+    /// bounds how many at once.
+    calls: Semaphore,
+    /// Call slots one plugin may hold at once (half of `calls`).
+    calls_per_plugin: usize,
+    compiles: Semaphore,
 }
 
 impl std::fmt::Debug for Pipelines {
@@ -157,18 +204,78 @@ impl std::fmt::Debug for Pipelines {
 }
 
 impl Pipelines {
-    pub fn new(store: Arc<dyn Store>, host: Arc<Host>, mapping_limits: MappingLimits) -> Self {
+    pub fn new(store: Arc<dyn Store>, host: Arc<Host>, limits: PipelineLimits) -> Self {
         Self {
             store,
             host,
-            mapping_limits,
+            mapping_limits: limits.mapping,
             cache: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            plugins: Mutex::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
+            calls: Semaphore::new(limits.max_concurrent_calls.max(1)),
+            calls_per_plugin: (limits.max_concurrent_calls / 2).max(1),
+            compiles: Semaphore::new(limits.max_concurrent_compiles.max(1)),
         }
     }
 
     pub fn host(&self) -> &Arc<Host> {
         &self.host
+    }
+
+    /// Validates and compiles a module on the blocking pool, at most
+    /// `max_concurrent_compiles` at once (an upload, a subscription save).
+    pub async fn load_module(&self, wasm: Vec<u8>) -> Result<Arc<Plugin>, LoadError> {
+        let _permit = self
+            .compiles
+            .acquire()
+            .await
+            .map_err(|_| LoadError::Compile("the plugin host is shutting down".into()))?;
+        let host = self.host.clone();
+        tokio::task::spawn_blocking(move || host.load(&wasm))
+            .await
+            .map_err(|e| LoadError::Compile(format!("compiling: {e}")))?
+    }
+
+    /// The tenant's plugin version, loaded once and shared while in use.
+    async fn plugin(&self, key: &PluginKey, index: usize) -> Result<Arc<Loaded>, SpecError> {
+        if let Some(p) = self
+            .plugins
+            .lock()
+            .ok()
+            .and_then(|m| m.get(key).and_then(Weak::upgrade))
+        {
+            return Ok(p);
+        }
+        let Some(wasm) = self
+            .store
+            .get_plugin_module(&key.tenant, &key.name, &key.version)
+            .await?
+        else {
+            return Err(SpecError::UnknownPlugin {
+                index,
+                name: key.name.clone(),
+                version: key.version.clone(),
+            });
+        };
+        let plugin = self
+            .load_module(wasm)
+            .await
+            .map_err(|e| SpecError::PluginLoad {
+                index,
+                name: key.name.clone(),
+                version: key.version.clone(),
+                reason: e.to_string(),
+            })?;
+        let loaded = Arc::new(Loaded {
+            plugin,
+            calls: Semaphore::new(self.calls_per_plugin),
+        });
+        if let Ok(mut m) = self.plugins.lock() {
+            m.retain(|_, w| w.strong_count() > 0);
+            m.insert(key.clone(), Arc::downgrade(&loaded));
+        }
+        Ok(loaded)
     }
 
     /// Compiles a spec: the mapping, and every plugin loaded from the store.
@@ -196,31 +303,15 @@ impl Pipelines {
                     )));
                 }
             };
-            let Some(wasm) = self
-                .store
-                .get_plugin_module(tenant, &p.name, &p.version)
-                .await?
-            else {
-                return Err(SpecError::UnknownPlugin {
-                    index,
-                    name: p.name,
-                    version: p.version,
-                });
-            };
-            let host = self.host.clone();
-            let loaded = tokio::task::spawn_blocking(move || host.load(&wasm))
-                .await
-                .map_err(|e| SpecError::Shape(format!("loading plugin: {e}")))?;
-            let plugin = loaded.map_err(|e| SpecError::PluginLoad {
-                index,
-                name: p.name.clone(),
-                version: p.version.clone(),
-                reason: e.to_string(),
-            })?;
-            plugins.push(Stage {
+            let key = PluginKey {
+                tenant: tenant.clone(),
                 name: p.name,
                 version: p.version,
-                plugin,
+            };
+            let loaded = self.plugin(&key, index).await?;
+            plugins.push(Stage {
+                key,
+                loaded,
                 config,
             });
         }
@@ -231,34 +322,51 @@ impl Pipelines {
         })
     }
 
-    /// The pipeline of a subscription, compiled on first use and kept until the
-    /// subscription changes ([`Pipelines::invalidate`], called by the API on update
-    /// and delete); `None` when it has no transform (or is gone).
+    /// What a subscription's transform is: compiled on first use and kept until the
+    /// subscription changes ([`Pipelines::invalidate`], called by the API on update and
+    /// delete). A subscription that no longer exists is [`Lookup::Deleted`], never
+    /// "no transform".
     pub async fn for_subscription(
         &self,
         tenant: &TenantId,
         id: &SubscriptionId,
-    ) -> Result<Option<Arc<Pipeline>>, SpecError> {
-        if let Some(p) = self.cache.lock().ok().and_then(|c| c.get(id).cloned()) {
-            return Ok(p);
+    ) -> Result<Lookup, SpecError> {
+        if let Some((_, lookup)) = self.cache.lock().ok().and_then(|c| c.get(id).cloned()) {
+            return Ok(lookup);
         }
-        let Some(sub) = self.store.get_subscription(tenant, id).await? else {
-            return Ok(None);
+        let generation = self.generation.load(Ordering::SeqCst);
+        let lookup = match self.store.get_subscription(tenant, id).await? {
+            None => Lookup::Deleted,
+            Some(sub) => match &sub.transform {
+                None => Lookup::Plain,
+                Some(spec) => Lookup::Transform(Arc::new(self.compile(tenant, spec).await?)),
+            },
         };
-        let pipeline = match &sub.transform {
-            None => None,
-            Some(spec) => Some(Arc::new(self.compile(tenant, spec).await?)),
-        };
-        if let Ok(mut c) = self.cache.lock() {
-            c.insert(id.clone(), pipeline.clone());
+        if let Ok(mut c) = self.cache.lock()
+            && self.generation.load(Ordering::SeqCst) == generation
+        {
+            if c.len() >= MAX_CACHED {
+                c.clear();
+            }
+            c.insert(id.clone(), (tenant.clone(), lookup.clone()));
         }
-        Ok(pipeline)
+        Ok(lookup)
     }
 
     /// Forgets a subscription's compiled pipeline.
     pub fn invalidate(&self, id: &SubscriptionId) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut c) = self.cache.lock() {
             c.remove(id);
+        }
+    }
+
+    /// Forgets every compiled pipeline of a tenant (a plugin version was deleted: the
+    /// subscriptions naming it must compile again, and fail closed).
+    pub fn invalidate_tenant(&self, tenant: &TenantId) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut c) = self.cache.lock() {
+            c.retain(|_, (t, _)| t != tenant);
         }
     }
 
@@ -294,7 +402,7 @@ impl Pipelines {
             }
         }
         for stage in &pipeline.plugins {
-            let label = format!("plugin:{}@{}", stage.name, stage.version);
+            let label = format!("plugin:{}@{}", stage.key.name, stage.key.version);
             let started = Instant::now();
             let result = self.call(stage, event, &body, &label).await;
             let took = started.elapsed();
@@ -326,13 +434,12 @@ impl Pipelines {
         body: &[u8],
         label: &str,
     ) -> Result<Outcome, StageFailure> {
-        let sha = stage.plugin.sha256.clone();
-        let (disabled, fast) = self
+        let disabled = self
             .health
             .lock()
             .ok()
-            .and_then(|h| h.get(&sha).map(|h| (h.disabled, h.fast)))
-            .unwrap_or((false, false));
+            .and_then(|h| h.get(&stage.key).map(|h| h.disabled))
+            .unwrap_or(false);
         if disabled {
             return Err(StageFailure {
                 stage: label.to_owned(),
@@ -343,26 +450,36 @@ impl Pipelines {
             });
         }
         let input = plugin_input(event, body);
-        let report = if fast {
-            stage.plugin.call(&input, &stage.config)
-        } else {
-            let plugin = stage.plugin.clone();
-            let config = stage.config.clone();
-            tokio::task::spawn_blocking(move || plugin.call(&input, &config))
-                .await
-                .map_err(|e| StageFailure {
-                    stage: label.to_owned(),
-                    kind: "plugin_trap",
-                    detail: format!("{label}: {e}"),
-                })?
+        let unavailable = |e: String| StageFailure {
+            stage: label.to_owned(),
+            kind: "plugin_trap",
+            detail: format!("{label}: {e}"),
         };
+        // Plugins never run on a runtime thread: a payload that makes one slow holds
+        // a blocking-pool thread for at most its deadline, never the API's workers.
+        let _own = stage
+            .loaded
+            .calls
+            .acquire()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let _permit = self
+            .calls
+            .acquire()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let plugin = stage.loaded.plugin.clone();
+        let config = stage.config.clone();
+        let report = tokio::task::spawn_blocking(move || plugin.call(&input, &config))
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
         for line in &report.logs {
-            tracing::info!(plugin = label, level = line.level, message = %line.message, "plugin log");
+            tracing::info!(tenant_id = %stage.key.tenant, plugin = label, level = line.level,
+                message = %line.message, "plugin log");
         }
         let ok = report.outcome.is_ok();
         if let Ok(mut health) = self.health.lock() {
-            let h = health.entry(sha).or_default();
-            h.fast = ok && report.took < INLINE_UNDER;
+            let h = health.entry(stage.key.clone()).or_default();
             if ok {
                 h.failures = 0;
             } else {
@@ -371,6 +488,7 @@ impl Pipelines {
                     h.disabled = true;
                     telemetry::record_plugin_disabled();
                     tracing::error!(
+                        tenant_id = %stage.key.tenant,
                         plugin = label,
                         failures = h.failures,
                         "plugin disabled: it keeps failing"
@@ -385,11 +503,21 @@ impl Pipelines {
         })
     }
 
-    /// Forgets the health record of a module (a re-upload gets a fresh start).
-    pub fn reset_health(&self, sha256: &str) {
+    /// Forgets the health record of a tenant's plugin version (a re-upload gets a
+    /// fresh start).
+    pub fn reset_health(&self, key: &PluginKey) {
         if let Ok(mut h) = self.health.lock() {
-            h.remove(sha256);
+            h.remove(key);
         }
+    }
+
+    /// Whether a tenant's plugin version is disabled after repeated failures.
+    pub fn is_disabled(&self, key: &PluginKey) -> bool {
+        self.health
+            .lock()
+            .ok()
+            .and_then(|h| h.get(key).map(|h| h.disabled))
+            .unwrap_or(false)
     }
 }
 

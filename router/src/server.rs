@@ -96,9 +96,13 @@ pub async fn run(
     let pipelines = Arc::new(crate::pipeline::Pipelines::new(
         dyn_store.clone(),
         Arc::new(host),
-        gatepulse_transform::MappingLimits {
-            max_output_bytes: config.api.max_payload_bytes,
-            ..gatepulse_transform::MappingLimits::default()
+        crate::pipeline::PipelineLimits {
+            mapping: gatepulse_transform::MappingLimits {
+                max_output_bytes: config.api.max_payload_bytes,
+                ..gatepulse_transform::MappingLimits::default()
+            },
+            max_concurrent_calls: config.plugins.max_concurrent_calls,
+            max_concurrent_compiles: config.plugins.max_concurrent_compiles,
         },
     ));
     let (dispatch, dispatcher) = crate::dispatch::start(

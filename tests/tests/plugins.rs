@@ -624,3 +624,138 @@ async fn a_retry_sends_the_bytes_of_the_first_attempt_even_after_the_transform_c
         (Some(1), Some(2))
     );
 }
+
+/// A plugin's health belongs to one tenant's plugin version: a tenant that makes a
+/// module fail until it is disabled disables it for itself only, even when another
+/// tenant runs the very same bytes, and that tenant's upload resets nothing of the
+/// first tenant's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_disabled_by_one_tenant_keeps_running_for_another_with_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let gp = Gp::start(dir.path(), &[]).await.unwrap();
+    let (_, bad) = gp.tenant_with_key().await.unwrap();
+    let (_, good) = gp.tenant_with_key().await.unwrap();
+    let rx_bad = Receiver::start(Behaviour::Ok, None).await.unwrap();
+    let rx_good = Receiver::start(Behaviour::Ok, None).await.unwrap();
+    let (s, a) = upload(&gp, &bad, "redact", "redact", "1.0.0").await;
+    assert_eq!(s, StatusCode::CREATED, "{a}");
+    // `redact` refuses an empty field list on every call.
+    let (ep_bad, _, _) = subscribe(
+        &gp,
+        &bad,
+        &rx_bad,
+        "x.#",
+        Some(
+            json!({"plugins": [{"name": "redact", "version": "1.0.0", "config": {"fields": []}}]}),
+        ),
+    )
+    .await;
+    let failures = 55;
+    for n in 0..failures {
+        publish(&gp, &bad, "x.y", json!({"n": n})).await;
+    }
+    let ds = settled(&gp, &bad, &ep_bad, failures).await;
+    let mut kinds = HashMap::new();
+    for d in &ds {
+        let a = attempts(&gp, &bad, d).await;
+        *kinds
+            .entry(a[0]["error_kind"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    assert!(
+        kinds.get("plugin_disabled").copied().unwrap_or(0) > 0,
+        "the failing plugin was disabled for its tenant: {kinds:?}"
+    );
+    // The other tenant uploads the same bytes and runs them with a good config.
+    let (s, b) = upload(&gp, &good, "redact", "redact", "1.0.0").await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(a["sha256"], b["sha256"], "the very same module");
+    let (ep_good, _, _) = subscribe(
+        &gp,
+        &good,
+        &rx_good,
+        "x.#",
+        Some(json!({"plugins": [{"name": "redact", "version": "1.0.0", "config": {"fields": ["secret"]}}]})),
+    )
+    .await;
+    publish(&gp, &good, "x.y", json!({"secret": "s3cr3t", "keep": 1})).await;
+    let ds = settled(&gp, &good, &ep_good, 1).await;
+    assert_eq!(
+        ds[0]["status"],
+        "succeeded",
+        "{:?}",
+        attempts(&gp, &good, &ds[0]).await
+    );
+    let body: Value = serde_json::from_slice(&rx_good.requests()[0].body).unwrap();
+    assert_eq!(body["keep"], 1);
+    assert!(body.get("secret").is_none(), "{body}");
+    // The second upload did not give the first tenant's disabled plugin a new start.
+    publish(&gp, &bad, "x.y", json!({"n": "after"})).await;
+    let ds = settled(&gp, &bad, &ep_bad, failures + 1).await;
+    let last = ds
+        .iter()
+        .max_by_key(|d| d["id"].as_str().unwrap().to_owned())
+        .unwrap();
+    assert_eq!(
+        attempts(&gp, &bad, last).await[0]["error_kind"],
+        "plugin_disabled"
+    );
+    assert_eq!(rx_bad.count(), 0);
+}
+
+/// Plugin storage is bounded per tenant: versions and bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_uploads_stop_at_the_tenant_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let gp = Gp::start(dir.path(), &[("GATEPULSE_PLUGINS__MAX_PER_TENANT", "2")])
+        .await
+        .unwrap();
+    let (_, key) = gp.tenant_with_key().await.unwrap();
+    let (_, other) = gp.tenant_with_key().await.unwrap();
+    for v in ["1.0.0", "1.0.1"] {
+        let (s, p) = upload(&gp, &key, "redact", "redact", v).await;
+        assert_eq!(s, StatusCode::CREATED, "{p}");
+    }
+    let (s, p) = upload(&gp, &key, "redact", "redact", "1.0.2").await;
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (StatusCode::CONFLICT, Some("limit_reached")),
+        "{p}"
+    );
+    // Another tenant has its own quota.
+    let (s, _) = upload(&gp, &other, "redact", "redact", "1.0.0").await;
+    assert_eq!(s, StatusCode::CREATED);
+    // Deleting a version frees its place.
+    let (s, _) = gp
+        .call(&key, Method::DELETE, "/v1/plugins/redact/1.0.0", None)
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = upload(&gp, &key, "redact", "redact", "1.0.2").await;
+    assert_eq!(s, StatusCode::CREATED);
+
+    // A byte quota below two modules' size refuses the second.
+    drop(gp);
+    let size = plugins::wasm("redact").unwrap().len();
+    let dir = tempfile::tempdir().unwrap();
+    let limit = (size * 3 / 2).to_string();
+    let module_limit = size.to_string();
+    let gp = Gp::start(
+        dir.path(),
+        &[
+            ("GATEPULSE_PLUGINS__MAX_BYTES_PER_TENANT", &limit),
+            ("GATEPULSE_PLUGINS__MAX_MODULE_BYTES", &module_limit),
+        ],
+    )
+    .await
+    .unwrap();
+    let (_, key) = gp.tenant_with_key().await.unwrap();
+    let (s, _) = upload(&gp, &key, "redact", "redact", "1.0.0").await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, p) = upload(&gp, &key, "redact", "redact", "1.0.1").await;
+    assert_eq!(
+        (s, p["code"].as_str()),
+        (StatusCode::CONFLICT, Some("limit_reached")),
+        "{p}"
+    );
+}

@@ -21,7 +21,7 @@ pub struct DeliverySummary {
     pub event_id: String,
     pub subscription_id: String,
     pub endpoint_id: String,
-    /// `pending`, `in_flight`, `succeeded`, `retrying` or `dead`.
+    /// `pending`, `in_flight`, `succeeded`, `retrying`, `dead` or `cancelled`.
     pub status: String,
     pub attempt_count: u32,
     pub next_attempt_at: Option<String>,
@@ -82,7 +82,7 @@ pub struct DeliveryOut {
 pub struct DeliveryListParams {
     pub event_id: Option<String>,
     pub endpoint_id: Option<String>,
-    /// `pending`, `in_flight`, `succeeded`, `retrying` or `dead`.
+    /// `pending`, `in_flight`, `succeeded`, `retrying`, `dead` or `cancelled`.
     pub status: Option<String>,
     pub limit: Option<usize>,
     pub cursor: Option<String>,
@@ -114,7 +114,7 @@ pub async fn list_deliveries(
         Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_query",
-                "status must be pending, in_flight, succeeded, retrying or dead",
+                "status must be pending, in_flight, succeeded, retrying, dead or cancelled",
             )
         })?),
     };

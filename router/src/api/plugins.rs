@@ -17,7 +17,8 @@ use super::error::{ApiError, Problem};
 use super::extract::{ApiQuery, ListOut};
 use crate::auth::{Principal, Scope};
 use crate::clock::{now_ms, rfc3339};
-use crate::store::{PluginRecord, RECORD_VERSION};
+use crate::pipeline::PluginKey;
+use crate::store::{PluginQuota, PluginRecord, RECORD_VERSION};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -123,14 +124,13 @@ pub async fn upload_plugin(
             "a semantic version such as 1.0.0 or 1.1.0-beta.1",
         ));
     }
-    let host = state.pipelines.host().clone();
-    let module = wasm.clone();
-    let loaded = tokio::task::spawn_blocking(move || host.load(&module))
+    let plugin = state
+        .pipelines
+        .load_module(wasm.to_vec())
         .await
-        .map_err(|_| ApiError::internal())?;
-    let plugin = loaded.map_err(|e| {
-        ApiError::bad_request("invalid_plugin", format!("the module was refused: {e}"))
-    })?;
+        .map_err(|e| {
+            ApiError::bad_request("invalid_plugin", format!("the module was refused: {e}"))
+        })?;
     let record = PluginRecord {
         record_version: RECORD_VERSION,
         tenant_id: tenant.clone(),
@@ -142,11 +142,19 @@ pub async fn upload_plugin(
         sdk: plugin.meta.sdk.clone(),
         created_at: now_ms(),
     };
+    let quota = PluginQuota {
+        max_versions: state.config.plugins.max_per_tenant,
+        max_bytes: state.config.plugins.max_bytes_per_tenant,
+    };
     state
         .store
-        .create_plugin(record.clone(), wasm.to_vec())
+        .create_plugin(record.clone(), wasm.to_vec(), quota)
         .await?;
-    state.pipelines.reset_health(&record.sha256);
+    state.pipelines.reset_health(&PluginKey {
+        tenant: tenant.clone(),
+        name: record.name.clone(),
+        version: record.version.clone(),
+    });
     tracing::info!(tenant_id = %tenant, plugin = %record.name, version = %record.version,
         sha256 = %record.sha256, size = record.size, "plugin uploaded");
     Ok((StatusCode::CREATED, axum::Json(record.into())))
@@ -206,6 +214,14 @@ pub async fn delete_plugin(
         ));
     }
     state.store.delete_plugin(&tenant, &name, &version).await?;
+    // A subscription saved meanwhile must compile again (and fail closed), and a
+    // later upload of the same version starts with a clean record.
+    state.pipelines.invalidate_tenant(&tenant);
+    state.pipelines.reset_health(&PluginKey {
+        tenant: tenant.clone(),
+        name: name.clone(),
+        version: version.clone(),
+    });
     tracing::info!(tenant_id = %tenant, plugin = %name, version = %version, "plugin deleted");
     Ok(StatusCode::NO_CONTENT)
 }

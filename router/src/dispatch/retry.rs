@@ -20,6 +20,11 @@ pub enum AttemptResult {
     Refused,
     /// Nothing to send: a plugin dropped the delivery. It is done.
     Skipped,
+    /// Nothing may ever be sent: the subscription, endpoint or event is gone.
+    Cancelled,
+    /// GatePulse itself could not prepare the delivery for now (the store failed while
+    /// loading the subscription): nothing was sent; try again later.
+    Unavailable,
 }
 
 /// The decision for one attempt.
@@ -34,6 +39,8 @@ pub enum Verdict {
     GiveUp {
         disable_endpoint: bool,
     },
+    /// Stop without sending: the delivery is cancelled.
+    Cancel,
 }
 
 /// Classifies an attempt. 2xx succeeds; `410 Gone` gives up and disables the endpoint;
@@ -52,9 +59,10 @@ pub fn classify(result: &AttemptResult) -> Verdict {
         } => Verdict::Retry {
             at_least: *retry_after,
         },
-        AttemptResult::Status { .. } | AttemptResult::Transport => {
+        AttemptResult::Status { .. } | AttemptResult::Transport | AttemptResult::Unavailable => {
             Verdict::Retry { at_least: None }
         }
+        AttemptResult::Cancelled => Verdict::Cancel,
         AttemptResult::Refused => Verdict::GiveUp {
             disable_endpoint: false,
         },
@@ -79,6 +87,7 @@ impl RetryPolicy {
         match verdict {
             Verdict::Success => NextState::Succeeded,
             Verdict::GiveUp { .. } => NextState::Dead,
+            Verdict::Cancel => NextState::Cancelled,
             Verdict::Retry { at_least } => {
                 let Some(base) = self.schedule_secs.get(number.saturating_sub(1) as usize) else {
                     return NextState::Dead;
@@ -159,6 +168,12 @@ mod tests {
                 disable_endpoint: false
             }
         );
+        assert_eq!(classify(&AttemptResult::Cancelled), Verdict::Cancel);
+        assert_eq!(
+            classify(&AttemptResult::Unavailable),
+            Verdict::Retry { at_least: None },
+            "our own transient failure is retried, never dead-lettered"
+        );
     }
 
     #[test]
@@ -177,6 +192,10 @@ mod tests {
         assert_eq!(
             p.next(1, &Verdict::Success, 1_000, 0.5),
             NextState::Succeeded
+        );
+        assert_eq!(
+            p.next(1, &Verdict::Cancel, 1_000, 0.5),
+            NextState::Cancelled
         );
     }
 

@@ -13,7 +13,7 @@ use super::retry::{self, AttemptResult, Verdict};
 use super::{Ctx, LEASE_MARGIN_MS};
 use crate::clock::now_ms;
 use crate::ids::{AttemptId, EndpointId, TenantId};
-use crate::pipeline::{OnError, StageFailure, Transformed};
+use crate::pipeline::{Lookup, OnError, SpecError, StageFailure, Transformed};
 use crate::store::{
     Attempt, Claim, Claimed, Endpoint, EndpointKind, NextState, Outcome, RECORD_VERSION,
 };
@@ -69,7 +69,7 @@ pub(super) async fn claim(
     if cached.is_none() {
         match ctx.store.get_endpoint(&tenant, &endpoint).await {
             Ok(Some(ep)) => result.target = Some(Arc::new(Target::build(ep, &ctx, now))),
-            // Deleted: its remaining deliveries are claimed and settled as dead.
+            // Deleted: its remaining deliveries are claimed and cancelled.
             Ok(None) => result.target = None,
             Err(e) => {
                 result.error = Some(e.to_string());
@@ -123,12 +123,47 @@ impl Drop for SlotGuard {
     }
 }
 
-/// What one HTTP attempt produced.
+/// What one attempt produced.
 pub(super) struct Response {
     pub(super) result: AttemptResult,
     pub(super) status: Option<u16>,
     pub(super) excerpt: Option<String>,
     pub(super) error_kind: Option<String>,
+    /// The request reached (or was meant for) the endpoint: its answer, or its
+    /// failure to answer, is the endpoint's doing.
+    pub(super) sent: bool,
+}
+
+impl Response {
+    /// An attempt that ended before anything was sent.
+    fn without_sending(result: AttemptResult, kind: &str, detail: String) -> Self {
+        Self {
+            result,
+            status: None,
+            excerpt: Some(detail),
+            error_kind: Some(kind.to_owned()),
+            sent: false,
+        }
+    }
+}
+
+/// What a delivery's transform decided.
+pub(super) enum Prepared {
+    /// Send this body; `keep` is the transformed text to store for the retries.
+    Send {
+        body: bytes::Bytes,
+        keep: Option<String>,
+    },
+    /// A plugin dropped the delivery.
+    Dropped,
+    /// The delivery must never be sent (its subscription is gone: sending the payload
+    /// without the transform it was created under would bypass a privacy control).
+    Cancelled { kind: &'static str, detail: String },
+    /// The subscription could not be loaded now (a store failure): retry later.
+    Unavailable(String),
+    /// A stage failed and the subscription fails closed (the delivery goes to the DLQ
+    /// with the error).
+    Failed(StageFailure),
 }
 
 pub(super) async fn send(
@@ -157,29 +192,32 @@ pub(super) async fn send(
     // A transformed body to keep for retries.
     let mut keep: Option<String> = None;
     let response = match &target {
-        None => Response {
-            result: AttemptResult::Refused,
-            status: None,
-            excerpt: None,
-            error_kind: Some("endpoint_deleted".into()),
-        },
-        Some(rt) => match transform(&ctx, &tenant, &delivery, &event).await {
-            Ok(Some((body, transformed))) => {
-                keep = transformed;
-                attempt(&ctx, rt, &delivery, &event, number, body).await
+        None => Response::without_sending(
+            AttemptResult::Cancelled,
+            "endpoint_deleted",
+            "the endpoint was deleted; nothing was sent".into(),
+        ),
+        Some(t) => match prepare(&ctx, &tenant, &delivery, &event).await {
+            Prepared::Send { body, keep: k } => {
+                keep = k;
+                attempt(&ctx, t, &delivery, &event, number, body).await
             }
-            Ok(None) => Response {
-                result: AttemptResult::Skipped,
-                status: None,
-                excerpt: Some("dropped by a plugin; nothing was sent".into()),
-                error_kind: Some("dropped_by_plugin".into()),
-            },
-            Err(failure) => Response {
-                result: AttemptResult::Refused,
-                status: None,
-                excerpt: Some(failure.detail),
-                error_kind: Some(failure.kind.to_owned()),
-            },
+            Prepared::Dropped => Response::without_sending(
+                AttemptResult::Skipped,
+                "dropped_by_plugin",
+                "dropped by a plugin; nothing was sent".into(),
+            ),
+            Prepared::Cancelled { kind, detail } => {
+                Response::without_sending(AttemptResult::Cancelled, kind, detail)
+            }
+            Prepared::Unavailable(detail) => Response::without_sending(
+                AttemptResult::Unavailable,
+                "transform_unavailable",
+                detail,
+            ),
+            Prepared::Failed(failure) => {
+                Response::without_sending(AttemptResult::Refused, failure.kind, failure.detail)
+            }
         },
     };
     let elapsed = started.elapsed();
@@ -193,6 +231,7 @@ pub(super) async fn send(
         NextState::Succeeded => "success",
         NextState::Retry { .. } => "retry",
         NextState::Dead => "dead",
+        NextState::Cancelled => "cancelled",
     };
     telemetry::record_attempt(outcome_label, elapsed);
     if next == NextState::Succeeded {
@@ -233,7 +272,9 @@ pub(super) async fn send(
         }
     }
     if let Some(done) = guard.done.as_mut() {
-        done.success = Some(verdict == Verdict::Success);
+        // Only what the endpoint did moves its circuit breaker and health: a transform
+        // that failed or a cancelled delivery says nothing about the receiver.
+        done.success = response.sent.then_some(verdict == Verdict::Success);
         done.status = response.status;
         done.error = response.error_kind;
         done.at = finished;
@@ -249,33 +290,42 @@ pub(super) async fn send(
 
 /// The body to send: the payload through the subscription's transform pipeline, with
 /// the transformed text when a new one was computed (kept for the retries). A retry
-/// sends the body its first attempt computed. `Ok(None)`: a plugin dropped the
-/// delivery. `Err`: a stage failed and the subscription fails closed (the delivery
-/// goes to the DLQ with the error).
-pub(super) async fn transform(
+/// sends the body its first attempt computed. A delivery whose subscription is gone
+/// is cancelled, never sent untransformed.
+pub(super) async fn prepare(
     ctx: &Ctx,
     tenant: &TenantId,
     delivery: &crate::store::Delivery,
     event: &crate::store::Event,
-) -> Result<Option<(bytes::Bytes, Option<String>)>, StageFailure> {
+) -> Prepared {
     if let Some(kept) = &delivery.body {
-        return Ok(Some((bytes::Bytes::copy_from_slice(kept.as_bytes()), None)));
+        return Prepared::Send {
+            body: bytes::Bytes::copy_from_slice(kept.as_bytes()),
+            keep: None,
+        };
     }
-    let original = || {
-        Some((
-            bytes::Bytes::copy_from_slice(event.payload.get().as_bytes()),
-            None,
-        ))
+    let original = || Prepared::Send {
+        body: bytes::Bytes::copy_from_slice(event.payload.get().as_bytes()),
+        keep: None,
     };
     let pipeline = match ctx
         .pipelines
         .for_subscription(tenant, &delivery.subscription_id)
         .await
     {
-        Ok(None) => return Ok(original()),
-        Ok(Some(p)) => p,
+        Ok(Lookup::Plain) => return original(),
+        Ok(Lookup::Transform(p)) => p,
+        Ok(Lookup::Deleted) => {
+            return Prepared::Cancelled {
+                kind: "subscription_deleted",
+                detail: "the subscription was deleted before this delivery was sent; \
+                         nothing was sent"
+                    .into(),
+            };
+        }
+        Err(SpecError::Store(e)) => return Prepared::Unavailable(e.to_string()),
         Err(e) => {
-            return Err(StageFailure {
+            return Prepared::Failed(StageFailure {
                 stage: "transform".into(),
                 kind: "transform_unavailable",
                 detail: e.to_string(),
@@ -283,24 +333,24 @@ pub(super) async fn transform(
         }
     };
     match ctx.pipelines.run(&pipeline, event, None).await {
-        Ok(Transformed::Body(b)) => {
-            let text = String::from_utf8(b).map_err(|e| StageFailure {
+        Ok(Transformed::Body(b)) => match String::from_utf8(b) {
+            Ok(text) => Prepared::Send {
+                body: bytes::Bytes::copy_from_slice(text.as_bytes()),
+                keep: Some(text),
+            },
+            Err(e) => Prepared::Failed(StageFailure {
                 stage: "transform".into(),
                 kind: "transform_not_utf8",
                 detail: format!("the transformed body is not UTF-8: {e}"),
-            })?;
-            Ok(Some((
-                bytes::Bytes::copy_from_slice(text.as_bytes()),
-                Some(text),
-            )))
-        }
-        Ok(Transformed::Dropped { .. }) => Ok(None),
+            }),
+        },
+        Ok(Transformed::Dropped { .. }) => Prepared::Dropped,
         Err(failure) if pipeline.on_error == OnError::DeliverOriginal => {
             tracing::warn!(tenant_id = %tenant, delivery_id = %delivery.id, stage = %failure.stage,
                 error = %failure.detail, "transform failed; delivering the original payload (on_error = deliver_original)");
-            Ok(original())
+            original()
         }
-        Err(failure) => Err(failure),
+        Err(failure) => Prepared::Failed(failure),
     }
 }
 
@@ -313,11 +363,10 @@ pub(super) async fn attempt(
     number: u32,
     body: bytes::Bytes,
 ) -> Response {
+    // The endpoint's own settings forbid sending: that counts against it.
     let refused = |kind: &str, detail: String| Response {
-        result: AttemptResult::Refused,
-        status: None,
-        excerpt: Some(detail),
-        error_kind: Some(kind.to_owned()),
+        sent: true,
+        ..Response::without_sending(AttemptResult::Refused, kind, detail)
     };
     let inbox = rt.endpoint.kind == EndpointKind::Inbox;
     let url = match (&rt.url, inbox) {
@@ -370,8 +419,10 @@ pub(super) async fn attempt(
             return Response {
                 result: AttemptResult::Transport,
                 status: None,
-                excerpt: Some(error_chain(&e)),
+                // Endpoint URLs carry tokens (Slack, Teams): never store them.
+                excerpt: Some(strip_urls(&error_chain(&e.without_url()))),
                 error_kind: Some(kind.into()),
+                sent: true,
             };
         }
     };
@@ -408,6 +459,7 @@ pub(super) async fn attempt(
         status: Some(code),
         excerpt: (!excerpt.is_empty()).then(|| String::from_utf8_lossy(&excerpt).into_owned()),
         error_kind,
+        sent: true,
     }
 }
 
@@ -444,13 +496,13 @@ pub(super) async fn capture(
             status: None,
             excerpt: Some("captured by the inbox".into()),
             error_kind: None,
+            sent: true,
         },
-        Err(e) => Response {
-            result: AttemptResult::Transport,
-            status: None,
-            excerpt: Some(e.to_string()),
-            error_kind: Some("inbox_store_failed".into()),
-        },
+        Err(e) => Response::without_sending(
+            AttemptResult::Unavailable,
+            "inbox_store_failed",
+            e.to_string(),
+        ),
     }
 }
 
@@ -463,6 +515,38 @@ pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     s
+}
+
+/// Replaces every `scheme://…` run in `text` with `<url>`: an error message may quote
+/// the URL it failed on, and endpoint URLs often carry credentials in their path or
+/// query (Slack, Teams, signed URLs). Attempts are readable with `events:read`.
+pub(super) fn strip_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        // The scheme: the letters, digits, `+`, `-` and `.` right before `://`.
+        let head = &rest[..at];
+        let scheme_len = head
+            .bytes()
+            .rev()
+            .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+            .count();
+        let start = at - scheme_len;
+        out.push_str(&rest[..start]);
+        let tail = &rest[at + 3..];
+        let end = tail
+            .find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>' | ']'))
+            .unwrap_or(tail.len());
+        if scheme_len > 0 {
+            out.push_str("<url>");
+        } else {
+            out.push_str("://");
+            out.push_str(&tail[..end]);
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 pub(super) async fn disable_endpoint(
@@ -493,6 +577,33 @@ pub(super) async fn disable_endpoint(
         }
         Err(e) => {
             tracing::error!(tenant_id = %tenant, endpoint_id = %endpoint, error = %e, "disabling endpoint failed")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_stripped_from_error_text() {
+        for (text, want) in [
+            (
+                "error sending request for url (https://hooks.slack.com/services/T0/B0/XYZ)",
+                "error sending request for url (<url>)",
+            ),
+            (
+                "connect to http://10.0.0.1:8080/x?token=abc failed: refused",
+                "connect to <url> failed: refused",
+            ),
+            ("no url here: just a message", "no url here: just a message"),
+            ("odd ://thing stays", "odd ://thing stays"),
+            (
+                "two: a+b://x/y and HTTPS://Z.example/q\"",
+                "two: <url> and <url>\"",
+            ),
+        ] {
+            assert_eq!(strip_urls(text), want, "{text}");
         }
     }
 }

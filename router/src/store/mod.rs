@@ -351,8 +351,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn capture_inbox(&self, message: InboxMessage) -> StoreResult<()>;
 
     /// Stores a plugin version and its module; `AlreadyExists` when the tenant has
-    /// that name and version (versions are immutable).
-    async fn create_plugin(&self, plugin: PluginRecord, module: Vec<u8>) -> StoreResult<()>;
+    /// that name and version (versions are immutable), `LimitReached` when it would
+    /// take the tenant past `quota` (checked in the same transaction).
+    async fn create_plugin(
+        &self,
+        plugin: PluginRecord,
+        module: Vec<u8>,
+        quota: PluginQuota,
+    ) -> StoreResult<()>;
 
     /// The tenant's plugins, by name then version.
     async fn list_plugins(&self, tenant: &TenantId) -> StoreResult<Vec<PluginRecord>>;

@@ -136,15 +136,19 @@ pub enum DeliveryStatus {
     Succeeded,
     Retrying,
     Dead,
+    /// Never sent and never will be: its subscription or endpoint was deleted, or its
+    /// event is gone. Final, like `Succeeded`; the attempt says why.
+    Cancelled,
 }
 
 impl DeliveryStatus {
-    pub const ALL: [DeliveryStatus; 5] = [
+    pub const ALL: [DeliveryStatus; 6] = [
         Self::Pending,
         Self::InFlight,
         Self::Succeeded,
         Self::Retrying,
         Self::Dead,
+        Self::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -154,6 +158,7 @@ impl DeliveryStatus {
             Self::Succeeded => "succeeded",
             Self::Retrying => "retrying",
             Self::Dead => "dead",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -409,6 +414,8 @@ pub enum NextState {
     },
     /// Into the dead-letter queue.
     Dead,
+    /// Final without sending (see [`DeliveryStatus::Cancelled`]).
+    Cancelled,
 }
 
 /// The result of one attempt, written with its delivery's next state.
@@ -488,6 +495,15 @@ pub struct StreamRead {
     pub head: u64,
     /// The oldest cursor still stored, if any.
     pub oldest: Option<u64>,
+}
+
+/// How much plugin code one tenant may store.
+#[derive(Debug, Clone, Copy)]
+pub struct PluginQuota {
+    /// Plugin versions.
+    pub max_versions: usize,
+    /// Bytes of modules, counted per version.
+    pub max_bytes: u64,
 }
 
 /// An uploaded plugin version (its module is stored beside it, by sha256).

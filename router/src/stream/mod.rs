@@ -60,7 +60,7 @@ pub struct StatusData<'a> {
     pub event_id: &'a str,
     pub endpoint_id: &'a str,
     pub subscription_id: &'a str,
-    /// The delivery's status after the attempt: succeeded, retrying or dead.
+    /// The delivery's status after the attempt: succeeded, retrying, dead or cancelled.
     pub status: &'a str,
     pub attempt: u32,
     pub http_code: Option<u16>,

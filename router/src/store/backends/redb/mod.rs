@@ -39,9 +39,9 @@ use crate::ids::{DeliveryId, EndpointId, EventId, KeyId, SubscriptionId, TenantI
 use crate::store::{
     ApiKey, AppendLimits, Appended, Attempt, Claim, Claimed, Delivery, DeliveryQuery,
     DeliveryStatus, Endpoint, Event, EventQuery, InboxMessage, Mutation, NewEvent, Outcome, Page,
-    PageRequest, PluginRecord, PurgePolicy, PurgeReport, QueueCounts, QueueSignal, Replay,
-    ReplayDelivery, RequeueSelection, SnapshotManifest, StorageStats, Store, StoreError, StoreMeta,
-    StoreResult, StreamRead, Subscription, Tenant,
+    PageRequest, PluginQuota, PluginRecord, PurgePolicy, PurgeReport, QueueCounts, QueueSignal,
+    Replay, ReplayDelivery, RequeueSelection, SnapshotManifest, StorageStats, Store, StoreError,
+    StoreMeta, StoreResult, StreamRead, Subscription, Tenant,
 };
 use crate::stream::hub::StreamHub;
 
@@ -527,8 +527,13 @@ impl Store for RedbStore {
         self.list_inbox(tenant, endpoint, page).await
     }
 
-    async fn create_plugin(&self, plugin: PluginRecord, module: Vec<u8>) -> StoreResult<()> {
-        self.create_plugin(plugin, module).await
+    async fn create_plugin(
+        &self,
+        plugin: PluginRecord,
+        module: Vec<u8>,
+        quota: PluginQuota,
+    ) -> StoreResult<()> {
+        self.create_plugin(plugin, module, quota).await
     }
 
     async fn list_plugins(&self, tenant: &TenantId) -> StoreResult<Vec<PluginRecord>> {

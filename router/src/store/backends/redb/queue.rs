@@ -506,6 +506,7 @@ impl Hot<'_> {
             NextState::Succeeded => DeliveryStatus::Succeeded,
             NextState::Retry { .. } => DeliveryStatus::Retrying,
             NextState::Dead => DeliveryStatus::Dead,
+            NextState::Cancelled => DeliveryStatus::Cancelled,
         };
         self.transition(t, d.status, to);
         d.status = to;
@@ -524,7 +525,7 @@ impl Hot<'_> {
             NextState::Dead => {
                 self.dead.insert((t, id), d.endpoint_id.as_str())?;
             }
-            NextState::Succeeded => {}
+            NextState::Succeeded | NextState::Cancelled => {}
         }
         self.deliveries.insert((t, id), encode(&d)?.as_slice())?;
         self.attempts

@@ -7,8 +7,8 @@ use redb::ReadableTable;
 
 use crate::ids::{EndpointId, KeyId, SubscriptionId, TenantId};
 use crate::store::{
-    ApiKey, Endpoint, InboxMessage, Mutation, Page, PageRequest, PluginRecord, RECORD_VERSION,
-    StoreError, StoreResult, Subscription, Tenant,
+    ApiKey, Endpoint, InboxMessage, Mutation, Page, PageRequest, PluginQuota, PluginRecord,
+    RECORD_VERSION, StoreError, StoreResult, Subscription, Tenant,
 };
 
 use super::tables::*;
@@ -399,6 +399,7 @@ impl RedbStore {
         &self,
         plugin: PluginRecord,
         module: Vec<u8>,
+        quota: PluginQuota,
     ) -> StoreResult<()> {
         let record = encode(&plugin)?;
         self.write(move |txn| {
@@ -410,6 +411,26 @@ impl RedbStore {
             let key = (t, plugin.name.as_str(), plugin.version.as_str());
             if plugins.get(key)?.is_some() {
                 return Err(StoreError::AlreadyExists("plugin version"));
+            }
+            // The quota: at most `max_versions` rows to read, so this stays cheap.
+            let up = upper(t);
+            let (mut versions, mut bytes) = (0usize, plugin.size);
+            for row in plugins.range::<(&str, &str, &str)>((t, "", "")..(up.as_str(), "", ""))? {
+                let other: PluginRecord = decode("plugins", row?.1.value())?;
+                versions += 1;
+                bytes = bytes.saturating_add(other.size);
+                if versions >= quota.max_versions {
+                    return Err(StoreError::LimitReached {
+                        what: "plugin versions",
+                        limit: quota.max_versions,
+                    });
+                }
+            }
+            if bytes > quota.max_bytes {
+                return Err(StoreError::LimitReached {
+                    what: "bytes of plugin modules",
+                    limit: usize::try_from(quota.max_bytes).unwrap_or(usize::MAX),
+                });
             }
             plugins.insert(key, record.as_slice())?;
             txn.open_table(PLUGIN_MODULES)?

@@ -68,8 +68,10 @@ pub(super) fn purge(txn: &WriteTransaction, policy: &PurgePolicy) -> StoreResult
                 ds.push(decode("deliveries", row?.1.value())?);
             }
             let settled = ds.iter().all(|d| {
-                d.status == DeliveryStatus::Succeeded
-                    || (d.status == DeliveryStatus::Dead && d.updated_at < dead_before)
+                matches!(
+                    d.status,
+                    DeliveryStatus::Succeeded | DeliveryStatus::Cancelled
+                ) || (d.status == DeliveryStatus::Dead && d.updated_at < dead_before)
             });
             if !settled {
                 break; // this event (and so every later one) waits
