@@ -482,6 +482,18 @@ impl Config {
                 ),
             ));
         }
+        let proxy = &self.delivery.proxy_url;
+        if !proxy.is_empty() {
+            match url::Url::parse(proxy) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                _ => {
+                    return Err(invalid(
+                        "delivery.proxy_url",
+                        "must be an http:// or https:// URL naming the proxy, or empty",
+                    ));
+                }
+            }
+        }
         let pl = &self.plugins;
         if pl.fuel == 0 || !(1..=60_000).contains(&pl.deadline_ms) {
             return Err(invalid(

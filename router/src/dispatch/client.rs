@@ -1,6 +1,11 @@
 //! The outbound HTTP client: one pooled, keep-alive client for every endpoint, no
 //! redirects, and a resolver that refuses private addresses unless allowed, so the
 //! address checked is the address connected to (DNS pinning).
+//!
+//! Proxies: the environment's `HTTP_PROXY`, `HTTPS_PROXY` and `ALL_PROXY` are ignored
+//! (a proxy resolves the destination itself, where these checks never see it). An
+//! outbound proxy is only ever the explicit `delivery.proxy_url`; with it, the
+//! resolver checks only the proxy's own name and the proxy enforces destinations.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,13 +50,18 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Builds the shared delivery client.
+/// Builds the shared delivery client; `proxy` is `delivery.proxy_url` (empty: none).
 pub fn build(
     allow_private: bool,
     max_idle_per_host: usize,
+    proxy: &str,
 ) -> Result<reqwest::Client, reqwest::Error> {
     install_crypto_provider();
-    reqwest::Client::builder()
+    let builder = match proxy {
+        "" => reqwest::Client::builder().no_proxy(),
+        url => reqwest::Client::builder().proxy(reqwest::Proxy::all(url)?),
+    };
+    builder
         .user_agent(concat!("GatePulse/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
         .dns_resolver(Arc::new(GuardedResolver { allow_private }))

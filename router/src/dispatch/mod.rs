@@ -152,7 +152,7 @@ pub fn start(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(DispatchHandle, tokio::task::JoinHandle<()>), reqwest::Error> {
     let settings = Settings::from_config(config);
-    let client = client::build(settings.allow_private, 64)?;
+    let client = client::build(settings.allow_private, 64, &config.delivery.proxy_url)?;
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let signal = store.queue_signal();
     let shared = Arc::new(Shared::default());
