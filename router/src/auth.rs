@@ -40,16 +40,20 @@ pub enum Scope {
     DlqManage,
     #[serde(rename = "audit:read")]
     AuditRead,
+    /// Read `/v1/stats` (queues and endpoint health) without managing anything.
+    #[serde(rename = "stats:read")]
+    StatsRead,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 7] = [
         Self::EventsWrite,
         Self::EventsRead,
         Self::EndpointsManage,
         Self::ReplayWrite,
         Self::DlqManage,
         Self::AuditRead,
+        Self::StatsRead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +64,7 @@ impl Scope {
             Self::ReplayWrite => "replay:write",
             Self::DlqManage => "dlq:manage",
             Self::AuditRead => "audit:read",
+            Self::StatsRead => "stats:read",
         }
     }
 
@@ -115,6 +120,20 @@ impl Principal {
                 }
             }
         }
+    }
+
+    /// Like [`Principal::tenant_for`] for an operation that any one of `scopes` allows;
+    /// a key without any of them is refused naming the first.
+    pub fn tenant_for_any(&self, scopes: &[Scope]) -> Result<&TenantId, AuthError> {
+        let mut refusal = AuthError::TenantRequired;
+        for scope in scopes {
+            match self.tenant_for(*scope) {
+                Ok(t) => return Ok(t),
+                Err(e) if matches!(refusal, AuthError::TenantRequired) => refusal = e,
+                Err(_) => {}
+            }
+        }
+        Err(refusal)
     }
 
     /// Succeeds only for the admin token.

@@ -26,7 +26,7 @@ pub const DELIVERY_IN_FLIGHT: &str = "gatepulse_delivery_in_flight";
 pub const DELIVERY_QUEUE_DEPTH: &str = "gatepulse_delivery_queue_depth";
 pub const DELIVERY_RETRY_BACKLOG: &str = "gatepulse_delivery_retry_backlog";
 pub const DLQ_SIZE: &str = "gatepulse_dlq_size";
-pub const ENDPOINT_CIRCUIT_STATE: &str = "gatepulse_endpoint_circuit_state";
+pub const ENDPOINT_CIRCUITS: &str = "gatepulse_endpoint_circuits";
 pub const ENDPOINTS_AUTO_DISABLED_TOTAL: &str = "gatepulse_endpoints_auto_disabled_total";
 pub const OVERLOAD_DROPS_TOTAL: &str = "gatepulse_overload_drops_total";
 pub const COMPACTION_DURATION_SECONDS: &str = "gatepulse_compaction_duration_seconds";
@@ -55,7 +55,7 @@ pub const ALL_METRICS: &[&str] = &[
     DELIVERY_QUEUE_DEPTH,
     DELIVERY_RETRY_BACKLOG,
     DLQ_SIZE,
-    ENDPOINT_CIRCUIT_STATE,
+    ENDPOINT_CIRCUITS,
     ENDPOINTS_AUTO_DISABLED_TOTAL,
     OVERLOAD_DROPS_TOTAL,
     COMPACTION_DURATION_SECONDS,
@@ -151,8 +151,10 @@ fn describe() {
     describe_gauge!(DELIVERY_RETRY_BACKLOG, "Deliveries waiting for a retry.");
     describe_gauge!(DLQ_SIZE, "Deliveries in the dead-letter queue.");
     describe_gauge!(
-        ENDPOINT_CIRCUIT_STATE,
-        "Circuit breaker per endpoint: 0 closed, 1 half-open, 2 open."
+        ENDPOINT_CIRCUITS,
+        "Endpoints with recent delivery activity, by circuit breaker state (label state: \
+         closed, half_open, open). Per-endpoint state is in /v1/stats, not here: endpoint \
+         ids as labels would be unbounded and readable by anyone who can scrape."
     );
     describe_counter!(
         ENDPOINTS_AUTO_DISABLED_TOTAL,
@@ -289,8 +291,11 @@ pub fn set_queue(pending: u64, retrying: u64, dead: u64) {
     gauge!(DLQ_SIZE).set(dead as f64);
 }
 
-pub fn set_circuit(endpoint: &str, value: f64) {
-    gauge!(ENDPOINT_CIRCUIT_STATE, "endpoint_id" => endpoint.to_owned()).set(value);
+/// How many endpoints' circuits are in each state.
+pub fn set_circuits(closed: u64, half_open: u64, open: u64) {
+    gauge!(ENDPOINT_CIRCUITS, "state" => "closed").set(closed as f64);
+    gauge!(ENDPOINT_CIRCUITS, "state" => "half_open").set(half_open as f64);
+    gauge!(ENDPOINT_CIRCUITS, "state" => "open").set(open as f64);
 }
 
 /// The stream client gauge, moved by one connection opening or closing.

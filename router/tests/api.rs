@@ -989,6 +989,75 @@ async fn stats_show_a_tenant_its_queue_and_the_admin_every_tenant() {
 }
 
 #[tokio::test]
+async fn stats_need_stats_read_or_endpoints_manage() {
+    let s = TestServer::start().await;
+    let (_, reader) = s.tenant_with_key(&["events:read"]).await;
+    let (st, p) = s.call(&reader, Method::GET, "/v1/stats", None).await;
+    assert_eq!(
+        (st, p["code"].as_str(), p["scope"].as_str()),
+        (
+            StatusCode::FORBIDDEN,
+            Some("missing_scope"),
+            Some("stats:read")
+        ),
+        "{p}"
+    );
+    for scopes in [&["stats:read"][..], &["endpoints:manage"][..]] {
+        let (_, key) = s.tenant_with_key(scopes).await;
+        let (st, p) = s.call(&key, Method::GET, "/v1/stats", None).await;
+        assert_eq!(st, StatusCode::OK, "{scopes:?}: {p}");
+    }
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn hop_by_hop_and_reserved_header_names_are_refused_as_custom_headers() {
+    let s = TestServer::start().await;
+    let (_, key) = s.tenant_with_key(ALL).await;
+    for name in [
+        "te",
+        "Upgrade",
+        "keep-alive",
+        "expect",
+        "trailer",
+        "proxy-authorization",
+        "proxy-connection",
+        "Connection",
+        "transfer-encoding",
+        "host",
+        "webhook-signature",
+        "gatepulse-topic",
+    ] {
+        let (st, p) = s
+            .call(
+                &key,
+                Method::POST,
+                "/v1/endpoints",
+                Some(json!({"url": "https://example.com/h", "headers": {name: "x"}})),
+            )
+            .await;
+        assert_eq!(
+            (st, p["field"].as_str()),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(format!("headers/{name}").as_str())
+            ),
+            "{name}: {p}"
+        );
+    }
+    let (st, _) = s
+        .call(
+            &key,
+            Method::POST,
+            "/v1/endpoints",
+            Some(json!({"url": "https://example.com/h", "headers": {"authorization": "Bearer t", "x-tenant": "1"}})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    s.shutdown().await;
+}
+
+#[tokio::test]
 async fn the_admin_sets_and_clears_a_tenants_retention_overrides() {
     let s = TestServer::start().await;
     let (tid, key) = s.tenant_with_key(ALL).await;

@@ -30,17 +30,6 @@ pub const MAX_IN_FLIGHT: u32 = 1_000;
 pub const MAX_RETRY_STEPS: usize = 20;
 pub const MAX_RETRY_DELAY_SECS: u32 = 7 * 24 * 3600;
 
-/// Header names GatePulse sets itself; an endpoint cannot override them.
-const RESERVED_HEADERS: &[&str] = &[
-    "content-type",
-    "content-length",
-    "host",
-    "transfer-encoding",
-    "connection",
-    "user-agent",
-];
-const RESERVED_PREFIXES: &[&str] = &["webhook-", "gatepulse-"];
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointIn {
@@ -164,12 +153,10 @@ fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> 
                 "is not a valid header name",
             ));
         }
-        if RESERVED_HEADERS.contains(&lower.as_str())
-            || RESERVED_PREFIXES.iter().any(|p| lower.starts_with(p))
-        {
+        if crate::dispatch::is_reserved_header(&lower) {
             return Err(ApiError::invalid_field(
                 &field,
-                "is set by GatePulse and cannot be overridden",
+                "is set by GatePulse or is a hop-by-hop header; it cannot be a custom header",
             ));
         }
         if value.len() > MAX_HEADER_VALUE || HeaderValue::from_str(value).is_err() {
@@ -462,8 +449,11 @@ pub async fn delete_endpoint(
     let id = endpoint_id(&raw)?;
     let subs = state.store.delete_endpoint(&tenant, &id).await?;
     state.ingest.invalidate(&tenant);
-    // Its queued deliveries are settled as dead (`endpoint_deleted`).
-    state.dispatch.endpoint_changed(tenant.clone(), id.clone());
+    for sub in &subs {
+        state.pipelines.invalidate(sub);
+    }
+    // Its queued deliveries are cancelled (`endpoint_deleted`).
+    state.dispatch.endpoint_removed(tenant.clone(), id.clone());
     tracing::info!(tenant_id = %tenant, endpoint_id = %id, subscriptions = subs.len(), "endpoint deleted");
     Ok(StatusCode::NO_CONTENT)
 }

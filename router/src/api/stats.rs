@@ -1,6 +1,6 @@
 //! `GET /v1/stats`: queue depth, in flight, retry backlog, DLQ size and per-endpoint
-//! health (SPEC OPS-4). A tenant's key sees its tenant; the admin token sees every
-//! tenant (or one, with `GatePulse-Tenant`).
+//! health (SPEC OPS-4). A tenant's key with `stats:read` or `endpoints:manage` sees its
+//! tenant; the admin token sees every tenant (or one, with `GatePulse-Tenant`).
 
 use axum::Router;
 use axum::extract::State;
@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::{ApiError, Problem};
-use crate::auth::Principal;
+use crate::auth::{Principal, Scope};
 use crate::clock::rfc3339;
 use crate::ids::TenantId;
 use crate::store::{PageRequest, QueueCounts};
@@ -113,12 +113,13 @@ async fn tenant_stats(state: &AppState, tenant: &TenantId) -> Result<StatsOut, A
 /// Queue and delivery statistics.
 #[utoipa::path(get, path = "/v1/stats", tag = "operations",
     responses((status = 200, body = StatsOut), (status = "4XX", body = Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["stats:read"]), ("bearer" = ["endpoints:manage"])))]
 pub async fn get_stats(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<axum::Json<StatsOut>, ApiError> {
-    if let Some(tenant) = principal.tenant() {
+    if principal.tenant().is_some() {
+        let tenant = principal.tenant_for_any(&[Scope::StatsRead, Scope::EndpointsManage])?;
         return Ok(axum::Json(tenant_stats(&state, tenant).await?));
     }
     let total = state.store.queue_counts(None).await?;

@@ -75,16 +75,20 @@ pub async fn stream(
         }
     };
     let streams = state.streams.clone();
-    let Some(slot) = streams.admit() else {
-        return Err(ApiError::unavailable(
-            "too_many_streams",
-            format!(
+    let slot = streams.admit(&tenant).map_err(|refused| {
+        let detail = match refused {
+            session::Refused::Server => format!(
                 "this server serves at most {} stream connections (stream.max_clients)",
                 streams.config.max_clients
             ),
-            5,
-        ));
-    };
+            session::Refused::Tenant => format!(
+                "this tenant has {} stream connections open, its limit \
+                 (stream.max_clients_per_tenant)",
+                streams.config.max_clients_per_tenant
+            ),
+        };
+        ApiError::unavailable("too_many_streams", detail, 5)
+    })?;
     let req = Request {
         tenant,
         topic,

@@ -69,7 +69,7 @@ pub struct TenantPatch {
 pub struct KeyIn {
     pub name: String,
     /// At least one of `events:write`, `events:read`, `endpoints:manage`,
-    /// `replay:write`, `dlq:manage`, `audit:read`.
+    /// `replay:write`, `dlq:manage`, `audit:read`, `stats:read`.
     pub scopes: Vec<Scope>,
 }
 

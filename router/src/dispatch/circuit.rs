@@ -28,15 +28,6 @@ impl CircuitState {
             Self::HalfOpen => "half_open",
         }
     }
-
-    /// For the `gatepulse_endpoint_circuit_state` gauge.
-    pub fn gauge(self) -> f64 {
-        match self {
-            Self::Closed => 0.0,
-            Self::HalfOpen => 1.0,
-            Self::Open { .. } => 2.0,
-        }
-    }
 }
 
 #[derive(Debug, Clone)]

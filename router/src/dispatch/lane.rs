@@ -7,11 +7,38 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::Ctx;
-use super::circuit::Breaker;
+use super::circuit::{Breaker, CircuitState};
 use super::retry::RetryPolicy;
 use super::signing::Signer;
 use crate::destination;
 use crate::store::Endpoint;
+
+/// Header names an endpoint's custom headers may not use: the ones GatePulse sets
+/// itself, and the hop-by-hop and proxy headers (RFC 9110 §7.6.1), which would change
+/// how the request travels rather than what it says (`expect` stalls a request,
+/// `upgrade` and `te` change the protocol, `proxy-authorization` leaks to proxies).
+const RESERVED_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "host",
+    "user-agent",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+const RESERVED_PREFIXES: &[&str] = &["webhook-", "gatepulse-"];
+
+/// Whether `lower` (a lowercase header name) may not be a custom endpoint header.
+pub fn is_reserved_header(lower: &str) -> bool {
+    RESERVED_HEADERS.contains(&lower) || RESERVED_PREFIXES.iter().any(|p| lower.starts_with(p))
+}
 
 /// An endpoint's settings prepared for sending.
 #[derive(Debug)]
@@ -53,6 +80,10 @@ impl Target {
         });
         let mut headers = HeaderMap::new();
         for (k, v) in &endpoint.headers {
+            // Stored before the rule existed, perhaps: never send one of these.
+            if is_reserved_header(&k.to_ascii_lowercase()) {
+                continue;
+            }
             if let (Ok(name), Ok(value)) = (
                 HeaderName::from_bytes(k.as_bytes()),
                 HeaderValue::from_str(v),
@@ -141,11 +172,90 @@ pub(super) struct Lane {
     /// store announced new work): a freed slot should trigger another claim. When
     /// false, only an announcement or the next-due timer brings the lane back.
     pub(super) backlog: bool,
+    /// The circuit state last counted in [`CircuitCounts`].
+    pub(super) circuit: &'static str,
+    /// Last claim or outcome: an idle lane is dropped after a while.
+    pub(super) last_used: Instant,
+}
+
+impl Lane {
+    pub(super) fn new(breaker: Breaker) -> Self {
+        Self {
+            target: None,
+            loaded_at: None,
+            in_flight: 0,
+            claiming: false,
+            breaker,
+            bucket: None,
+            disabling: false,
+            backlog: true,
+            circuit: CircuitState::Closed.as_str(),
+            last_used: Instant::now(),
+        }
+    }
+
+    /// Nothing in flight, nothing known to wait, a closed circuit without failures
+    /// and unused for `idle`: dropping the lane loses nothing (the next announcement
+    /// or timer makes a new one).
+    pub(super) fn is_idle(&self, idle: Duration) -> bool {
+        self.in_flight == 0
+            && !self.claiming
+            && !self.backlog
+            && !self.disabling
+            && self.breaker.state() == CircuitState::Closed
+            && self.breaker.consecutive_failures() == 0
+            && self.last_used.elapsed() >= idle
+    }
+}
+
+/// Lanes per circuit state, for the `gatepulse_endpoint_circuits` gauge.
+#[derive(Debug, Default)]
+pub(super) struct CircuitCounts {
+    closed: u64,
+    half_open: u64,
+    open: u64,
+}
+
+impl CircuitCounts {
+    fn slot(&mut self, state: &str) -> &mut u64 {
+        match state {
+            "open" => &mut self.open,
+            "half_open" => &mut self.half_open,
+            _ => &mut self.closed,
+        }
+    }
+
+    /// A lane was created (`from` None), changed state or was dropped (`to` None).
+    pub(super) fn moved(&mut self, from: Option<&str>, to: Option<&str>) {
+        if from == to {
+            return;
+        }
+        if let Some(f) = from {
+            let n = self.slot(f);
+            *n = n.saturating_sub(1);
+        }
+        if let Some(t) = to {
+            *self.slot(t) += 1;
+        }
+        crate::telemetry::set_circuits(self.closed, self.half_open, self.open);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn circuit_counts_follow_lanes() {
+        let mut c = CircuitCounts::default();
+        c.moved(None, Some("closed"));
+        c.moved(None, Some("closed"));
+        c.moved(Some("closed"), Some("open"));
+        assert_eq!((c.closed, c.half_open, c.open), (1, 0, 1));
+        c.moved(Some("open"), Some("half_open"));
+        c.moved(Some("closed"), None);
+        assert_eq!((c.closed, c.half_open, c.open), (0, 1, 0));
+    }
 
     #[test]
     fn token_bucket_refills_at_its_rate_and_caps_at_one_second() {

@@ -18,11 +18,12 @@ pub mod circuit;
 pub mod client;
 mod health;
 pub use health::Health;
+pub use lane::is_reserved_header;
 mod lane;
 pub mod retry;
 mod send;
 
-use lane::{Bucket, Lane};
+use lane::{Bucket, CircuitCounts, Lane};
 use send::{ClaimResult, Done, claim, disable_endpoint, send};
 pub mod signing;
 
@@ -41,11 +42,13 @@ use crate::ingest::Ingest;
 use crate::pipeline::Pipelines;
 use crate::store::{QueueSignal, Store};
 use crate::telemetry;
-use circuit::{Breaker, BreakerConfig, Permit};
+use circuit::{Breaker, BreakerConfig, CircuitState, Permit};
 use retry::RetryPolicy;
 
 /// How long a lease outlives the endpoint's timeout before the reaper may reclaim it.
 const LEASE_MARGIN_MS: i64 = 60_000;
+/// A lane unused this long (and with nothing to remember) is dropped.
+const LANE_IDLE: Duration = Duration::from_secs(600);
 /// How long an endpoint's settings are cached before they are read again.
 const TARGET_TTL: Duration = Duration::from_secs(1);
 
@@ -73,6 +76,15 @@ impl DispatchHandle {
             .ok()
             .and_then(|h| h.get(endpoint).cloned())
             .unwrap_or_default()
+    }
+
+    /// Forgets a deleted endpoint's health; its lane learns of the deletion at its next
+    /// claim (its queued deliveries are then cancelled).
+    pub fn endpoint_removed(&self, tenant: TenantId, endpoint: EndpointId) {
+        if let Ok(mut health) = self.shared.health.lock() {
+            health.remove(&endpoint);
+        }
+        self.endpoint_changed(tenant, endpoint);
     }
 
     /// Tells the engine an endpoint's settings changed: the next attempt uses the new
@@ -177,6 +189,7 @@ pub fn start(
         timer_of: HashMap::new(),
         in_flight_total: 0,
         claims: JoinSet::new(),
+        circuits: CircuitCounts::default(),
     };
     let task = tokio::spawn(engine.run(done_rx, shutdown));
     Ok((DispatchHandle { shared, signal }, task))
@@ -194,6 +207,7 @@ struct Engine {
     timer_of: HashMap<EndpointId, i64>,
     in_flight_total: usize,
     claims: JoinSet<ClaimResult>,
+    circuits: CircuitCounts,
 }
 
 impl Engine {
@@ -314,7 +328,15 @@ impl Engine {
         if self.timer_of.get(&endpoint).is_some_and(|t| *t <= at) {
             return;
         }
-        self.timer_of.insert(endpoint.clone(), at);
+        // The later timer this one replaces goes, so timers never pile up.
+        if let Some(old) = self.timer_of.insert(endpoint.clone(), at)
+            && let Some(entries) = self.timers.get_mut(&old)
+        {
+            entries.retain(|(_, e)| e != &endpoint);
+            if entries.is_empty() {
+                self.timers.remove(&old);
+            }
+        }
         self.timers.entry(at).or_default().push((tenant, endpoint));
     }
 
@@ -351,16 +373,15 @@ impl Engine {
         let global_free = settings
             .max_in_flight_global
             .saturating_sub(self.in_flight_total);
-        let lane = self.lanes.entry(endpoint.clone()).or_insert_with(|| Lane {
-            target: None,
-            loaded_at: None,
-            in_flight: 0,
-            claiming: false,
-            breaker: Breaker::new(settings.breaker),
-            bucket: None,
-            disabling: false,
-            backlog: true,
-        });
+        let lane = match self.lanes.entry(endpoint.clone()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                self.circuits
+                    .moved(None, Some(CircuitState::Closed.as_str()));
+                e.insert(Lane::new(Breaker::new(settings.breaker)))
+            }
+        };
+        lane.last_used = Instant::now();
         if lane.claiming {
             return; // the claim in progress looks again when it returns
         }
@@ -491,8 +512,11 @@ impl Engine {
             Some(false) => lane.breaker.on_failure(done.at),
             None => {}
         }
+        lane.last_used = Instant::now();
         let circuit = lane.breaker.state();
-        telemetry::set_circuit(done.endpoint.as_str(), circuit.gauge());
+        self.circuits
+            .moved(Some(lane.circuit), Some(circuit.as_str()));
+        lane.circuit = circuit.as_str();
         let mut disable = done.disable.clone();
         if disable.is_none()
             && auto_disable_after > 0
@@ -550,5 +574,27 @@ impl Engine {
         if let Ok(c) = self.ctx.store.queue_counts(None).await {
             telemetry::set_queue(c.pending, c.retrying, c.dead);
         }
+        self.prune_lanes();
+    }
+
+    /// Drops lanes idle for [`LANE_IDLE`], so an engine that saw many endpoints once
+    /// does not keep a lane for each forever.
+    fn prune_lanes(&mut self) {
+        let idle: Vec<EndpointId> = self
+            .lanes
+            .iter()
+            .filter(|(e, lane)| {
+                lane.is_idle(LANE_IDLE)
+                    && !self.in_ready.contains(*e)
+                    && !self.timer_of.contains_key(*e)
+            })
+            .map(|(e, _)| e.clone())
+            .collect();
+        for e in idle {
+            if let Some(lane) = self.lanes.remove(&e) {
+                self.circuits.moved(Some(lane.circuit), None);
+            }
+        }
+        self.lanes.shrink_to(self.lanes.len() * 2);
     }
 }

@@ -57,7 +57,19 @@ fn chunk_bytes(config: &StreamConfig) -> usize {
 pub struct Streams {
     pub config: StreamConfig,
     open: AtomicUsize,
+    /// Open connections per tenant (entries go when a tenant's last one closes), so
+    /// that one tenant cannot take every slot.
+    per_tenant: std::sync::Mutex<std::collections::HashMap<TenantId, usize>>,
     stop: watch::Receiver<bool>,
+}
+
+/// Why a connection was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// `stream.max_clients` connections are open.
+    Server,
+    /// The tenant has `stream.max_clients_per_tenant` open.
+    Tenant,
 }
 
 /// Why a session ended.
@@ -84,15 +96,17 @@ impl End {
     }
 }
 
-/// One admitted connection; frees its slot when dropped.
+/// One admitted connection; frees its slots when dropped.
 #[derive(Debug)]
 pub struct Slot {
     streams: Arc<Streams>,
+    tenant: TenantId,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         self.streams.open.fetch_sub(1, Ordering::AcqRel);
+        self.streams.release_tenant(&self.tenant);
         telemetry::stream_clients(-1.0);
     }
 }
@@ -102,21 +116,48 @@ impl Streams {
         Self {
             config,
             open: AtomicUsize::new(0),
+            per_tenant: std::sync::Mutex::new(std::collections::HashMap::new()),
             stop,
         }
     }
 
-    /// Admits one more connection, or `None` at `max_clients`.
-    pub fn admit(self: &Arc<Self>) -> Option<Slot> {
+    /// Admits one more connection of `tenant`, or says which limit refused it.
+    pub fn admit(self: &Arc<Self>, tenant: &TenantId) -> Result<Slot, Refused> {
+        {
+            let mut per_tenant = self
+                .per_tenant
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mine = per_tenant.entry(tenant.clone()).or_insert(0);
+            if *mine >= self.config.max_clients_per_tenant {
+                return Err(Refused::Tenant);
+            }
+            *mine += 1;
+        }
         let before = self.open.fetch_add(1, Ordering::AcqRel);
         if before >= self.config.max_clients {
             self.open.fetch_sub(1, Ordering::AcqRel);
-            return None;
+            self.release_tenant(tenant);
+            return Err(Refused::Server);
         }
         telemetry::stream_clients(1.0);
-        Some(Slot {
+        Ok(Slot {
             streams: self.clone(),
+            tenant: tenant.clone(),
         })
+    }
+
+    fn release_tenant(&self, tenant: &TenantId) {
+        let mut per_tenant = self
+            .per_tenant
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = per_tenant.get_mut(tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per_tenant.remove(tenant);
+            }
+        }
     }
 
     pub fn open_connections(&self) -> usize {
@@ -574,5 +615,33 @@ impl Session<'_> {
                 Err(End::SlowClient)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_tenant_cannot_take_every_stream_slot() {
+        let mut config =
+            crate::config::Config::defaults_for_dev("/nonexistent".into(), String::new())
+                .unwrap()
+                .stream;
+        config.max_clients = 3;
+        config.max_clients_per_tenant = 2;
+        let (_tx, stop) = watch::channel(false);
+        let streams = Arc::new(Streams::new(config, stop));
+        let (a, b) = (TenantId::generate(1), TenantId::generate(2));
+        let a1 = streams.admit(&a).unwrap();
+        let _a2 = streams.admit(&a).unwrap();
+        assert_eq!(streams.admit(&a).unwrap_err(), Refused::Tenant);
+        let _b1 = streams.admit(&b).unwrap();
+        assert_eq!(streams.admit(&b).unwrap_err(), Refused::Server);
+        assert_eq!(streams.open_connections(), 3);
+        drop(a1);
+        let _b2 = streams.admit(&b).unwrap();
+        assert_eq!(streams.admit(&b).unwrap_err(), Refused::Tenant);
+        assert_eq!(streams.open_connections(), 3);
     }
 }
