@@ -457,6 +457,12 @@ impl Config {
                 "must be between 1 and 65536",
             ));
         }
+        if !(1..=1 << 24).contains(&self.redb.max_queued_writes) {
+            return Err(invalid(
+                "redb.max_queued_writes",
+                "must be between 1 and 16777216",
+            ));
+        }
         if self.redb.commit_max_wait_us > 100_000 {
             return Err(invalid(
                 "redb.commit_max_wait_us",

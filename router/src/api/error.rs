@@ -176,6 +176,14 @@ impl From<StoreError> for ApiError {
             StoreError::Closed => {
                 Self::unavailable("shutting_down", "the server is shutting down", 5)
             }
+            StoreError::Failed(reason) => {
+                tracing::error!(reason = %reason, "store failed");
+                Self::unavailable(
+                    "store_failed",
+                    "the store can no longer write; the server must be restarted (see its log)",
+                    5,
+                )
+            }
             other => {
                 tracing::error!(error = %other, "store error");
                 Self::unavailable(

@@ -21,18 +21,26 @@ pub struct HealthOut {
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, body = HealthOut)))]
-pub async fn get_healthz() -> axum::Json<HealthOut> {
-    axum::Json(HealthOut {
+    responses((status = 200, body = HealthOut), (status = 503, body = Problem)))]
+pub async fn get_healthz(State(state): State<AppState>) -> Result<axum::Json<HealthOut>, ApiError> {
+    // A store that can no longer write makes the process useless: a supervisor
+    // (systemd, Kubernetes) should restart it rather than keep routing to it.
+    if let Some(reason) = state.store.failure() {
+        return Err(ApiError::unavailable("store_failed", reason, 5));
+    }
+    Ok(axum::Json(HealthOut {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
-    })
+    }))
 }
 
 /// Readiness: the store is open for writes and the server accepts traffic.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = HealthOut), (status = 503, body = Problem)))]
 pub async fn get_readyz(State(state): State<AppState>) -> Result<axum::Json<HealthOut>, ApiError> {
+    if let Some(reason) = state.store.failure() {
+        return Err(ApiError::unavailable("store_failed", reason, 5));
+    }
     if let Some(reason) = state.store.read_only_reason() {
         return Err(ApiError::unavailable("store_read_only", reason, 60));
     }

@@ -39,6 +39,10 @@ pub enum StoreError {
     /// The store is shutting down and takes no more writes.
     #[error("store is closed")]
     Closed,
+    /// The backend can no longer write (its writer died); the text says why. The
+    /// server reports itself not ready and not live until restarted.
+    #[error("store failed: {0}")]
+    Failed(String),
     /// The backend failed (I/O, corruption, database error).
     #[error("storage failure: {0}")]
     Backend(String),
@@ -76,6 +80,7 @@ pub fn open(config: &crate::config::Config) -> StoreResult<std::sync::Arc<dyn St
         &config.data_dir.join(REDB_FILE),
         backends::redb::RedbOptions {
             commit_max_batch: config.redb.commit_max_batch,
+            max_queued_writes: config.redb.max_queued_writes,
             commit_max_wait: std::time::Duration::from_micros(config.redb.commit_max_wait_us),
             cache_size_bytes: config.redb.cache_size_mib << 20,
             stream_status: config.stream.delivery_status,
@@ -154,6 +159,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// `Some(reason)` when the store was opened read-only (e.g. a newer store version);
     /// every write then fails with [`StoreError::ReadOnly`].
     fn read_only_reason(&self) -> Option<String>;
+
+    /// `Some(reason)` once the store can no longer write at all (see
+    /// [`StoreError::Failed`]): the process is not healthy and should be restarted.
+    fn failure(&self) -> Option<String>;
 
     /// Creates a tenant. Ids are unique; creating an existing id overwrites nothing and
     /// fails with `Backend`.

@@ -53,6 +53,8 @@ const SCAN_FACTOR: usize = 20;
 #[derive(Debug, Clone, Copy)]
 pub struct RedbOptions {
     pub commit_max_batch: usize,
+    /// Writes waiting for the writer thread at most (callers wait for room).
+    pub max_queued_writes: usize,
     pub commit_max_wait: Duration,
     pub cache_size_bytes: usize,
     /// Write a `deliveries.status` stream item with every attempt outcome.
@@ -69,6 +71,7 @@ impl Default for RedbOptions {
     fn default() -> Self {
         Self {
             commit_max_batch: 1024,
+            max_queued_writes: 65_536,
             commit_max_wait: Duration::ZERO,
             cache_size_bytes: 64 << 20,
             stream_status: true,
@@ -265,6 +268,10 @@ impl Store for RedbStore {
 
     fn read_only_reason(&self) -> Option<String> {
         self.read_only.clone()
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.writer.failure()
     }
 
     fn stream_hub(&self) -> Arc<StreamHub> {
@@ -573,6 +580,38 @@ impl Store for RedbStore {
 
 fn ms(t: i64) -> u64 {
     u64::try_from(t).unwrap_or(0)
+}
+
+/// Records a row that cannot be decoded (see [`tables::QUARANTINE`]) and logs it
+/// with its key. The caller removes the index entry that led to it.
+fn quarantine(txn: &WriteTransaction, table: &str, key: &str, message: &str) -> StoreResult<()> {
+    tracing::error!(
+        table,
+        key,
+        error = message,
+        "store: corrupt row quarantined; the operation that met it failed alone"
+    );
+    txn.open_table(QUARANTINE)?
+        .insert((table, key), (crate::clock::now_ms(), message))?;
+    Ok(())
+}
+
+/// Loads a delivery inside a write transaction; a row that cannot be decoded is
+/// quarantined and reads as absent, so maintenance (reaping, requeueing, retention)
+/// passes it by instead of failing on it forever.
+fn load_delivery_or_quarantine(
+    txn: &WriteTransaction,
+    deliveries: &Table<(&str, &str), &[u8]>,
+    tenant: &str,
+    id: &str,
+) -> StoreResult<Option<Delivery>> {
+    match load_delivery(deliveries, tenant, id) {
+        Err(StoreError::Corrupt { table, message }) => {
+            quarantine(txn, table, &format!("{tenant}/{id}"), &message)?;
+            Ok(None)
+        }
+        other => other,
+    }
 }
 
 /// Loads a delivery for a state change inside a write transaction.

@@ -81,6 +81,7 @@ impl RedbStore {
             hub.clone(),
             WriterOptions {
                 max_batch: options.commit_max_batch.max(1),
+                max_queued: options.max_queued_writes,
                 max_wait: options.commit_max_wait,
                 stream_status: options.stream_status,
             },

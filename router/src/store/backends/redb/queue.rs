@@ -20,7 +20,8 @@ use crate::stream::StatusData;
 use super::feed::StatusRow;
 use super::tables::*;
 use super::{
-    RedbStore, count_transition, counter_add, counter_get, decode, encode, load_delivery, ms, upper,
+    RedbStore, count_transition, counter_add, counter_get, decode, encode, load_delivery,
+    load_delivery_or_quarantine, ms, quarantine, upper,
 };
 
 /// The stored form of an event, borrowed from a [`NewEvent`] so nothing is copied
@@ -117,7 +118,7 @@ pub(super) fn reclaim_leases(
     let mut woken = Vec::new();
     for (until, id, tenant) in expired {
         leases.remove((until, id.as_str()))?;
-        let Some(mut d) = load_delivery(&deliveries, &tenant, &id)? else {
+        let Some(mut d) = load_delivery_or_quarantine(txn, &deliveries, &tenant, &id)? else {
             continue;
         };
         if d.status != DeliveryStatus::InFlight {
@@ -178,7 +179,7 @@ pub(super) fn requeue_dead(
         if dead.remove((t, id.as_str()))?.is_none() {
             continue;
         }
-        let Some(mut d) = load_delivery(&deliveries, t, id)? else {
+        let Some(mut d) = load_delivery_or_quarantine(txn, &deliveries, t, id)? else {
             continue;
         };
         count_transition(&mut counters, t, d.status, DeliveryStatus::Pending)?;
@@ -274,6 +275,7 @@ pub(super) fn decode_seq(id: &str) -> Option<u32> {
 /// The hot-path tables, opened once per commit for every publish, claim and outcome
 /// in it. Counter changes are summed and written once at the end.
 pub(super) struct Hot<'t> {
+    txn: &'t WriteTransaction,
     events: Table<'t, (&'static str, u64), &'static [u8]>,
     event_ids: Table<'t, (&'static str, &'static str), u64>,
     idempotency: Table<'t, (&'static str, &'static str), (u64, i64, &'static str)>,
@@ -295,7 +297,9 @@ pub(super) struct Hot<'t> {
 }
 
 /// Runs every hot operation of one commit. `Err` is a storage failure (the batch
-/// aborts); domain outcomes are per operation.
+/// aborts); domain outcomes are per operation, and so is a corrupt row: every
+/// operation reads what it needs before it writes, so one that meets a row it cannot
+/// decode fails alone, having written nothing.
 #[allow(clippy::type_complexity)]
 pub(super) fn run_hot(
     txn: &WriteTransaction,
@@ -304,6 +308,7 @@ pub(super) fn run_hot(
 ) -> StoreResult<(Vec<StoreResult<super::writer::HotResult>>, Vec<StatusRow>)> {
     use super::writer::{HotOp, HotResult};
     let mut h = Hot {
+        txn,
         events: txn.open_table(EVENTS)?,
         event_ids: txn.open_table(EVENT_IDS)?,
         idempotency: txn.open_table(IDEMPOTENCY)?,
@@ -321,11 +326,15 @@ pub(super) fn run_hot(
     };
     let mut results = Vec::with_capacity(ops.len());
     for op in ops {
-        results.push(Ok(match op {
-            HotOp::Append { events, limits, .. } => HotResult::Append(h.append(events, limits)?),
-            HotOp::Claim { claim, .. } => HotResult::Claim(h.claim(claim)?),
-            HotOp::Outcome { outcome, .. } => HotResult::Outcome(h.outcome(outcome)?),
-        }));
+        let result = match op {
+            HotOp::Append { events, limits, .. } => h.append(events, limits).map(HotResult::Append),
+            HotOp::Claim { claim, .. } => h.claim(claim).map(HotResult::Claim),
+            HotOp::Outcome { outcome, .. } => h.outcome(outcome).map(HotResult::Outcome),
+        };
+        match result {
+            Err(e @ StoreError::Corrupt { .. }) => results.push(Err(e)),
+            other => results.push(Ok(other?)),
+        }
     }
     let statuses = h.finish()?;
     Ok((results, statuses))
@@ -471,8 +480,15 @@ impl Hot<'_> {
         let mut claimed = Vec::with_capacity(keys.len());
         for (at, id, tenant) in keys {
             self.due.remove((e, at, id.as_str()))?;
-            let Some(mut d) = load_delivery(&self.deliveries, &tenant, &id)? else {
-                continue;
+            let mut d = match load_delivery(&self.deliveries, &tenant, &id) {
+                Ok(Some(d)) => d,
+                Ok(None) => continue,
+                // Out of the queue's way, or every claim of this endpoint would meet it.
+                Err(StoreError::Corrupt { table, message }) => {
+                    quarantine(self.txn, table, &format!("{tenant}/{id}"), &message)?;
+                    continue;
+                }
+                Err(other) => return Err(other),
             };
             self.transition(&tenant, d.status, DeliveryStatus::InFlight);
             d.status = DeliveryStatus::InFlight;
@@ -667,5 +683,164 @@ impl RedbStore {
             .await?;
         self.signal.announce(woken);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::SubscriptionId;
+    use crate::store::{NewDelivery, Tenant};
+    use redb::ReadableDatabase;
+
+    async fn store() -> (RedbStore, tempfile::TempDir, TenantId) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("s.redb"), Default::default()).unwrap();
+        let tenant = TenantId::generate(1);
+        store
+            .create_tenant(Tenant {
+                record_version: RECORD_VERSION,
+                id: tenant.clone(),
+                name: "t".into(),
+                created_at: 1,
+                retention: Default::default(),
+            })
+            .await
+            .unwrap();
+        (store, dir, tenant)
+    }
+
+    fn event(tenant: &TenantId, endpoint: &EndpointId, at: i64) -> NewEvent {
+        let id = EventId::generate(at);
+        NewEvent {
+            deliveries: vec![NewDelivery {
+                id: DeliveryId::for_event(&id, 0),
+                subscription_id: SubscriptionId::generate(at),
+                endpoint_id: endpoint.clone(),
+            }],
+            id,
+            tenant_id: tenant.clone(),
+            topic: "a.b".into(),
+            payload: RawValue::from_string("{}".into()).unwrap(),
+            idempotency_key: None,
+            created_at: at,
+        }
+    }
+
+    const LIMITS: AppendLimits = AppendLimits {
+        idempotency_window_ms: 1000,
+        max_queue_depth: u64::MAX,
+    };
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_corrupt_delivery_row_fails_only_its_own_operations_and_is_quarantined() {
+        let (store, _dir, tenant) = store().await;
+        let endpoint = EndpointId::generate(1);
+        store
+            .append_events(vec![event(&tenant, &endpoint, 10)], LIMITS)
+            .await
+            .unwrap();
+        // A row nobody can decode, due on the same endpoint before the good one.
+        let (t, e) = (tenant.to_string(), endpoint.to_string());
+        store
+            .write(move |txn| {
+                txn.open_table(DELIVERIES)?
+                    .insert((t.as_str(), "dlv_bad"), b"{not json".as_slice())?;
+                txn.open_table(DELIVERIES_DUE)?
+                    .insert((e.as_str(), 0, "dlv_bad"), t.as_str())?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let claim = || Claim {
+            node: "n".into(),
+            tenant: tenant.clone(),
+            endpoint: endpoint.clone(),
+            now: 1_000,
+            lease_until: 100_000,
+            limit: 10,
+        };
+        // The claim and a publish beside it both succeed; the bad row is set aside.
+        let (claimed, published) = tokio::join!(
+            store.claim_due(claim()),
+            store.append_events(vec![event(&tenant, &endpoint, 20)], LIMITS)
+        );
+        let claimed = claimed.unwrap();
+        published.unwrap();
+        assert!(claimed.iter().all(|c| c.delivery.id.as_str() != "dlv_bad"));
+        assert!(!claimed.is_empty());
+        let txn = store.db.begin_read().unwrap();
+        let q = txn.open_table(QUARANTINE).unwrap();
+        let key = format!("{tenant}/dlv_bad");
+        let row = q.get(("deliveries", key.as_str())).unwrap().unwrap();
+        assert!(!row.value().1.is_empty());
+        drop(row);
+        drop((q, txn));
+        // It is out of the queue: the next claim does not meet it again.
+        let again = store.claim_due(claim()).await.unwrap();
+        assert!(again.iter().all(|c| c.delivery.id.as_str() != "dlv_bad"));
+        // An outcome for it fails alone; a publish next to it is stored.
+        let outcome = Outcome {
+            tenant: tenant.clone(),
+            delivery: DeliveryId::from_trusted("dlv_bad".into()),
+            lease_token: 1,
+            attempt: crate::store::Attempt {
+                record_version: RECORD_VERSION,
+                id: crate::ids::AttemptId::generate(1),
+                delivery_id: DeliveryId::from_trusted("dlv_bad".into()),
+                tenant_id: tenant.clone(),
+                number: 1,
+                started_at: 1,
+                status_code: Some(200),
+                latency_ms: 1,
+                response_excerpt: None,
+                error_kind: None,
+            },
+            next: NextState::Succeeded,
+            body: None,
+        };
+        let (recorded, published) = tokio::join!(
+            store.record_outcome(outcome),
+            store.append_events(vec![event(&tenant, &endpoint, 30)], LIMITS)
+        );
+        assert!(
+            matches!(recorded, Err(StoreError::Corrupt { .. })),
+            "{recorded:?}"
+        );
+        assert!(matches!(published.unwrap()[0], Appended::Stored(_)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_write_does_not_fail_the_publishes_beside_it() {
+        let (store, _dir, tenant) = store().await;
+        let endpoint = EndpointId::generate(1);
+        let store = std::sync::Arc::new(store);
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let (store, tenant, endpoint) = (store.clone(), tenant.clone(), endpoint.clone());
+            tasks.push(tokio::spawn(async move {
+                if i % 10 == 0 {
+                    let failed = store
+                        .write(|_txn| -> StoreResult<()> {
+                            Err(StoreError::Backend("disk trouble".into()))
+                        })
+                        .await;
+                    failed.is_err()
+                } else {
+                    store
+                        .append_events(vec![event(&tenant, &endpoint, 100 + i)], LIMITS)
+                        .await
+                        .is_ok()
+                }
+            }));
+        }
+        for t in tasks {
+            assert!(t.await.unwrap());
+        }
+        assert_eq!(
+            store.queue_counts(Some(&tenant)).await.unwrap().pending,
+            36,
+            "every publish was stored"
+        );
     }
 }

@@ -499,18 +499,21 @@ impl RedbStore {
         let (t, name, version) = (tenant.to_string(), name.to_owned(), version.to_owned());
         self.write(move |txn| {
             let mut plugins = txn.open_table(PLUGINS)?;
-            let record: PluginRecord =
-                match plugins.remove((t.as_str(), name.as_str(), version.as_str()))? {
-                    Some(v) => decode("plugins", v.value())?,
-                    None => return Err(StoreError::NotFound("plugin version")),
-                };
+            let key = (t.as_str(), name.as_str(), version.as_str());
+            // Decode before removing: a job must not fail after it wrote.
+            let record: PluginRecord = match plugins.get(key)? {
+                Some(v) => decode("plugins", v.value())?,
+                None => return Err(StoreError::NotFound("plugin version")),
+            };
+            plugins.remove(key)?;
             let up = upper(&t);
             let mut shared = false;
             for row in
                 plugins.range::<(&str, &str, &str)>((t.as_str(), "", "")..(up.as_str(), "", ""))?
             {
-                let other: PluginRecord = decode("plugins", row?.1.value())?;
-                shared |= other.sha256 == record.sha256;
+                // A row that cannot be read might share the module: keep it.
+                let other: StoreResult<PluginRecord> = decode("plugins", row?.1.value());
+                shared |= other.map_or(true, |o| o.sha256 == record.sha256);
             }
             if !shared {
                 txn.open_table(PLUGIN_MODULES)?

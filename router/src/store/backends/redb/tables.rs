@@ -52,6 +52,11 @@ pub const PLUGINS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition:
 /// (tenant, module sha256) → the module's bytes.
 pub const PLUGIN_MODULES: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("plugin_modules");
+/// (table, key as text) → (found at, Unix ms; what was wrong): rows that could not be
+/// decoded, moved out of the queue's way so that the operation that met one failed
+/// alone and no later one meets it again. Listed by `gp store stats`.
+pub const QUARANTINE: TableDefinition<(&str, &str), (i64, &str)> =
+    TableDefinition::new("quarantine");
 /// (tenant, counter name) → count: the stream cursor (incremented in the publishing
 /// transaction), endpoints, subscriptions and deliveries per status.
 pub const COUNTERS: TableDefinition<(&str, &str), u64> = TableDefinition::new("counters");

@@ -6,15 +6,24 @@
 //! and commits once: one fsync for the whole batch. Only after the commit does each
 //! caller learn its result, so an `Ok` always means "on disk".
 //!
-//! A job must decide domain errors (not found, limit reached) before it writes
-//! anything; a backend error aborts the whole batch and fails every job in it.
+//! A job must decide domain errors (not found, limit reached, a corrupt row it read)
+//! before it writes anything: those fail the job alone. A job that fails with a
+//! storage error or panics aborts the transaction; the publishes, claims and outcomes
+//! that shared it are committed again without it (the other jobs of that batch fail
+//! with a retryable error), so one bad job never fails the hot path beside it. A hot
+//! operation that meets a corrupt row fails alone too (it reads before it writes).
+//!
+//! Bounds: at most `max_queued_writes` writes wait for the thread (callers wait for
+//! room). If the thread itself dies, the store reports itself failed: every write is
+//! refused with the reason and the server stops reporting ready.
 
-use std::sync::Arc;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use redb::{Database, WriteTransaction};
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::store::{QueueSignal, StoreError, StoreResult};
 use crate::stream::StreamItem;
@@ -30,11 +39,11 @@ type Job = Box<dyn FnOnce(&WriteTransaction) -> (Finisher, bool) + Send>;
 // allocation per publish, claim and outcome instead.
 #[allow(clippy::large_enum_variant)]
 pub(super) enum Msg {
-    Job(Job),
+    Job(Job, OwnedSemaphorePermit),
     /// Hot-path operations (publish, claim, outcome) get their own messages so that
     /// all of them in one commit share a single opening of the tables (see
     /// [`super::queue::run_hot`]).
-    Hot(HotOp),
+    Hot(HotOp, OwnedSemaphorePermit),
     Stop,
 }
 
@@ -80,6 +89,8 @@ impl HotOp {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct WriterOptions {
     pub max_batch: usize,
+    /// Writes waiting for the thread at most; more callers wait for room.
+    pub max_queued: usize,
     pub max_wait: Duration,
     /// Write a `deliveries.status` stream item with every attempt outcome.
     pub stream_status: bool,
@@ -97,6 +108,10 @@ struct Live {
 #[derive(Debug, Clone)]
 pub(super) struct WriterHandle {
     tx: Sender<Msg>,
+    /// One permit per write waiting for (or in) the writer.
+    room: Arc<Semaphore>,
+    /// Set, with the reason, when the writer thread died: nothing can be written.
+    failed: Arc<OnceLock<String>>,
 }
 
 impl WriterHandle {
@@ -107,6 +122,8 @@ impl WriterHandle {
         options: WriterOptions,
     ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
         let (tx, rx) = std::sync::mpsc::channel();
+        let failed = Arc::new(OnceLock::new());
+        let on_panic = failed.clone();
         let handle = std::thread::Builder::new()
             .name("gp-store-writer".into())
             .spawn(move || {
@@ -114,25 +131,70 @@ impl WriterHandle {
                     hub,
                     held: Vec::new(),
                 };
-                run(&db, &rx, &signal, &mut live, options);
+                let ran = catch_unwind(AssertUnwindSafe(|| {
+                    run(&db, &rx, &signal, &mut live, options);
+                }));
+                if let Err(panic) = ran {
+                    let reason = format!(
+                        "the store's writer thread stopped after a panic ({}); restart \
+                         the server",
+                        panic_message(panic.as_ref())
+                    );
+                    tracing::error!(reason = %reason, "store: writer failed");
+                    let _ = on_panic.set(reason);
+                }
             })?;
-        Ok((Self { tx }, handle))
+        let room = Arc::new(Semaphore::new(options.max_queued.max(1)));
+        Ok((Self { tx, room, failed }, handle))
+    }
+
+    /// `Some(reason)` once the writer thread has died.
+    pub(super) fn failure(&self) -> Option<String> {
+        self.failed.get().cloned()
+    }
+
+    /// The error for a write that could not be sent or answered.
+    fn gone(&self) -> StoreError {
+        match self.failure() {
+            Some(reason) => StoreError::Failed(reason),
+            None => StoreError::Closed,
+        }
+    }
+
+    /// Waits for room in the writer's queue.
+    async fn permit(&self) -> StoreResult<OwnedSemaphorePermit> {
+        if let Some(reason) = self.failure() {
+            return Err(StoreError::Failed(reason));
+        }
+        self.room
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)
     }
 
     /// Runs `f` in a write transaction shared with other callers; resolves after the
-    /// commit is durable.
+    /// commit is durable. `f` must return its domain errors, and `Corrupt` for a row it
+    /// could not decode, before it writes anything: such an error fails `f` alone and
+    /// the rest of the transaction commits. A `Backend` error or a panic aborts it.
     pub(super) async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&WriteTransaction) -> StoreResult<T> + Send + 'static,
     {
+        let permit = self.permit().await?;
         let (reply, answer) = oneshot::channel::<StoreResult<T>>();
         let job: Job = Box::new(move |txn| {
-            let result = f(txn);
-            let abort = matches!(
-                result,
-                Err(StoreError::Backend(_) | StoreError::Corrupt { .. })
-            );
+            let result = catch_unwind(AssertUnwindSafe(|| f(txn))).unwrap_or_else(|panic| {
+                tracing::error!(
+                    panic = panic_message(panic.as_ref()),
+                    "store: a write panicked"
+                );
+                Err(StoreError::Backend(
+                    "the write failed unexpectedly (logged); nothing of it was written".into(),
+                ))
+            });
+            let abort = matches!(result, Err(StoreError::Backend(_)));
             let finish: Finisher = Box::new(move |commit| {
                 // The caller may have gone away (client disconnected); the write
                 // stands regardless.
@@ -141,9 +203,9 @@ impl WriterHandle {
             (finish, abort)
         });
         self.tx
-            .send(Msg::Job(job))
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+            .send(Msg::Job(job, permit))
+            .map_err(|_| self.gone())?;
+        answer.await.map_err(|_| self.gone())?
     }
 
     /// Queues a hot-path operation; resolves after the commit that contains it.
@@ -151,11 +213,12 @@ impl WriterHandle {
         &self,
         make: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> HotOp,
     ) -> StoreResult<T> {
+        let permit = self.permit().await?;
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Msg::Hot(make(reply)))
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+            .send(Msg::Hot(make(reply), permit))
+            .map_err(|_| self.gone())?;
+        answer.await.map_err(|_| self.gone())?
     }
 
     pub(super) fn stop(&self) {
@@ -168,6 +231,8 @@ impl WriterHandle {
 struct Batch {
     jobs: Vec<Job>,
     hot: Vec<HotOp>,
+    /// Their places in the writer's queue, given back once they are answered.
+    permits: Vec<OwnedSemaphorePermit>,
 }
 
 impl Batch {
@@ -178,8 +243,14 @@ impl Batch {
     /// Adds a message; false for `Stop`.
     fn push(&mut self, msg: Msg) -> bool {
         match msg {
-            Msg::Job(job) => self.jobs.push(job),
-            Msg::Hot(op) => self.hot.push(op),
+            Msg::Job(job, permit) => {
+                self.jobs.push(job);
+                self.permits.push(permit);
+            }
+            Msg::Hot(op, permit) => {
+                self.hot.push(op);
+                self.permits.push(permit);
+            }
             Msg::Stop => return false,
         }
         true
@@ -297,6 +368,94 @@ fn publish(hub: &StreamHub, held: &mut Vec<(Box<str>, Arc<StreamItem>)>) {
     }
 }
 
+/// What one write transaction did.
+struct Transacted {
+    /// The jobs' answers, to be given the commit's outcome.
+    finishers: Vec<Finisher>,
+    /// A job failed (storage error, corrupt row, panic) and the transaction aborted.
+    job_failed: bool,
+    /// The hot operations' results (empty when the hot batch failed as a whole).
+    hot_results: Vec<StoreResult<HotResult>>,
+    statuses: Vec<super::feed::StatusRow>,
+    outcome: StoreResult<()>,
+    work: Duration,
+}
+
+/// Runs `jobs` and `hot` in one write transaction and commits it, unless something
+/// in it failed.
+fn transact(
+    db: &Database,
+    jobs: Vec<Job>,
+    hot: &[HotOp],
+    options: WriterOptions,
+    durable: bool,
+) -> Transacted {
+    let started = Instant::now();
+    let mut t = Transacted {
+        finishers: Vec::with_capacity(jobs.len()),
+        job_failed: false,
+        hot_results: Vec::new(),
+        statuses: Vec::new(),
+        outcome: Ok(()),
+        work: Duration::ZERO,
+    };
+    let mut txn = match db.begin_write() {
+        Ok(txn) => txn,
+        Err(e) => {
+            tracing::error!(error = %e, "store: cannot begin write transaction");
+            let failure = StoreError::Backend(format!("cannot begin a write transaction: {e}"));
+            for job in jobs {
+                // Never run: each caller learns the failure from its finisher.
+                drop(job);
+            }
+            t.outcome = Err(failure);
+            return t;
+        }
+    };
+    if !durable && let Err(e) = txn.set_durability(redb::Durability::None) {
+        tracing::warn!(error = %e, "store: cannot relax durability; committing durably");
+    }
+    let txn = txn;
+    for job in jobs {
+        let (finish, failed) = job(&txn);
+        t.job_failed |= failed;
+        t.finishers.push(finish);
+    }
+    let mut hot_failed = false;
+    if !hot.is_empty() {
+        let ran = catch_unwind(AssertUnwindSafe(|| {
+            super::queue::run_hot(&txn, hot, options.stream_status)
+        }));
+        match ran {
+            Ok(Ok((results, written))) => {
+                t.hot_results = results;
+                t.statuses = written;
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "store: hot batch failed");
+                hot_failed = true;
+            }
+            Err(panic) => {
+                tracing::error!(
+                    panic = panic_message(panic.as_ref()),
+                    "store: hot batch panicked"
+                );
+                hot_failed = true;
+            }
+        }
+    }
+    t.work = started.elapsed();
+    t.outcome = if t.job_failed || hot_failed {
+        let _ = txn.abort();
+        Err(StoreError::Backend(
+            "write batch aborted after a storage failure; nothing in it was written".into(),
+        ))
+    } else {
+        txn.commit().map_err(|e| StoreError::Backend(e.to_string()))
+    };
+    t
+}
+
 fn commit_batch(
     db: &Database,
     batch: &mut Batch,
@@ -307,53 +466,21 @@ fn commit_batch(
 ) {
     let size = batch.len();
     let started = Instant::now();
-    let txn = match db.begin_write() {
-        Ok(txn) => txn,
-        Err(e) => {
-            // Dropping the jobs and replies tells their callers the store failed.
-            batch.jobs.clear();
-            batch.hot.clear();
-            tracing::error!(error = %e, "store: cannot begin write transaction");
-            return;
-        }
-    };
-    let mut txn = txn;
-    if !durable && let Err(e) = txn.set_durability(redb::Durability::None) {
-        tracing::warn!(error = %e, "store: cannot relax durability; committing durably");
-    }
-    let txn = txn;
-    let mut finishers = Vec::with_capacity(size);
-    let mut abort = false;
-    for job in batch.jobs.drain(..) {
-        let (finish, failed) = job(&txn);
-        abort |= failed;
-        finishers.push(finish);
-    }
+    let jobs = std::mem::take(&mut batch.jobs);
     let hot: Vec<HotOp> = batch.hot.drain(..).collect();
-    let mut hot_results = Vec::new();
-    let mut statuses = Vec::new();
-    if !hot.is_empty() {
-        match super::queue::run_hot(&txn, &hot, options.stream_status) {
-            Ok((results, written)) => {
-                hot_results = results;
-                statuses = written;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "store: hot batch failed");
-                abort = true;
-            }
+    // Given back when this function returns, after every answer.
+    let _permits = std::mem::take(&mut batch.permits);
+    let mut t = transact(db, jobs, &hot, options, durable);
+    let fail = |e: &StoreError| StoreError::Backend(e.to_string());
+    if t.outcome.is_err() && t.job_failed && !hot.is_empty() {
+        // A failed job must not fail the publishes, claims and outcomes that happened
+        // to share its transaction: the jobs get the failure, the rest runs again.
+        for finish in std::mem::take(&mut t.finishers) {
+            finish(t.outcome.as_ref().map(|_| ()).map_err(fail));
         }
+        t = transact(db, Vec::new(), &hot, options, durable);
     }
-    let work = started.elapsed();
-    let outcome: StoreResult<()> = if abort {
-        let _ = txn.abort();
-        Err(StoreError::Backend(
-            "write batch aborted after a storage failure; nothing in it was written".into(),
-        ))
-    } else {
-        txn.commit().map_err(|e| StoreError::Backend(e.to_string()))
-    };
-    if let Err(e) = &outcome {
+    if let Err(e) = &t.outcome {
         tracing::error!(error = %e, batch = size, "store: commit failed");
     }
     let took = started.elapsed();
@@ -364,32 +491,32 @@ fn commit_batch(
         // Everything in the batch waited this long: worth a line in the log.
         tracing::warn!(
             ms = took.as_millis() as u64,
-            work_ms = work.as_millis() as u64,
+            work_ms = t.work.as_millis() as u64,
             batch = size,
             durable,
             "store: slow commit"
         );
     }
-    let fail = |e: &StoreError| StoreError::Backend(e.to_string());
-    for finish in finishers {
+    let outcome = t.outcome;
+    for finish in t.finishers {
         finish(outcome.as_ref().map(|_| ()).map_err(fail));
     }
     // Items of a failed commit never existed. Held items of earlier non-durable
     // commits stay held until a durable commit succeeds.
     if outcome.is_ok() {
-        let items = super::feed::live_items(&live.hub, &hot, &hot_results, statuses);
+        let items = super::feed::live_items(&live.hub, &hot, &t.hot_results, t.statuses);
         live.held.extend(items);
         if durable && !live.held.is_empty() {
             publish(&live.hub, &mut live.held);
         }
-    }
-    if outcome.is_ok() {
         // Tell dispatchers which endpoints got new deliveries in this commit.
-        signal.announce(hot.iter().flat_map(|op| {
-            match op {
-                HotOp::Append { events, .. } => events
+        signal.announce(hot.iter().zip(&t.hot_results).flat_map(|(op, result)| {
+            match (op, result) {
+                (HotOp::Append { events, .. }, Ok(HotResult::Append(appended))) => events
                     .iter()
-                    .flat_map(|e| {
+                    .zip(appended)
+                    .filter(|(_, a)| matches!(a, crate::store::Appended::Stored(o) if !o.deduped))
+                    .flat_map(|(e, _)| {
                         e.deliveries
                             .iter()
                             .map(|(_, endpoint, _)| (e.tenant_id(), endpoint.clone()))
@@ -399,7 +526,7 @@ fn commit_batch(
             }
         }));
     }
-    let mut results = hot_results.into_iter();
+    let mut results = t.hot_results.into_iter();
     for op in hot {
         let answer = match &outcome {
             Ok(()) => results
@@ -408,5 +535,149 @@ fn commit_batch(
             Err(e) => Err(fail(e)),
         };
         op.answer(answer);
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::hub::HubConfig;
+
+    fn writer(max_queued: usize) -> (WriterHandle, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Database::create(dir.path().join("w.redb")).unwrap());
+        let hub = Arc::new(StreamHub::new(HubConfig {
+            capacity: 16,
+            gather: Duration::ZERO,
+            groups: 1,
+        }));
+        let (handle, _thread) = WriterHandle::spawn(
+            db,
+            Arc::new(QueueSignal::default()),
+            hub,
+            WriterOptions {
+                max_batch: 64,
+                max_queued,
+                max_wait: Duration::ZERO,
+                stream_status: false,
+            },
+        )
+        .unwrap();
+        (handle, dir)
+    }
+
+    const T: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("t");
+
+    fn put(key: &'static str) -> impl FnOnce(&WriteTransaction) -> StoreResult<()> + Send {
+        move |txn| {
+            txn.open_table(T)?.insert(key, 1)?;
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_write_fails_alone_and_the_writer_goes_on() {
+        let (w, _dir) = writer(1024);
+        let err = w
+            .write(|_txn| -> StoreResult<()> { panic!("boom in a job") })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+        w.write(put("after")).await.unwrap();
+        assert_eq!(w.failure(), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_that_meets_a_corrupt_row_fails_alone() {
+        let (w, _dir) = writer(1024);
+        // Many writes at once: they share batches with the failing one.
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let w = w.clone();
+            tasks.push(tokio::spawn(async move {
+                if i == 25 {
+                    let corrupt = || StoreError::Corrupt {
+                        table: "t",
+                        message: "bad".into(),
+                    };
+                    w.write(move |_txn| -> StoreResult<()> { Err(corrupt()) })
+                        .await
+                        .is_err()
+                } else {
+                    let key: &'static str = Box::leak(format!("k{i}").into_boxed_str());
+                    w.write(put(key)).await.is_ok()
+                }
+            }));
+        }
+        for t in tasks {
+            assert!(t.await.unwrap());
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dead_writer_thread_fails_every_write_with_its_reason() {
+        let (w, _dir) = writer(1024);
+        // A finisher runs outside any job's guard: a panic there kills the thread.
+        let permit = w.permit().await.unwrap();
+        let job: Job = Box::new(|_txn| {
+            let finish: Finisher = Box::new(|_| panic!("the writer itself fails"));
+            (finish, false)
+        });
+        w.tx.send(Msg::Job(job, permit)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while w.failure().is_none() {
+            assert!(Instant::now() < deadline, "the failure was never reported");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(w.failure().unwrap().contains("the writer itself fails"));
+        let err = w.write(put("x")).await.unwrap_err();
+        assert!(matches!(err, StoreError::Failed(_)), "{err:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_writer_queue_is_bounded() {
+        let (w, _dir) = writer(2);
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let gate = std::sync::Mutex::new(gate);
+        // The first write holds the writer; the second waits in the queue.
+        let first = tokio::spawn({
+            let w = w.clone();
+            async move {
+                w.write(move |_txn| {
+                    let _ = gate.lock().unwrap().recv();
+                    Ok(())
+                })
+                .await
+            }
+        });
+        let second = tokio::spawn({
+            let w = w.clone();
+            async move { w.write(put("second")).await }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while w.room.available_permits() > 0 {
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // A third caller waits for room rather than growing the queue.
+        let third = tokio::spawn({
+            let w = w.clone();
+            async move { w.write(put("third")).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!third.is_finished());
+        release.send(()).unwrap();
+        first.await.unwrap().unwrap();
+        second.await.unwrap().unwrap();
+        third.await.unwrap().unwrap();
     }
 }
