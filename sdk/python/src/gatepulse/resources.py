@@ -1,0 +1,287 @@
+"""The resources of `GatePulse`. Thin typed facades: each method builds its call with
+`gatepulse._operations` and sends it through the client.
+
+Generated from async_resources.py by scripts/unasync.py: do not edit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
+
+from typing_extensions import Unpack
+
+from . import _operations as ops
+from ._pagination import Page
+from ._stream import StreamSubscription, _Session
+from .types import (
+    ApiKey,
+    ApiKeyCreated,
+    BatchResult,
+    Delivery,
+    DeliveryState,
+    DeliveryWithAttempts,
+    Endpoint,
+    EndpointCreateParams,
+    EndpointHealth,
+    EndpointUpdateParams,
+    Event,
+    EventWithDeliveries,
+    InboxMessage,
+    Plugin,
+    PreviewEvent,
+    PreviewResult,
+    PreviewSubscription,
+    PublishParams,
+    PublishResult,
+    ReplayResult,
+    RequeueResult,
+    Scope,
+    Subscription,
+    SubscriptionCreateParams,
+    SubscriptionUpdateParams,
+    Tenant,
+    TenantUpdateParams,
+)
+from .types import Stats as StatsOut
+
+if TYPE_CHECKING:
+    from ._client import GatePulse
+
+
+class _Resource:
+    def __init__(self, client: GatePulse) -> None:
+        self._client = client
+
+
+class Events(_Resource):
+    """Publishing and reading events (``/v1/events``)."""
+
+    def publish(self, topic: str, payload: Mapping[str, Any], *, idempotency_key: str | None = None) -> PublishResult:
+        """Publishes one event; returns once it and its deliveries are on disk. The
+        idempotency key (given, else generated) is the same on every retry."""
+        return cast(PublishResult, self._client._request(ops.publish_event(topic, payload, idempotency_key)))
+
+    def batch(self, events: Sequence[PublishParams], *, idempotency_key: str | None = None) -> BatchResult:
+        """Publishes several events in one durable commit; each item of the answer is an
+        outcome or a problem (``{"error": …}``), in input order. Items without an
+        ``idempotency_key`` get ``<request key>:<index>``, so a retried batch is stored once."""
+        return cast(BatchResult, self._client._request(ops.publish_batch(events, idempotency_key)))
+
+    def get(self, event_id: str) -> EventWithDeliveries:
+        """One event with a summary of its deliveries."""
+        return cast(EventWithDeliveries, self._client._request(ops.get_event(event_id)))
+
+    def list(
+        self, *, topic: str | None = None, after_cursor: int | None = None, limit: int | None = None
+    ) -> Page[Event]:
+        """Events in stream order, optionally of a topic pattern and after a stream cursor."""
+        return self._client._list(ops.list_events(topic, after_cursor, limit))
+
+
+class Endpoints(_Resource):
+    """Delivery destinations, their signing secrets and health (``/v1/endpoints``)."""
+
+    def create(self, **params: Unpack[EndpointCreateParams]) -> Endpoint:
+        """Creates an endpoint; its ``whsec_`` secret is generated unless given."""
+        return cast(Endpoint, self._client._request(ops.create_endpoint(params)))
+
+    def list(self, *, limit: int | None = None) -> Page[Endpoint]:
+        """All endpoints of the tenant."""
+        return self._client._list(ops.list_endpoints(limit))
+
+    def get(self, endpoint_id: str) -> Endpoint:
+        return cast(Endpoint, self._client._request(ops.get_endpoint(endpoint_id)))
+
+    def update(self, endpoint_id: str, **params: Unpack[EndpointUpdateParams]) -> Endpoint:
+        """Changes the given fields; None clears an optional setting."""
+        return cast(Endpoint, self._client._request(ops.update_endpoint(endpoint_id, params)))
+
+    def delete(self, endpoint_id: str) -> None:
+        """Deletes the endpoint and its subscriptions."""
+        self._client._request(ops.delete_endpoint(endpoint_id))
+
+    def reveal_secret(self, endpoint_id: str) -> str:
+        """The current ``whsec_`` signing secret."""
+        out = self._client._request(ops.get_endpoint_secret(endpoint_id))
+        return str(out["secret"])
+
+    def rotate_secret(self, endpoint_id: str, secret: str | None = None) -> str:
+        """Installs a new secret (``secret``, or a generated one) and returns it; the
+        previous one keeps signing alongside for the server's grace period."""
+        out = self._client._request(ops.rotate_endpoint_secret(endpoint_id, secret))
+        return str(out["secret"])
+
+    def health(self, endpoint_id: str) -> EndpointHealth:
+        """Success rate, last status and circuit state."""
+        return cast(EndpointHealth, self._client._request(ops.get_endpoint_health(endpoint_id)))
+
+
+class Subscriptions(_Resource):
+    """Which events go to which endpoint (``/v1/subscriptions``)."""
+
+    def create(self, **params: Unpack[SubscriptionCreateParams]) -> Subscription:
+        """Creates a subscription; an invalid filter or mapping raises `ValidationError`
+        whose ``problem`` has the ``position``."""
+        return cast(Subscription, self._client._request(ops.create_subscription(params)))
+
+    def list(self, *, endpoint_id: str | None = None, limit: int | None = None) -> Page[Subscription]:
+        """All subscriptions, or those of one endpoint."""
+        return self._client._list(ops.list_subscriptions(endpoint_id, limit))
+
+    def get(self, subscription_id: str) -> Subscription:
+        return cast(Subscription, self._client._request(ops.get_subscription(subscription_id)))
+
+    def update(self, subscription_id: str, **params: Unpack[SubscriptionUpdateParams]) -> Subscription:
+        """Changes the given fields; None removes the filter or the transform."""
+        return cast(Subscription, self._client._request(ops.update_subscription(subscription_id, params)))
+
+    def delete(self, subscription_id: str) -> None:
+        self._client._request(ops.delete_subscription(subscription_id))
+
+    def preview(self, subscription: PreviewSubscription, event: PreviewEvent) -> PreviewResult:
+        """A dry run of topic match, filter and transform for one event; nothing is
+        stored or sent."""
+        return cast(PreviewResult, self._client._request(ops.preview_subscription(subscription, event)))
+
+
+class Deliveries(_Resource):
+    """Deliveries (one event for one subscription) and their attempts (``/v1/deliveries``)."""
+
+    def list(
+        self,
+        *,
+        event_id: str | None = None,
+        endpoint_id: str | None = None,
+        status: DeliveryState | None = None,
+        limit: int | None = None,
+    ) -> Page[Delivery]:
+        """Deliveries filtered by event, endpoint and status."""
+        return self._client._list(ops.list_deliveries(event_id, endpoint_id, status, limit))
+
+    def get(self, delivery_id: str) -> DeliveryWithAttempts:
+        """One delivery with every attempt."""
+        return cast(DeliveryWithAttempts, self._client._request(ops.get_delivery(delivery_id)))
+
+
+class Dlq(_Resource):
+    """The dead-letter queue (``/v1/dlq``)."""
+
+    def list(self, *, endpoint_id: str | None = None, limit: int | None = None) -> Page[Delivery]:
+        """Dead deliveries, optionally of one endpoint."""
+        return self._client._list(ops.list_dlq(endpoint_id, limit))
+
+    def requeue(self, *, delivery_ids: Sequence[str] | None = None, endpoint_id: str | None = None) -> RequeueResult:
+        """Puts dead deliveries (by id, or all of an endpoint) back in the queue with a
+        fresh schedule."""
+        return cast(RequeueResult, self._client._request(ops.requeue_dlq(delivery_ids, endpoint_id)))
+
+
+class Replay(_Resource):
+    """Delivering stored events again, as new deliveries (``/v1/replay``)."""
+
+    def create(
+        self,
+        *,
+        event_id: str | None = None,
+        from_: str | datetime | None = None,
+        to: str | datetime | None = None,
+        topic: str | None = None,
+        endpoint_id: str | None = None,
+        subscription_id: str | None = None,
+    ) -> ReplayResult:
+        """Replays one event (``event_id``), or the events accepted in ``[from_, to)``
+        (optionally of a ``topic`` pattern), to the subscriptions that match now,
+        optionally only those of ``endpoint_id`` or ``subscription_id``."""
+        request = ops.create_replay(
+            event_id=event_id,
+            start=from_,
+            end=to,
+            topic=topic,
+            endpoint_id=endpoint_id,
+            subscription_id=subscription_id,
+        )
+        return cast(ReplayResult, self._client._request(request))
+
+
+class Stats(_Resource):
+    """Queue depth, in flight, retry backlog, DLQ size and per-endpoint health (``/v1/stats``)."""
+
+    def get(self) -> StatsOut:
+        return cast(StatsOut, self._client._request(ops.get_stats()))
+
+
+class Plugins(_Resource):
+    """WASM transform plugins (``/v1/plugins``)."""
+
+    def upload(self, name: str, version: str, module: bytes) -> Plugin:
+        """Uploads a ``.wasm`` module; it is validated (ABI, imports) before it is accepted."""
+        return cast(Plugin, self._client._request(ops.upload_plugin(name, version, module)))
+
+    def list(self) -> Page[Plugin]:
+        return self._client._list(ops.list_plugins())
+
+    def delete(self, name: str, version: str) -> None:
+        """Deletes one version; refused (`ConflictError`, ``plugin_in_use``) while a
+        subscription uses it."""
+        self._client._request(ops.delete_plugin(name, version))
+
+
+class Inbox(_Resource):
+    """Messages captured by ``inbox`` endpoints."""
+
+    def list(self, endpoint_id: str, *, limit: int | None = None) -> Page[InboxMessage]:
+        """The captured requests of one inbox endpoint, oldest first."""
+        return self._client._list(ops.list_inbox(endpoint_id, limit))
+
+
+class Tenants(_Resource):
+    """Tenants and their API keys; needs the admin token (``/v1/tenants``)."""
+
+    def create(self, name: str) -> Tenant:
+        return cast(Tenant, self._client._request(ops.create_tenant(name)))
+
+    def list(self, *, limit: int | None = None) -> Page[Tenant]:
+        return self._client._list(ops.list_tenants(limit))
+
+    def get(self, tenant_id: str) -> Tenant:
+        return cast(Tenant, self._client._request(ops.get_tenant(tenant_id)))
+
+    def update(self, tenant_id: str, **params: Unpack[TenantUpdateParams]) -> Tenant:
+        return cast(Tenant, self._client._request(ops.update_tenant(tenant_id, params)))
+
+    def create_key(self, tenant_id: str, name: str, scopes: Sequence[Scope]) -> ApiKeyCreated:
+        """Creates an API key; its secret ``key`` is in this answer only."""
+        return cast(ApiKeyCreated, self._client._request(ops.create_key(tenant_id, name, scopes)))
+
+    def list_keys(self, tenant_id: str, *, limit: int | None = None) -> Page[ApiKey]:
+        return self._client._list(ops.list_keys(tenant_id, limit))
+
+    def revoke_key(self, tenant_id: str, key_id: str) -> None:
+        """Revokes a key at once."""
+        self._client._request(ops.revoke_key(tenant_id, key_id))
+
+
+class Stream(_Resource):
+    """The tenant stream (``/v1/stream``)."""
+
+    def subscribe(
+        self,
+        *,
+        topics: str | Sequence[str] | None = None,
+        cursor: str | int | None = None,
+        idle_timeout: float = 45.0,
+    ) -> StreamSubscription:
+        """Follows the tenant stream; iterate the subscription for `StreamEvent` and
+        `StreamReset` items.
+
+        Args:
+            topics: Topic patterns (``orders.#``, ``deliveries.status``). One pattern is
+                filtered by the server; several are matched here. Default: everything.
+            cursor: Resume after this cursor (``0``: from the oldest history kept).
+                None: live items only, from the moment of connecting.
+            idle_timeout: Reconnect when nothing arrives for this many seconds, not even
+                the keepalive the server sends every 15 s.
+        """
+        return StreamSubscription(self._client, _Session(topics, cursor, idle_timeout))
