@@ -61,6 +61,10 @@ pub struct Config {
     /// Set by `gp serve --dev`; not a file key.
     #[serde(skip)]
     pub dev: bool,
+    /// Deprecated keys this configuration used, with what to use instead (logged at
+    /// start).
+    #[serde(skip)]
+    pub deprecations: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,9 +85,10 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     pub max_body_bytes: usize,
-    /// Also accepted as `max_payload_size` (the roadmap's name).
-    #[serde(alias = "max_payload_size")]
     pub max_payload_bytes: usize,
+    /// Deprecated name of `max_payload_bytes` (the roadmap's); wins when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_payload_size: Option<usize>,
     pub max_batch_events: usize,
     pub max_topic_bytes: usize,
     pub max_idempotency_key_bytes: usize,
@@ -92,9 +97,10 @@ pub struct ApiConfig {
     pub max_subscriptions_per_tenant: usize,
     pub max_topics_per_subscription: usize,
     pub max_queue_depth_per_tenant: u64,
-    /// Also accepted as `max_inflight_global` (the roadmap's name).
-    #[serde(alias = "max_inflight_global")]
     pub max_inflight_publishes: usize,
+    /// Deprecated name of `max_inflight_publishes` (the roadmap's); wins when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_inflight_global: Option<usize>,
     pub overload_status: u16,
     pub overload_retry_after_secs: u64,
     pub write_timeout_secs: u64,
@@ -368,6 +374,7 @@ impl Config {
     /// Extracts and validates; `dev` applies the `--dev` adjustments first.
     pub fn from_figment(fig: Figment, dev: bool) -> Result<Self, ConfigError> {
         let mut config: Config = fig.extract()?;
+        config.apply_deprecated_names();
         config.dev = dev;
         if dev {
             config.delivery.allow_private_destinations = true;
@@ -385,6 +392,27 @@ impl Config {
         config.delivery.allow_private_destinations = true;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Moves values given under deprecated names (the roadmap's) to their keys.
+    fn apply_deprecated_names(&mut self) {
+        let api = &mut self.api;
+        if let Some(v) = api.max_payload_size.take() {
+            api.max_payload_bytes = v;
+            self.deprecations.push(
+                "api.max_payload_size is deprecated; use api.max_payload_bytes \
+                 (GATEPULSE_API__MAX_PAYLOAD_BYTES)"
+                    .into(),
+            );
+        }
+        if let Some(v) = api.max_inflight_global.take() {
+            api.max_inflight_publishes = v;
+            self.deprecations.push(
+                "api.max_inflight_global is deprecated; use api.max_inflight_publishes \
+                 (GATEPULSE_API__MAX_INFLIGHT_PUBLISHES)"
+                    .into(),
+            );
+        }
     }
 
     /// Checks relations between keys that types alone cannot express.
@@ -640,6 +668,21 @@ mod tests {
     fn load_with(jail: &mut figment::Jail, dev: bool) -> Result<Config, ConfigError> {
         let _ = jail;
         Config::from_figment(Config::figment(None, &CliOverrides::default()), dev)
+    }
+
+    #[test]
+    fn the_roadmaps_names_are_accepted_as_deprecated_aliases() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("GATEPULSE_ADMIN_TOKEN", "0123456789abcdef");
+            jail.set_env("GATEPULSE_API__MAX_PAYLOAD_SIZE", "1000");
+            jail.set_env("GATEPULSE_API__MAX_INFLIGHT_GLOBAL", "9");
+            let config = load_with(jail, false).unwrap();
+            assert_eq!(config.api.max_payload_bytes, 1000);
+            assert_eq!(config.api.max_inflight_publishes, 9);
+            assert_eq!(config.deprecations.len(), 2, "{:?}", config.deprecations);
+            assert!(config.deprecations[0].contains("use api.max_payload_bytes"));
+            Ok(())
+        });
     }
 
     #[test]

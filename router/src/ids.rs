@@ -127,7 +127,11 @@ id_type!(
 );
 
 impl DeliveryId {
-    /// The `seq`-th delivery of `event` (seq < 2^20).
+    /// The largest sequence number one event's delivery ids can carry (four base-32
+    /// digits): creating more would wrap around onto existing ids.
+    pub const MAX_SEQ: u32 = (1 << 20) - 1;
+
+    /// The `seq`-th delivery of `event` (seq <= [`DeliveryId::MAX_SEQ`]).
     pub fn for_event(event: &EventId, seq: u32) -> Self {
         let mut s = Self::event_prefix(event);
         for i in (0..4).rev() {

@@ -54,6 +54,9 @@ pub async fn run(
         path: config.data_dir.clone(),
         source,
     })?;
+    for note in &config.deprecations {
+        tracing::warn!(deprecated = %note, "configuration uses a deprecated name");
+    }
     let dyn_store = store::open(&config)?;
 
     let dev = if config.dev {

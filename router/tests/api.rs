@@ -1177,3 +1177,86 @@ async fn inbox_endpoints_capture_the_request_a_subscriber_would_receive() {
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_replay_stops_at_the_queue_limit_and_says_where_to_resume() {
+    let s = TestServer::start_with(|c| c.api.max_queue_depth_per_tenant = 5).await;
+    let (_, key) = s.tenant_with_key(ALL).await;
+    // Ten events before any subscription: nothing is queued yet.
+    for n in 0..10 {
+        let (st, _) = s
+            .call(
+                &key,
+                Method::POST,
+                "/v1/events",
+                Some(json!({"topic": "r.x", "payload": {"n": n}})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::ACCEPTED);
+    }
+    // An endpoint nobody can reach: replayed deliveries stay queued.
+    endpoint_and_subscription(&s, &key, &["r.#"]).await;
+    let range = json!({"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"});
+    let (st, out) = s
+        .call(&key, Method::POST, "/v1/replay", Some(range.clone()))
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{out}");
+    assert_eq!(out["events"], 10, "{out}");
+    assert_eq!(out["deliveries"], 5, "{out}");
+    assert_eq!(out["complete"], false, "{out}");
+    assert_eq!(out["stopped"], "queue_full", "{out}");
+    assert!(out["resume_from"].is_string(), "{out}");
+    let (_, stats) = s.call(&key, Method::GET, "/v1/stats", None).await;
+    let queued = ["queue_depth", "in_flight", "retry_backlog"]
+        .iter()
+        .map(|k| stats[k].as_u64().unwrap())
+        .sum::<u64>();
+    assert_eq!(queued, 5, "the queue stayed at its limit: {stats}");
+    // Nothing fits any more: refused like a publish, nothing written.
+    let (st, p) = s.call(&key, Method::POST, "/v1/replay", Some(range)).await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("queue_full")),
+        "{p}"
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_range_replay_over_the_event_limit_is_refused_before_anything_is_written() {
+    let s = TestServer::start_with(|c| c.api.max_replay_events = 3).await;
+    let (_, key) = s.tenant_with_key(ALL).await;
+    endpoint_and_subscription(&s, &key, &["r.#"]).await;
+    for n in 0..4 {
+        s.call(
+            &key,
+            Method::POST,
+            "/v1/events",
+            Some(json!({"topic": "r.x", "payload": {"n": n}})),
+        )
+        .await;
+    }
+    let (st, p) = s
+        .call(
+            &key,
+            Method::POST,
+            "/v1/replay",
+            Some(json!({"from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(
+        (st, p["field"].as_str(), p["limit"].as_u64()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("from"), Some(3)),
+        "{p}"
+    );
+    let deliveries = s
+        .call(&key, Method::GET, "/v1/deliveries?limit=100", None)
+        .await
+        .1;
+    assert_eq!(
+        deliveries["data"].as_array().unwrap().len(),
+        4,
+        "only the originals"
+    );
+    s.shutdown().await;
+}

@@ -87,6 +87,17 @@ fn new_event(
     }
 }
 
+/// One requeue batch without a queue limit.
+fn requeue(selection: RequeueSelection, now: i64, limit: usize) -> RequeueBatch {
+    RequeueBatch {
+        selection,
+        after: None,
+        now,
+        limit,
+        max_queue_depth: u64::MAX,
+    }
+}
+
 /// Appends with no queue limit; every event must be stored.
 async fn append(store: &dyn Store, events: Vec<NewEvent>, window_ms: i64) -> Vec<AppendOutcome> {
     let limits = AppendLimits {
@@ -627,7 +638,10 @@ async fn a_retried_delivery_keeps_its_transformed_body(store: Arc<dyn Store>) {
     assert_eq!(dead.body.as_deref(), Some(kept.as_str()));
     // A requeue starts over: the transform runs again.
     store
-        .requeue_dead(&t, RequeueSelection::Ids(vec![d.id.clone()]), 6_000, 10)
+        .requeue_dead(
+            &t,
+            requeue(RequeueSelection::Ids(vec![d.id.clone()]), 6_000, 10),
+        )
         .await
         .unwrap();
     let requeued = store.get_delivery(&t, &d.id).await.unwrap().unwrap();
@@ -717,11 +731,15 @@ async fn outcomes_move_deliveries_through_retry_success_and_dead(store: Arc<dyn 
     // DLQ: listed, requeued with a fresh schedule, and listed no more.
     let dead = store.list_dead(&t, Some(&e1), page(10)).await.unwrap();
     assert_eq!(dead.items.len(), 1);
-    let woken = store
-        .requeue_dead(&t, RequeueSelection::Endpoint(e1.clone()), 70_000, 100)
+    let done = store
+        .requeue_dead(
+            &t,
+            requeue(RequeueSelection::Endpoint(e1.clone()), 70_000, 100),
+        )
         .await
         .unwrap();
-    assert_eq!(woken, vec![(t.clone(), e1.clone())]);
+    assert_eq!(done.woken, vec![(t.clone(), e1.clone())]);
+    assert_eq!((done.next, done.queue_full), (None, false));
     assert!(
         store
             .list_dead(&t, None, page(10))
@@ -788,6 +806,8 @@ async fn replays_add_fresh_deliveries_to_old_events(store: Arc<dyn Store>) {
         created_at: 50_000,
         request: serde_json::json!({"event_id": ev.id}),
         deliveries: 2,
+        complete: true,
+        stopped: None,
     };
     let news: Vec<ReplayDelivery> = subs
         .iter()
@@ -797,10 +817,11 @@ async fn replays_add_fresh_deliveries_to_old_events(store: Arc<dyn Store>) {
             endpoint_id: s.endpoint_id.clone(),
         })
         .collect();
-    store
-        .create_replay(replay.clone(), news.clone())
+    let written = store
+        .create_replay(replay.clone(), news.clone(), u64::MAX)
         .await
         .unwrap();
+    assert_eq!(written, 2);
     store
         .create_replay(
             Replay {
@@ -808,6 +829,7 @@ async fn replays_add_fresh_deliveries_to_old_events(store: Arc<dyn Store>) {
                 ..replay
             },
             news,
+            u64::MAX,
         )
         .await
         .unwrap();
@@ -891,6 +913,115 @@ async fn the_queue_never_grows_past_its_limit(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(matches!(fits[0], Appended::Stored(_)));
+}
+
+/// Replays and requeues add deliveries too: they stop at the same queue limit, in
+/// bounded batches, and an event's delivery ids never wrap around.
+async fn replays_and_requeues_respect_the_queue_limit(store: Arc<dyn Store>) {
+    let a = tenant("a");
+    store.create_tenant(a.clone()).await.unwrap();
+    let ep = endpoint(&a.id);
+    store.create_endpoint(ep.clone(), 10).await.unwrap();
+    let sub = subscription(&a.id, &ep.id);
+    let one = [(sub.id.clone(), ep.id.clone())];
+    let events: Vec<NewEvent> = (0..4)
+        .map(|i| new_event(&a.id, None, 10 + i, &one))
+        .collect();
+    let ids: Vec<EventId> = events.iter().map(|e| e.id.clone()).collect();
+    append(store.as_ref(), events, 60_000).await;
+    // Every delivery dies: the queue is empty, the DLQ holds four.
+    let c = store
+        .claim_due(claim(&a.id, &ep.id, 100, 10))
+        .await
+        .unwrap();
+    for cl in &c {
+        let d = &cl.delivery;
+        assert!(
+            store
+                .record_outcome(Outcome {
+                    tenant: a.id.clone(),
+                    delivery: d.id.clone(),
+                    lease_token: d.lease_token,
+                    attempt: attempt(&a.id, d, 1, 200, 500),
+                    next: NextState::Dead,
+                    body: None,
+                })
+                .await
+                .unwrap()
+        );
+    }
+    assert_eq!(store.queue_counts(Some(&a.id)).await.unwrap().dead, 4);
+    // A requeue by endpoint in batches of one, under a limit of three queued.
+    let mut batch = RequeueBatch {
+        selection: RequeueSelection::Endpoint(ep.id.clone()),
+        after: None,
+        now: 300,
+        limit: 1,
+        max_queue_depth: 3,
+    };
+    let mut moved = 0;
+    let stop = loop {
+        let r = store.requeue_dead(&a.id, batch.clone()).await.unwrap();
+        moved += r.woken.len();
+        if r.queue_full || r.next.is_none() {
+            break r;
+        }
+        batch.after = r.next;
+    };
+    assert!(stop.queue_full, "{stop:?}");
+    assert_eq!(moved, 3);
+    let counts = store.queue_counts(Some(&a.id)).await.unwrap();
+    assert_eq!((counts.pending, counts.dead), (3, 1));
+    // A replay batch writes only what fits under the limit.
+    let replay = Replay {
+        record_version: RECORD_VERSION,
+        id: "rpl_limit".into(),
+        tenant_id: a.id.clone(),
+        created_at: 400,
+        request: serde_json::json!({}),
+        deliveries: 1,
+        complete: false,
+        stopped: None,
+    };
+    let again = |e: &EventId| ReplayDelivery {
+        event_id: e.clone(),
+        subscription_id: sub.id.clone(),
+        endpoint_id: ep.id.clone(),
+    };
+    let refused = store
+        .create_replay(replay.clone(), vec![again(&ids[0])], 3)
+        .await
+        .unwrap();
+    assert_eq!(refused, 0);
+    assert_eq!(store.queue_counts(Some(&a.id)).await.unwrap().pending, 3);
+    let some = store
+        .create_replay(
+            replay.clone(),
+            vec![again(&ids[0]), again(&ids[1]), again(&ids[2])],
+            5,
+        )
+        .await
+        .unwrap();
+    assert_eq!(some, 2, "the first two fit");
+    assert_eq!(store.queue_counts(Some(&a.id)).await.unwrap().pending, 5);
+    // An event whose delivery ids are used up refuses more instead of wrapping.
+    let full = new_event(&a.id, None, 500, &[]);
+    let last = DeliveryId::for_event(&full.id, DeliveryId::MAX_SEQ);
+    let full = NewEvent {
+        deliveries: vec![NewDelivery {
+            id: last,
+            subscription_id: sub.id.clone(),
+            endpoint_id: ep.id.clone(),
+        }],
+        ..full
+    };
+    let full_id = full.id.clone();
+    append(store.as_ref(), vec![full], 60_000).await;
+    let err = store
+        .create_replay(replay, vec![again(&full_id)], u64::MAX)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::LimitReached { .. }), "{err:?}");
 }
 
 async fn retention_removes_settled_expired_data_and_nothing_else(store: Arc<dyn Store>) {
@@ -1121,6 +1252,7 @@ macro_rules! conformance {
             conformance!(@case $make, expired_leases_return_to_the_queue);
             conformance!(@case $make, replays_add_fresh_deliveries_to_old_events);
             conformance!(@case $make, the_queue_never_grows_past_its_limit);
+            conformance!(@case $make, replays_and_requeues_respect_the_queue_limit);
             conformance!(@case $make, retention_removes_settled_expired_data_and_nothing_else);
             conformance!(@case $make, tenant_retention_overrides_the_default);
             conformance!(@case $make, a_retention_batch_stops_at_its_time_budget);

@@ -147,3 +147,59 @@ async fn a_publisher_at_several_times_capacity_gets_only_202_429_or_503() {
         );
     });
 }
+
+/// The in-flight publish limit is checked from the request's head, before its body is
+/// read: a publish still sending its body holds a slot, and one that finds every slot
+/// taken is refused at once, whatever it was about to send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_are_admitted_before_their_body_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let gp = Gp::start(
+        dir.path(),
+        &[("GATEPULSE_API__MAX_INFLIGHT_GLOBAL", "1")], // the roadmap's name, an alias
+    )
+    .await
+    .unwrap();
+    let (_, key) = gp.tenant_with_key().await.unwrap();
+    let body = br#"{"topic": "slow.body", "payload": {"n": 1}}"#;
+    let head = format!(
+        "POST /v1/events HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    // A publish that sends its head and part of its body, then waits. Once the server
+    // has read the head it holds the only slot, and any other publish is refused.
+    // (Until then another publish may still win the slot; then try again.)
+    let mut tries = 0;
+    let mut slow = loop {
+        tries += 1;
+        assert!(tries <= 20, "the slow publish never held the slot");
+        let mut slow = tokio::net::TcpStream::connect(gp.base.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        slow.write_all(head.as_bytes()).await.unwrap();
+        slow.write_all(&body[..5]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50 * tries)).await;
+        let (s, p) = gp
+            .call(
+                &key,
+                Method::POST,
+                "/v1/events",
+                Some(json!({"topic": "other", "payload": {}})),
+            )
+            .await
+            .unwrap();
+        if s == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(p["code"], "overloaded", "{p}");
+            break slow;
+        }
+        assert_eq!(s, StatusCode::ACCEPTED, "{p}");
+    };
+    // The slow one finishes sending and is accepted; the slot is free again.
+    slow.write_all(&body[5..]).await.unwrap();
+    let mut answer = String::new();
+    slow.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    gp.publish(&key, "after", &json!({})).await.unwrap();
+}

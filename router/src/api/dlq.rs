@@ -14,10 +14,10 @@ use super::extract::{ApiJson, ApiQuery, ListOut, ListParams};
 use crate::auth::{Principal, Scope};
 use crate::clock::now_ms;
 use crate::ids::{DeliveryId, EndpointId};
-use crate::store::RequeueSelection;
+use crate::store::{RequeueBatch, RequeueSelection};
 
-/// Most deliveries one requeue call moves.
-pub const MAX_REQUEUE: usize = 100_000;
+/// Dead deliveries moved per store transaction (each bounded in time).
+const REQUEUE_BATCH: usize = 1000;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -39,6 +39,12 @@ pub struct RequeueIn {
 pub struct RequeueOut {
     /// How many dead deliveries went back to the queue.
     pub requeued: usize,
+    /// False when the requeue stopped before the end of the selection: at the
+    /// tenant's queue limit (`stopped: "queue_full"`; requeue the rest later) or at
+    /// `api.max_requeue` (`stopped: "max_requeue"`; call again).
+    pub complete: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<&'static str>,
 }
 
 /// Lists dead deliveries.
@@ -107,15 +113,42 @@ pub async fn requeue_dlq(
             ));
         }
     };
-    let woken = state
-        .store
-        .requeue_dead(&tenant, selection, now_ms(), MAX_REQUEUE)
-        .await?;
-    tracing::info!(tenant_id = %tenant, requeued = woken.len(), "dlq requeue");
+    // In bounded batches, each its own transaction, never past the queue limit.
+    let max = state.config.api.max_requeue;
+    let (now, mut total, mut after, mut stopped) = (now_ms(), 0usize, None, None);
+    loop {
+        let batch = RequeueBatch {
+            selection: selection.clone(),
+            after: after.take(),
+            now,
+            limit: REQUEUE_BATCH.min(max - total),
+            max_queue_depth: state.config.api.max_queue_depth_per_tenant,
+        };
+        let done = state.store.requeue_dead(&tenant, batch).await?;
+        total += done.woken.len();
+        if done.queue_full {
+            stopped = Some("queue_full");
+            break;
+        }
+        match done.next {
+            Some(_) if total >= max => {
+                stopped = Some("max_requeue");
+                break;
+            }
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    tracing::info!(tenant_id = %tenant, requeued = total, stopped, "dlq requeue");
+    if total == 0 && stopped == Some("queue_full") {
+        return Err(super::events::queue_full(&state));
+    }
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(RequeueOut {
-            requeued: woken.len(),
+            requeued: total,
+            complete: stopped.is_none(),
+            stopped,
         }),
     ))
 }

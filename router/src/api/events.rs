@@ -120,6 +120,34 @@ fn overloaded(state: &AppState, reason: crate::ingest::Overload) -> ApiError {
     ApiError::overloaded(reason, api.overload_status, api.overload_retry_after_secs)
 }
 
+/// The overload answer for work refused at the tenant's queue limit (a replay, a
+/// requeue), the same as a publish gets.
+pub fn queue_full(state: &AppState) -> ApiError {
+    overloaded(state, crate::ingest::Overload::QueueFull)
+}
+
+/// One of the `api.max_inflight_publishes` slots, taken from the request's head before
+/// its body is read (extractors run in order; the JSON body comes last).
+#[derive(Debug)]
+pub struct PublishSlot {
+    _permit: crate::ingest::PublishPermit,
+}
+
+impl axum::extract::FromRequestParts<AppState> for PublishSlot {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        _parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        state
+            .ingest
+            .admit()
+            .map(|permit| PublishSlot { _permit: permit })
+            .map_err(|o| overloaded(state, o))
+    }
+}
+
 fn header_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     match headers.get(IDEMPOTENCY_HEADER) {
         None => Ok(None),
@@ -157,11 +185,11 @@ fn into_publish(body: EventIn, header: Option<&String>) -> Result<Publish, ApiEr
 pub async fn create_event(
     State(state): State<AppState>,
     principal: Principal,
+    _slot: PublishSlot,
     headers: HeaderMap,
     ApiJson(body): ApiJson<EventIn>,
 ) -> Result<(StatusCode, axum::Json<PublishOut>), ApiError> {
     let tenant = principal.tenant_for(Scope::EventsWrite)?;
-    let _permit = state.ingest.admit().map_err(|o| overloaded(&state, o))?;
     let publish = into_publish(body, header_key(&headers)?.as_ref())?;
     state.ingest.validate(&publish)?;
     let mut outcomes = state.ingest.publish(tenant, vec![publish]).await?;
@@ -180,10 +208,10 @@ pub async fn create_event(
 pub async fn create_events_batch(
     State(state): State<AppState>,
     principal: Principal,
+    _slot: PublishSlot,
     ApiJson(body): ApiJson<BatchIn>,
 ) -> Result<(StatusCode, axum::Json<BatchOut>), ApiError> {
     let tenant = principal.tenant_for(Scope::EventsWrite)?;
-    let _permit = state.ingest.admit().map_err(|o| overloaded(&state, o))?;
     let max = state.config.api.max_batch_events;
     if body.events.is_empty() || body.events.len() > max {
         return Err(ApiError::invalid_field(

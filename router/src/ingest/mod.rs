@@ -61,11 +61,11 @@ impl Overload {
 
 /// Holds one of the in-flight publish slots until dropped.
 #[derive(Debug)]
-pub struct PublishPermit<'a> {
-    inflight: &'a AtomicUsize,
+pub struct PublishPermit {
+    inflight: Arc<AtomicUsize>,
 }
 
-impl Drop for PublishPermit<'_> {
+impl Drop for PublishPermit {
     fn drop(&mut self) {
         self.inflight.fetch_sub(1, Ordering::AcqRel);
     }
@@ -283,7 +283,7 @@ pub struct Ingest {
     /// is never cached after it.
     generation: AtomicU64,
     /// Publish requests being processed now.
-    inflight: AtomicUsize,
+    inflight: Arc<AtomicUsize>,
 }
 
 impl Ingest {
@@ -294,7 +294,7 @@ impl Ingest {
             filter_limits: Limits::default(),
             indexes: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
-            inflight: AtomicUsize::new(0),
+            inflight: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -404,12 +404,13 @@ impl Ingest {
         Ok(())
     }
 
-    /// Takes an in-flight publish slot, or says the server is overloaded. Checked before
-    /// the body is read, so an overloaded server does no work for the request.
-    pub fn admit(&self) -> Result<PublishPermit<'_>, Overload> {
+    /// Takes an in-flight publish slot, or says the server is overloaded. The API
+    /// takes it before the body is read, so an overloaded server does no work for the
+    /// request (and a refused client is answered before it finishes sending).
+    pub fn admit(&self) -> Result<PublishPermit, Overload> {
         let before = self.inflight.fetch_add(1, Ordering::AcqRel);
         let permit = PublishPermit {
-            inflight: &self.inflight,
+            inflight: self.inflight.clone(),
         };
         if before >= self.limits.max_inflight_publishes {
             drop(permit);

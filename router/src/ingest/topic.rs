@@ -203,6 +203,25 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The topic-pattern cases the SDKs share (`sdk/conformance/topic-patterns.json`).
+    #[test]
+    fn matches_the_shared_conformance_cases() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../sdk/conformance/topic-patterns.json"
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let cases = doc["cases"].as_array().unwrap();
+        assert!(!cases.is_empty());
+        for case in cases {
+            check(
+                case["pattern"].as_str().unwrap(),
+                case["topic"].as_str().unwrap(),
+                case["matches"].as_bool().unwrap(),
+            );
+        }
+    }
+
     fn check(pattern: &str, topic: &str, expected: bool) {
         let p = TopicPattern::parse(pattern, 255).unwrap();
         assert_eq!(p.matches(topic), expected, "{pattern} vs {topic}");

@@ -329,23 +329,25 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         endpoint: Option<&EndpointId>,
         page: PageRequest,
     ) -> StoreResult<Page<Delivery>>;
-    /// Moves dead deliveries back to the queue, due at `now`, with their attempt count
-    /// reset (a fresh retry schedule), at most `limit`. Ids that are not dead are
-    /// skipped. Returns the endpoint of each requeued delivery (to wake dispatch).
-    async fn requeue_dead(
-        &self,
-        tenant: &TenantId,
-        selection: RequeueSelection,
-        now: i64,
-        limit: usize,
-    ) -> StoreResult<Vec<(TenantId, EndpointId)>>;
-    /// Records a replay and creates its deliveries (pending, due at `replay.created_at`)
-    /// in one transaction; each gets the next free delivery id of its event.
+    /// Moves one bounded batch of dead deliveries back to the queue, due at
+    /// `batch.now`, with their attempt count reset (a fresh retry schedule), in one
+    /// transaction: at most `batch.limit` moved and `limit * 20` DLQ rows examined, and
+    /// never past `batch.max_queue_depth` (checked in the transaction). Ids that are not
+    /// dead are skipped. Call again with `after = next` until `next` is `None`.
+    async fn requeue_dead(&self, tenant: &TenantId, batch: RequeueBatch) -> StoreResult<Requeued>;
+    /// Creates one batch of a replay's deliveries (pending, due at
+    /// `replay.created_at`) and writes the replay record with `deliveries` increased by
+    /// the number created, in one transaction. Only as many as fit under
+    /// `max_queue_depth` (pending, retrying and in flight, checked in the transaction)
+    /// are created, in order; returns how many. Each gets the next free delivery id of
+    /// its event; `LimitReached` (and nothing written) past 2^20 per event. Callers
+    /// keep each batch bounded (the API: 1,000).
     async fn create_replay(
         &self,
         replay: Replay,
         deliveries: Vec<ReplayDelivery>,
-    ) -> StoreResult<()>;
+        max_queue_depth: u64,
+    ) -> StoreResult<usize>;
     /// Removes expired data (see [`PurgePolicy`]) in one bounded transaction, oldest
     /// first; call again until `done`. Never removes a queued or in-flight delivery
     /// or its event.

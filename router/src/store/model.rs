@@ -438,6 +438,33 @@ pub enum RequeueSelection {
     Endpoint(EndpointId),
 }
 
+/// One bounded batch of a requeue.
+#[derive(Debug, Clone)]
+pub struct RequeueBatch {
+    pub selection: RequeueSelection,
+    /// An endpoint selection continues after this delivery id (the `next` of the
+    /// previous batch).
+    pub after: Option<String>,
+    /// The requeued deliveries are due at this time.
+    pub now: i64,
+    /// Most deliveries this batch moves (and, times 20, most DLQ rows it examines).
+    pub limit: usize,
+    /// The tenant's queue (pending, retrying, in flight) never grows past this: the
+    /// batch stops before a delivery that would.
+    pub max_queue_depth: u64,
+}
+
+/// What one requeue batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requeued {
+    /// The endpoint of each requeued delivery (to wake dispatch).
+    pub woken: Vec<(TenantId, EndpointId)>,
+    /// Where an endpoint selection continues; `None` once it reached the end.
+    pub next: Option<String>,
+    /// The batch stopped at the tenant's queue limit.
+    pub queue_full: bool,
+}
+
 /// A delivery captured by an inbox endpoint: the request exactly as a subscriber
 /// would have received it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -467,7 +494,18 @@ pub struct Replay {
     pub created_at: i64,
     /// The request as given (event id or time range, narrowing).
     pub request: serde_json::Value,
+    /// Deliveries created so far.
     pub deliveries: u64,
+    /// False while (or when) the replay stopped before the end of its selection.
+    #[serde(default = "yes")]
+    pub complete: bool,
+    /// Why it stopped early (`queue_full`), when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One new delivery created by a replay; the store assigns its id.

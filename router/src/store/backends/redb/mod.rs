@@ -40,8 +40,8 @@ use crate::store::{
     ApiKey, AppendLimits, Appended, Attempt, Claim, Claimed, Delivery, DeliveryQuery,
     DeliveryStatus, Endpoint, Event, EventQuery, InboxMessage, Mutation, NewEvent, Outcome, Page,
     PageRequest, PluginQuota, PluginRecord, PurgePolicy, PurgeReport, QueueCounts, QueueSignal,
-    Replay, ReplayDelivery, RequeueSelection, SnapshotManifest, StorageStats, Store, StoreError,
-    StoreMeta, StoreResult, StreamRead, Subscription, Tenant,
+    Replay, ReplayDelivery, RequeueBatch, Requeued, SnapshotManifest, StorageStats, Store,
+    StoreError, StoreMeta, StoreResult, StreamRead, Subscription, Tenant,
 };
 use crate::stream::hub::StreamHub;
 
@@ -491,22 +491,18 @@ impl Store for RedbStore {
         self.list_dead(tenant, endpoint, page).await
     }
 
-    async fn requeue_dead(
-        &self,
-        tenant: &TenantId,
-        selection: RequeueSelection,
-        now: i64,
-        limit: usize,
-    ) -> StoreResult<Vec<(TenantId, EndpointId)>> {
-        self.requeue_dead(tenant, selection, now, limit).await
+    async fn requeue_dead(&self, tenant: &TenantId, batch: RequeueBatch) -> StoreResult<Requeued> {
+        self.requeue_dead(tenant, batch).await
     }
 
     async fn create_replay(
         &self,
         replay: Replay,
         deliveries: Vec<ReplayDelivery>,
-    ) -> StoreResult<()> {
-        self.create_replay(replay, deliveries).await
+        max_queue_depth: u64,
+    ) -> StoreResult<usize> {
+        self.create_replay(replay, deliveries, max_queue_depth)
+            .await
     }
 
     async fn purge(&self, policy: PurgePolicy) -> StoreResult<PurgeReport> {

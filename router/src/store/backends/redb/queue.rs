@@ -3,6 +3,7 @@
 //! requeue and replays.
 
 use std::collections::HashMap;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use redb::{ReadableTable, Table, WriteTransaction};
@@ -12,16 +13,16 @@ use serde_json::value::RawValue;
 use crate::ids::{DeliveryId, EndpointId, EventId, TenantId};
 use crate::store::{
     AppendLimits, AppendOutcome, Appended, Claim, Claimed, Delivery, DeliveryStatus, Event,
-    NewEvent, NextState, Outcome, RECORD_VERSION, Replay, ReplayDelivery, RequeueSelection,
-    StoreError, StoreResult,
+    NewEvent, NextState, Outcome, RECORD_VERSION, Replay, ReplayDelivery, RequeueBatch,
+    RequeueSelection, Requeued, StoreError, StoreResult,
 };
 use crate::stream::StatusData;
 
 use super::feed::StatusRow;
 use super::tables::*;
 use super::{
-    RedbStore, count_transition, counter_add, counter_get, decode, encode, load_delivery,
-    load_delivery_or_quarantine, ms, quarantine, upper,
+    RedbStore, SCAN_FACTOR, count_transition, counter_add, counter_get, decode, encode,
+    load_delivery, load_delivery_or_quarantine, ms, quarantine, upper,
 };
 
 /// The stored form of an event, borrowed from a [`NewEvent`] so nothing is copied
@@ -145,37 +146,68 @@ pub(super) fn reclaim_leases(
     Ok(woken)
 }
 
+/// A tenant's queued deliveries (pending, retrying, in flight) as stored.
+fn stored_queue_depth(counters: &Table<(&str, &str), u64>, tenant: &str) -> StoreResult<u64> {
+    let mut depth = 0u64;
+    for status in [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Retrying,
+        DeliveryStatus::InFlight,
+    ] {
+        depth = depth.saturating_add(counter_get(counters, tenant, status.as_str())?);
+    }
+    Ok(depth)
+}
+
 pub(super) fn requeue_dead(
     txn: &WriteTransaction,
     tenant: &TenantId,
-    selection: &RequeueSelection,
-    now: i64,
-    limit: usize,
-) -> StoreResult<Vec<(TenantId, EndpointId)>> {
+    batch: &RequeueBatch,
+) -> StoreResult<Requeued> {
     let t = tenant.as_str();
+    let limit = batch.limit.max(1);
     let mut dead = txn.open_table(DEAD)?;
     let mut deliveries = txn.open_table(DELIVERIES)?;
     let mut due = txn.open_table(DELIVERIES_DUE)?;
     let mut counters = txn.open_table(COUNTERS)?;
-    let ids: Vec<String> = match selection {
-        RequeueSelection::Ids(ids) => ids.iter().map(|i| i.to_string()).collect(),
+    let mut out = Requeued::default();
+    let ids: Vec<String> = match &batch.selection {
+        RequeueSelection::Ids(ids) => ids.iter().take(limit).map(|i| i.to_string()).collect(),
         RequeueSelection::Endpoint(e) => {
             let up = upper(t);
+            let start = match batch.after.as_deref() {
+                Some(a) => Bound::Excluded((t, a)),
+                None => Bound::Included((t, "")),
+            };
+            let scan_cap = limit.saturating_mul(SCAN_FACTOR);
             let mut ids = Vec::new();
-            for row in dead.range::<(&str, &str)>((t, "")..(up.as_str(), ""))? {
+            let mut scanned = 0usize;
+            for row in dead.range::<(&str, &str)>((start, Bound::Excluded((up.as_str(), ""))))? {
                 let (k, v) = row?;
+                scanned += 1;
+                let id = k.value().1;
                 if v.value() == e.as_str() {
-                    ids.push(k.value().1.to_owned());
-                    if ids.len() >= limit {
-                        break;
-                    }
+                    ids.push(id.to_owned());
+                }
+                if ids.len() >= limit || scanned >= scan_cap {
+                    out.next = Some(id.to_owned());
+                    break;
                 }
             }
             ids
         }
     };
-    let mut woken = Vec::new();
-    for id in ids.iter().take(limit) {
+    let mut depth = stored_queue_depth(&counters, t)?;
+    for (i, id) in ids.iter().enumerate() {
+        if depth >= batch.max_queue_depth {
+            out.queue_full = true;
+            // Continue right before the first one not moved.
+            out.next = i
+                .checked_sub(1)
+                .map(|p| ids[p].clone())
+                .or(batch.after.clone());
+            break;
+        }
         if dead.remove((t, id.as_str()))?.is_none() {
             continue;
         }
@@ -185,28 +217,34 @@ pub(super) fn requeue_dead(
         count_transition(&mut counters, t, d.status, DeliveryStatus::Pending)?;
         d.status = DeliveryStatus::Pending;
         d.attempts = 0;
-        d.next_attempt_at = now;
-        d.updated_at = now;
+        d.next_attempt_at = batch.now;
+        d.updated_at = batch.now;
         // A requeue is a new start: the transform runs again (it may have been fixed).
         d.body = None;
         deliveries.insert((t, id.as_str()), encode(&d)?.as_slice())?;
-        due.insert((d.endpoint_id.as_str(), ms(now), id.as_str()), t)?;
-        woken.push((tenant.clone(), d.endpoint_id));
+        due.insert((d.endpoint_id.as_str(), ms(batch.now), id.as_str()), t)?;
+        out.woken.push((tenant.clone(), d.endpoint_id));
+        depth += 1;
     }
-    Ok(woken)
+    Ok(out)
 }
 
 pub(super) fn create_replay(
     txn: &WriteTransaction,
     replay: &Replay,
     new: &[ReplayDelivery],
-) -> StoreResult<()> {
+    max_queue_depth: u64,
+) -> StoreResult<usize> {
     let t = replay.tenant_id.as_str();
     let mut deliveries = txn.open_table(DELIVERIES)?;
     let mut due = txn.open_table(DELIVERIES_DUE)?;
     let mut counters = txn.open_table(COUNTERS)?;
-    // Next free sequence number per event: one past the last existing delivery id.
+    // As many as the tenant's queue has room for, in order.
+    let room = max_queue_depth.saturating_sub(stored_queue_depth(&counters, t)?);
+    let new = &new[..new.len().min(usize::try_from(room).unwrap_or(usize::MAX))];
+    // Every id first: an error must come before anything is written.
     let mut next_seq: HashMap<&str, u32> = HashMap::new();
+    let mut ids = Vec::with_capacity(new.len());
     for nd in new {
         let seq = match next_seq.get(nd.event_id.as_str()) {
             Some(s) => *s,
@@ -224,8 +262,17 @@ pub(super) fn create_replay(
                 }
             }
         };
+        if seq > DeliveryId::MAX_SEQ {
+            // Its ids would wrap around and overwrite the event's first deliveries.
+            return Err(StoreError::LimitReached {
+                what: "deliveries of one event",
+                limit: DeliveryId::MAX_SEQ as usize + 1,
+            });
+        }
         next_seq.insert(nd.event_id.as_str(), seq + 1);
-        let id = DeliveryId::for_event(&nd.event_id, seq);
+        ids.push(DeliveryId::for_event(&nd.event_id, seq));
+    }
+    for (nd, id) in new.iter().zip(ids) {
         let d = Delivery {
             record_version: RECORD_VERSION,
             id: id.clone(),
@@ -255,9 +302,11 @@ pub(super) fn create_replay(
         DeliveryStatus::Pending.as_str(),
         new.len() as i64,
     )?;
+    let mut record = replay.clone();
+    record.deliveries = record.deliveries.saturating_add(new.len() as u64);
     txn.open_table(REPLAYS)?
-        .insert((t, replay.id.as_str()), encode(replay)?.as_slice())?;
-    Ok(())
+        .insert((t, replay.id.as_str()), encode(&record)?.as_slice())?;
+    Ok(new.len())
 }
 
 /// The sequence number at the end of a delivery id (see [`DeliveryId::for_event`]).
@@ -658,31 +707,32 @@ impl RedbStore {
     pub(super) async fn requeue_dead(
         &self,
         tenant: &TenantId,
-        selection: RequeueSelection,
-        now: i64,
-        limit: usize,
-    ) -> StoreResult<Vec<(TenantId, EndpointId)>> {
+        batch: RequeueBatch,
+    ) -> StoreResult<Requeued> {
         let tenant = tenant.clone();
-        let woken = self
-            .write(move |txn| requeue_dead(txn, &tenant, &selection, now, limit))
+        let requeued = self
+            .write(move |txn| requeue_dead(txn, &tenant, &batch))
             .await?;
-        self.signal.announce(woken.iter().cloned());
-        Ok(woken)
+        self.signal.announce(requeued.woken.iter().cloned());
+        Ok(requeued)
     }
 
     pub(super) async fn create_replay(
         &self,
         replay: Replay,
         deliveries: Vec<ReplayDelivery>,
-    ) -> StoreResult<()> {
-        let woken: Vec<(TenantId, EndpointId)> = deliveries
+        max_queue_depth: u64,
+    ) -> StoreResult<usize> {
+        let mut woken: Vec<(TenantId, EndpointId)> = deliveries
             .iter()
             .map(|d| (replay.tenant_id.clone(), d.endpoint_id.clone()))
             .collect();
-        self.write(move |txn| create_replay(txn, &replay, &deliveries))
+        let written = self
+            .write(move |txn| create_replay(txn, &replay, &deliveries, max_queue_depth))
             .await?;
+        woken.truncate(written);
         self.signal.announce(woken);
-        Ok(())
+        Ok(written)
     }
 }
 
