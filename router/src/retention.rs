@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use crate::clock::now_ms;
 use crate::config::RetentionConfig;
-use crate::store::{PurgeReport, Store, StoreResult};
+use crate::store::{PurgeCursor, PurgeReport, Store, StoreResult};
 use crate::telemetry;
 
 /// Pause between batches, so other writes interleave.
@@ -22,16 +22,19 @@ pub async fn run_pass(store: &dyn Store, config: &RetentionConfig) -> StoreResul
     let started = Instant::now();
     let policy = config.policy(now_ms());
     let mut total = PurgeReport::default();
+    let mut from = PurgeCursor::default();
     loop {
-        let r = store.purge(policy).await?;
+        let r = store.purge(policy, from).await?;
         if r.events + r.deliveries + r.attempts > 0 {
             telemetry::record_segment(r.events, r.deliveries, r.attempts);
         }
         total.events += r.events;
         total.deliveries += r.deliveries;
         total.attempts += r.attempts;
-        if r.done {
-            break;
+        total.other += r.other;
+        match r.next {
+            Some(next) if !r.done => from = next,
+            _ => break,
         }
         tokio::time::sleep(BETWEEN_BATCHES).await;
     }

@@ -1058,7 +1058,7 @@ async fn retention_removes_settled_expired_data_and_nothing_else(store: Arc<dyn 
         max_rows: 1_000,
         max_millis: 0,
     };
-    let r = store.purge(policy).await.unwrap();
+    let r = store.purge(policy, PurgeCursor::default()).await.unwrap();
     assert!(r.done);
     assert_eq!(
         r.events, 2,
@@ -1094,7 +1094,7 @@ async fn retention_removes_settled_expired_data_and_nothing_else(store: Arc<dyn 
         dlq_max_age_secs: 5,
         ..policy
     };
-    let r = store.purge(policy).await.unwrap();
+    let r = store.purge(policy, PurgeCursor::default()).await.unwrap();
     assert_eq!(r.events, 1);
     assert!(
         store
@@ -1118,12 +1118,126 @@ async fn retention_removes_settled_expired_data_and_nothing_else(store: Arc<dyn 
         max_rows: 1,
         ..policy
     };
-    let r = store.purge(tiny).await.unwrap();
+    let r = store.purge(tiny, PurgeCursor::default()).await.unwrap();
     assert!(!r.done || r.events == 0);
     store.mark_compacted(123).await.unwrap();
     assert_eq!(store.meta().last_compaction_at, Some(123));
     let stats = store.storage_stats().await.unwrap();
     assert!(stats.tables.get("events").is_some_and(|n| *n >= 2));
+}
+
+/// Runs one whole retention pass; returns the summed report.
+async fn purge_pass(store: &dyn Store, policy: PurgePolicy) -> PurgeReport {
+    let mut total = PurgeReport::default();
+    let mut from = PurgeCursor::default();
+    for _ in 0..100_000 {
+        let r = store.purge(policy, from).await.unwrap();
+        total.events += r.events;
+        total.deliveries += r.deliveries;
+        total.attempts += r.attempts;
+        total.other += r.other;
+        if r.done {
+            total.done = true;
+            return total;
+        }
+        from = r.next.expect("an unfinished pass says where it continues");
+    }
+    panic!("the pass never finished");
+}
+
+/// An event still being delivered is passed by: the settled events after it go, and
+/// a stream reader below the removed ones is told (the watermark), not left with a
+/// silent hole. Replay records and inbox messages past their age go too, in bounded
+/// steps.
+async fn retention_passes_by_an_event_still_being_delivered(store: Arc<dyn Store>) {
+    let a = tenant("a");
+    store.create_tenant(a.clone()).await.unwrap();
+    let ep = endpoint(&a.id);
+    store.create_endpoint(ep.clone(), 10).await.unwrap();
+    let sub = subscription(&a.id, &ep.id);
+    // Event 1 waits for its delivery (an endpoint that is down); 2..=20 are done.
+    let mut events = vec![new_event(
+        &a.id,
+        None,
+        1_000,
+        &[(sub.id.clone(), ep.id.clone())],
+    )];
+    events.extend((0..19).map(|i| new_event(&a.id, None, 1_001 + i, &[])));
+    append(store.as_ref(), events, 1).await;
+    for i in 0..30 {
+        store
+            .capture_inbox(InboxMessage {
+                record_version: RECORD_VERSION,
+                id: AttemptId::generate(2_000 + i),
+                tenant_id: a.id.clone(),
+                endpoint_id: ep.id.clone(),
+                delivery_id: DeliveryId::from_trusted(format!("dlv_{i}")),
+                event_id: EventId::generate(2_000),
+                topic: "x".into(),
+                received_at: 2_000 + i,
+                headers: vec![],
+                body: "{}".into(),
+            })
+            .await
+            .unwrap();
+    }
+    store
+        .create_replay(
+            Replay {
+                record_version: RECORD_VERSION,
+                id: ReplayId::generate(1_500).to_string(),
+                tenant_id: a.id.clone(),
+                created_at: 1_500,
+                request: serde_json::json!({}),
+                deliveries: 0,
+                complete: true,
+                stopped: None,
+            },
+            vec![],
+            u64::MAX,
+        )
+        .await
+        .unwrap();
+    // Tiny steps: every call examines or deletes at most 3 rows.
+    let policy = PurgePolicy {
+        now: 1_000_000,
+        events_max_age_secs: 10,
+        dlq_max_age_secs: 10,
+        inbox_max_age_secs: 10,
+        max_rows: 3,
+        max_millis: 0,
+    };
+    let r = purge_pass(store.as_ref(), policy).await;
+    assert_eq!(r.events, 19, "all but the one still being delivered");
+    let left = store
+        .list_events(
+            &a.id,
+            EventQuery {
+                page: page(100),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        left.items.iter().map(|e| e.cursor).collect::<Vec<_>>(),
+        vec![1]
+    );
+    assert_eq!(store.queue_counts(Some(&a.id)).await.unwrap().pending, 1);
+    // 30 inbox messages and the replay record: other rows.
+    assert_eq!(r.other, 31, "{r:?}");
+    assert!(
+        store
+            .list_inbox(&a.id, &ep.id, page(100))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    // A reader from the start is told that history begins after what was removed.
+    let read = store.read_stream(&a.id, 0, 100, None, 0).await.unwrap();
+    assert_eq!(read.oldest, Some(21), "{read:?}");
+    assert_eq!(read.head, 20);
 }
 
 async fn tenant_retention_overrides_the_default(store: Arc<dyn Store>) {
@@ -1150,7 +1264,7 @@ async fn tenant_retention_overrides_the_default(store: Arc<dyn Store>) {
         max_rows: 100,
         max_millis: 0,
     };
-    let r = store.purge(policy).await.unwrap();
+    let r = store.purge(policy, PurgeCursor::default()).await.unwrap();
     assert_eq!(r.events, 1);
     assert_eq!(store.head_cursor(&keep.id).await.unwrap(), 1);
     let kept = store
@@ -1201,18 +1315,19 @@ async fn a_retention_batch_stops_at_its_time_budget(store: Arc<dyn Store>) {
         max_rows: 1_000_000,
         max_millis: 1,
     };
-    let first = store.purge(policy).await.unwrap();
+    let first = store.purge(policy, PurgeCursor::default()).await.unwrap();
     assert!(!first.done, "the time budget ends the batch early");
     assert!((1..3_000).contains(&first.events), "{}", first.events);
-    // Later batches finish the job: every call makes progress.
+    // Later batches finish the job, each from where the last stopped.
     let mut deleted = first.events;
+    let mut next = first.next;
     for _ in 0..10_000 {
-        let r = store.purge(policy).await.unwrap();
+        let r = store.purge(policy, next.take().unwrap()).await.unwrap();
         deleted += r.events;
         if r.done {
             break;
         }
-        assert!(r.events > 0, "a batch deleted nothing");
+        next = r.next;
     }
     assert_eq!(deleted, 3_000);
     // Without a time budget one call takes them all.
@@ -1225,11 +1340,14 @@ async fn a_retention_batch_stops_at_its_time_budget(store: Arc<dyn Store>) {
     )
     .await;
     let all = store
-        .purge(PurgePolicy {
-            now: 2_000_000,
-            max_millis: 0,
-            ..policy
-        })
+        .purge(
+            PurgePolicy {
+                now: 2_000_000,
+                max_millis: 0,
+                ..policy
+            },
+            PurgeCursor::default(),
+        )
         .await
         .unwrap();
     assert!(all.done);
@@ -1255,6 +1373,7 @@ macro_rules! conformance {
             conformance!(@case $make, replays_and_requeues_respect_the_queue_limit);
             conformance!(@case $make, retention_removes_settled_expired_data_and_nothing_else);
             conformance!(@case $make, tenant_retention_overrides_the_default);
+            conformance!(@case $make, retention_passes_by_an_event_still_being_delivered);
             conformance!(@case $make, a_retention_batch_stops_at_its_time_budget);
             conformance!(@case $make, the_stream_interleaves_events_and_attempt_statuses);
             conformance!(@case $make, a_retried_delivery_keeps_its_transformed_body);

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use gatepulse_e2e::{Gp, gp_binary};
 use reqwest::{Method, StatusCode};
@@ -105,4 +106,87 @@ async fn store_tools_refuse_a_store_the_server_has_open() {
         err.contains("already open") || err.contains("stop"),
         "{err}"
     );
+}
+
+/// Deliveries parked behind a disabled endpoint do not wait forever: past
+/// `delivery.parked_max_age_secs` they go to the DLQ (`parked_too_long`), stop counting
+/// against the tenant's queue, and can be requeued once the endpoint is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_deliveries_go_to_the_dlq_after_their_age() {
+    use gatepulse_e2e::receiver::{Behaviour, Receiver};
+    let dir = tempfile::tempdir().unwrap();
+    let gp = Gp::start(
+        dir.path(),
+        &[
+            ("GATEPULSE_DELIVERY__PARKED_MAX_AGE_SECS", "2"),
+            ("GATEPULSE_DELIVERY__REAPER_INTERVAL_SECS", "1"),
+        ],
+    )
+    .await
+    .unwrap();
+    let (_, key) = gp.tenant_with_key().await.unwrap();
+    let rx = Receiver::start(Behaviour::Ok, None).await.unwrap();
+    // One a second: most of the ten are still queued when the endpoint is disabled.
+    let (ep, _) = gp
+        .subscribe(
+            &key,
+            json!({"url": rx.url(), "rate_limit_per_sec": 1, "max_in_flight": 1}),
+            &["p.#"],
+            None,
+        )
+        .await
+        .unwrap();
+    let ep = ep["id"].as_str().unwrap().to_owned();
+    for n in 0..10 {
+        gp.publish(&key, "p.x", &json!({"n": n})).await.unwrap();
+    }
+    let (s, _) = gp
+        .call(
+            &key,
+            Method::PATCH,
+            &format!("/v1/endpoints/{ep}"),
+            Some(json!({"enabled": false})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let dead = loop {
+        let ds = gp
+            .list_all(&key, &format!("/v1/deliveries?endpoint_id={ep}"))
+            .await
+            .unwrap();
+        let queued = ds
+            .iter()
+            .filter(|d| {
+                matches!(
+                    d["status"].as_str(),
+                    Some("pending" | "retrying" | "in_flight")
+                )
+            })
+            .count();
+        if queued == 0 {
+            break ds
+                .into_iter()
+                .filter(|d| d["status"] == "dead")
+                .collect::<Vec<_>>();
+        }
+        assert!(Instant::now() < deadline, "still {queued} queued: {ds:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(dead.len() >= 5, "{dead:?}");
+    let (_, d) = gp
+        .call(
+            &key,
+            Method::GET,
+            &format!("/v1/deliveries/{}", dead[0]["id"].as_str().unwrap()),
+            None,
+        )
+        .await
+        .unwrap();
+    let last = d["attempts"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["error_kind"], "parked_too_long", "{d}");
+    let (_, stats) = gp.call(&key, Method::GET, "/v1/stats", None).await.unwrap();
+    assert_eq!(stats["queue_depth"], 0, "{stats}");
+    assert_eq!(stats["dlq_size"], dead.len(), "{stats}");
 }

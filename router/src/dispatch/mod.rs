@@ -47,6 +47,8 @@ use retry::RetryPolicy;
 
 /// How long a lease outlives the endpoint's timeout before the reaper may reclaim it.
 const LEASE_MARGIN_MS: i64 = 60_000;
+/// How often, at most apart, queued deliveries are checked for having waited too long.
+const PARKED_SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// A lane unused this long (and with nothing to remember) is dropped.
 const LANE_IDLE: Duration = Duration::from_secs(600);
 /// How long an endpoint's settings are cached before they are read again.
@@ -111,6 +113,8 @@ struct Settings {
     claim_batch: usize,
     reaper_interval: Duration,
     grace: Duration,
+    /// Queued deliveries due longer ago than this go to the DLQ (0: never).
+    parked_max_age_ms: i64,
 }
 
 impl Settings {
@@ -136,6 +140,7 @@ impl Settings {
             claim_batch: d.claim_batch,
             reaper_interval: Duration::from_secs(d.reaper_interval_secs),
             grace: c.shutdown_grace(),
+            parked_max_age_ms: (d.parked_max_age_secs as i64).saturating_mul(1000),
         }
     }
 }
@@ -190,6 +195,8 @@ pub fn start(
         in_flight_total: 0,
         claims: JoinSet::new(),
         circuits: CircuitCounts::default(),
+        parked_sweep: None,
+        parked_swept_at: None,
     };
     let task = tokio::spawn(engine.run(done_rx, shutdown));
     Ok((DispatchHandle { shared, signal }, task))
@@ -208,6 +215,9 @@ struct Engine {
     in_flight_total: usize,
     claims: JoinSet<ClaimResult>,
     circuits: CircuitCounts,
+    /// The running sweep of parked deliveries, and when the last one started.
+    parked_sweep: Option<tokio::task::JoinHandle<()>>,
+    parked_swept_at: Option<Instant>,
 }
 
 impl Engine {
@@ -575,6 +585,38 @@ impl Engine {
             telemetry::set_queue(c.pending, c.retrying, c.dead);
         }
         self.prune_lanes();
+        self.expire_parked();
+    }
+
+    /// Half the parked age, between the reaper's interval and a minute.
+    fn parked_sweep_every(&self) -> Duration {
+        let s = &self.ctx.settings;
+        let half = Duration::from_millis(u64::try_from(s.parked_max_age_ms / 2).unwrap_or(0));
+        half.clamp(s.reaper_interval, PARKED_SWEEP_EVERY.max(s.reaper_interval))
+    }
+
+    /// Starts a sweep of parked deliveries (see `delivery.parked_max_age_secs`) when
+    /// none runs and the last began long enough ago.
+    fn expire_parked(&mut self) {
+        let max_age = self.ctx.settings.parked_max_age_ms;
+        if max_age <= 0
+            || self.parked_sweep.as_ref().is_some_and(|t| !t.is_finished())
+            || self
+                .parked_swept_at
+                .is_some_and(|t| t.elapsed() < self.parked_sweep_every())
+        {
+            return;
+        }
+        self.parked_swept_at = Some(Instant::now());
+        let ctx = self.ctx.clone();
+        self.parked_sweep = Some(tokio::spawn(async move {
+            let cutoff = now_ms().saturating_sub(max_age);
+            match send::expire_parked(&ctx, cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(deliveries = n, "parked deliveries moved to the DLQ"),
+                Err(e) => tracing::error!(error = %e, "expiring parked deliveries failed"),
+            }
+        }));
     }
 
     /// Drops lanes idle for [`LANE_IDLE`], so an engine that saw many endpoints once

@@ -15,7 +15,7 @@ use crate::clock::now_ms;
 use crate::ids::{AttemptId, EndpointId, TenantId};
 use crate::pipeline::{Lookup, OnError, SpecError, StageFailure, Transformed};
 use crate::store::{
-    Attempt, Claim, Claimed, Endpoint, EndpointKind, NextState, Outcome, RECORD_VERSION,
+    Attempt, Claim, Claimed, Endpoint, EndpointKind, NextState, Outcome, RECORD_VERSION, StoreError,
 };
 use crate::telemetry;
 
@@ -107,6 +107,78 @@ pub(super) async fn claim(
         }
     }
     result
+}
+
+/// Moves every queued delivery due before `cutoff` to the DLQ without sending it
+/// (`parked_too_long` on its attempt): its endpoint is disabled, or its circuit stayed
+/// open, for longer than `delivery.parked_max_age_secs`. Such deliveries would
+/// otherwise count against the tenant's queue and hold their events against
+/// retention forever. Uses the ordinary lease and outcome, so the DLQ, the stream
+/// and the counters see an ordinary death. Returns how many moved.
+pub(super) async fn expire_parked(ctx: &Ctx, cutoff: i64) -> Result<usize, StoreError> {
+    const BATCH: usize = 128;
+    let mut moved = 0;
+    for (tenant, endpoint) in ctx.store.queued_endpoints().await? {
+        if ctx
+            .store
+            .next_due(&endpoint)
+            .await?
+            .is_none_or(|due| due > cutoff)
+        {
+            continue;
+        }
+        loop {
+            let now = now_ms();
+            let claimed = ctx
+                .store
+                .claim_due(Claim {
+                    node: ctx.node.clone(),
+                    tenant: tenant.clone(),
+                    endpoint: endpoint.clone(),
+                    // Only what was due before the cutoff.
+                    now: cutoff,
+                    lease_until: now + LEASE_MARGIN_MS,
+                    limit: BATCH,
+                })
+                .await?;
+            let n = claimed.len();
+            for Claimed { delivery, .. } in claimed {
+                let number = delivery.attempts + 1;
+                let attempt = Attempt {
+                    record_version: RECORD_VERSION,
+                    id: AttemptId::generate(now),
+                    delivery_id: delivery.id.clone(),
+                    tenant_id: tenant.clone(),
+                    number,
+                    started_at: now,
+                    status_code: None,
+                    latency_ms: 0,
+                    response_excerpt: Some(format!(
+                        "not sent: it waited more than delivery.parked_max_age_secs ({} s) \
+                         after it was due (endpoint disabled or failing); requeue it from \
+                         the DLQ once the endpoint is back",
+                        ctx.settings.parked_max_age_ms / 1000
+                    )),
+                    error_kind: Some("parked_too_long".into()),
+                };
+                let outcome = Outcome {
+                    tenant: tenant.clone(),
+                    delivery: delivery.id.clone(),
+                    lease_token: delivery.lease_token,
+                    attempt,
+                    next: NextState::Dead,
+                    body: None,
+                };
+                if ctx.store.record_outcome(outcome).await? {
+                    moved += 1;
+                }
+            }
+            if n < BATCH {
+                break;
+            }
+        }
+    }
+    Ok(moved)
 }
 
 /// Reports to the engine when dropped, so a slot is never leaked.

@@ -348,10 +348,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         deliveries: Vec<ReplayDelivery>,
         max_queue_depth: u64,
     ) -> StoreResult<usize>;
-    /// Removes expired data (see [`PurgePolicy`]) in one bounded transaction, oldest
-    /// first; call again until `done`. Never removes a queued or in-flight delivery
-    /// or its event.
-    async fn purge(&self, policy: PurgePolicy) -> StoreResult<PurgeReport>;
+    /// Removes expired data (see [`PurgePolicy`]) in one bounded transaction (at most
+    /// `max_rows` rows deleted or examined, at most `max_millis` once something was
+    /// deleted), continuing from `from`; call again with the report's `next` until
+    /// `done`. Never removes a queued or in-flight delivery or its event: such an event
+    /// is passed by, and later settled events still go. What goes is recorded as the
+    /// tenant's purge watermark, so stream readers behind it get a reset frame rather
+    /// than a silent hole.
+    async fn purge(&self, policy: PurgePolicy, from: PurgeCursor) -> StoreResult<PurgeReport>;
     /// Records `store_meta.last_compaction_at`.
     async fn mark_compacted(&self, at: i64) -> StoreResult<()>;
     /// Writes a consistent snapshot of the whole store into `dir` (which must not hold

@@ -280,7 +280,7 @@ pub struct PurgePolicy {
     pub dlq_max_age_secs: u64,
     /// Inbox messages go this long after capture. 0 keeps them forever.
     pub inbox_max_age_secs: u64,
-    /// Most rows one call deletes (one bounded transaction).
+    /// Most rows one call deletes or examines (one bounded transaction).
     pub max_rows: usize,
     /// Most milliseconds one call spends deleting (0: no time limit). The call runs
     /// in the store's writer, in the same commit as publishes queued beside it, so
@@ -316,8 +316,39 @@ pub struct PurgeReport {
     pub events: u64,
     pub deliveries: u64,
     pub attempts: u64,
-    /// True when nothing more is eligible now; false when the row budget ran out.
+    /// Other rows: stream status items, DLQ-only deliveries' rows, replays, inbox
+    /// messages.
+    pub other: u64,
+    /// True when the pass has looked at everything; false when the budget ran out
+    /// (call again from `next`).
     pub done: bool,
+    /// Where the next call of the same pass continues.
+    pub next: Option<PurgeCursor>,
+}
+
+/// Where a retention pass stands: which tenant, which kind of row, after which key.
+/// Opaque: start a pass from `PurgeCursor::default()` and continue each call from the
+/// previous report's `next`, so that rows kept (an event still being delivered) are
+/// passed by once per pass, not examined again by every call.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PurgeCursor {
+    /// The tenant being worked on; `None` before the first.
+    pub tenant: Option<String>,
+    pub phase: PurgePhase,
+    /// The last key examined in this phase (its textual form), if any.
+    pub after: Option<String>,
+}
+
+/// The kinds of row a retention pass goes through, per tenant and then once for the
+/// inbox.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PurgePhase {
+    #[default]
+    Events,
+    Statuses,
+    Dead,
+    Replays,
+    Inbox,
 }
 
 /// Row counts and size of the store (`gp store stats`).

@@ -39,9 +39,9 @@ use crate::ids::{DeliveryId, EndpointId, EventId, KeyId, SubscriptionId, TenantI
 use crate::store::{
     ApiKey, AppendLimits, Appended, Attempt, Claim, Claimed, Delivery, DeliveryQuery,
     DeliveryStatus, Endpoint, Event, EventQuery, InboxMessage, Mutation, NewEvent, Outcome, Page,
-    PageRequest, PluginQuota, PluginRecord, PurgePolicy, PurgeReport, QueueCounts, QueueSignal,
-    Replay, ReplayDelivery, RequeueBatch, Requeued, SnapshotManifest, StorageStats, Store,
-    StoreError, StoreMeta, StoreResult, StreamRead, Subscription, Tenant,
+    PageRequest, PluginQuota, PluginRecord, PurgeCursor, PurgePolicy, PurgeReport, QueueCounts,
+    QueueSignal, Replay, ReplayDelivery, RequeueBatch, Requeued, SnapshotManifest, StorageStats,
+    Store, StoreError, StoreMeta, StoreResult, StreamRead, Subscription, Tenant,
 };
 use crate::stream::hub::StreamHub;
 
@@ -505,8 +505,8 @@ impl Store for RedbStore {
             .await
     }
 
-    async fn purge(&self, policy: PurgePolicy) -> StoreResult<PurgeReport> {
-        self.purge(policy).await
+    async fn purge(&self, policy: PurgePolicy, from: PurgeCursor) -> StoreResult<PurgeReport> {
+        self.purge(policy, from).await
     }
 
     async fn mark_compacted(&self, at: i64) -> StoreResult<()> {

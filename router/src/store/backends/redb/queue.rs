@@ -663,27 +663,71 @@ impl RedbStore {
         let events = txn.open_table(EVENTS)?;
         let t = tenant.as_str();
         let mut out = Vec::with_capacity(deliveries.len());
+        let mut orphans = Vec::new();
         let mut last: Option<Arc<Event>> = None;
         for delivery in deliveries {
             let event = match last.take() {
                 Some(e) if e.id == delivery.event_id => e,
                 _ => {
-                    let Some(cursor) = event_ids
+                    let found = event_ids
                         .get((t, delivery.event_id.as_str()))?
-                        .map(|g| g.value())
-                    else {
-                        continue; // removed by retention: nothing left to deliver
+                        .map(|g| g.value());
+                    let raw = match found {
+                        Some(cursor) => events.get((t, cursor))?.map(|raw| (cursor, raw)),
+                        None => None,
                     };
-                    let Some(raw) = events.get((t, cursor))? else {
-                        continue;
-                    };
-                    let mut e: Event = decode("events", raw.value())?;
-                    e.cursor = cursor;
-                    Arc::new(e)
+                    let decoded = raw.map(|(cursor, raw)| {
+                        decode::<Event>("events", raw.value()).map(|mut e| {
+                            e.cursor = cursor;
+                            e
+                        })
+                    });
+                    match decoded {
+                        Some(Ok(e)) => Arc::new(e),
+                        Some(Err(StoreError::Corrupt { message, .. })) => {
+                            tracing::error!(tenant_id = t, event_id = %delivery.event_id,
+                                error = %message, "store: a claimed delivery's event is unreadable");
+                            orphans.push(delivery);
+                            continue;
+                        }
+                        Some(Err(e)) => return Err(e),
+                        None => {
+                            orphans.push(delivery);
+                            continue;
+                        }
+                    }
                 }
             };
             last = Some(Arc::clone(&event));
             out.push(Claimed { delivery, event });
+        }
+        drop((event_ids, events, txn));
+        // Nothing left to deliver: settle them now rather than leave them leased (the
+        // reaper would hand them back, and the next claim would meet them again).
+        for delivery in orphans {
+            let now = crate::clock::now_ms();
+            let outcome = Outcome {
+                tenant: tenant.clone(),
+                delivery: delivery.id.clone(),
+                lease_token: delivery.lease_token,
+                attempt: crate::store::Attempt {
+                    record_version: RECORD_VERSION,
+                    id: crate::ids::AttemptId::generate(now),
+                    delivery_id: delivery.id.clone(),
+                    tenant_id: tenant.clone(),
+                    number: delivery.attempts + 1,
+                    started_at: now,
+                    status_code: None,
+                    latency_ms: 0,
+                    response_excerpt: Some(
+                        "its event is gone or unreadable; nothing was sent".into(),
+                    ),
+                    error_kind: Some("event_missing".into()),
+                },
+                next: NextState::Cancelled,
+                body: None,
+            };
+            self.record_outcome(outcome).await?;
         }
         Ok(out)
     }
@@ -740,7 +784,7 @@ impl RedbStore {
 mod tests {
     use super::*;
     use crate::ids::SubscriptionId;
-    use crate::store::{NewDelivery, Tenant};
+    use crate::store::{NewDelivery, Store, Tenant};
     use redb::ReadableDatabase;
 
     async fn store() -> (RedbStore, tempfile::TempDir, TenantId) {
@@ -858,6 +902,39 @@ mod tests {
             "{recorded:?}"
         );
         assert!(matches!(published.unwrap()[0], Appended::Stored(_)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_claimed_delivery_whose_event_is_gone_is_cancelled_not_left_leased() {
+        let (store, _dir, tenant) = store().await;
+        let endpoint = EndpointId::generate(1);
+        let ev = event(&tenant, &endpoint, 10);
+        let (eid, did) = (ev.id.clone(), ev.deliveries[0].id.clone());
+        store.append_events(vec![ev], LIMITS).await.unwrap();
+        let t = tenant.to_string();
+        store
+            .write(move |txn| {
+                txn.open_table(EVENT_IDS)?
+                    .remove((t.as_str(), eid.as_str()))?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let claim = Claim {
+            node: "n".into(),
+            tenant: tenant.clone(),
+            endpoint: endpoint.clone(),
+            now: 1_000,
+            lease_until: 100_000,
+            limit: 10,
+        };
+        assert!(store.claim_due(claim.clone()).await.unwrap().is_empty());
+        let d = store.get_delivery(&tenant, &did).await.unwrap().unwrap();
+        assert_eq!(d.status, DeliveryStatus::Cancelled);
+        assert_eq!(d.lease_until, None);
+        let counts = store.queue_counts(Some(&tenant)).await.unwrap();
+        assert_eq!((counts.pending, counts.in_flight), (0, 0));
+        assert!(store.claim_due(claim).await.unwrap().is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -115,7 +115,7 @@ impl RedbStore {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let oldest = first(
+        let stored = first(
             events
                 .range::<(&str, u64)>((t, 0)..=(t, u64::MAX))?
                 .next()
@@ -127,6 +127,13 @@ impl RedbStore {
                 .transpose()?
                 .map(|(k, _)| k.value().1),
         );
+        // Retention may keep an old event still being delivered while removing later
+        // ones: below its watermark the stream has holes, so history starts above it.
+        let purged_to = counter_get(&txn.open_table(COUNTERS)?, t, COUNTER_PURGED_TO)?;
+        let oldest = match stored {
+            Some(o) if purged_to >= o => Some(purged_to + 1),
+            other => other,
+        };
         let range = (Bound::Excluded((t, after)), Bound::Included((t, u64::MAX)));
         let mut ev = events.range::<(&str, u64)>(range)?.peekable();
         let mut st = statuses.range::<(&str, u64)>(range)?.peekable();

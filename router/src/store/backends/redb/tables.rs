@@ -64,5 +64,9 @@ pub const COUNTERS: TableDefinition<(&str, &str), u64> = TableDefinition::new("c
 /// Counter holding a tenant's last assigned stream cursor.
 pub const COUNTER_CURSOR: &str = "cursor";
 
+/// Counter holding the highest stream cursor retention may have removed: a reader
+/// resuming below it may have missed items, and is told so (a reset frame).
+pub const COUNTER_PURGED_TO: &str = "purged_to";
+
 pub const COUNTER_ENDPOINTS: &str = "endpoints";
 pub const COUNTER_SUBSCRIPTIONS: &str = "subscriptions";
