@@ -784,7 +784,7 @@ impl RedbStore {
 mod tests {
     use super::*;
     use crate::ids::SubscriptionId;
-    use crate::store::{NewDelivery, Store, Tenant};
+    use crate::store::{NewDelivery, Tenant};
     use redb::ReadableDatabase;
 
     async fn store() -> (RedbStore, tempfile::TempDir, TenantId) {
