@@ -1126,6 +1126,42 @@ async fn retention_removes_settled_expired_data_and_nothing_else(store: Arc<dyn 
     assert!(stats.tables.get("events").is_some_and(|n| *n >= 2));
 }
 
+/// One event's deliveries are listed from that event's range only, whatever cursor a
+/// caller passes: a cursor below it cannot make the scan walk other deliveries.
+async fn an_events_deliveries_stay_within_its_range(store: Arc<dyn Store>) {
+    let (t, _, _) = two_endpoint_queue(&store, 3).await;
+    let events = store
+        .list_events(
+            &t,
+            EventQuery {
+                page: page(10),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .items;
+    let last = &events[2];
+    for after in [
+        None,
+        Some(String::new()),
+        Some("dlv_".to_owned()),
+        Some("a".to_owned()),
+    ] {
+        let q = DeliveryQuery {
+            event_id: Some(last.id.clone()),
+            page: PageRequest {
+                after: after.clone(),
+                limit: 10,
+            },
+            ..Default::default()
+        };
+        let ds = store.list_deliveries(&t, q).await.unwrap();
+        assert_eq!(ds.items.len(), 2, "{after:?}");
+        assert!(ds.items.iter().all(|d| d.event_id == last.id), "{after:?}");
+    }
+}
+
 /// Runs one whole retention pass; returns the summed report.
 async fn purge_pass(store: &dyn Store, policy: PurgePolicy) -> PurgeReport {
     let mut total = PurgeReport::default();
@@ -1373,6 +1409,7 @@ macro_rules! conformance {
             conformance!(@case $make, replays_and_requeues_respect_the_queue_limit);
             conformance!(@case $make, retention_removes_settled_expired_data_and_nothing_else);
             conformance!(@case $make, tenant_retention_overrides_the_default);
+            conformance!(@case $make, an_events_deliveries_stay_within_its_range);
             conformance!(@case $make, retention_passes_by_an_event_still_being_delivered);
             conformance!(@case $make, a_retention_batch_stops_at_its_time_budget);
             conformance!(@case $make, the_stream_interleaves_events_and_attempt_statuses);

@@ -245,6 +245,23 @@ impl RedbStore {
     fn read(&self) -> StoreResult<ReadTransaction> {
         Ok(self.db.begin_read()?)
     }
+
+    /// Runs a read that may examine many rows (a listing: up to 20,000 decoded) on
+    /// the blocking pool, so that it never holds one of the async worker threads that
+    /// publishes and deliveries share. Point reads stay inline: they take microseconds.
+    async fn read_blocking<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ReadTransaction) -> StoreResult<T> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read()?;
+            f(&txn)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("read task: {e}")))?
+    }
 }
 
 impl Drop for RedbStore {

@@ -59,38 +59,43 @@ impl RedbStore {
         tenant: &TenantId,
         query: EventQuery,
     ) -> StoreResult<Page<Event>> {
-        let txn = self.read()?;
-        let table = txn.open_table(EVENTS)?;
-        let t = tenant.as_str();
-        let after_page = query
-            .page
-            .after
-            .as_deref()
-            .and_then(|s| s.parse::<u64>().ok());
-        let after = after_page.max(query.after_cursor).unwrap_or(0);
-        let limit = query.page.limit.max(1);
-        let scan_cap = limit.saturating_mul(SCAN_FACTOR);
-        let mut items = Vec::with_capacity(limit.min(256));
-        let mut scanned = 0usize;
-        for row in table
-            .range::<(&str, u64)>((Bound::Excluded((t, after)), Bound::Included((t, u64::MAX))))?
-        {
-            let (k, v) = row?;
-            scanned += 1;
-            let cursor = k.value().1;
-            let mut event: Event = decode("events", v.value())?;
-            event.cursor = cursor;
-            if query.topic.as_ref().is_none_or(|p| p.matches(&event.topic)) {
-                items.push(event);
+        let tenant = tenant.clone();
+        self.read_blocking(move |txn| {
+            let tenant = &tenant;
+            let table = txn.open_table(EVENTS)?;
+            let t = tenant.as_str();
+            let after_page = query
+                .page
+                .after
+                .as_deref()
+                .and_then(|s| s.parse::<u64>().ok());
+            let after = after_page.max(query.after_cursor).unwrap_or(0);
+            let limit = query.page.limit.max(1);
+            let scan_cap = limit.saturating_mul(SCAN_FACTOR);
+            let mut items = Vec::with_capacity(limit.min(256));
+            let mut scanned = 0usize;
+            for row in table.range::<(&str, u64)>((
+                Bound::Excluded((t, after)),
+                Bound::Included((t, u64::MAX)),
+            ))? {
+                let (k, v) = row?;
+                scanned += 1;
+                let cursor = k.value().1;
+                let mut event: Event = decode("events", v.value())?;
+                event.cursor = cursor;
+                if query.topic.as_ref().is_none_or(|p| p.matches(&event.topic)) {
+                    items.push(event);
+                }
+                if items.len() == limit || scanned == scan_cap {
+                    return Ok(Page {
+                        items,
+                        next: Some(cursor.to_string()),
+                    });
+                }
             }
-            if items.len() == limit || scanned == scan_cap {
-                return Ok(Page {
-                    items,
-                    next: Some(cursor.to_string()),
-                });
-            }
-        }
-        Ok(Page { items, next: None })
+            Ok(Page { items, next: None })
+        })
+        .await
     }
 
     pub(super) async fn head_cursor(&self, tenant: &TenantId) -> StoreResult<u64> {
@@ -199,49 +204,58 @@ impl RedbStore {
         tenant: &TenantId,
         query: DeliveryQuery,
     ) -> StoreResult<Page<Delivery>> {
-        let txn = self.read()?;
-        let keep = |d: &Delivery| {
-            query
-                .endpoint_id
-                .as_ref()
-                .is_none_or(|e| &d.endpoint_id == e)
-                && query.status.is_none_or(|s| d.status == s)
-        };
-        let Some(event) = &query.event_id else {
-            return list_scoped(
-                &txn,
-                DELIVERIES,
-                "deliveries",
-                tenant.as_str(),
-                &query.page,
-                keep,
-            );
-        };
-        // One event's deliveries are the key range of its id prefix.
-        let t = tenant.as_str();
-        let deliveries = txn.open_table(DELIVERIES)?;
-        let prefix = DeliveryId::event_prefix(event);
-        let end = format!("{prefix}\u{7f}");
-        let after = query.page.after.as_deref().unwrap_or("");
-        let start = if query.page.after.is_some() {
-            Bound::Excluded((t, after))
-        } else {
-            Bound::Included((t, prefix.as_str()))
-        };
-        let limit = query.page.limit.max(1);
-        let mut items = Vec::new();
-        for row in deliveries.range::<(&str, &str)>((start, Bound::Excluded((t, end.as_str()))))? {
-            let (k, v) = row?;
-            let d: Delivery = decode("deliveries", v.value())?;
-            if keep(&d) {
-                items.push(d);
+        let tenant = tenant.clone();
+        self.read_blocking(move |txn| {
+            let tenant = &tenant;
+            let keep = |d: &Delivery| {
+                query
+                    .endpoint_id
+                    .as_ref()
+                    .is_none_or(|e| &d.endpoint_id == e)
+                    && query.status.is_none_or(|s| d.status == s)
+            };
+            let Some(event) = &query.event_id else {
+                return list_scoped(
+                    &txn,
+                    DELIVERIES,
+                    "deliveries",
+                    tenant.as_str(),
+                    &query.page,
+                    keep,
+                );
+            };
+            // One event's deliveries are the key range of its id prefix.
+            let t = tenant.as_str();
+            let deliveries = txn.open_table(DELIVERIES)?;
+            let prefix = DeliveryId::event_prefix(event);
+            let end = format!("{prefix}\u{7f}");
+            // A caller's cursor outside this event's range starts at the range: it can
+            // never make the scan walk other events' deliveries.
+            let start = match query.page.after.as_deref() {
+                Some(after) if after >= prefix.as_str() => Bound::Excluded((t, after)),
+                _ => Bound::Included((t, prefix.as_str())),
+            };
+            let limit = query.page.limit.max(1);
+            let scan_cap = limit.saturating_mul(SCAN_FACTOR);
+            let mut items = Vec::new();
+            let mut scanned = 0usize;
+            for row in
+                deliveries.range::<(&str, &str)>((start, Bound::Excluded((t, end.as_str()))))?
+            {
+                let (k, v) = row?;
+                scanned += 1;
+                let d: Delivery = decode("deliveries", v.value())?;
+                if keep(&d) {
+                    items.push(d);
+                }
+                if items.len() == limit || scanned == scan_cap {
+                    let next = Some(k.value().1.to_owned());
+                    return Ok(Page { items, next });
+                }
             }
-            if items.len() == limit {
-                let next = Some(k.value().1.to_owned());
-                return Ok(Page { items, next });
-            }
-        }
-        Ok(Page { items, next: None })
+            Ok(Page { items, next: None })
+        })
+        .await
     }
 
     pub(super) async fn list_attempts(
@@ -297,36 +311,42 @@ impl RedbStore {
         endpoint: Option<&EndpointId>,
         page: PageRequest,
     ) -> StoreResult<Page<Delivery>> {
-        let txn = self.read()?;
-        let dead = txn.open_table(DEAD)?;
-        let deliveries = txn.open_table(DELIVERIES)?;
-        let t = tenant.as_str();
-        let up = upper(t);
-        let start = match page.after.as_deref() {
-            Some(a) => Bound::Excluded((t, a)),
-            None => Bound::Included((t, "")),
-        };
-        let limit = page.limit.max(1);
-        let scan_cap = limit.saturating_mul(SCAN_FACTOR);
-        let mut items = Vec::new();
-        let mut scanned = 0;
-        for row in dead.range::<(&str, &str)>((start, Bound::Excluded((up.as_str(), ""))))? {
-            let (k, v) = row?;
-            scanned += 1;
-            let id = k.value().1;
-            if endpoint.is_none_or(|e| e.as_str() == v.value())
-                && let Some(rec) = deliveries.get((t, id))?
-            {
-                items.push(decode("deliveries", rec.value())?);
+        let tenant = tenant.clone();
+        let endpoint = endpoint.cloned();
+        self.read_blocking(move |txn| {
+            let tenant = &tenant;
+            let endpoint = endpoint.as_ref();
+            let dead = txn.open_table(DEAD)?;
+            let deliveries = txn.open_table(DELIVERIES)?;
+            let t = tenant.as_str();
+            let up = upper(t);
+            let start = match page.after.as_deref() {
+                Some(a) => Bound::Excluded((t, a)),
+                None => Bound::Included((t, "")),
+            };
+            let limit = page.limit.max(1);
+            let scan_cap = limit.saturating_mul(SCAN_FACTOR);
+            let mut items = Vec::new();
+            let mut scanned = 0;
+            for row in dead.range::<(&str, &str)>((start, Bound::Excluded((up.as_str(), ""))))? {
+                let (k, v) = row?;
+                scanned += 1;
+                let id = k.value().1;
+                if endpoint.is_none_or(|e| e.as_str() == v.value())
+                    && let Some(rec) = deliveries.get((t, id))?
+                {
+                    items.push(decode("deliveries", rec.value())?);
+                }
+                if items.len() == limit || scanned == scan_cap {
+                    return Ok(Page {
+                        items,
+                        next: Some(id.to_owned()),
+                    });
+                }
             }
-            if items.len() == limit || scanned == scan_cap {
-                return Ok(Page {
-                    items,
-                    next: Some(id.to_owned()),
-                });
-            }
-        }
-        Ok(Page { items, next: None })
+            Ok(Page { items, next: None })
+        })
+        .await
     }
 
     pub(super) async fn storage_stats(&self) -> StoreResult<StorageStats> {

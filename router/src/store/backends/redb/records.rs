@@ -106,8 +106,12 @@ impl RedbStore {
         tenant: &TenantId,
         page: PageRequest,
     ) -> StoreResult<Page<ApiKey>> {
-        let txn = self.read()?;
-        list_scoped(&txn, API_KEYS, "api_keys", tenant.as_str(), &page, |_| true)
+        let tenant = tenant.clone();
+        self.read_blocking(move |txn| {
+            let tenant = &tenant;
+            list_scoped(&txn, API_KEYS, "api_keys", tenant.as_str(), &page, |_| true)
+        })
+        .await
     }
 
     pub(super) async fn revoke_api_key(
@@ -185,10 +189,14 @@ impl RedbStore {
         tenant: &TenantId,
         page: PageRequest,
     ) -> StoreResult<Page<Endpoint>> {
-        let txn = self.read()?;
-        list_scoped(&txn, ENDPOINTS, "endpoints", tenant.as_str(), &page, |_| {
-            true
+        let tenant = tenant.clone();
+        self.read_blocking(move |txn| {
+            let tenant = &tenant;
+            list_scoped(&txn, ENDPOINTS, "endpoints", tenant.as_str(), &page, |_| {
+                true
+            })
         })
+        .await
     }
 
     pub(super) async fn update_endpoint(
@@ -313,31 +321,41 @@ impl RedbStore {
         endpoint: Option<&EndpointId>,
         page: PageRequest,
     ) -> StoreResult<Page<Subscription>> {
-        let txn = self.read()?;
-        list_scoped(
-            &txn,
-            SUBSCRIPTIONS,
-            "subscriptions",
-            tenant.as_str(),
-            &page,
-            |s: &Subscription| endpoint.is_none_or(|e| &s.endpoint_id == e),
-        )
+        let tenant = tenant.clone();
+        let endpoint = endpoint.cloned();
+        self.read_blocking(move |txn| {
+            let tenant = &tenant;
+            let endpoint = endpoint.as_ref();
+            list_scoped(
+                &txn,
+                SUBSCRIPTIONS,
+                "subscriptions",
+                tenant.as_str(),
+                &page,
+                |s: &Subscription| endpoint.is_none_or(|e| &s.endpoint_id == e),
+            )
+        })
+        .await
     }
 
     pub(super) async fn all_subscriptions(
         &self,
         tenant: &TenantId,
     ) -> StoreResult<Vec<Subscription>> {
-        let txn = self.read()?;
-        let table = txn.open_table(SUBSCRIPTIONS)?;
-        let t = tenant.as_str();
-        let up = upper(t);
-        let mut out = Vec::new();
-        for row in table.range::<(&str, &str)>((t, "")..(up.as_str(), ""))? {
-            let (_, v) = row?;
-            out.push(decode("subscriptions", v.value())?);
-        }
-        Ok(out)
+        let tenant = tenant.clone();
+        self.read_blocking(move |txn| {
+            let tenant = &tenant;
+            let table = txn.open_table(SUBSCRIPTIONS)?;
+            let t = tenant.as_str();
+            let up = upper(t);
+            let mut out = Vec::new();
+            for row in table.range::<(&str, &str)>((t, "")..(up.as_str(), ""))? {
+                let (_, v) = row?;
+                out.push(decode("subscriptions", v.value())?);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     pub(super) async fn update_subscription(
@@ -441,17 +459,21 @@ impl RedbStore {
     }
 
     pub(super) async fn list_plugins(&self, tenant: &TenantId) -> StoreResult<Vec<PluginRecord>> {
-        let txn = self.read()?;
-        let t = tenant.as_str();
-        let up = upper(t);
-        let mut out = Vec::new();
-        for row in txn
-            .open_table(PLUGINS)?
-            .range::<(&str, &str, &str)>((t, "", "")..(up.as_str(), "", ""))?
-        {
-            out.push(decode("plugins", row?.1.value())?);
-        }
-        Ok(out)
+        let tenant = tenant.clone();
+        self.read_blocking(move |txn| {
+            let tenant = &tenant;
+            let t = tenant.as_str();
+            let up = upper(t);
+            let mut out = Vec::new();
+            for row in txn
+                .open_table(PLUGINS)?
+                .range::<(&str, &str, &str)>((t, "", "")..(up.as_str(), "", ""))?
+            {
+                out.push(decode("plugins", row?.1.value())?);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     pub(super) async fn get_plugin(
@@ -546,38 +568,44 @@ impl RedbStore {
         endpoint: &EndpointId,
         page: PageRequest,
     ) -> StoreResult<Page<InboxMessage>> {
-        let txn = self.read()?;
-        // Stores written before inboxes existed have no table yet.
-        let inbox = match txn.open_table(INBOX) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => {
-                return Ok(Page {
-                    items: Vec::new(),
-                    next: None,
-                });
+        let tenant = tenant.clone();
+        let endpoint = endpoint.clone();
+        self.read_blocking(move |txn| {
+            let tenant = &tenant;
+            let endpoint = &endpoint;
+            // Stores written before inboxes existed have no table yet.
+            let inbox = match txn.open_table(INBOX) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => {
+                    return Ok(Page {
+                        items: Vec::new(),
+                        next: None,
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let (t, e) = (tenant.as_str(), endpoint.as_str());
+            let up = upper(e);
+            let start = match page.after.as_deref() {
+                Some(a) => Bound::Excluded((t, e, a)),
+                None => Bound::Included((t, e, "")),
+            };
+            let limit = page.limit.max(1);
+            let mut items = Vec::new();
+            for row in
+                inbox.range::<(&str, &str, &str)>((start, Bound::Excluded((t, up.as_str(), ""))))?
+            {
+                let (k, v) = row?;
+                items.push(decode("inbox", v.value())?);
+                if items.len() == limit {
+                    return Ok(Page {
+                        items,
+                        next: Some(k.value().2.to_owned()),
+                    });
+                }
             }
-            Err(e) => return Err(e.into()),
-        };
-        let (t, e) = (tenant.as_str(), endpoint.as_str());
-        let up = upper(e);
-        let start = match page.after.as_deref() {
-            Some(a) => Bound::Excluded((t, e, a)),
-            None => Bound::Included((t, e, "")),
-        };
-        let limit = page.limit.max(1);
-        let mut items = Vec::new();
-        for row in
-            inbox.range::<(&str, &str, &str)>((start, Bound::Excluded((t, up.as_str(), ""))))?
-        {
-            let (k, v) = row?;
-            items.push(decode("inbox", v.value())?);
-            if items.len() == limit {
-                return Ok(Page {
-                    items,
-                    next: Some(k.value().2.to_owned()),
-                });
-            }
-        }
-        Ok(Page { items, next: None })
+            Ok(Page { items, next: None })
+        })
+        .await
     }
 }
