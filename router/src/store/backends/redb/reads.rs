@@ -216,7 +216,7 @@ impl RedbStore {
             };
             let Some(event) = &query.event_id else {
                 return list_scoped(
-                    &txn,
+                    txn,
                     DELIVERIES,
                     "deliveries",
                     tenant.as_str(),

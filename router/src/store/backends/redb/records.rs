@@ -109,7 +109,7 @@ impl RedbStore {
         let tenant = tenant.clone();
         self.read_blocking(move |txn| {
             let tenant = &tenant;
-            list_scoped(&txn, API_KEYS, "api_keys", tenant.as_str(), &page, |_| true)
+            list_scoped(txn, API_KEYS, "api_keys", tenant.as_str(), &page, |_| true)
         })
         .await
     }
@@ -192,7 +192,7 @@ impl RedbStore {
         let tenant = tenant.clone();
         self.read_blocking(move |txn| {
             let tenant = &tenant;
-            list_scoped(&txn, ENDPOINTS, "endpoints", tenant.as_str(), &page, |_| {
+            list_scoped(txn, ENDPOINTS, "endpoints", tenant.as_str(), &page, |_| {
                 true
             })
         })
@@ -327,7 +327,7 @@ impl RedbStore {
             let tenant = &tenant;
             let endpoint = endpoint.as_ref();
             list_scoped(
-                &txn,
+                txn,
                 SUBSCRIPTIONS,
                 "subscriptions",
                 tenant.as_str(),
