@@ -516,6 +516,29 @@ impl Config {
                 ),
             ));
         }
+        if self.api.idle_timeout_secs != 0
+            && self.api.idle_timeout_secs <= self.stream.keepalive_secs
+        {
+            return Err(invalid(
+                "api.idle_timeout_secs",
+                "must be 0 or longer than stream.keepalive_secs (idle streams would be cut)",
+            ));
+        }
+        positive(
+            "api.header_read_timeout_secs",
+            self.api.header_read_timeout_secs as usize,
+        )?;
+        positive(
+            "api.body_read_timeout_secs",
+            self.api.body_read_timeout_secs as usize,
+        )?;
+        positive("api.max_connections", self.api.max_connections)?;
+        positive(
+            "api.max_connections_per_ip",
+            self.api.max_connections_per_ip,
+        )?;
+        positive("api.max_replay_events", self.api.max_replay_events)?;
+        positive("api.max_requeue", self.api.max_requeue)?;
         let proxy = &self.delivery.proxy_url;
         if !proxy.is_empty() {
             match url::Url::parse(proxy) {

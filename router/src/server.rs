@@ -147,32 +147,28 @@ pub async fn run(
             .build()
             .map_err(ServeError::Http)?,
     ));
-    let lane =
-        api::listener::StreamLane::new(stream_runtime.handle(), app.clone(), stop_rx.clone());
+    let lane = api::listener::StreamLane::new(stream_runtime.handle());
 
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let mut graceful = stop_rx.clone();
+    let conns = api::listener::ConnConfig::from_api(&config.api);
     let ready_flag = ready.clone();
-    let listener = api::listener::Guarded::new(
-        listener,
-        std::time::Duration::from_secs(config.api.write_timeout_secs),
-    )
-    .with_stream_lane(lane);
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = graceful.wait_for(|stop| *stop).await;
+    let mut stopping = stop_rx.clone();
+    tokio::spawn(async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
         ready_flag.store(false, Ordering::Release);
         tracing::info!("shutdown requested; finishing in-flight requests");
     });
+    let server = api::listener::serve(listener, app, Some(lane), conns, stop_rx.clone());
     ready.store(true, Ordering::Release);
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "gatepulse listening");
 
     let grace = config.shutdown_grace();
     let mut deadline = stop_rx;
     let result = tokio::select! {
-        r = server.into_future() => r.map_err(ServeError::Http),
+        () = server => Ok(()),
         () = async move {
             let _ = deadline.wait_for(|stop| *stop).await;
             tokio::time::sleep(grace).await;

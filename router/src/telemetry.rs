@@ -39,6 +39,8 @@ pub const STREAM_CLIENTS: &str = "gatepulse_stream_clients";
 pub const STREAM_EVENTS_SENT_TOTAL: &str = "gatepulse_stream_events_sent_total";
 pub const STREAM_DISCONNECTS_TOTAL: &str = "gatepulse_stream_disconnects_total";
 pub const STREAM_RESETS_TOTAL: &str = "gatepulse_stream_resets_total";
+pub const CONNECTIONS_OPEN: &str = "gatepulse_connections_open";
+pub const CONNECTIONS_REFUSED_TOTAL: &str = "gatepulse_connections_refused_total";
 
 /// Every metric name this build exports (checked against the dashboards by a test).
 pub const ALL_METRICS: &[&str] = &[
@@ -68,6 +70,8 @@ pub const ALL_METRICS: &[&str] = &[
     STREAM_EVENTS_SENT_TOTAL,
     STREAM_DISCONNECTS_TOTAL,
     STREAM_RESETS_TOTAL,
+    CONNECTIONS_OPEN,
+    CONNECTIONS_REFUSED_TOTAL,
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -155,6 +159,15 @@ fn describe() {
         "Endpoints with recent delivery activity, by circuit breaker state (label state: \
          closed, half_open, open). Per-endpoint state is in /v1/stats, not here: endpoint \
          ids as labels would be unbounded and readable by anyone who can scrape."
+    );
+    describe_gauge!(
+        CONNECTIONS_OPEN,
+        "Open client connections (API and streams)."
+    );
+    describe_counter!(
+        CONNECTIONS_REFUSED_TOTAL,
+        "Client connections closed on arrival by a limit (label reason: \
+         max_connections, max_connections_per_ip)."
     );
     describe_counter!(
         ENDPOINTS_AUTO_DISABLED_TOTAL,
@@ -289,6 +302,16 @@ pub fn set_queue(pending: u64, retrying: u64, dead: u64) {
     gauge!(DELIVERY_QUEUE_DEPTH).set(pending as f64);
     gauge!(DELIVERY_RETRY_BACKLOG).set(retrying as f64);
     gauge!(DLQ_SIZE).set(dead as f64);
+}
+
+/// The open connections gauge.
+pub fn set_connections_open(n: usize) {
+    gauge!(CONNECTIONS_OPEN).set(n as f64);
+}
+
+/// One connection closed on arrival by a limit.
+pub fn record_connection_refused(reason: &'static str) {
+    counter!(CONNECTIONS_REFUSED_TOTAL, "reason" => reason).increment(1);
 }
 
 /// How many endpoints' circuits are in each state.

@@ -203,3 +203,66 @@ async fn publishes_are_admitted_before_their_body_is_read() {
     assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
     gp.publish(&key, "after", &json!({})).await.unwrap();
 }
+
+/// Slow clients cannot take the API down: connections that send part of a request's
+/// headers and then nothing are cut off after the header timeout, one address cannot
+/// hold more than its share of connections, and a publisher elsewhere is served
+/// meanwhile. Refusals are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_header_senders_neither_exhaust_connections_nor_block_publishes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let gp = Gp::start(
+        dir.path(),
+        &[
+            ("GATEPULSE_API__MAX_CONNECTIONS_PER_IP", "50"),
+            ("GATEPULSE_API__HEADER_READ_TIMEOUT_SECS", "2"),
+        ],
+    )
+    .await
+    .unwrap();
+    let (_, key) = gp.tenant_with_key().await.unwrap();
+    let server: std::net::SocketAddr = gp.base.trim_start_matches("http://").parse().unwrap();
+    // 200 connections from another loopback address, each a header and then silence.
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let Ok(mut io) = socket.connect(server).await else {
+            continue;
+        };
+        let _ = io
+            .write_all(b"POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n")
+            .await;
+        held.push(io);
+    }
+    // The publisher on another address is served promptly.
+    let started = Instant::now();
+    gp.publish(&key, "still.served", &json!({})).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let metrics = gp
+        .http
+        .get(format!("{}/metrics", gp.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let refused: f64 = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("gatepulse_connections_refused_total")
+                && l.contains("reason=\"max_connections_per_ip\"")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(refused >= 150.0, "{metrics}");
+    // Every held connection is closed by the server once its headers are overdue.
+    for mut io in held {
+        let mut buf = [0u8; 512];
+        let end = tokio::time::timeout(Duration::from_secs(20), io.read(&mut buf)).await;
+        assert!(end.is_ok(), "a silent connection was kept open");
+    }
+}

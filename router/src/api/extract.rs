@@ -48,9 +48,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-/// Reads the body, mapping the body-limit rejection to 413.
+/// Reads the body within `api.body_read_timeout_secs` (408 `body_timeout` after it),
+/// mapping the body-limit rejection to 413.
 pub async fn read_body(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
-    Bytes::from_request(req, state).await.map_err(|rejection| {
+    let deadline = std::time::Duration::from_secs(state.config.api.body_read_timeout_secs);
+    let read = tokio::time::timeout(deadline, Bytes::from_request(req, state))
+        .await
+        .map_err(|_| body_timeout(state))?;
+    read.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -64,6 +69,18 @@ pub async fn read_body(req: Request, state: &AppState) -> Result<Bytes, ApiError
             ApiError::bad_request("unreadable_body", rejection.body_text())
         }
     })
+}
+
+/// The answer to a body that did not arrive in time.
+pub fn body_timeout(state: &AppState) -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "body_timeout",
+        format!(
+            "the request body did not arrive within {} s (api.body_read_timeout_secs)",
+            state.config.api.body_read_timeout_secs
+        ),
+    )
 }
 
 impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {

@@ -1,26 +1,39 @@
-//! The server's listener: every accepted connection gets `TCP_NODELAY` (small SSE
-//! frames and JSON answers leave at once) and a write stall timeout.
+//! The server's connections: accepting, limiting, timing out and serving them.
 //!
-//! A peer that accepts none of the bytes we write for `api.write_timeout_secs` (it
-//! stopped reading: a frozen stream client, a slowloris) gets its connection closed,
-//! so it holds no task, buffer or stream slot past that.
-//!
-//! With a [`StreamLane`], connections whose first request is `GET /v1/stream` are
-//! served on the lane's own runtime instead of the API's: a thousand stream clients
-//! then keep their own threads busy, and a publish never queues behind their writes
-//! (on one runtime, publish latency grew with every stream client: at 1,000 clients
-//! × 1,000 events/s the publish → 202 median was ~70 ms; see docs/benchmarks.md).
+//! - **Limits.** At most `api.max_connections` open client connections (lowered at
+//!   start to the file descriptor limit minus `api.reserved_fds`, which stay free for
+//!   deliveries, the store and streams' own files) and `api.max_connections_per_ip`
+//!   from one address. A connection past a limit is closed at once, counted in
+//!   `gatepulse_connections_refused_total` and logged (at most once a second).
+//! - **Timeouts.** A request's headers must arrive within `api.header_read_timeout_secs`
+//!   (hyper's header timer; it also bounds how long a kept-alive connection waits for
+//!   its next request). A connection that reads and writes nothing for
+//!   `api.idle_timeout_secs` is closed, and so is one whose peer accepts none of our
+//!   bytes for `api.write_timeout_secs` (a frozen stream client, a slowloris reader).
+//!   Bodies have their own deadline (`api.body_read_timeout_secs`, in the extractors).
+//! - **Lanes.** Every connection gets `TCP_NODELAY`. One whose first request is
+//!   `GET /v1/stream` is served on the stream runtime instead of the API's: a thousand
+//!   stream clients then keep their own threads busy, and a publish never queues
+//!   behind their writes (on one runtime, publish latency grew with every stream
+//!   client: at 1,000 clients × 1,000 events/s the publish → 202 median was ~70 ms; see
+//!   docs/benchmarks.md).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, Sleep};
+
+use crate::telemetry;
 
 /// Connections the kernel queues before `accept`: many stream clients reconnecting
 /// at once must not overflow it (the kernel caps it at `net.core.somaxconn`).
@@ -42,15 +55,176 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 const STREAM_REQUEST: &[u8] = b"GET /v1/stream";
 
 /// How long a new connection may take to send its first bytes before it is handed to
-/// the API runtime unclassified (which then applies its own handling).
+/// the API side unclassified (where the header timeout then applies).
 const FIRST_BYTES_WAIT: Duration = Duration::from_secs(10);
+
+/// How connections are limited and timed out (from `[api]`).
+#[derive(Debug, Clone)]
+pub struct ConnConfig {
+    /// Writes that make no progress for this long fail (`None`: never).
+    pub write_timeout: Option<Duration>,
+    /// A connection with no bytes moving either way for this long is closed.
+    pub idle_timeout: Option<Duration>,
+    /// A request's headers must arrive within this.
+    pub header_read_timeout: Duration,
+    /// Open client connections at most (already lowered to the descriptor limit).
+    pub max_connections: usize,
+    /// Open client connections from one IP address at most.
+    pub max_per_ip: usize,
+}
+
+impl ConnConfig {
+    /// From `[api]`: the connection cap is lowered to what the process's file
+    /// descriptor limit allows (raising the soft limit to the hard one first), keeping
+    /// `reserved_fds` free.
+    pub fn from_api(api: &crate::config::ApiConfig) -> Self {
+        let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+        let fds = descriptor_limit();
+        let room = fds.saturating_sub(api.reserved_fds as u64).max(1);
+        let max_connections = api
+            .max_connections
+            .min(usize::try_from(room).unwrap_or(usize::MAX));
+        if max_connections < api.max_connections {
+            tracing::warn!(
+                configured = api.max_connections,
+                effective = max_connections,
+                fd_limit = fds,
+                reserved = api.reserved_fds,
+                "api.max_connections lowered to fit the file descriptor limit (raise ulimit -n)"
+            );
+        }
+        Self {
+            write_timeout: secs(api.write_timeout_secs),
+            idle_timeout: secs(api.idle_timeout_secs),
+            header_read_timeout: Duration::from_secs(api.header_read_timeout_secs.max(1)),
+            max_connections,
+            max_per_ip: api.max_connections_per_ip,
+        }
+    }
+}
+
+/// The soft `RLIMIT_NOFILE`, raised to the hard limit when that is allowed.
+fn descriptor_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let (Some(cur), Some(max)) = (limit.current, limit.maximum)
+        && cur < max
+    {
+        let raised = rustix::process::Rlimit {
+            current: Some(max),
+            maximum: Some(max),
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            return max;
+        }
+    }
+    limit.current.unwrap_or(u64::MAX)
+}
+
+/// Open connections, in all and per address.
+#[derive(Debug)]
+struct Tracker {
+    open: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    max: usize,
+    max_per_ip: usize,
+    /// Woken when a connection closes (shutdown waits for the last one).
+    closed: Notify,
+    /// When a refusal was last logged.
+    last_warned: Mutex<Option<Instant>>,
+}
+
+/// One admitted connection's place; freed when dropped with the connection's I/O.
+#[derive(Debug)]
+pub struct ConnGuard {
+    tracker: Arc<Tracker>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        if let Ok(mut per_ip) = self.tracker.per_ip.lock()
+            && let Some(n) = per_ip.get_mut(&self.ip)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+        let left = self.tracker.open.fetch_sub(1, Ordering::AcqRel) - 1;
+        telemetry::set_connections_open(left);
+        self.tracker.closed.notify_waiters();
+    }
+}
+
+impl Tracker {
+    fn new(config: &ConnConfig) -> Self {
+        Self {
+            open: AtomicUsize::new(0),
+            per_ip: Mutex::new(HashMap::new()),
+            max: config.max_connections.max(1),
+            max_per_ip: config.max_per_ip.max(1),
+            closed: Notify::new(),
+            last_warned: Mutex::new(None),
+        }
+    }
+
+    /// A place for one more connection from `ip`, or the reason there is none.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnGuard, &'static str> {
+        {
+            let mut per_ip = self
+                .per_ip
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mine = per_ip.entry(ip).or_insert(0);
+            if *mine >= self.max_per_ip {
+                return Err("max_connections_per_ip");
+            }
+            *mine += 1;
+        }
+        let before = self.open.fetch_add(1, Ordering::AcqRel);
+        let guard = ConnGuard {
+            tracker: self.clone(),
+            ip,
+        };
+        if before >= self.max {
+            drop(guard);
+            return Err("max_connections");
+        }
+        telemetry::set_connections_open(before + 1);
+        Ok(guard)
+    }
+
+    fn refused(&self, reason: &'static str, addr: SocketAddr) {
+        telemetry::record_connection_refused(reason);
+        let mut last = self
+            .last_warned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            *last = Some(Instant::now());
+            tracing::warn!(peer = %addr.ip(), reason, open = self.open.load(Ordering::Acquire),
+                max = self.max, max_per_ip = self.max_per_ip,
+                "connection refused: limit reached (api.max_connections / api.max_connections_per_ip)");
+        }
+    }
+
+    /// Resolves once no connection is open.
+    async fn all_closed(&self) {
+        loop {
+            let closed = self.closed.notified();
+            if self.open.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            closed.await;
+        }
+    }
+}
 
 /// Where stream connections are served: another runtime, the same app.
 #[derive(Clone)]
 pub struct StreamLane {
     runtime: tokio::runtime::Handle,
-    app: axum::Router,
-    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for StreamLane {
@@ -60,18 +234,71 @@ impl std::fmt::Debug for StreamLane {
 }
 
 impl StreamLane {
-    /// `stop` turning true ends the lane's connections gracefully (the sessions end
-    /// on it too, so each response finishes first).
-    pub fn new(
-        runtime: tokio::runtime::Handle,
-        app: axum::Router,
-        stop: tokio::sync::watch::Receiver<bool>,
-    ) -> Self {
-        Self { runtime, app, stop }
+    pub fn new(runtime: tokio::runtime::Handle) -> Self {
+        Self { runtime }
     }
+}
 
-    /// Serves one connection on the lane's runtime.
-    fn serve(&self, io: TcpStream, timeout: Option<Duration>) {
+/// Serves `app` on `listener` until `stop` turns true, then finishes the requests in
+/// progress and resolves once every connection has closed (the caller bounds the
+/// wait with the shutdown grace period).
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    lane: Option<StreamLane>,
+    config: ConnConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    let tracker = Arc::new(Tracker::new(&config));
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            r = listener.accept() => r,
+        };
+        let (io, addr) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: wait instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let guard = match tracker.admit(addr.ip()) {
+            Ok(g) => g,
+            Err(reason) => {
+                drop(io);
+                tracker.refused(reason, addr);
+                continue;
+            }
+        };
+        if let Err(e) = io.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        tokio::spawn(connection(
+            io,
+            guard,
+            app.clone(),
+            lane.clone(),
+            config.clone(),
+            stop.clone(),
+        ));
+    }
+    tracker.all_closed().await;
+}
+
+/// Classifies one connection and serves it where it belongs.
+async fn connection(
+    io: TcpStream,
+    guard: ConnGuard,
+    app: axum::Router,
+    lane: Option<StreamLane>,
+    config: ConnConfig,
+    stop: watch::Receiver<bool>,
+) {
+    if let Some(lane) = lane
+        && is_stream(&io).await
+    {
         let io = match io.into_std() {
             Ok(io) => io,
             Err(e) => {
@@ -79,148 +306,74 @@ impl StreamLane {
                 return;
             }
         };
-        let (app, mut stop) = (self.app.clone(), self.stop.clone());
-        self.runtime.spawn(async move {
-            let io = match TcpStream::from_std(io) {
-                Ok(io) => io,
-                Err(e) => {
-                    tracing::debug!(error = %e, "cannot register a stream connection");
-                    return;
-                }
-            };
-            let service = hyper_util::service::TowerToHyperService::new(app);
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(
-                hyper_util::rt::TokioIo::new(StallGuard::new(io, timeout)),
-                service,
-            );
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                () = async { drop(stop.wait_for(|stop| *stop).await) } => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "stream connection ended with an error");
+        lane.runtime.spawn(async move {
+            match TcpStream::from_std(io) {
+                Ok(io) => serve_http(io, guard, app, &config, stop).await,
+                Err(e) => tracing::debug!(error = %e, "cannot register a stream connection"),
             }
         });
+        return;
     }
+    serve_http(io, guard, app, &config, stop).await;
 }
 
-#[derive(Debug)]
-pub struct Guarded {
-    inner: TcpListener,
-    write_timeout: Option<Duration>,
-    lane: Option<StreamLane>,
-    /// Connections classified as not streams, back to the API runtime.
-    api_tx: tokio::sync::mpsc::Sender<(TcpStream, SocketAddr)>,
-    api_rx: tokio::sync::mpsc::Receiver<(TcpStream, SocketAddr)>,
-}
-
-impl Guarded {
-    /// `write_timeout` zero disables the stall timeout.
-    pub fn new(inner: TcpListener, write_timeout: Duration) -> Self {
-        let (api_tx, api_rx) = tokio::sync::mpsc::channel(1024);
-        Self {
-            inner,
-            write_timeout: (!write_timeout.is_zero()).then_some(write_timeout),
-            lane: None,
-            api_tx,
-            api_rx,
-        }
-    }
-
-    /// Serves stream connections on `lane`.
-    pub fn with_stream_lane(mut self, lane: StreamLane) -> Self {
-        self.lane = Some(lane);
-        self
-    }
-}
-
-/// Hands a new connection to the lane when its first bytes are a stream request, to
-/// the API runtime otherwise.
-async fn classify(
-    io: TcpStream,
-    addr: SocketAddr,
-    lane: StreamLane,
-    timeout: Option<Duration>,
-    api: tokio::sync::mpsc::Sender<(TcpStream, SocketAddr)>,
-) {
+/// Whether a connection's first bytes are a stream request (waits for them, briefly).
+async fn is_stream(io: &TcpStream) -> bool {
     let mut head = [0u8; STREAM_REQUEST.len()];
     let deadline = Instant::now() + FIRST_BYTES_WAIT;
-    let is_stream = loop {
+    loop {
         let n = match tokio::time::timeout_at(deadline, io.peek(&mut head)).await {
             Ok(Ok(n)) => n,
             // Nothing yet, or an error the API side will see too.
-            _ => break false,
+            _ => return false,
         };
         if n == 0 || !STREAM_REQUEST.starts_with(&head[..n]) {
-            break false;
+            return false;
         }
         if n == head.len() {
-            break true;
+            return true;
         }
         // A prefix of a stream request so far: wait for the rest.
         if Instant::now() >= deadline {
-            break false;
+            return false;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
-    };
-    if is_stream {
-        lane.serve(io, timeout);
-    } else {
-        // The receiver lives as long as the server accepts.
-        let _ = api.send((io, addr)).await;
     }
 }
 
-impl axum::serve::Listener for Guarded {
-    type Io = StallGuard;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let accepted = tokio::select! {
-                Some((io, addr)) = self.api_rx.recv() => {
-                    return (StallGuard::new(io, self.write_timeout), addr);
-                }
-                r = self.inner.accept() => r,
-            };
-            match accepted {
-                Ok((io, addr)) => {
-                    if let Err(e) = io.set_nodelay(true) {
-                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                    }
-                    match &self.lane {
-                        None => return (StallGuard::new(io, self.write_timeout), addr),
-                        Some(lane) => {
-                            tokio::spawn(classify(
-                                io,
-                                addr,
-                                lane.clone(),
-                                self.write_timeout,
-                                self.api_tx.clone(),
-                            ));
-                        }
-                    }
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: wait instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
+/// Serves HTTP/1.1 on one connection; `stop` ends it gracefully (the request in
+/// progress finishes first).
+async fn serve_http(
+    io: TcpStream,
+    guard: ConnGuard,
+    app: axum::Router,
+    config: &ConnConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    let io = StallGuard::new(io, config.write_timeout, config.idle_timeout).holding(guard);
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .keep_alive(true);
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = async { drop(stop.wait_for(|stop| *stop).await) } => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
         }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 
 /// A TCP stream whose writes fail with `TimedOut` once they have made no progress
-/// for the timeout.
+/// for the write timeout, and whose reads fail once nothing has moved either way for
+/// the idle timeout. It holds the connection's place under the limits.
 #[derive(Debug)]
 pub struct StallGuard {
     io: TcpStream,
@@ -228,16 +381,30 @@ pub struct StallGuard {
     timer: Option<Pin<Box<Sleep>>>,
     /// A write is waiting and the timer runs.
     stalled: bool,
+    idle: Option<Duration>,
+    idle_timer: Option<Pin<Box<Sleep>>>,
+    /// The last time bytes moved in either direction.
+    active_at: Instant,
+    _place: Option<ConnGuard>,
 }
 
 impl StallGuard {
-    fn new(io: TcpStream, timeout: Option<Duration>) -> Self {
+    fn new(io: TcpStream, timeout: Option<Duration>, idle: Option<Duration>) -> Self {
         Self {
             io,
             timeout,
             timer: None,
             stalled: false,
+            idle,
+            idle_timer: None,
+            active_at: Instant::now(),
+            _place: None,
         }
+    }
+
+    fn holding(mut self, guard: ConnGuard) -> Self {
+        self._place = Some(guard);
+        self
     }
 
     /// Called when a write is `Pending`: arms the timer on the first stall and
@@ -259,6 +426,29 @@ impl StallGuard {
             .is_some_and(|t| t.as_mut().poll(cx).is_ready())
     }
 
+    /// Called when a read is `Pending`: whether nothing has moved for the idle timeout
+    /// (the timer follows the last activity, so a connection busy writing never is).
+    fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(idle) = self.idle else {
+            return false;
+        };
+        loop {
+            let deadline = self.active_at + idle;
+            let timer = self
+                .idle_timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            if self.active_at + idle <= Instant::now() {
+                return true;
+            }
+        }
+    }
+
     fn guard<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         match r {
             Poll::Pending => {
@@ -273,6 +463,7 @@ impl StallGuard {
             }
             ready => {
                 self.stalled = false;
+                self.active_at = Instant::now();
                 ready
             }
         }
@@ -285,7 +476,24 @@ impl AsyncRead for StallGuard {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        let before = buf.filled().len();
+        match Pin::new(&mut self.io).poll_read(cx, buf) {
+            Poll::Pending => {
+                if self.idle_expired(cx) {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the connection was idle (api.idle_timeout_secs)",
+                    )));
+                }
+                Poll::Pending
+            }
+            ready => {
+                if buf.filled().len() > before {
+                    self.active_at = Instant::now();
+                }
+                ready
+            }
+        }
     }
 }
 
@@ -325,16 +533,30 @@ impl AsyncWrite for StallGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn config() -> ConnConfig {
+        ConnConfig {
+            write_timeout: None,
+            idle_timeout: None,
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 1000,
+            max_per_ip: 1000,
+        }
+    }
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = TcpStream::connect(addr).await.unwrap();
+        let (io, _) = listener.accept().await.unwrap();
+        (io, peer)
+    }
 
     #[tokio::test]
     async fn a_peer_that_stops_reading_times_the_write_out() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut guarded = Guarded::new(listener, Duration::from_millis(200));
-        // The peer connects and never reads.
-        let _peer = TcpStream::connect(addr).await.unwrap();
-        let (mut io, _) = axum::serve::Listener::accept(&mut guarded).await;
+        let (io, _peer) = pair().await;
+        let mut io = StallGuard::new(io, Some(Duration::from_millis(200)), None);
         let chunk = vec![0u8; 64 * 1024];
         let started = std::time::Instant::now();
         let err = loop {
@@ -349,9 +571,40 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
     }
 
+    #[tokio::test]
+    async fn a_silent_connection_is_closed_after_the_idle_timeout() {
+        let (io, _peer) = pair().await;
+        let mut io = StallGuard::new(io, None, Some(Duration::from_millis(200)));
+        let mut buf = [0u8; 16];
+        let started = std::time::Instant::now();
+        let err = io.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[tokio::test]
+    async fn a_reading_peer_is_never_cut() {
+        let (io, mut peer) = pair().await;
+        let mut io = StallGuard::new(
+            io,
+            Some(Duration::from_millis(200)),
+            Some(Duration::from_millis(200)),
+        );
+        let reader = tokio::spawn(async move {
+            let mut sink = Vec::new();
+            peer.read_to_end(&mut sink).await.unwrap();
+            sink.len()
+        });
+        let chunk = vec![1u8; 256 * 1024];
+        for _ in 0..40 {
+            io.write_all(&chunk).await.unwrap();
+        }
+        io.shutdown().await.unwrap();
+        assert_eq!(reader.await.unwrap(), 40 * 256 * 1024);
+    }
+
     /// Sends one request over a fresh connection and returns the whole answer.
     async fn get(addr: SocketAddr, path: &str) -> String {
-        use tokio::io::AsyncReadExt;
         let mut io = TcpStream::connect(addr).await.unwrap();
         io.write_all(
             format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
@@ -382,12 +635,8 @@ mod tests {
             let (_stop_tx, stop) = tokio::sync::watch::channel(false);
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
-            let guarded = Guarded::new(listener, Duration::ZERO).with_stream_lane(StreamLane::new(
-                lane_rt.handle().clone(),
-                app.clone(),
-                stop,
-            ));
-            tokio::spawn(async move { axum::serve(guarded, app).await });
+            let lane = StreamLane::new(lane_rt.handle().clone());
+            tokio::spawn(serve(listener, app, Some(lane), config(), stop));
             assert!(get(addr, "/v1/stream").await.ends_with("lane-rt"));
             assert!(get(addr, "/v1/events").await.ends_with("api-rt"));
             // A connection that sends its request in pieces is classified correctly.
@@ -398,32 +647,65 @@ mod tests {
                 .await
                 .unwrap();
             let mut answer = String::new();
-            tokio::io::AsyncReadExt::read_to_string(&mut io, &mut answer)
-                .await
-                .unwrap();
+            io.read_to_string(&mut answer).await.unwrap();
             assert!(answer.ends_with("lane-rt"), "{answer}");
         });
     }
 
     #[tokio::test]
-    async fn a_reading_peer_is_never_cut() {
+    async fn connections_past_the_limits_are_closed_at_once_and_places_come_back() {
+        let app = axum::Router::new().route("/x", axum::routing::get(|| async { "ok" }));
+        let (_stop_tx, stop) = tokio::sync::watch::channel(false);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut guarded = Guarded::new(listener, Duration::from_millis(200));
-        let mut peer = TcpStream::connect(addr).await.unwrap();
-        let (mut io, _) = axum::serve::Listener::accept(&mut guarded).await;
-        let reader = tokio::spawn(async move {
-            let mut sink = Vec::new();
-            tokio::io::AsyncReadExt::read_to_end(&mut peer, &mut sink)
-                .await
-                .unwrap();
-            sink.len()
-        });
-        let chunk = vec![1u8; 256 * 1024];
-        for _ in 0..40 {
-            io.write_all(&chunk).await.unwrap();
+        let limits = ConnConfig {
+            max_per_ip: 2,
+            ..config()
+        };
+        tokio::spawn(serve(listener, app, None, limits, stop));
+        // Two connections hold their places; a third from the same address is closed.
+        let held: Vec<TcpStream> = vec![
+            TcpStream::connect(addr).await.unwrap(),
+            TcpStream::connect(addr).await.unwrap(),
+        ];
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        let _ = third.write_all(b"GET /x HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        let mut buf = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(10), third.read_to_end(&mut buf))
+            .await
+            .unwrap()
+            .unwrap_or(0);
+        assert_eq!(n, 0, "refused without an answer");
+        drop(held);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let answer = get(addr, "/x").await;
+            if answer.ends_with("ok") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{answer}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        io.shutdown().await.unwrap();
-        assert_eq!(reader.await.unwrap(), 40 * 256 * 1024);
+    }
+
+    #[tokio::test]
+    async fn a_request_whose_headers_never_finish_is_cut_off() {
+        let app = axum::Router::new().route("/x", axum::routing::get(|| async { "ok" }));
+        let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = ConnConfig {
+            header_read_timeout: Duration::from_millis(300),
+            ..config()
+        };
+        tokio::spawn(serve(listener, app, None, limits, stop));
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"POST /v1/events HTTP/1.1\r\nhost: x\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "the server kept the connection open");
     }
 }

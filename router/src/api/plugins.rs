@@ -105,13 +105,17 @@ pub async fn upload_plugin(
     let tenant = principal.tenant_for(Scope::EndpointsManage)?.clone();
     // The body first: answering before reading it would cut the client off mid-send.
     let limit = state.config.plugins.max_module_bytes;
-    let wasm = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "module_too_large",
-            format!("plugin modules are at most {limit} bytes (plugins.max_module_bytes)"),
-        )
-    })?;
+    let deadline = std::time::Duration::from_secs(state.config.api.body_read_timeout_secs);
+    let wasm = tokio::time::timeout(deadline, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| super::extract::body_timeout(&state))?
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "module_too_large",
+                format!("plugin modules are at most {limit} bytes (plugins.max_module_bytes)"),
+            )
+        })?;
     if !valid_name(&params.name) {
         return Err(ApiError::invalid_field(
             "name",
