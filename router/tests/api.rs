@@ -1260,3 +1260,26 @@ async fn a_range_replay_over_the_event_limit_is_refused_before_anything_is_writt
     );
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_and_a_callers_own_is_echoed() {
+    let s = TestServer::start().await;
+    let r = s
+        .http
+        .get(format!("{}/healthz", s.base))
+        .send()
+        .await
+        .unwrap();
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(id.starts_with("req_") && id.len() == 20, "{id}");
+    let r = s
+        .http
+        .get(format!("{}/v1/events", s.base))
+        .header("x-request-id", "trace-abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["x-request-id"], "trace-abc-123");
+    s.shutdown().await;
+}

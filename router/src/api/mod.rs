@@ -124,15 +124,43 @@ fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::internal().into_response()
 }
 
-/// Request metrics by matched route (never the raw path: ids would explode labels).
+/// The header naming a request: the caller's own (when it is short visible ASCII) or
+/// one made here, answered on every response and logged with errors, so a client's
+/// report and the server's log can be matched.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The request's id: the caller's, if usable, else a fresh `req_…`.
+fn request_id(req: &Request) -> axum::http::HeaderValue {
+    req.headers()
+        .get(REQUEST_ID_HEADER)
+        .filter(|v| {
+            let b = v.as_bytes();
+            (1..=128).contains(&b.len()) && b.iter().all(|c| c.is_ascii_graphic())
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            let id = format!("req_{:016x}", rand::random::<u64>());
+            axum::http::HeaderValue::from_str(&id)
+                .unwrap_or_else(|_| axum::http::HeaderValue::from_static("req_unknown"))
+        })
+}
+
+/// Request metrics by matched route (never the raw path: ids would explode labels),
+/// and the request id on every answer.
 async fn track_request(req: Request, next: Next) -> Response {
     let started = Instant::now();
+    let id = request_id(&req);
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned());
     let method = req.method().clone();
-    let resp = next.run(req).await;
+    let mut resp = next.run(req).await;
+    if resp.status().is_server_error() {
+        tracing::warn!(request_id = ?id, status = resp.status().as_u16(),
+            route = route.as_deref().unwrap_or("unmatched"), "request failed");
+    }
+    resp.headers_mut().insert(REQUEST_ID_HEADER, id);
     telemetry::record_http(
         route.as_deref().unwrap_or("unmatched"),
         method.as_str(),
