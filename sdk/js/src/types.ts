@@ -255,6 +255,10 @@ export type RequeueParams = { delivery_ids: string[] } | { endpoint_id: string }
 export interface RequeueResult {
   /** How many dead deliveries went back to the queue. */
   requeued: number;
+  /** False when the requeue stopped before the end of its selection (see `stopped`). */
+  complete: boolean;
+  /** `queue_full` (the tenant's queue limit; requeue the rest later) or `max_requeue` (call again). */
+  stopped?: "queue_full" | "max_requeue";
 }
 
 /** Narrows a replay to one endpoint or one subscription. */
@@ -271,6 +275,12 @@ export interface ReplayResult {
   /** Events selected. */
   events: number;
   created_at: string;
+  /** False when the replay stopped before its last event (see `stopped`). */
+  complete: boolean;
+  /** `queue_full`: the tenant's queue reached its limit. */
+  stopped?: "queue_full";
+  /** Replay again from this time (the first event not replayed) for the rest. */
+  resume_from?: string;
 }
 
 // ---- operations

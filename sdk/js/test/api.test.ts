@@ -160,7 +160,7 @@ describe("deliveries, DLQ and replay", () => {
 
     status = 204;
     await gp.endpoints.update(ep.id, { enabled: true });
-    assert.deepEqual(await gp.dlq.requeue({ delivery_ids: [dead.id] }), { requeued: 1 });
+    assert.deepEqual(await gp.dlq.requeue({ delivery_ids: [dead.id] }), { requeued: 1, complete: true });
     await eventually(async () => ((await gp.deliveries.get(dead.id)).status === "succeeded" ? true : undefined), 20_000, "the requeued delivery");
 
     const replay = await gp.replay.create({ event_id: published.id, endpoint_id: ep.id });

@@ -141,7 +141,7 @@ def test_dead_letter_requeue_and_replay(gp: GatePulse, hooks: Receiver) -> None:
 
     hooks.status = 204
     gp.endpoints.update(ep["id"], enabled=True)
-    assert gp.dlq.requeue(delivery_ids=[dead["id"]]) == {"requeued": 1}
+    assert gp.dlq.requeue(delivery_ids=[dead["id"]]) == {"requeued": 1, "complete": True}
     eventually(lambda: gp.deliveries.get(dead["id"])["status"] == "succeeded" or None, what="the requeued delivery")
     replay = gp.replay.create(event_id=published["id"], endpoint_id=ep["id"])
     assert (replay["deliveries"], replay["events"]) == (1, 1)
@@ -155,7 +155,7 @@ def test_dead_letter_requeue_and_replay(gp: GatePulse, hooks: Receiver) -> None:
     assert (
         gp.replay.create(from_=now - timedelta(minutes=1), to=now + timedelta(seconds=1), topic="dlq.#")["events"] == 1
     )
-    assert gp.dlq.requeue(endpoint_id=ep["id"]) == {"requeued": 0}
+    assert gp.dlq.requeue(endpoint_id=ep["id"]) == {"requeued": 0, "complete": True}
 
 
 def test_inbox_stats_and_plugins(gp: GatePulse, server: GpServer) -> None:

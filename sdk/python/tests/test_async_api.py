@@ -73,7 +73,7 @@ async def test_deliveries_dlq_replay(agp: AsyncGatePulse, hooks: Receiver) -> No
     assert (await agp.deliveries.get(delivery["id"]))["attempts"][0]["status_code"] == 410
     assert [d["id"] async for d in agp.deliveries.list(event_id=published["id"])] == [delivery["id"]]
     await agp.endpoints.update(ep["id"], enabled=True)
-    assert await agp.dlq.requeue(endpoint_id=ep["id"]) == {"requeued": 1}
+    assert await agp.dlq.requeue(endpoint_id=ep["id"]) == {"requeued": 1, "complete": True}
     assert (await agp.replay.create(event_id=published["id"]))["deliveries"] == 1
     now = datetime.now(timezone.utc)
     assert (await agp.replay.create(from_=now - timedelta(minutes=1), to=now, topic="adlq.#"))["events"] == 1

@@ -211,6 +211,9 @@ class DeliveryWithAttempts(Delivery):
 
 class RequeueResult(TypedDict):
     requeued: int
+    complete: bool
+    """False when the requeue stopped before the end of its selection (see ``stopped``)."""
+    stopped: NotRequired[Literal["queue_full", "max_requeue"]]
 
 
 class ReplayResult(TypedDict):
@@ -220,6 +223,11 @@ class ReplayResult(TypedDict):
     events: int
     """Events selected."""
     created_at: str
+    complete: bool
+    """False when the replay stopped before its last event (see ``stopped``)."""
+    stopped: NotRequired[Literal["queue_full"]]
+    resume_from: NotRequired[str]
+    """Replay again from this time (the first event not replayed) for the rest."""
 
 
 # ---- operations
