@@ -58,6 +58,7 @@ pub struct Config {
     pub filter: FilterConfig,
     pub stream: StreamConfig,
     pub plugins: PluginsConfig,
+    pub console: ConsoleConfig,
     /// Set by `gp serve --dev`; not a file key.
     #[serde(skip)]
     pub dev: bool,
@@ -157,6 +158,15 @@ impl RetentionConfig {
             max_millis: self.batch_max_ms,
         }
     }
+}
+
+/// The operator console at `/console/` (`[console]`, docs/console.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Serve the console's files from this directory instead of the copy built into
+    /// the binary (empty: the built-in copy). For working on the console.
+    pub assets_dir: PathBuf,
 }
 
 /// Limits of the WASM plugin sandbox (`[plugins]`, docs/plugins.md).

@@ -4,6 +4,7 @@
 //! problem document in [`error`].
 
 pub mod admin;
+pub mod console;
 pub mod deliveries;
 pub mod dlq;
 pub mod endpoints;
@@ -94,6 +95,7 @@ pub fn app(state: AppState) -> Router {
         .merge(stream::router())
         .merge(plugins::router())
         .merge(ops::router())
+        .merge(console::router())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
