@@ -562,6 +562,33 @@ fn plugin_input(event: &Event, body: &[u8]) -> Vec<u8> {
     input
 }
 
+/// Compiled pipelines follow subscription and plugin changes from the commit feed.
+impl crate::store::feed::FeedListener for Pipelines {
+    fn committed(&self, batch: &crate::store::feed::Committed) {
+        use crate::store::feed::Change;
+        for change in &batch.changes {
+            match change {
+                Change::Subscription { id, .. } => self.invalidate(id),
+                // A subscription saved meanwhile must compile again (and fail closed),
+                // and a re-upload of the same version starts with a clean record.
+                Change::Plugin {
+                    tenant,
+                    name,
+                    version,
+                } => {
+                    self.invalidate_tenant(tenant);
+                    self.reset_health(&PluginKey {
+                        tenant: tenant.clone(),
+                        name: name.clone(),
+                        version: version.clone(),
+                    });
+                }
+                Change::Endpoint { .. } => {}
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,7 +57,9 @@ pub async fn run(
     for note in &config.deprecations {
         tracing::warn!(deprecated = %note, "configuration uses a deprecated name");
     }
-    let dyn_store = store::open(&config)?;
+    // Caches and live views follow what the store commits, on whichever node.
+    let feed = store::feed::CommitFeed::new();
+    let dyn_store = store::open(&config, feed.clone())?;
 
     let dev = if config.dev {
         let creds = dev_bootstrap(&config, dyn_store.as_ref()).await?;
@@ -108,15 +110,24 @@ pub async fn run(
             max_concurrent_compiles: config.plugins.max_concurrent_compiles,
         },
     ));
+    let hub = Arc::new(crate::stream::hub::StreamHub::new(
+        crate::stream::session::Streams::hub_config(&config.stream),
+    ));
+    let signal = Arc::new(store::QueueSignal::default());
     let (dispatch, dispatcher) = crate::dispatch::start(
         &config,
         dyn_store.clone(),
         secrets.clone(),
-        ingest.clone(),
         pipelines.clone(),
+        signal.clone(),
         stop_rx.clone(),
     )
     .map_err(|e| ServeError::Http(std::io::Error::other(e)))?;
+    feed.subscribe(hub.clone());
+    feed.subscribe(signal);
+    feed.subscribe(ingest.clone());
+    feed.subscribe(pipelines.clone());
+    feed.subscribe(Arc::new(dispatch.clone()));
     let retention =
         crate::retention::start(dyn_store.clone(), config.retention.clone(), stop_rx.clone());
     let state = AppState::new(AppInner {
@@ -131,6 +142,7 @@ pub async fn run(
         pipelines,
         streams: Arc::new(crate::stream::session::Streams::new(
             config.stream.clone(),
+            hub,
             stop_rx.clone(),
         )),
     });

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use gatepulse::ids::*;
 use gatepulse::ingest::topic::TopicPattern;
 use gatepulse::store::backends::redb::{RedbOptions, RedbStore};
+use gatepulse::store::feed::CommitFeed;
 use gatepulse::store::*;
 use serde_json::value::RawValue;
 
@@ -1390,6 +1391,123 @@ async fn a_retention_batch_stops_at_its_time_budget(store: Arc<dyn Store>) {
     assert_eq!(all.events, 50);
 }
 
+/// Records what the feed announces.
+#[derive(Debug, Default)]
+struct FeedRecorder {
+    stream: std::sync::Mutex<Vec<(String, u64, String)>>,
+    queued: std::sync::Mutex<Vec<(TenantId, EndpointId)>>,
+    changes: std::sync::Mutex<Vec<feed::Change>>,
+}
+
+impl feed::FeedListener for FeedRecorder {
+    fn wants_stream(&self, _tenant: &str) -> bool {
+        true
+    }
+
+    fn committed(&self, batch: &feed::Committed) {
+        self.stream.lock().unwrap().extend(
+            batch
+                .stream
+                .iter()
+                .map(|(t, i)| (t.to_string(), i.cursor, i.topic.to_string())),
+        );
+        self.queued
+            .lock()
+            .unwrap()
+            .extend(batch.queued.iter().cloned());
+        self.changes
+            .lock()
+            .unwrap()
+            .extend(batch.changes.iter().cloned());
+    }
+}
+
+/// Waits (bounded) until `done` holds: a shared database's feed arrives by tailing.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the feed never announced {what}");
+}
+
+async fn the_feed_announces_commits_in_order(store: Arc<dyn Store>) {
+    let seen = Arc::new(FeedRecorder::default());
+    store.feed().subscribe(seen.clone());
+    let t = tenant("a");
+    store.create_tenant(t.clone()).await.unwrap();
+    let e = endpoint(&t.id);
+    store.create_endpoint(e.clone(), 10).await.unwrap();
+    let sub = subscription(&t.id, &e.id);
+    store.create_subscription(sub.clone(), 10).await.unwrap();
+    let sub_change = feed::Change::Subscription {
+        tenant: t.id.clone(),
+        id: sub.id.clone(),
+    };
+    eventually("a new subscription", || {
+        seen.changes.lock().unwrap().contains(&sub_change)
+    })
+    .await;
+
+    let pair = [(sub.id.clone(), e.id.clone())];
+    append(
+        store.as_ref(),
+        vec![
+            new_event(&t.id, None, 1_000, &pair),
+            new_event(&t.id, None, 1_001, &pair),
+        ],
+        0,
+    )
+    .await;
+    eventually("two events and their queued endpoint", || {
+        seen.stream.lock().unwrap().len() >= 2
+            && seen
+                .queued
+                .lock()
+                .unwrap()
+                .contains(&(t.id.clone(), e.id.clone()))
+    })
+    .await;
+    let stream = seen.stream.lock().unwrap().clone();
+    let mine = |tenant: &str| -> Vec<u64> {
+        stream
+            .iter()
+            .filter(|(x, _, _)| x == tenant)
+            .map(|(_, c, _)| *c)
+            .collect()
+    };
+    assert_eq!(mine(t.id.as_str()), [1, 2], "cursor order: {stream:?}");
+    assert!(stream.iter().all(|(_, _, topic)| topic == "orders.created"));
+
+    seen.changes.lock().unwrap().clear();
+    store
+        .update_endpoint(&t.id, &e.id, Box::new(|e: &mut Endpoint| e.enabled = false))
+        .await
+        .unwrap();
+    let updated = feed::Change::Endpoint {
+        tenant: t.id.clone(),
+        id: e.id.clone(),
+        deleted: false,
+    };
+    eventually("an endpoint update", || {
+        seen.changes.lock().unwrap().contains(&updated)
+    })
+    .await;
+    store.delete_endpoint(&t.id, &e.id).await.unwrap();
+    let deleted = feed::Change::Endpoint {
+        tenant: t.id.clone(),
+        id: e.id.clone(),
+        deleted: true,
+    };
+    eventually("an endpoint deletion and its subscription", || {
+        let c = seen.changes.lock().unwrap();
+        c.contains(&deleted) && c.contains(&sub_change)
+    })
+    .await;
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -1414,6 +1532,7 @@ macro_rules! conformance {
             conformance!(@case $make, a_retention_batch_stops_at_its_time_budget);
             conformance!(@case $make, the_stream_interleaves_events_and_attempt_statuses);
             conformance!(@case $make, a_retried_delivery_keeps_its_transformed_body);
+            conformance!(@case $make, the_feed_announces_commits_in_order);
         }
     };
     (@case $make:expr, $name:ident) => {
@@ -1427,7 +1546,12 @@ macro_rules! conformance {
 
 fn redb_store() -> (Arc<dyn Store>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = RedbStore::open(&dir.path().join("s.redb"), RedbOptions::default()).unwrap();
+    let store = RedbStore::open(
+        &dir.path().join("s.redb"),
+        RedbOptions::default(),
+        CommitFeed::new(),
+    )
+    .unwrap();
     (Arc::new(store), dir)
 }
 
@@ -1441,7 +1565,7 @@ async fn redb_keeps_everything_across_reopen() {
     let path = dir.path().join("s.redb");
     let t = tenant("a");
     {
-        let store = RedbStore::open(&path, RedbOptions::default()).unwrap();
+        let store = RedbStore::open(&path, RedbOptions::default(), CommitFeed::new()).unwrap();
         store.create_tenant(t.clone()).await.unwrap();
         append(
             &store,
@@ -1453,7 +1577,7 @@ async fn redb_keeps_everything_across_reopen() {
         .await;
         Store::close(&store);
     }
-    let store = RedbStore::open(&path, RedbOptions::default()).unwrap();
+    let store = RedbStore::open(&path, RedbOptions::default(), CommitFeed::new()).unwrap();
     assert_eq!(store.head_cursor(&t.id).await.unwrap(), 10);
     let again = append(
         &store,
@@ -1486,7 +1610,7 @@ async fn redb_store_from_a_newer_version_opens_read_only() {
         }
         txn.commit().unwrap();
     }
-    let store = RedbStore::open(&path, RedbOptions::default()).unwrap();
+    let store = RedbStore::open(&path, RedbOptions::default(), CommitFeed::new()).unwrap();
     let reason = store.read_only_reason().expect("read-only");
     assert!(reason.contains("newer GatePulse"), "{reason}");
     assert!(matches!(

@@ -428,9 +428,8 @@ pub async fn update_endpoint(
             }),
         )
         .await?;
-    state.ingest.invalidate(&tenant);
-    // New settings apply to the next attempt; re-enabled, queued deliveries go now.
-    state.dispatch.endpoint_changed(tenant.clone(), id.clone());
+    // The store announces the change: new settings apply to the next attempt, and
+    // re-enabled, queued deliveries go now.
     tracing::info!(tenant_id = %tenant, endpoint_id = %id, "endpoint updated");
     Ok(axum::Json(updated.into()))
 }
@@ -447,13 +446,9 @@ pub async fn delete_endpoint(
 ) -> Result<StatusCode, ApiError> {
     let tenant = principal.tenant_for(Scope::EndpointsManage)?.clone();
     let id = endpoint_id(&raw)?;
+    // Its queued deliveries are cancelled (`endpoint_deleted`) once the engine hears
+    // of the deletion through the commit feed.
     let subs = state.store.delete_endpoint(&tenant, &id).await?;
-    state.ingest.invalidate(&tenant);
-    for sub in &subs {
-        state.pipelines.invalidate(sub);
-    }
-    // Its queued deliveries are cancelled (`endpoint_deleted`).
-    state.dispatch.endpoint_removed(tenant.clone(), id.clone());
     tracing::info!(tenant_id = %tenant, endpoint_id = %id, subscriptions = subs.len(), "endpoint deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -525,7 +520,6 @@ pub async fn rotate_secret(
             }),
         )
         .await?;
-    state.dispatch.endpoint_changed(tenant.clone(), id.clone());
     tracing::info!(tenant_id = %tenant, endpoint_id = %id, "endpoint secret rotated");
     Ok(axum::Json(SecretOut { secret }))
 }

@@ -217,15 +217,8 @@ pub async fn delete_plugin(
             ),
         ));
     }
+    // The pipeline cache hears of it through the commit feed.
     state.store.delete_plugin(&tenant, &name, &version).await?;
-    // A subscription saved meanwhile must compile again (and fail closed), and a
-    // later upload of the same version starts with a clean record.
-    state.pipelines.invalidate_tenant(&tenant);
-    state.pipelines.reset_health(&PluginKey {
-        tenant: tenant.clone(),
-        name: name.clone(),
-        version: version.clone(),
-    });
     tracing::info!(tenant_id = %tenant, plugin = %name, version = %version, "plugin deleted");
     Ok(StatusCode::NO_CONTENT)
 }

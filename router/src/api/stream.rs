@@ -94,7 +94,7 @@ pub async fn stream(
         topic,
         after: last_event_id.or(params.from_cursor),
     };
-    let opened = session::open(state.store.as_ref(), &req.tenant).await?;
+    let opened = session::open(&streams, state.store.as_ref(), &req.tenant).await?;
     let (tx, rx) = mpsc::channel::<Bytes>(session::QUEUE_CHUNKS);
     let trailer = session::Trailer::default();
     let last = trailer.clone();

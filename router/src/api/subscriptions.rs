@@ -197,7 +197,6 @@ pub async fn create_subscription(
         .store
         .create_subscription(sub.clone(), state.config.api.max_subscriptions_per_tenant)
         .await?;
-    state.ingest.invalidate(&tenant);
     tracing::info!(tenant_id = %tenant, subscription_id = %sub.id, "subscription created");
     Ok((StatusCode::CREATED, axum::Json(sub.into())))
 }
@@ -300,8 +299,6 @@ pub async fn update_subscription(
             }),
         )
         .await?;
-    state.ingest.invalidate(&tenant);
-    state.pipelines.invalidate(&id);
     tracing::info!(tenant_id = %tenant, subscription_id = %id, "subscription updated");
     Ok(axum::Json(updated.into()))
 }
@@ -319,8 +316,6 @@ pub async fn delete_subscription(
     let tenant = principal.tenant_for(Scope::EndpointsManage)?.clone();
     let id = subscription_id(&raw)?;
     state.store.delete_subscription(&tenant, &id).await?;
-    state.ingest.invalidate(&tenant);
-    state.pipelines.invalidate(&id);
     tracing::info!(tenant_id = %tenant, subscription_id = %id, "subscription deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -111,7 +111,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 fn stats(args: &StoreArgs) -> Result<String, String> {
     let config = load(args)?;
-    let store = crate::store::open(&config).map_err(|e| e.to_string())?;
+    let store = crate::store::open(&config, crate::store::feed::CommitFeed::new())
+        .map_err(|e| e.to_string())?;
     let stats = runtime()?.block_on(store.storage_stats());
     store.close();
     let stats = stats.map_err(|e| e.to_string())?;
@@ -120,7 +121,8 @@ fn stats(args: &StoreArgs) -> Result<String, String> {
 
 fn compact(args: &StoreArgs) -> Result<String, String> {
     let config = load(args)?;
-    let store = crate::store::open(&config).map_err(|e| e.to_string())?;
+    let store = crate::store::open(&config, crate::store::feed::CommitFeed::new())
+        .map_err(|e| e.to_string())?;
     let pass = runtime()?.block_on(crate::retention::run_pass(
         store.as_ref(),
         &config.retention,

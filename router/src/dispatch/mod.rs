@@ -38,8 +38,8 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::crypto::SecretBox;
 use crate::ids::{EndpointId, TenantId};
-use crate::ingest::Ingest;
 use crate::pipeline::Pipelines;
+use crate::store::feed::{Change, Committed, FeedListener};
 use crate::store::{QueueSignal, Store};
 use crate::telemetry;
 use circuit::{Breaker, BreakerConfig, CircuitState, Permit};
@@ -99,6 +99,26 @@ impl DispatchHandle {
     }
 }
 
+/// The engine follows endpoint changes from the commit feed, whichever node made them.
+impl FeedListener for DispatchHandle {
+    fn committed(&self, batch: &Committed) {
+        for change in &batch.changes {
+            if let Change::Endpoint {
+                tenant,
+                id,
+                deleted,
+            } = change
+            {
+                if *deleted {
+                    self.endpoint_removed(tenant.clone(), id.clone());
+                } else {
+                    self.endpoint_changed(tenant.clone(), id.clone());
+                }
+            }
+        }
+    }
+}
+
 /// Settings the engine needs, from `[delivery]`.
 #[derive(Debug, Clone)]
 struct Settings {
@@ -150,7 +170,6 @@ impl Settings {
 struct Ctx {
     store: Arc<dyn Store>,
     secrets: Arc<dyn SecretBox>,
-    ingest: Arc<Ingest>,
     pipelines: Arc<Pipelines>,
     client: reqwest::Client,
     settings: Settings,
@@ -164,19 +183,17 @@ pub fn start(
     config: &Config,
     store: Arc<dyn Store>,
     secrets: Arc<dyn SecretBox>,
-    ingest: Arc<Ingest>,
     pipelines: Arc<Pipelines>,
+    signal: Arc<QueueSignal>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(DispatchHandle, tokio::task::JoinHandle<()>), reqwest::Error> {
     let settings = Settings::from_config(config);
     let client = client::build(settings.allow_private, 64, &config.delivery.proxy_url)?;
     let (done_tx, done_rx) = mpsc::unbounded_channel();
-    let signal = store.queue_signal();
     let shared = Arc::new(Shared::default());
     let ctx = Arc::new(Ctx {
         store,
         secrets,
-        ingest,
         pipelines,
         client,
         settings,

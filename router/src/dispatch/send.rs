@@ -643,7 +643,6 @@ pub(super) async fn disable_endpoint(
         .await;
     match result {
         Ok(_) => {
-            ctx.ingest.invalidate(&tenant);
             telemetry::record_auto_disable();
             tracing::warn!(tenant_id = %tenant, endpoint_id = %endpoint, reason = %reason, "endpoint disabled");
         }

@@ -489,6 +489,21 @@ impl Ingest {
     }
 }
 
+/// The topic index follows subscription and endpoint changes from the commit feed.
+impl crate::store::feed::FeedListener for Ingest {
+    fn committed(&self, batch: &crate::store::feed::Committed) {
+        use crate::store::feed::Change;
+        for change in &batch.changes {
+            match change {
+                Change::Subscription { tenant, .. } | Change::Endpoint { tenant, .. } => {
+                    self.invalidate(tenant);
+                }
+                Change::Plugin { .. } => {}
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@
 //! `(tenant, id)`, so another tenant's id simply is not found.
 
 pub mod backends;
+pub mod feed;
 pub mod model;
 
 use async_trait::async_trait;
@@ -74,8 +75,12 @@ pub fn compact_offline(config: &crate::config::Config) -> StoreResult<(u64, u64)
     backends::redb::compact_file(&config.data_dir.join(REDB_FILE))
 }
 
-/// Opens the backend the configuration names (`store = "redb"` today).
-pub fn open(config: &crate::config::Config) -> StoreResult<std::sync::Arc<dyn Store>> {
+/// Opens the backend the configuration names (`store = "redb"` today); it announces
+/// its commits on `feed`.
+pub fn open(
+    config: &crate::config::Config,
+    feed: std::sync::Arc<feed::CommitFeed>,
+) -> StoreResult<std::sync::Arc<dyn Store>> {
     let store = backends::redb::RedbStore::open(
         &config.data_dir.join(REDB_FILE),
         backends::redb::RedbOptions {
@@ -84,17 +89,14 @@ pub fn open(config: &crate::config::Config) -> StoreResult<std::sync::Arc<dyn St
             commit_max_wait: std::time::Duration::from_micros(config.redb.commit_max_wait_us),
             cache_size_bytes: config.redb.cache_size_mib << 20,
             stream_status: config.stream.delivery_status,
-            hub_capacity: config.stream.hub_capacity,
-            stream_gather: std::time::Duration::from_millis(config.stream.min_write_interval_ms),
-            stream_write_groups: config.stream.write_groups,
         },
+        feed,
     )?;
     Ok(std::sync::Arc::new(store))
 }
 
-/// How the store tells dispatchers that an endpoint has new queued work (new events,
-/// requeues, replays, reclaimed leases). A backend announces after its commit; on
-/// PostgreSQL this maps to LISTEN/NOTIFY.
+/// Tells the dispatcher that an endpoint has new queued work (new events, requeues,
+/// replays, reclaimed leases): it follows the commit feed.
 #[derive(Debug, Default)]
 pub struct QueueSignal {
     pending: std::sync::Mutex<std::collections::HashSet<(TenantId, EndpointId)>>,
@@ -128,6 +130,14 @@ impl QueueSignal {
     }
 }
 
+impl feed::FeedListener for QueueSignal {
+    fn committed(&self, batch: &feed::Committed) {
+        if !batch.queued.is_empty() {
+            self.announce(batch.queued.iter().cloned());
+        }
+    }
+}
+
 /// Counts of what waits in the delivery queue (for `/v1/stats` and metrics).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueCounts {
@@ -144,17 +154,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The store's metadata as read (or written) at open.
     fn meta(&self) -> StoreMeta;
 
-    /// Live fan-out of committed stream items (see [`crate::stream`]). The backend
-    /// publishes each tenant's items in cursor order once their commit is durable.
-    fn stream_hub(&self) -> std::sync::Arc<crate::stream::hub::StreamHub>;
+    /// Where this store announces what it committed (see [`feed`]): each tenant's new
+    /// stream items in cursor order once their commit is durable, endpoints with new
+    /// queued work, and configuration changes. Listeners subscribe to it.
+    fn feed(&self) -> std::sync::Arc<feed::CommitFeed>;
 
     /// Stops taking writes after those in progress and releases the backend. Writes
     /// acknowledged before this call are durable; later ones fail with `Closed`.
     /// Blocking: call it from a blocking context.
     fn close(&self);
-
-    /// Announcements of new queued work, for the dispatcher.
-    fn queue_signal(&self) -> std::sync::Arc<QueueSignal>;
 
     /// `Some(reason)` when the store was opened read-only (e.g. a newer store version);
     /// every write then fails with [`StoreError::ReadOnly`].

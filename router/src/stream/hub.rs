@@ -327,6 +327,30 @@ fn gatherer(shared: &Weak<Shared>) {
     }
 }
 
+/// The hub follows the commit feed: each batch's items go to their tenants' rings,
+/// each tenant's in cursor order.
+impl crate::store::feed::FeedListener for StreamHub {
+    fn wants_stream(&self, tenant: &str) -> bool {
+        self.wants(tenant)
+    }
+
+    fn committed(&self, batch: &crate::store::feed::Committed) {
+        if batch.stream.is_empty() {
+            return;
+        }
+        let mut items: Vec<&(Box<str>, Arc<StreamItem>)> = batch.stream.iter().collect();
+        items.sort_by(|a, b| (&a.0, a.1.cursor).cmp(&(&b.0, b.1.cursor)));
+        let mut rest = items.into_iter().peekable();
+        while let Some((tenant, first)) = rest.next() {
+            let mut mine = vec![first.clone()];
+            while let Some((_, item)) = rest.next_if(|(t, _)| t == tenant) {
+                mine.push(item.clone());
+            }
+            self.publish(tenant, mine);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,6 +61,8 @@ pub struct Streams {
     /// that one tenant cannot take every slot.
     per_tenant: std::sync::Mutex<std::collections::HashMap<TenantId, usize>>,
     stop: watch::Receiver<bool>,
+    /// Live items as the store commits them (the hub follows the commit feed).
+    hub: Arc<crate::stream::hub::StreamHub>,
 }
 
 /// Why a connection was not admitted.
@@ -112,12 +114,26 @@ impl Drop for Slot {
 }
 
 impl Streams {
-    pub fn new(config: StreamConfig, stop: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        config: StreamConfig,
+        hub: Arc<crate::stream::hub::StreamHub>,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
         Self {
             config,
             open: AtomicUsize::new(0),
             per_tenant: std::sync::Mutex::new(std::collections::HashMap::new()),
             stop,
+            hub,
+        }
+    }
+
+    /// The hub's settings for this configuration.
+    pub fn hub_config(config: &StreamConfig) -> crate::stream::hub::HubConfig {
+        crate::stream::hub::HubConfig {
+            capacity: config.hub_capacity,
+            gather: std::time::Duration::from_millis(config.min_write_interval_ms),
+            groups: config.write_groups,
         }
     }
 
@@ -191,8 +207,12 @@ pub struct Opened {
 }
 
 /// Registers for the tenant's live items, then reads the head.
-pub async fn open(store: &dyn Store, tenant: &TenantId) -> Result<Opened, StoreError> {
-    let live = store.stream_hub().subscribe(tenant.as_str());
+pub async fn open(
+    streams: &Streams,
+    store: &dyn Store,
+    tenant: &TenantId,
+) -> Result<Opened, StoreError> {
+    let live = streams.hub.subscribe(tenant.as_str());
     let head = store.head_cursor(tenant).await?;
     Ok(Opened { live, head })
 }
@@ -631,7 +651,10 @@ mod tests {
         config.max_clients = 3;
         config.max_clients_per_tenant = 2;
         let (_tx, stop) = watch::channel(false);
-        let streams = Arc::new(Streams::new(config, stop));
+        let hub = Arc::new(crate::stream::hub::StreamHub::new(Streams::hub_config(
+            &config,
+        )));
+        let streams = Arc::new(Streams::new(config, hub, stop));
         let (a, b) = (TenantId::generate(1), TenantId::generate(2));
         let a1 = streams.admit(&a).unwrap();
         let _a2 = streams.admit(&a).unwrap();

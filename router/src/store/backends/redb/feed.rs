@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use crate::store::feed::CommitFeed;
 use crate::store::{AppendOutcome, Appended, Event, StoreResult};
-use crate::stream::hub::StreamHub;
 use crate::stream::{STATUS_TOPIC, StreamItem};
 
 /// A `deliveries.status` item written by this commit.
@@ -18,7 +18,7 @@ pub(super) struct StatusRow {
 /// The stream items of one successful commit, for tenants that have listeners:
 /// new events (in the order of `ops`) and status rows.
 pub(super) fn live_items(
-    hub: &StreamHub,
+    feed: &CommitFeed,
     ops: &[super::writer::HotOp],
     results: &[StoreResult<super::writer::HotResult>],
     statuses: Vec<StatusRow>,
@@ -41,7 +41,7 @@ pub(super) fn live_items(
             else {
                 continue;
             };
-            if !hub.wants(&ev.tenant) {
+            if !feed.wants_stream(&ev.tenant) {
                 continue;
             }
             match serde_json::from_slice::<Event>(&ev.record) {
@@ -57,7 +57,7 @@ pub(super) fn live_items(
         }
     }
     for row in statuses {
-        if hub.wants(&row.tenant) {
+        if feed.wants_stream(&row.tenant) {
             let item = StreamItem::new(row.cursor, STATUS_TOPIC, row.at, &row.data);
             out.push((row.tenant, Arc::new(item)));
         }

@@ -36,14 +36,14 @@ use serde::de::DeserializeOwned;
 use self::tables::*;
 use self::writer::WriterHandle;
 use crate::ids::{DeliveryId, EndpointId, EventId, KeyId, SubscriptionId, TenantId};
+use crate::store::feed::CommitFeed;
 use crate::store::{
     ApiKey, AppendLimits, Appended, Attempt, Claim, Claimed, Delivery, DeliveryQuery,
     DeliveryStatus, Endpoint, Event, EventQuery, InboxMessage, Mutation, NewEvent, Outcome, Page,
     PageRequest, PluginQuota, PluginRecord, PurgeCursor, PurgePolicy, PurgeReport, QueueCounts,
-    QueueSignal, Replay, ReplayDelivery, RequeueBatch, Requeued, SnapshotManifest, StorageStats,
-    Store, StoreError, StoreMeta, StoreResult, StreamRead, Subscription, Tenant,
+    Replay, ReplayDelivery, RequeueBatch, Requeued, SnapshotManifest, StorageStats, Store,
+    StoreError, StoreMeta, StoreResult, StreamRead, Subscription, Tenant,
 };
-use crate::stream::hub::StreamHub;
 
 /// How a listing with filters may scan before it returns a partial page (with a
 /// `next` cursor so the client can continue): `limit * SCAN_FACTOR` rows.
@@ -59,12 +59,6 @@ pub struct RedbOptions {
     pub cache_size_bytes: usize,
     /// Write a `deliveries.status` stream item with every attempt outcome.
     pub stream_status: bool,
-    /// Live chunks held per tenant for stream clients.
-    pub hub_capacity: usize,
-    /// A busy tenant's live items go to stream clients at most once per this.
-    pub stream_gather: Duration,
-    /// Write groups per tenant, spread over `stream_gather`.
-    pub stream_write_groups: usize,
 }
 
 impl Default for RedbOptions {
@@ -75,9 +69,6 @@ impl Default for RedbOptions {
             commit_max_wait: Duration::ZERO,
             cache_size_bytes: 64 << 20,
             stream_status: true,
-            hub_capacity: 256,
-            stream_gather: Duration::from_millis(30),
-            stream_write_groups: 8,
         }
     }
 }
@@ -88,8 +79,8 @@ pub struct RedbStore {
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     meta: Mutex<StoreMeta>,
     read_only: Option<String>,
-    signal: Arc<QueueSignal>,
-    hub: Arc<StreamHub>,
+    /// Where commits are announced (stream items, queued work, config changes).
+    feed: Arc<CommitFeed>,
     path: std::path::PathBuf,
 }
 
@@ -291,12 +282,8 @@ impl Store for RedbStore {
         self.writer.failure()
     }
 
-    fn stream_hub(&self) -> Arc<StreamHub> {
-        self.hub.clone()
-    }
-
-    fn queue_signal(&self) -> Arc<QueueSignal> {
-        self.signal.clone()
+    fn feed(&self) -> Arc<CommitFeed> {
+        self.feed.clone()
     }
 
     fn close(&self) {

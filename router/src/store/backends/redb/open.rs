@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use redb::{Database, ReadableTable, WriteTransaction};
 
-use crate::store::{QueueSignal, STORE_VERSION, StoreError, StoreMeta, StoreResult};
-use crate::stream::hub::{HubConfig, StreamHub};
+use crate::store::feed::CommitFeed;
+use crate::store::{STORE_VERSION, StoreError, StoreMeta, StoreResult};
 
 use super::tables::*;
 use super::writer::{WriterHandle, WriterOptions};
@@ -55,7 +55,7 @@ pub fn compact_file(path: &Path) -> StoreResult<(u64, u64)> {
 impl RedbStore {
     /// Opens (creating if absent) the store file at `path`, migrating an older store
     /// version; a newer or unmigratable one opens read-only with an instruction.
-    pub fn open(path: &Path, options: RedbOptions) -> StoreResult<Self> {
+    pub fn open(path: &Path, options: RedbOptions, feed: Arc<CommitFeed>) -> StoreResult<Self> {
         let db = Database::builder()
             .set_cache_size(options.cache_size_bytes)
             .create(path)
@@ -69,16 +69,9 @@ impl RedbStore {
             })?;
         let (meta, read_only) = Self::prepare(&db)?;
         let db = Arc::new(db);
-        let signal = Arc::new(QueueSignal::default());
-        let hub = Arc::new(StreamHub::new(HubConfig {
-            capacity: options.hub_capacity,
-            gather: options.stream_gather,
-            groups: options.stream_write_groups,
-        }));
         let (writer, thread) = WriterHandle::spawn(
             db.clone(),
-            signal.clone(),
-            hub.clone(),
+            feed.clone(),
             WriterOptions {
                 max_batch: options.commit_max_batch.max(1),
                 max_queued: options.max_queued_writes,
@@ -96,8 +89,7 @@ impl RedbStore {
             writer_thread: Mutex::new(Some(thread)),
             meta: Mutex::new(meta),
             read_only,
-            signal,
-            hub,
+            feed,
             path: path.to_path_buf(),
         })
     }

@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::ids::{DeliveryId, EndpointId, EventId, TenantId};
+use crate::store::feed::Committed;
 use crate::store::{
     AppendLimits, AppendOutcome, Appended, Claim, Claimed, Delivery, DeliveryStatus, Event,
     NewEvent, NextState, Outcome, RECORD_VERSION, Replay, ReplayDelivery, RequeueBatch,
@@ -744,7 +745,7 @@ impl RedbStore {
     pub(super) async fn reclaim_leases(&self, now: Option<i64>) -> StoreResult<usize> {
         let woken = self.write(move |txn| reclaim_leases(txn, now)).await?;
         let n = woken.len();
-        self.signal.announce(woken);
+        self.feed.announce(Committed::queued(woken));
         Ok(n)
     }
 
@@ -757,7 +758,8 @@ impl RedbStore {
         let requeued = self
             .write(move |txn| requeue_dead(txn, &tenant, &batch))
             .await?;
-        self.signal.announce(requeued.woken.iter().cloned());
+        self.feed
+            .announce(Committed::queued(requeued.woken.clone()));
         Ok(requeued)
     }
 
@@ -775,7 +777,7 @@ impl RedbStore {
             .write(move |txn| create_replay(txn, &replay, &deliveries, max_queue_depth))
             .await?;
         woken.truncate(written);
-        self.signal.announce(woken);
+        self.feed.announce(Committed::queued(woken));
         Ok(written)
     }
 }
@@ -789,7 +791,12 @@ mod tests {
 
     async fn store() -> (RedbStore, tempfile::TempDir, TenantId) {
         let dir = tempfile::tempdir().unwrap();
-        let store = RedbStore::open(&dir.path().join("s.redb"), Default::default()).unwrap();
+        let store = RedbStore::open(
+            &dir.path().join("s.redb"),
+            Default::default(),
+            crate::store::feed::CommitFeed::new(),
+        )
+        .unwrap();
         let tenant = TenantId::generate(1);
         store
             .create_tenant(Tenant {

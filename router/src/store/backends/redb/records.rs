@@ -11,6 +11,8 @@ use crate::store::{
     RECORD_VERSION, StoreError, StoreResult, Subscription, Tenant,
 };
 
+use crate::store::feed::{Change, Committed};
+
 use super::tables::*;
 use super::{
     RedbStore, counter_add, counter_get, decode, encode, get_json, list_scoped, tenant_exists,
@@ -206,29 +208,36 @@ impl RedbStore {
         change: Mutation<Endpoint>,
     ) -> StoreResult<Endpoint> {
         let (tenant, id) = (tenant.clone(), id.clone());
-        self.write(move |txn| {
-            let mut table = txn.open_table(ENDPOINTS)?;
-            let mut endpoint: Endpoint = match table.get((tenant.as_str(), id.as_str()))? {
-                Some(v) => decode("endpoints", v.value())?,
-                None => return Err(StoreError::NotFound("endpoint")),
-            };
-            let (keep_id, keep_tenant, keep_created) = (
-                endpoint.id.clone(),
-                endpoint.tenant_id.clone(),
-                endpoint.created_at,
-            );
-            change(&mut endpoint);
-            endpoint.id = keep_id;
-            endpoint.tenant_id = keep_tenant;
-            endpoint.created_at = keep_created;
-            endpoint.record_version = RECORD_VERSION;
-            table.insert(
-                (tenant.as_str(), id.as_str()),
-                encode(&endpoint)?.as_slice(),
-            )?;
-            Ok(endpoint)
-        })
-        .await
+        let updated = self
+            .write(move |txn| {
+                let mut table = txn.open_table(ENDPOINTS)?;
+                let mut endpoint: Endpoint = match table.get((tenant.as_str(), id.as_str()))? {
+                    Some(v) => decode("endpoints", v.value())?,
+                    None => return Err(StoreError::NotFound("endpoint")),
+                };
+                let (keep_id, keep_tenant, keep_created) = (
+                    endpoint.id.clone(),
+                    endpoint.tenant_id.clone(),
+                    endpoint.created_at,
+                );
+                change(&mut endpoint);
+                endpoint.id = keep_id;
+                endpoint.tenant_id = keep_tenant;
+                endpoint.created_at = keep_created;
+                endpoint.record_version = RECORD_VERSION;
+                table.insert(
+                    (tenant.as_str(), id.as_str()),
+                    encode(&endpoint)?.as_slice(),
+                )?;
+                Ok(endpoint)
+            })
+            .await?;
+        self.feed.announce(Committed::change(Change::Endpoint {
+            tenant: updated.tenant_id.clone(),
+            id: updated.id.clone(),
+            deleted: false,
+        }));
+        Ok(updated)
     }
 
     pub(super) async fn delete_endpoint(
@@ -237,37 +246,56 @@ impl RedbStore {
         id: &EndpointId,
     ) -> StoreResult<Vec<SubscriptionId>> {
         let (tenant, id) = (tenant.clone(), id.clone());
-        self.write(move |txn| {
-            let t = tenant.as_str();
-            let mut endpoints = txn.open_table(ENDPOINTS)?;
-            if endpoints.get((t, id.as_str()))?.is_none() {
-                return Err(StoreError::NotFound("endpoint"));
-            }
-            let mut subs = txn.open_table(SUBSCRIPTIONS)?;
-            let up = upper(t);
-            let mut doomed = Vec::new();
-            for row in subs.range::<(&str, &str)>((t, "")..(up.as_str(), ""))? {
-                let (_, v) = row?;
-                let sub: Subscription = decode("subscriptions", v.value())?;
-                if sub.endpoint_id == id {
-                    doomed.push(sub.id);
+        let (t2, id2) = (tenant.clone(), id.clone());
+        let doomed = self
+            .write(move |txn| {
+                let t = tenant.as_str();
+                let mut endpoints = txn.open_table(ENDPOINTS)?;
+                if endpoints.get((t, id.as_str()))?.is_none() {
+                    return Err(StoreError::NotFound("endpoint"));
                 }
-            }
-            endpoints.remove((t, id.as_str()))?;
-            for sub in &doomed {
-                subs.remove((t, sub.as_str()))?;
-            }
-            let mut counters = txn.open_table(COUNTERS)?;
-            counter_add(&mut counters, t, COUNTER_ENDPOINTS, -1)?;
-            counter_add(
-                &mut counters,
-                t,
-                COUNTER_SUBSCRIPTIONS,
-                -(doomed.len() as i64),
-            )?;
-            Ok(doomed)
-        })
-        .await
+                let mut subs = txn.open_table(SUBSCRIPTIONS)?;
+                let up = upper(t);
+                let mut doomed = Vec::new();
+                for row in subs.range::<(&str, &str)>((t, "")..(up.as_str(), ""))? {
+                    let (_, v) = row?;
+                    let sub: Subscription = decode("subscriptions", v.value())?;
+                    if sub.endpoint_id == id {
+                        doomed.push(sub.id);
+                    }
+                }
+                endpoints.remove((t, id.as_str()))?;
+                for sub in &doomed {
+                    subs.remove((t, sub.as_str()))?;
+                }
+                let mut counters = txn.open_table(COUNTERS)?;
+                counter_add(&mut counters, t, COUNTER_ENDPOINTS, -1)?;
+                counter_add(
+                    &mut counters,
+                    t,
+                    COUNTER_SUBSCRIPTIONS,
+                    -(doomed.len() as i64),
+                )?;
+                Ok(doomed)
+            })
+            .await?;
+        let mut changes: Vec<Change> = doomed
+            .iter()
+            .map(|sub| Change::Subscription {
+                tenant: t2.clone(),
+                id: sub.clone(),
+            })
+            .collect();
+        changes.push(Change::Endpoint {
+            tenant: t2,
+            id: id2,
+            deleted: true,
+        });
+        self.feed.announce(Committed {
+            changes,
+            ..Committed::default()
+        });
+        Ok(doomed)
     }
 
     pub(super) async fn create_subscription(
@@ -276,6 +304,10 @@ impl RedbStore {
         max_per_tenant: usize,
     ) -> StoreResult<()> {
         let bytes = encode(&subscription)?;
+        let change = Change::Subscription {
+            tenant: subscription.tenant_id.clone(),
+            id: subscription.id.clone(),
+        };
         self.write(move |txn| {
             let t = subscription.tenant_id.as_str();
             if txn
@@ -297,7 +329,9 @@ impl RedbStore {
             counter_add(&mut counters, t, COUNTER_SUBSCRIPTIONS, 1)?;
             Ok(())
         })
-        .await
+        .await?;
+        self.feed.announce(Committed::change(change));
+        Ok(())
     }
 
     pub(super) async fn get_subscription(
@@ -364,32 +398,39 @@ impl RedbStore {
         id: &SubscriptionId,
         change: Mutation<Subscription>,
     ) -> StoreResult<Subscription> {
+        let announced = Change::Subscription {
+            tenant: tenant.clone(),
+            id: id.clone(),
+        };
         let (tenant, id) = (tenant.clone(), id.clone());
-        self.write(move |txn| {
-            let t = tenant.as_str();
-            let mut table = txn.open_table(SUBSCRIPTIONS)?;
-            let mut sub: Subscription = match table.get((t, id.as_str()))? {
-                Some(v) => decode("subscriptions", v.value())?,
-                None => return Err(StoreError::NotFound("subscription")),
-            };
-            let (keep_id, keep_tenant, keep_created) =
-                (sub.id.clone(), sub.tenant_id.clone(), sub.created_at);
-            change(&mut sub);
-            sub.id = keep_id;
-            sub.tenant_id = keep_tenant;
-            sub.created_at = keep_created;
-            sub.record_version = RECORD_VERSION;
-            if txn
-                .open_table(ENDPOINTS)?
-                .get((t, sub.endpoint_id.as_str()))?
-                .is_none()
-            {
-                return Err(StoreError::MissingReference("endpoint"));
-            }
-            table.insert((t, id.as_str()), encode(&sub)?.as_slice())?;
-            Ok(sub)
-        })
-        .await
+        let sub = self
+            .write(move |txn| {
+                let t = tenant.as_str();
+                let mut table = txn.open_table(SUBSCRIPTIONS)?;
+                let mut sub: Subscription = match table.get((t, id.as_str()))? {
+                    Some(v) => decode("subscriptions", v.value())?,
+                    None => return Err(StoreError::NotFound("subscription")),
+                };
+                let (keep_id, keep_tenant, keep_created) =
+                    (sub.id.clone(), sub.tenant_id.clone(), sub.created_at);
+                change(&mut sub);
+                sub.id = keep_id;
+                sub.tenant_id = keep_tenant;
+                sub.created_at = keep_created;
+                sub.record_version = RECORD_VERSION;
+                if txn
+                    .open_table(ENDPOINTS)?
+                    .get((t, sub.endpoint_id.as_str()))?
+                    .is_none()
+                {
+                    return Err(StoreError::MissingReference("endpoint"));
+                }
+                table.insert((t, id.as_str()), encode(&sub)?.as_slice())?;
+                Ok(sub)
+            })
+            .await?;
+        self.feed.announce(Committed::change(announced));
+        Ok(sub)
     }
 
     pub(super) async fn delete_subscription(
@@ -397,6 +438,10 @@ impl RedbStore {
         tenant: &TenantId,
         id: &SubscriptionId,
     ) -> StoreResult<()> {
+        let change = Change::Subscription {
+            tenant: tenant.clone(),
+            id: id.clone(),
+        };
         let (tenant, id) = (tenant.clone(), id.clone());
         self.write(move |txn| {
             let t = tenant.as_str();
@@ -410,7 +455,9 @@ impl RedbStore {
             counter_add(&mut txn.open_table(COUNTERS)?, t, COUNTER_SUBSCRIPTIONS, -1)?;
             Ok(())
         })
-        .await
+        .await?;
+        self.feed.announce(Committed::change(change));
+        Ok(())
     }
 
     pub(super) async fn create_plugin(
@@ -420,6 +467,11 @@ impl RedbStore {
         quota: PluginQuota,
     ) -> StoreResult<()> {
         let record = encode(&plugin)?;
+        let change = Change::Plugin {
+            tenant: plugin.tenant_id.clone(),
+            name: plugin.name.clone(),
+            version: plugin.version.clone(),
+        };
         self.write(move |txn| {
             let t = plugin.tenant_id.as_str();
             if !tenant_exists(txn, t)? {
@@ -455,7 +507,9 @@ impl RedbStore {
                 .insert((t, plugin.sha256.as_str()), module.as_slice())?;
             Ok(())
         })
-        .await
+        .await?;
+        self.feed.announce(Committed::change(change));
+        Ok(())
     }
 
     pub(super) async fn list_plugins(&self, tenant: &TenantId) -> StoreResult<Vec<PluginRecord>> {
@@ -518,6 +572,11 @@ impl RedbStore {
         name: &str,
         version: &str,
     ) -> StoreResult<()> {
+        let change = Change::Plugin {
+            tenant: tenant.clone(),
+            name: name.to_owned(),
+            version: version.to_owned(),
+        };
         let (t, name, version) = (tenant.to_string(), name.to_owned(), version.to_owned());
         self.write(move |txn| {
             let mut plugins = txn.open_table(PLUGINS)?;
@@ -543,7 +602,9 @@ impl RedbStore {
             }
             Ok(())
         })
-        .await
+        .await?;
+        self.feed.announce(Committed::change(change));
+        Ok(())
     }
 
     pub(super) async fn capture_inbox(&self, message: InboxMessage) -> StoreResult<()> {

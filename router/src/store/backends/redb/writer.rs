@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 use redb::{Database, WriteTransaction};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use crate::store::{QueueSignal, StoreError, StoreResult};
+use crate::store::feed::{CommitFeed, Committed};
+use crate::store::{StoreError, StoreResult};
 use crate::stream::StreamItem;
-use crate::stream::hub::StreamHub;
 use crate::telemetry;
 
 /// Delivers a job's result once the batch's commit outcome is known.
@@ -96,9 +96,9 @@ pub(super) struct WriterOptions {
     pub stream_status: bool,
 }
 
-/// Where committed stream items go, and those waiting for a durable commit.
+/// Where commits are announced, and stream items waiting for a durable commit.
 struct Live {
-    hub: Arc<StreamHub>,
+    feed: Arc<CommitFeed>,
     /// Items of non-durable commits: published only once a durable commit covers
     /// them, so a client never sees a cursor a crash could hand out again.
     held: Vec<(Box<str>, Arc<StreamItem>)>,
@@ -117,8 +117,7 @@ pub(super) struct WriterHandle {
 impl WriterHandle {
     pub(super) fn spawn(
         db: Arc<Database>,
-        signal: Arc<QueueSignal>,
-        hub: Arc<StreamHub>,
+        feed: Arc<CommitFeed>,
         options: WriterOptions,
     ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -128,11 +127,11 @@ impl WriterHandle {
             .name("gp-store-writer".into())
             .spawn(move || {
                 let mut live = Live {
-                    hub,
+                    feed,
                     held: Vec::new(),
                 };
                 let ran = catch_unwind(AssertUnwindSafe(|| {
-                    run(&db, &rx, &signal, &mut live, options);
+                    run(&db, &rx, &mut live, options);
                 }));
                 if let Err(panic) = ran {
                     let reason = format!(
@@ -260,13 +259,7 @@ impl Batch {
 /// Longest a commit without fsync may wait for the next durable one.
 const MAX_NON_DURABLE: Duration = Duration::from_millis(50);
 
-fn run(
-    db: &Database,
-    rx: &Receiver<Msg>,
-    signal: &QueueSignal,
-    live: &mut Live,
-    options: WriterOptions,
-) {
+fn run(db: &Database, rx: &Receiver<Msg>, live: &mut Live, options: WriterOptions) {
     let mut batch = Batch::default();
     let mut last_durable = Instant::now();
     // A non-durable commit is waiting for a durable one.
@@ -278,7 +271,7 @@ fn run(
                 Ok(msg) => Ok(msg),
                 Err(RecvTimeoutError::Timeout) => {
                     // Idle: make the relaxed commits durable now.
-                    commit_batch(db, &mut batch, signal, live, options, true);
+                    commit_batch(db, &mut batch, live, options, true);
                     last_durable = Instant::now();
                     dirty = false;
                     continue;
@@ -344,29 +337,16 @@ fn run(
             last_durable = Instant::now();
         }
         dirty = !durable;
-        commit_batch(db, &mut batch, signal, live, options, durable);
+        commit_batch(db, &mut batch, live, options, durable);
     }
     if dirty {
-        commit_batch(db, &mut batch, signal, live, options, true);
+        commit_batch(db, &mut batch, live, options, true);
     }
     // Jobs still queued after Stop are dropped: their callers see `Closed`.
 }
 
 /// A commit this slow is logged: every publish in it waited that long.
 const SLOW_COMMIT: Duration = Duration::from_millis(50);
-
-/// Sends held items to the hub, each tenant's in cursor order.
-fn publish(hub: &StreamHub, held: &mut Vec<(Box<str>, Arc<StreamItem>)>) {
-    held.sort_by(|a, b| (&a.0, a.1.cursor).cmp(&(&b.0, b.1.cursor)));
-    let mut rest = held.drain(..).peekable();
-    while let Some((tenant, first)) = rest.next() {
-        let mut items = vec![first];
-        while let Some((_, item)) = rest.next_if(|(t, _)| *t == tenant) {
-            items.push(item);
-        }
-        hub.publish(&tenant, items);
-    }
-}
 
 /// What one write transaction did.
 struct Transacted {
@@ -459,7 +439,6 @@ fn transact(
 fn commit_batch(
     db: &Database,
     batch: &mut Batch,
-    signal: &QueueSignal,
     live: &mut Live,
     options: WriterOptions,
     durable: bool,
@@ -504,14 +483,18 @@ fn commit_batch(
     // Items of a failed commit never existed. Held items of earlier non-durable
     // commits stay held until a durable commit succeeds.
     if outcome.is_ok() {
-        let items = super::feed::live_items(&live.hub, &hot, &t.hot_results, t.statuses);
+        let items = super::feed::live_items(&live.feed, &hot, &t.hot_results, t.statuses);
         live.held.extend(items);
-        if durable && !live.held.is_empty() {
-            publish(&live.hub, &mut live.held);
-        }
-        // Tell dispatchers which endpoints got new deliveries in this commit.
-        signal.announce(hot.iter().zip(&t.hot_results).flat_map(|(op, result)| {
-            match (op, result) {
+        let stream = if durable {
+            std::mem::take(&mut live.held)
+        } else {
+            Vec::new()
+        };
+        // Which endpoints got new deliveries in this commit.
+        let queued = hot
+            .iter()
+            .zip(&t.hot_results)
+            .flat_map(|(op, result)| match (op, result) {
                 (HotOp::Append { events, .. }, Ok(HotResult::Append(appended))) => events
                     .iter()
                     .zip(appended)
@@ -523,8 +506,12 @@ fn commit_batch(
                     })
                     .collect::<Vec<_>>(),
                 _ => Vec::new(),
-            }
-        }));
+            });
+        live.feed.announce(Committed {
+            stream,
+            queued: queued.collect(),
+            changes: Vec::new(),
+        });
     }
     let mut results = t.hot_results.into_iter();
     for op in hot {
@@ -550,20 +537,13 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stream::hub::HubConfig;
 
     fn writer(max_queued: usize) -> (WriterHandle, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(Database::create(dir.path().join("w.redb")).unwrap());
-        let hub = Arc::new(StreamHub::new(HubConfig {
-            capacity: 16,
-            gather: Duration::ZERO,
-            groups: 1,
-        }));
         let (handle, _thread) = WriterHandle::spawn(
             db,
-            Arc::new(QueueSignal::default()),
-            hub,
+            CommitFeed::new(),
             WriterOptions {
                 max_batch: 64,
                 max_queued,
