@@ -54,6 +54,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub retention: RetentionConfig,
     pub redb: RedbConfig,
+    pub postgres: PostgresConfig,
     pub delivery: DeliveryConfig,
     pub filter: FilterConfig,
     pub stream: StreamConfig,
@@ -266,6 +267,19 @@ pub struct RedbConfig {
     pub max_queued_writes: usize,
 }
 
+/// The PostgreSQL backend (`[postgres]`, docs/production/postgres.md); used when
+/// `store` is a `postgres://` URL.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    pub pool_size: usize,
+    pub schema: String,
+    pub commit_max_batch: usize,
+    pub commit_concurrency: usize,
+    pub poll_interval_ms: u64,
+    pub connect_timeout_secs: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryConfig {
@@ -393,6 +407,12 @@ impl Config {
         Ok(config)
     }
 
+    /// The PostgreSQL URL when `store` names one.
+    pub fn postgres_url(&self) -> Option<&str> {
+        (self.store.starts_with("postgres://") || self.store.starts_with("postgresql://"))
+            .then_some(self.store.as_str())
+    }
+
     /// The defaults alone, as `--dev` would see them (tests and benchmarks).
     pub fn defaults_for_dev(data_dir: PathBuf, admin_token: String) -> Result<Self, ConfigError> {
         let mut config: Config = Figment::from(Toml::string(DEFAULT_TOML)).extract()?;
@@ -438,15 +458,37 @@ impl Config {
         if self.dev && !self.admin_token.is_empty() && self.admin_token.len() < 16 {
             return Err(invalid("admin_token", "must be at least 16 characters"));
         }
-        if self.store != "redb" {
-            let msg = if self.store.starts_with("postgres://")
-                || self.store.starts_with("postgresql://")
+        if self.store != "redb" && self.postgres_url().is_none() {
+            return Err(invalid(
+                "store",
+                format!(
+                    "unknown store {:?}; expected \"redb\" or a postgres:// URL",
+                    self.store
+                ),
+            ));
+        }
+        if self.postgres_url().is_some() {
+            let pg = &self.postgres;
+            positive("postgres.pool_size", pg.pool_size)?;
+            positive("postgres.commit_max_batch", pg.commit_max_batch)?;
+            positive("postgres.commit_concurrency", pg.commit_concurrency)?;
+            if pg.commit_concurrency >= pg.pool_size {
+                return Err(invalid(
+                    "postgres.commit_concurrency",
+                    "must be smaller than postgres.pool_size (claims and reads need connections too)",
+                ));
+            }
+            if !pg.schema.is_empty()
+                && !pg
+                    .schema
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
             {
-                "the PostgreSQL backend is not available in this version; use \"redb\"".to_owned()
-            } else {
-                format!("unknown store {:?}; expected \"redb\"", self.store)
-            };
-            return Err(invalid("store", msg));
+                return Err(invalid(
+                    "postgres.schema",
+                    "letters, digits and underscores only",
+                ));
+            }
         }
         let api = &self.api;
         positive("api.max_body_bytes", api.max_body_bytes)?;
@@ -834,9 +876,11 @@ mod tests {
             let err = load_with(jail, false).unwrap_err().to_string();
             assert!(err.contains("admin_token"), "{err}");
             assert!(load_with(jail, true).is_ok());
-            jail.set_env("GATEPULSE_STORE", "postgres://localhost/x");
+            jail.set_env("GATEPULSE_STORE", "mysql://localhost/x");
             let err = load_with(jail, true).unwrap_err().to_string();
             assert!(err.contains("`store`"), "{err}");
+            jail.set_env("GATEPULSE_STORE", "postgres://localhost/x");
+            assert!(load_with(jail, true).is_ok());
             Ok(())
         });
     }

@@ -59,7 +59,7 @@ pub async fn run(
     }
     // Caches and live views follow what the store commits, on whichever node.
     let feed = store::feed::CommitFeed::new();
-    let dyn_store = store::open(&config, feed.clone())?;
+    let dyn_store = store::open(&config, feed.clone()).await?;
 
     let dev = if config.dev {
         let creds = dev_bootstrap(&config, dyn_store.as_ref()).await?;

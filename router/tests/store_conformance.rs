@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use gatepulse::ids::*;
 use gatepulse::ingest::topic::TopicPattern;
+use gatepulse::store::backends::postgres::{PgOptions, PgStore};
 use gatepulse::store::backends::redb::{RedbOptions, RedbStore};
 use gatepulse::store::feed::CommitFeed;
 use gatepulse::store::*;
@@ -1556,6 +1557,61 @@ fn redb_store() -> (Arc<dyn Store>, tempfile::TempDir) {
 }
 
 conformance!(redb, redb_store());
+
+/// The PostgreSQL server the tests use (`GATEPULSE_TEST_POSTGRES`, else the local one).
+fn pg_url() -> String {
+    std::env::var("GATEPULSE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Drops the test's schema when the test ends, pass or fail.
+struct PgSchema(String);
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let schema = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok((client, conn)) =
+                    tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A store in a schema of its own on the machine's PostgreSQL.
+async fn pg_store() -> (Arc<dyn Store>, PgSchema) {
+    let schema = format!("gp_conf_{:016x}", rand::random::<u64>());
+    let store = PgStore::open(
+        PgOptions {
+            url: pg_url(),
+            schema: Some(schema.clone()),
+            pool_size: 8,
+            commit_max_batch: 256,
+            commit_concurrency: 2,
+            poll_interval: std::time::Duration::from_millis(200),
+            connect_timeout: std::time::Duration::from_secs(5),
+            stream_status: true,
+        },
+        CommitFeed::new(),
+    )
+    .await
+    .expect("PostgreSQL at GATEPULSE_TEST_POSTGRES (default 127.0.0.1:5432, database test)");
+    (Arc::new(store), PgSchema(schema))
+}
+
+conformance!(postgres, pg_store().await);
 
 // Backend-specific behaviour of redb: persistence and versioning.
 

@@ -176,6 +176,9 @@ impl From<StoreError> for ApiError {
             StoreError::Closed => {
                 Self::unavailable("shutting_down", "the server is shutting down", 5)
             }
+            StoreError::Unsupported(what) => {
+                Self::new(StatusCode::NOT_IMPLEMENTED, "not_supported", what)
+            }
             StoreError::Failed(reason) => {
                 tracing::error!(reason = %reason, "store failed");
                 Self::unavailable(

@@ -111,9 +111,14 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 fn stats(args: &StoreArgs) -> Result<String, String> {
     let config = load(args)?;
-    let store = crate::store::open(&config, crate::store::feed::CommitFeed::new())
+    let rt = runtime()?;
+    let store = rt
+        .block_on(crate::store::open(
+            &config,
+            crate::store::feed::CommitFeed::new(),
+        ))
         .map_err(|e| e.to_string())?;
-    let stats = runtime()?.block_on(store.storage_stats());
+    let stats = rt.block_on(store.storage_stats());
     store.close();
     let stats = stats.map_err(|e| e.to_string())?;
     serde_json::to_string_pretty(&stats).map_err(|e| e.to_string())
@@ -121,9 +126,21 @@ fn stats(args: &StoreArgs) -> Result<String, String> {
 
 fn compact(args: &StoreArgs) -> Result<String, String> {
     let config = load(args)?;
-    let store = crate::store::open(&config, crate::store::feed::CommitFeed::new())
+    if config.postgres_url().is_some() {
+        return Err(crate::store::StoreError::Unsupported(
+            "compaction is a redb feature; PostgreSQL reclaims space with VACUUM \
+             (autovacuum does it; see docs/production/postgres.md)",
+        )
+        .to_string());
+    }
+    let rt = runtime()?;
+    let store = rt
+        .block_on(crate::store::open(
+            &config,
+            crate::store::feed::CommitFeed::new(),
+        ))
         .map_err(|e| e.to_string())?;
-    let pass = runtime()?.block_on(crate::retention::run_pass(
+    let pass = rt.block_on(crate::retention::run_pass(
         store.as_ref(),
         &config.retention,
     ));

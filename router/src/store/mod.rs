@@ -44,6 +44,9 @@ pub enum StoreError {
     /// server reports itself not ready and not live until restarted.
     #[error("store failed: {0}")]
     Failed(String),
+    /// This backend does not do that; the text says what to do instead.
+    #[error("not supported by this store: {0}")]
+    Unsupported(&'static str),
     /// The backend failed (I/O, corruption, database error).
     #[error("storage failure: {0}")]
     Backend(String),
@@ -72,15 +75,26 @@ pub fn restore_offline(
 /// Gives free space back to the file system (offline: the server must be stopped).
 /// Returns the file size before and after, in bytes.
 pub fn compact_offline(config: &crate::config::Config) -> StoreResult<(u64, u64)> {
+    if config.postgres_url().is_some() {
+        return Err(StoreError::Unsupported(
+            "compaction is a redb feature; PostgreSQL reclaims space with VACUUM \
+             (autovacuum does it; see docs/production/postgres.md)",
+        ));
+    }
     backends::redb::compact_file(&config.data_dir.join(REDB_FILE))
 }
 
-/// Opens the backend the configuration names (`store = "redb"` today); it announces
-/// its commits on `feed`.
-pub fn open(
+/// Opens the backend the configuration names (`store = "redb"` or a `postgres://`
+/// URL); it announces its commits on `feed`.
+pub async fn open(
     config: &crate::config::Config,
     feed: std::sync::Arc<feed::CommitFeed>,
 ) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if let Some(url) = config.postgres_url() {
+        let options = backends::postgres::PgOptions::from_config(config, url);
+        let store = backends::postgres::PgStore::open(options, feed).await?;
+        return Ok(std::sync::Arc::new(store));
+    }
     let store = backends::redb::RedbStore::open(
         &config.data_dir.join(REDB_FILE),
         backends::redb::RedbOptions {

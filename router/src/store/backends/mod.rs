@@ -1,3 +1,4 @@
 //! Store backends. Only this folder knows a storage engine.
 
+pub mod postgres;
 pub mod redb;

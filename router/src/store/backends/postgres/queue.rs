@@ -1,0 +1,389 @@
+//! The delivery queue outside the group commit: claims, lease reclaiming, DLQ requeue
+//! and replays.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::ids::{DeliveryId, EndpointId, TenantId};
+use crate::store::feed::Committed;
+use crate::store::{
+    Attempt, Claim, Claimed, Event, NextState, Outcome, RECORD_VERSION, Replay, ReplayDelivery,
+    RequeueBatch, RequeueSelection, Requeued, Store, StoreError, StoreResult,
+};
+
+use super::{
+    DELIVERY_COLUMNS, EVENT_COLUMNS, PgStore, SCAN_FACTOR, delivery_at, encode, event_from_row,
+};
+
+/// The sequence number at the end of a delivery id (see [`DeliveryId::for_event`]).
+fn decode_seq(id: &str) -> Option<u32> {
+    const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let tail = id.get(id.len().checked_sub(4)?..)?;
+    tail.bytes().try_fold(0u32, |acc, b| {
+        CROCKFORD
+            .iter()
+            .position(|c| *c == b)
+            .map(|v| (acc << 5) | v as u32)
+    })
+}
+
+impl PgStore {
+    pub(super) async fn claim_due(&self, claim: Claim) -> StoreResult<Vec<Claimed>> {
+        let client = self.client().await?;
+        // The CTE is materialized: the planner may not turn the LIMIT into "lock more
+        // rows than asked". Claimed queue rows are deleted: the queue stays small.
+        let sql = format!(
+            "WITH c AS MATERIALIZED (
+                SELECT tenant, delivery_id FROM delivery_queue
+                WHERE endpoint_id = $1 AND due <= $2
+                ORDER BY due, delivery_id LIMIT $3
+                FOR UPDATE SKIP LOCKED
+            ), q AS (
+                DELETE FROM delivery_queue dq USING c
+                WHERE dq.tenant = c.tenant AND dq.delivery_id = c.delivery_id
+                RETURNING dq.tenant, dq.delivery_id, dq.due
+            )
+            UPDATE deliveries d SET status = 'in_flight', claimed_by = $4, lease_until = $5,
+                lease_token = d.lease_token + 1, updated_at = $2
+            FROM q
+            WHERE d.tenant = q.tenant AND d.id = q.delivery_id
+                AND d.status IN ('pending', 'retrying')
+            RETURNING q.due, {}",
+            DELIVERY_COLUMNS
+                .split(", ")
+                .map(|c| format!("d.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let rows = client
+            .query(
+                &sql,
+                &[
+                    &claim.endpoint.as_str(),
+                    &claim.now,
+                    &(claim.limit.max(1) as i64),
+                    &claim.node,
+                    &claim.lease_until,
+                ],
+            )
+            .await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let due: i64 = r.try_get(0)?;
+            // The delivery's columns follow `due`.
+            let d = delivery_at(r, 1)?;
+            claimed.push((due, d));
+        }
+        claimed.sort_by(|a, b| (a.0, a.1.id.as_str()).cmp(&(b.0, b.1.id.as_str())));
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Their events, once each.
+        let tenant = claim.tenant.as_str();
+        let ids: Vec<&str> = claimed.iter().map(|(_, d)| d.event_id.as_str()).collect();
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE tenant = $1 AND id = ANY($2)");
+        let mut events: HashMap<String, Arc<Event>> = HashMap::new();
+        for r in client.query(&sql, &[&tenant, &ids]).await? {
+            match event_from_row(&r) {
+                Ok(e) => {
+                    events.insert(e.id.to_string(), Arc::new(e));
+                }
+                Err(StoreError::Corrupt { message, .. }) => {
+                    tracing::error!(tenant_id = tenant, error = %message,
+                        "store: a claimed delivery's event is unreadable");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        drop(client);
+        let mut out = Vec::with_capacity(claimed.len());
+        let mut orphans = Vec::new();
+        for (_, delivery) in claimed {
+            match events.get(delivery.event_id.as_str()) {
+                Some(e) => out.push(Claimed {
+                    delivery,
+                    event: Arc::clone(e),
+                }),
+                None => orphans.push(delivery),
+            }
+        }
+        // Nothing left to deliver: settle them now rather than leave them leased.
+        for delivery in orphans {
+            let now = crate::clock::now_ms();
+            let outcome = Outcome {
+                tenant: claim.tenant.clone(),
+                delivery: delivery.id.clone(),
+                lease_token: delivery.lease_token,
+                attempt: Attempt {
+                    record_version: RECORD_VERSION,
+                    id: crate::ids::AttemptId::generate(now),
+                    delivery_id: delivery.id.clone(),
+                    tenant_id: claim.tenant.clone(),
+                    number: delivery.attempts + 1,
+                    started_at: now,
+                    status_code: None,
+                    latency_ms: 0,
+                    response_excerpt: Some(
+                        "its event is gone or unreadable; nothing was sent".into(),
+                    ),
+                    error_kind: Some("event_missing".into()),
+                },
+                next: NextState::Cancelled,
+                body: None,
+            };
+            self.record_outcome(outcome).await?;
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn reclaim_leases(&self, now: Option<i64>) -> StoreResult<usize> {
+        let mut client = self.client().await?;
+        let txn = client.transaction().await?;
+        let rows = txn
+            .query(
+                "UPDATE deliveries SET
+                    status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'retrying' END,
+                    claimed_by = NULL, lease_until = NULL,
+                    next_attempt_at = GREATEST(coalesce($1, next_attempt_at), next_attempt_at)
+                 WHERE status = 'in_flight' AND ($1::int8 IS NULL OR lease_until < $1)
+                 RETURNING tenant, id, endpoint_id, next_attempt_at",
+                &[&now],
+            )
+            .await?;
+        let mut cols: (Vec<String>, Vec<String>, Vec<String>, Vec<i64>) = Default::default();
+        let mut woken = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let (t, id, e, at): (String, String, String, i64) =
+                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+            woken.push((
+                TenantId::from_trusted(t.clone()),
+                EndpointId::from_trusted(e.clone()),
+            ));
+            cols.0.push(t);
+            cols.1.push(id);
+            cols.2.push(e);
+            cols.3.push(at);
+        }
+        if !woken.is_empty() {
+            txn.execute(
+                "INSERT INTO delivery_queue (tenant, delivery_id, endpoint_id, due) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[]) \
+                 ON CONFLICT (tenant, delivery_id) DO UPDATE SET due = EXCLUDED.due",
+                &[&cols.0, &cols.1, &cols.2, &cols.3],
+            )
+            .await?;
+        }
+        txn.commit().await?;
+        let n = woken.len();
+        self.feed.announce(Committed::queued(woken));
+        Ok(n)
+    }
+
+    pub(super) async fn requeue_dead(
+        &self,
+        tenant: &TenantId,
+        batch: RequeueBatch,
+    ) -> StoreResult<Requeued> {
+        let t = tenant.as_str();
+        let limit = batch.limit.max(1);
+        let mut client = self.client().await?;
+        let txn = client.transaction().await?;
+        let queued: i64 = match txn
+            .query_opt(
+                "SELECT queued FROM tenant_state WHERE tenant = $1 FOR UPDATE",
+                &[&t],
+            )
+            .await?
+        {
+            Some(r) => r.try_get(0)?,
+            None => return Ok(Requeued::default()),
+        };
+        let mut out = Requeued::default();
+        // Candidate ids, in id order.
+        let ids: Vec<String> = match &batch.selection {
+            RequeueSelection::Ids(ids) => ids.iter().take(limit).map(|i| i.to_string()).collect(),
+            RequeueSelection::Endpoint(e) => {
+                let scan_cap = limit.saturating_mul(SCAN_FACTOR);
+                let rows = txn
+                    .query(
+                        "SELECT id, endpoint_id FROM deliveries WHERE tenant = $1 \
+                         AND status = 'dead' AND id > $2 ORDER BY id LIMIT $3",
+                        &[
+                            &t,
+                            &batch.after.clone().unwrap_or_default(),
+                            &(scan_cap as i64),
+                        ],
+                    )
+                    .await?;
+                let mut ids = Vec::new();
+                let mut scanned = 0usize;
+                for r in &rows {
+                    scanned += 1;
+                    let id: String = r.try_get(0)?;
+                    let endpoint: &str = r.try_get(1)?;
+                    if endpoint == e.as_str() {
+                        ids.push(id.clone());
+                    }
+                    if ids.len() >= limit || scanned >= scan_cap {
+                        out.next = Some(id);
+                        break;
+                    }
+                }
+                ids
+            }
+        };
+        let mut depth = u64::try_from(queued).unwrap_or(0);
+        let mut moved: Vec<String> = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            if depth >= batch.max_queue_depth {
+                out.queue_full = true;
+                out.next = i
+                    .checked_sub(1)
+                    .map(|p| ids[p].clone())
+                    .or(batch.after.clone());
+                break;
+            }
+            moved.push(id.clone());
+            depth += 1;
+        }
+        // Only those still dead move (an id given twice, or not dead, is skipped).
+        let rows = txn
+            .query(
+                "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = $3, \
+                 updated_at = $3, body = NULL \
+                 WHERE tenant = $1 AND id = ANY($2) AND status = 'dead' \
+                 RETURNING id, endpoint_id",
+                &[&t, &moved, &batch.now],
+            )
+            .await?;
+        let mut q: (Vec<&str>, Vec<String>, Vec<String>, Vec<i64>) = Default::default();
+        for r in &rows {
+            let (id, e): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+            out.woken
+                .push((tenant.clone(), EndpointId::from_trusted(e.clone())));
+            q.0.push(t);
+            q.1.push(id);
+            q.2.push(e);
+            q.3.push(batch.now);
+        }
+        if !q.0.is_empty() {
+            txn.execute(
+                "INSERT INTO delivery_queue (tenant, delivery_id, endpoint_id, due) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[]) \
+                 ON CONFLICT (tenant, delivery_id) DO UPDATE SET due = EXCLUDED.due",
+                &[&q.0, &q.1, &q.2, &q.3],
+            )
+            .await?;
+            txn.execute(
+                "UPDATE tenant_state SET queued = queued + $2 WHERE tenant = $1",
+                &[&t, &(q.0.len() as i64)],
+            )
+            .await?;
+        }
+        txn.commit().await?;
+        self.feed.announce(Committed::queued(out.woken.clone()));
+        Ok(out)
+    }
+
+    pub(super) async fn create_replay(
+        &self,
+        replay: Replay,
+        new: Vec<ReplayDelivery>,
+        max_queue_depth: u64,
+    ) -> StoreResult<usize> {
+        let t = replay.tenant_id.as_str();
+        let mut client = self.client().await?;
+        let txn = client.transaction().await?;
+        txn.execute(
+            "INSERT INTO tenant_state (tenant) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&t],
+        )
+        .await?;
+        let queued: i64 = txn
+            .query_one(
+                "SELECT queued FROM tenant_state WHERE tenant = $1 FOR UPDATE",
+                &[&t],
+            )
+            .await?
+            .try_get(0)?;
+        let room = max_queue_depth.saturating_sub(u64::try_from(queued).unwrap_or(0));
+        let new = &new[..new.len().min(usize::try_from(room).unwrap_or(usize::MAX))];
+        // Every id first: an error must come before anything is written.
+        let mut next_seq: HashMap<&str, u32> = HashMap::new();
+        let mut ids = Vec::with_capacity(new.len());
+        for nd in new {
+            let seq = match next_seq.get(nd.event_id.as_str()) {
+                Some(s) => *s,
+                None => {
+                    let prefix = DeliveryId::event_prefix(&nd.event_id);
+                    let end = format!("{prefix}~");
+                    let row = txn
+                        .query_opt(
+                            "SELECT id FROM deliveries WHERE tenant = $1 AND id >= $2 \
+                             AND id < $3 ORDER BY id DESC LIMIT 1",
+                            &[&t, &prefix, &end],
+                        )
+                        .await?;
+                    match row {
+                        Some(r) => decode_seq(r.try_get(0)?).map_or(0, |s| s + 1),
+                        None => 0,
+                    }
+                }
+            };
+            if seq > DeliveryId::MAX_SEQ {
+                return Err(StoreError::LimitReached {
+                    what: "deliveries of one event",
+                    limit: DeliveryId::MAX_SEQ as usize + 1,
+                });
+            }
+            next_seq.insert(nd.event_id.as_str(), seq + 1);
+            ids.push(DeliveryId::for_event(&nd.event_id, seq));
+        }
+        let mut cols: (Vec<String>, Vec<&str>, Vec<&str>, Vec<&str>) = Default::default();
+        for (nd, id) in new.iter().zip(&ids) {
+            cols.0.push(id.to_string());
+            cols.1.push(nd.event_id.as_str());
+            cols.2.push(nd.subscription_id.as_str());
+            cols.3.push(nd.endpoint_id.as_str());
+        }
+        let at = replay.created_at;
+        if !ids.is_empty() {
+            let version = i32::try_from(RECORD_VERSION).unwrap_or(1);
+            txn.execute(
+                "INSERT INTO deliveries (tenant, id, event_id, subscription_id, endpoint_id, \
+                 status, attempts, next_attempt_at, lease_token, created_at, updated_at, \
+                 record_version) \
+                 SELECT $1, i, e, s, ep, 'pending', 0, $6, 0, $6, $6, $7 \
+                 FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS u(i, e, s, ep)",
+                &[&t, &cols.0, &cols.1, &cols.2, &cols.3, &at, &version],
+            )
+            .await?;
+            txn.execute(
+                "INSERT INTO delivery_queue (tenant, delivery_id, endpoint_id, due) \
+                 SELECT $1, i, ep, $4 FROM unnest($2::text[], $3::text[]) AS u(i, ep)",
+                &[&t, &cols.0, &cols.3, &at],
+            )
+            .await?;
+            txn.execute(
+                "UPDATE tenant_state SET queued = queued + $2 WHERE tenant = $1",
+                &[&t, &(ids.len() as i64)],
+            )
+            .await?;
+        }
+        let mut record = replay.clone();
+        record.deliveries = record.deliveries.saturating_add(new.len() as u64);
+        txn.execute(
+            "INSERT INTO replays (tenant, id, created_at, data) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant, id) DO UPDATE SET data = EXCLUDED.data",
+            &[&t, &record.id, &record.created_at, &encode(&record)?],
+        )
+        .await?;
+        txn.commit().await?;
+        let woken: Vec<(TenantId, EndpointId)> = new
+            .iter()
+            .map(|nd| (replay.tenant_id.clone(), nd.endpoint_id.clone()))
+            .collect();
+        self.feed.announce(Committed::queued(woken));
+        Ok(new.len())
+    }
+}
