@@ -15,6 +15,92 @@ use serde_json::{Value, json};
 
 pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdef";
 
+/// The PostgreSQL server end-to-end tests use (`GATEPULSE_TEST_POSTGRES`, else the
+/// machine's own).
+pub fn pg_url() -> String {
+    std::env::var("GATEPULSE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// The store a test's server runs on. A PostgreSQL backend gets a schema of its own,
+/// dropped when the value is (declare it before the `Gp`, so the server stops first).
+pub struct Backend {
+    pub name: &'static str,
+    env: Vec<(String, String)>,
+    schema: Option<String>,
+}
+
+impl Backend {
+    pub fn redb() -> Self {
+        Self {
+            name: "redb",
+            env: Vec::new(),
+            schema: None,
+        }
+    }
+
+    pub fn postgres() -> Self {
+        let schema = format!("gp_e2e_{:016x}", rand_u64());
+        Self {
+            name: "postgres",
+            env: vec![
+                ("GATEPULSE_STORE".into(), pg_url()),
+                ("GATEPULSE_POSTGRES__SCHEMA".into(), schema.clone()),
+            ],
+            schema: Some(schema),
+        }
+    }
+
+    /// `extra` plus what selects this backend.
+    pub fn env<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut all: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        all.extend_from_slice(extra);
+        all
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let Some(schema) = self.schema.take() else {
+            return;
+        };
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok((client, conn)) =
+                    tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
 /// Installs rustls' `ring` provider (the workspace builds reqwest without a default
 /// one); every test client needs it before a `reqwest::Client` is built.
 pub fn install_crypto_provider() {

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use gatepulse_e2e::receiver::{Behaviour, Receiver, Recorded};
-use gatepulse_e2e::{ADMIN_TOKEN, Gp};
+use gatepulse_e2e::{ADMIN_TOKEN, Backend, Gp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -154,8 +154,19 @@ fn unix_now() -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_verify_with_the_standard_webhooks_library() {
+    deliveries_verify_with_the_standard_webhooks_library_on(Backend::redb()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_verify_with_the_standard_webhooks_library_on_postgres() {
+    deliveries_verify_with_the_standard_webhooks_library_on(Backend::postgres()).await;
+}
+
+async fn deliveries_verify_with_the_standard_webhooks_library_on(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let gp = Gp::start(dir.path(), ENGINE_ENV).await.unwrap();
+    let gp = Gp::start(dir.path(), &backend.env(ENGINE_ENV))
+        .await
+        .unwrap();
     let (_, key) = gp.tenant_with_key().await.unwrap();
     let rx = Receiver::start(Behaviour::Ok, Some(SECRET.to_owned()))
         .await
@@ -354,10 +365,21 @@ async fn deliveries_verify_with_the_standard_webhooks_library() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_endpoints_healthy_flaky_and_black_hole() {
+    three_endpoints_healthy_flaky_and_black_hole_on(Backend::redb()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_endpoints_healthy_flaky_and_black_hole_on_postgres() {
+    three_endpoints_healthy_flaky_and_black_hole_on(Backend::postgres()).await;
+}
+
+async fn three_endpoints_healthy_flaky_and_black_hole_on(backend: Backend) {
     const N: usize = 10_000;
     const BATCH: usize = 500;
     let dir = tempfile::tempdir().unwrap();
-    let gp = Gp::start(dir.path(), ENGINE_ENV).await.unwrap();
+    let gp = Gp::start(dir.path(), &backend.env(ENGINE_ENV))
+        .await
+        .unwrap();
     let (_, key) = gp.tenant_with_key().await.unwrap();
     let healthy = Receiver::start(Behaviour::Ok, None).await.unwrap();
     let flaky = Receiver::start(Behaviour::FailFirst(2), None)
@@ -655,9 +677,20 @@ async fn three_endpoints_healthy_flaky_and_black_hole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_delivery_loses_nothing() {
+    kill_9_mid_delivery_loses_nothing_on(Backend::redb()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_delivery_loses_nothing_on_postgres() {
+    kill_9_mid_delivery_loses_nothing_on(Backend::postgres()).await;
+}
+
+async fn kill_9_mid_delivery_loses_nothing_on(backend: Backend) {
     const N: usize = 3_000;
     let dir = tempfile::tempdir().unwrap();
-    let mut gp = Gp::start(dir.path(), ENGINE_ENV).await.unwrap();
+    let mut gp = Gp::start(dir.path(), &backend.env(ENGINE_ENV))
+        .await
+        .unwrap();
     let (_, key) = gp.tenant_with_key().await.unwrap();
     let rx = Receiver::start(Behaviour::Ok, None).await.unwrap();
     // The rate limit stretches delivery over several seconds so that the kill lands

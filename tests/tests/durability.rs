@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use gatepulse_e2e::Gp;
 use gatepulse_e2e::sse::{self, Sse};
+use gatepulse_e2e::{Backend, Gp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -77,8 +77,17 @@ async fn assert_gapless(gp: &Gp, key: &str, events: &[Value]) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_publishes_survive_restart_with_their_deliveries() {
+    concurrent_publishes_survive_restart_with_their_deliveries_on(Backend::redb()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishes_survive_restart_with_their_deliveries_on_postgres() {
+    concurrent_publishes_survive_restart_with_their_deliveries_on(Backend::postgres()).await;
+}
+
+async fn concurrent_publishes_survive_restart_with_their_deliveries_on(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let gp = Gp::start(dir.path(), &[]).await.unwrap();
+    let gp = Gp::start(dir.path(), &backend.env(&[])).await.unwrap();
     let (key, _ep) = setup(&gp).await;
 
     // 1,000 publishes at concurrency 32; every 10th reuses one of 20 idempotency keys.
@@ -173,8 +182,17 @@ async fn concurrent_publishes_survive_restart_with_their_deliveries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_a_publish_burst_loses_no_acknowledged_event() {
+    kill_9_during_a_publish_burst_loses_no_acknowledged_event_on(Backend::redb()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_publish_burst_loses_no_acknowledged_event_on_postgres() {
+    kill_9_during_a_publish_burst_loses_no_acknowledged_event_on(Backend::postgres()).await;
+}
+
+async fn kill_9_during_a_publish_burst_loses_no_acknowledged_event_on(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let mut gp = Gp::start(dir.path(), &[]).await.unwrap();
+    let mut gp = Gp::start(dir.path(), &backend.env(&[])).await.unwrap();
     let (key, _) = setup(&gp).await;
     let base = gp.base.clone();
     let http = gp.http.clone();

@@ -7,9 +7,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use gatepulse_e2e::Gp;
 use gatepulse_e2e::receiver::{Behaviour, Receiver};
 use gatepulse_e2e::sse::{self, Frame, Sse};
+use gatepulse_e2e::{Backend, Gp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -55,8 +55,21 @@ fn ns(frames: &[Frame]) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_client_resumes_with_last_event_id_with_no_gap_or_duplicate() {
+    a_restarted_client_resumes_with_last_event_id_with_no_gap_or_duplicate_on(Backend::redb())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_client_resumes_with_last_event_id_with_no_gap_or_duplicate_on_postgres() {
+    a_restarted_client_resumes_with_last_event_id_with_no_gap_or_duplicate_on(Backend::postgres())
+        .await;
+}
+
+async fn a_restarted_client_resumes_with_last_event_id_with_no_gap_or_duplicate_on(
+    backend: Backend,
+) {
     let dir = tempfile::tempdir().unwrap();
-    let mut gp = Gp::start(dir.path(), &[]).await.unwrap();
+    let mut gp = Gp::start(dir.path(), &backend.env(&[])).await.unwrap();
     let (_, key) = gp.tenant_with_key().await.unwrap();
     let http = sse::client().unwrap();
     // Matching events interleaved with others the topic filter leaves out.
@@ -153,8 +166,17 @@ async fn a_restarted_client_resumes_with_last_event_id_with_no_gap_or_duplicate(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_racing_with_backfill_arrive_once_and_in_order() {
+    publishes_racing_with_backfill_arrive_once_and_in_order_on(Backend::redb()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_racing_with_backfill_arrive_once_and_in_order_on_postgres() {
+    publishes_racing_with_backfill_arrive_once_and_in_order_on(Backend::postgres()).await;
+}
+
+async fn publishes_racing_with_backfill_arrive_once_and_in_order_on(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let gp = Gp::start(dir.path(), &[]).await.unwrap();
+    let gp = Gp::start(dir.path(), &backend.env(&[])).await.unwrap();
     let (_, key) = gp.tenant_with_key().await.unwrap();
     for b in 0..4u64 {
         let events = (0..250u64)
@@ -282,10 +304,22 @@ async fn a_cursor_out_of_reach_gets_a_reset_frame_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_attempt_is_a_deliveries_status_item() {
+    every_attempt_is_a_deliveries_status_item_on(Backend::redb()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_attempt_is_a_deliveries_status_item_on_postgres() {
+    every_attempt_is_a_deliveries_status_item_on(Backend::postgres()).await;
+}
+
+async fn every_attempt_is_a_deliveries_status_item_on(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let gp = Gp::start(dir.path(), &[("GATEPULSE_DELIVERY__RETRY_JITTER", "0")])
-        .await
-        .unwrap();
+    let gp = Gp::start(
+        dir.path(),
+        &backend.env(&[("GATEPULSE_DELIVERY__RETRY_JITTER", "0")]),
+    )
+    .await
+    .unwrap();
     let (_, key) = gp.tenant_with_key().await.unwrap();
     let ok = Receiver::start(Behaviour::Ok, None).await.unwrap();
     let flaky = Receiver::start(Behaviour::FailFirst(1), None)
