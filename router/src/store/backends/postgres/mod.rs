@@ -254,7 +254,7 @@ impl PgStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Backend(format!("postgres pool: {e}")))?;
-        if let Some(schema) = &options.schema {
+        if let Some(name) = &options.schema {
             // Before any pooled connection uses it as its search path.
             let (client, conn) = config.connect(NoTls).await.map_err(|e| {
                 StoreError::Backend(format!(
@@ -263,9 +263,17 @@ impl PgStore {
                 ))
             })?;
             let task = tokio::spawn(conn);
+            // Under the migration lock: nodes starting together race otherwise.
             client
-                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .execute("SELECT pg_advisory_lock($1)", &[&schema::MIGRATION_LOCK])
                 .await?;
+            let created = client
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {name}"))
+                .await;
+            let _ = client
+                .execute("SELECT pg_advisory_unlock($1)", &[&schema::MIGRATION_LOCK])
+                .await;
+            created?;
             drop(client);
             let _ = task.await;
         }
