@@ -51,6 +51,11 @@ impl Backend {
         }
     }
 
+    /// The PostgreSQL schema of this backend.
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
     /// `extra` plus what selects this backend.
     pub fn env<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
         let mut all: Vec<(&str, &str)> = self

@@ -16,6 +16,23 @@ pub enum StoreCmd {
     /// Online snapshots and offline restore.
     #[command(subcommand)]
     Snapshot(SnapshotCmd),
+    /// Copy a stopped node's embedded store into an empty PostgreSQL database
+    /// (offline; row counts verified before the commit).
+    Copy {
+        /// The data directory of the redb store to copy (the node must be stopped).
+        #[arg(long)]
+        from: PathBuf,
+        /// The target database, postgres://user:password@host:port/database.
+        #[arg(long)]
+        to: String,
+        /// The schema to create the tables in (default: [postgres] schema, else the
+        /// connection's default).
+        #[arg(long)]
+        schema: Option<String>,
+        /// Configuration file (the [postgres] settings).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +80,12 @@ pub(super) fn run(cmd: StoreCmd) -> i32 {
         StoreCmd::Stats(args) => stats(&args),
         StoreCmd::Compact(args) => compact(&args),
         StoreCmd::Snapshot(SnapshotCmd::Create { out }) => snapshot_create(&out),
+        StoreCmd::Copy {
+            from,
+            to,
+            schema,
+            config,
+        } => copy(&from, to, schema, config),
         StoreCmd::Snapshot(SnapshotCmd::Restore {
             snapshot,
             data_dir,
@@ -81,6 +104,30 @@ pub(super) fn run(cmd: StoreCmd) -> i32 {
             1
         }
     }
+}
+
+fn copy(
+    from: &std::path::Path,
+    to: String,
+    schema: Option<String>,
+    config: Option<PathBuf>,
+) -> Result<String, String> {
+    let mut config = load(&StoreArgs {
+        config,
+        data_dir: Some(from.to_path_buf()),
+    })?;
+    config.store = to;
+    if let Some(schema) = schema {
+        config.postgres.schema = schema;
+    }
+    if config.postgres_url().is_none() {
+        return Err("--to must be a postgres:// URL".into());
+    }
+    let report = runtime()?
+        .block_on(crate::store::copy::redb_to_postgres(from, &config))
+        .map_err(|e| e.to_string())?;
+    serde_json::to_string_pretty(&serde_json::json!({ "copied": report }))
+        .map_err(|e| e.to_string())
 }
 
 fn snapshot_create(out: &std::path::Path) -> Result<String, String> {

@@ -8,6 +8,7 @@
 //! `(tenant, id)`, so another tenant's id simply is not found.
 
 pub mod backends;
+pub mod copy;
 pub mod feed;
 pub mod model;
 

@@ -16,6 +16,7 @@
 //!   commits and by `NOTIFY` from other nodes, with a poll as the fallback.
 
 mod hot;
+mod import;
 mod queue;
 mod reads;
 mod records;

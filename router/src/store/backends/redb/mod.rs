@@ -11,6 +11,7 @@
 //! commit hands the live stream) and [`snapshot`]. The `Store` impl below only routes
 //! each trait method to the inherent method of the same name in those files.
 
+pub mod export;
 mod feed;
 mod open;
 mod queue;
