@@ -41,6 +41,7 @@ pub const STREAM_DISCONNECTS_TOTAL: &str = "gatepulse_stream_disconnects_total";
 pub const STREAM_RESETS_TOTAL: &str = "gatepulse_stream_resets_total";
 pub const CONNECTIONS_OPEN: &str = "gatepulse_connections_open";
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "gatepulse_connections_refused_total";
+pub const CLUSTER_LEADER: &str = "gatepulse_cluster_leader";
 
 /// Every metric name this build exports (checked against the dashboards by a test).
 pub const ALL_METRICS: &[&str] = &[
@@ -72,6 +73,7 @@ pub const ALL_METRICS: &[&str] = &[
     STREAM_RESETS_TOTAL,
     CONNECTIONS_OPEN,
     CONNECTIONS_REFUSED_TOTAL,
+    CLUSTER_LEADER,
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -107,6 +109,10 @@ pub fn metrics_handle() -> PrometheusHandle {
 }
 
 fn describe() {
+    describe_gauge!(
+        CLUSTER_LEADER,
+        "1 on the node holding the cluster leadership, 0 on the others; exported only by nodes in a cluster."
+    );
     describe_counter!(
         HTTP_REQUESTS_TOTAL,
         "HTTP requests by route, method and status."
@@ -319,6 +325,12 @@ pub fn set_circuits(closed: u64, half_open: u64, open: u64) {
     gauge!(ENDPOINT_CIRCUITS, "state" => "closed").set(closed as f64);
     gauge!(ENDPOINT_CIRCUITS, "state" => "half_open").set(half_open as f64);
     gauge!(ENDPOINT_CIRCUITS, "state" => "open").set(open as f64);
+}
+
+/// Whether this node leads its cluster (only nodes in a cluster set it, so that a
+/// single node never trips the "no leader" alert).
+pub fn set_cluster_leader(is_leader: bool) {
+    gauge!(CLUSTER_LEADER).set(if is_leader { 1.0 } else { 0.0 });
 }
 
 /// The stream client gauge, moved by one connection opening or closing.

@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -655,6 +656,39 @@ fn rust_files(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
             out.push(path);
         }
     }
+}
+
+/// `prometheus/check.sh`: `promtool check rules` and `promtool test rules` on the alert
+/// rules, `promtool check config` on the example configuration, and every dashboard
+/// query parsed by promtool. Without promtool this fails with one line saying how to
+/// get it (`GATEPULSE_SKIP_PROMTOOL=1` skips it on a machine that cannot have it).
+#[test]
+fn promtool_checks_and_rule_tests_pass() {
+    let promtool = std::env::var_os("PROMTOOL").unwrap_or_else(|| "promtool".into());
+    let found = Command::new(&promtool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        if std::env::var_os("GATEPULSE_SKIP_PROMTOOL").is_some() {
+            eprintln!("skipped: promtool not found and GATEPULSE_SKIP_PROMTOOL is set");
+            return;
+        }
+        panic!(
+            "promtool not found: install it with `apt-get install prometheus` (Debian and Ubuntu \
+             ship promtool in it) or set PROMTOOL=/path/to/promtool; GATEPULSE_SKIP_PROMTOOL=1 skips this test"
+        );
+    }
+    let out = Command::new("bash")
+        .arg(workspace_root().join("prometheus/check.sh"))
+        .output()
+        .expect("bash runs prometheus/check.sh");
+    assert!(
+        out.status.success(),
+        "prometheus/check.sh failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -516,6 +516,18 @@ fn outcome_one(
     Ok(true)
 }
 
+/// Columns of the deliveries an outcome settled: tenant, id, status, attempts, next
+/// attempt, updated at, body.
+type Settled<'a> = (
+    Vec<&'a str>,
+    Vec<&'a str>,
+    Vec<&'a str>,
+    Vec<i32>,
+    Vec<i64>,
+    Vec<i64>,
+    Vec<Option<&'a str>>,
+);
+
 async fn write(
     txn: &deadpool_postgres::Transaction<'_>,
     w: &Writes,
@@ -588,15 +600,7 @@ async fn write(
         .await?;
     }
     if !changed.is_empty() {
-        let mut cols: (
-            Vec<&str>,
-            Vec<&str>,
-            Vec<&str>,
-            Vec<i32>,
-            Vec<i64>,
-            Vec<i64>,
-            Vec<Option<&str>>,
-        ) = Default::default();
+        let mut cols: Settled<'_> = Default::default();
         for key in changed {
             if let Some(d) = deliveries.get(key) {
                 cols.0.push(d.tenant_id.as_str());

@@ -232,10 +232,10 @@ impl PgStore {
                 ids
             }
         };
-        let mut depth = u64::try_from(queued).unwrap_or(0);
+        let depth = u64::try_from(queued).unwrap_or(0);
         let mut moved: Vec<String> = Vec::new();
         for (i, id) in ids.iter().enumerate() {
-            if depth >= batch.max_queue_depth {
+            if depth + i as u64 >= batch.max_queue_depth {
                 out.queue_full = true;
                 out.next = i
                     .checked_sub(1)
@@ -244,7 +244,6 @@ impl PgStore {
                 break;
             }
             moved.push(id.clone());
-            depth += 1;
         }
         // Only those still dead move (an id given twice, or not dead, is skipped).
         let rows = txn

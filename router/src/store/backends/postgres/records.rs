@@ -12,6 +12,17 @@ use crate::store::{
 
 use super::{PgStore, decode, encode, is_unique_violation, limit_of, page_of};
 
+/// Columns of change-log rows: seq, kind, tenant, id, name, version, deleted.
+type ChangeRows<'a> = (
+    Vec<i64>,
+    Vec<&'a str>,
+    Vec<&'a str>,
+    Vec<&'a str>,
+    Vec<&'a str>,
+    Vec<&'a str>,
+    Vec<bool>,
+);
+
 /// Appends changes to the change log, numbered from `gp_meta.change_seq` (incremented
 /// here, so numbers follow commit order).
 pub(super) async fn log_changes(
@@ -30,15 +41,7 @@ pub(super) async fn log_changes(
         .await?
         .try_get(0)?;
     let now = crate::clock::now_ms();
-    let mut cols: (
-        Vec<i64>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<bool>,
-    ) = Default::default();
+    let mut cols: ChangeRows<'_> = Default::default();
     for (i, c) in changes.iter().enumerate() {
         cols.0.push(last - n + 1 + i64::try_from(i).unwrap_or(0));
         match c {
