@@ -130,7 +130,7 @@ pub fn describe(
         kernel: format!("Linux {}", read("/proc/sys/kernel/osrelease").trim()),
         os,
         rustc: run("rustc", &["--version"]),
-        gp: gp_version.to_owned(),
+        gp: format!("{gp_version} (store: {})", crate::server::store_name()),
     };
     let hypervisor = if cpuinfo.contains(" hypervisor") {
         "yes (virtual machine)"

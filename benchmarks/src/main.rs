@@ -94,6 +94,11 @@ struct GpArgs {
     /// Do not run `cargo build --release -p gatepulse --bin gp` first.
     #[arg(long)]
     no_build: bool,
+    /// The store every server runs on: `redb` (a fresh temporary file) or `postgres`
+    /// (a fresh schema per server on `GATEPULSE_TEST_POSTGRES`, default
+    /// postgres://postgres@127.0.0.1:5432/test, dropped afterwards).
+    #[arg(long, default_value = "redb")]
+    store: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -174,6 +179,7 @@ fn unix_now() -> u64 {
 }
 
 fn prepare_gp(args: &GpArgs) -> Result<PathBuf> {
+    server::use_store(&args.store)?;
     let gp = server::gp_path(args.gp.as_deref())?;
     if !args.no_build && args.gp.is_none() {
         server::build_gp(&gp)?;

@@ -59,12 +59,41 @@ pub fn gp_version(gp: &Path) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// Whether servers run on PostgreSQL (`--store postgres`).
+static POSTGRES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Chooses the store of every server started later.
+pub fn use_store(store: &str) -> Result<()> {
+    match store {
+        "redb" => POSTGRES.store(false, std::sync::atomic::Ordering::Relaxed),
+        "postgres" => POSTGRES.store(true, std::sync::atomic::Ordering::Relaxed),
+        other => bail!("--store {other}: expected redb or postgres"),
+    }
+    Ok(())
+}
+
+/// The store servers run on, for reports.
+pub fn store_name() -> &'static str {
+    if POSTGRES.load(std::sync::atomic::Ordering::Relaxed) {
+        "postgres"
+    } else {
+        "redb"
+    }
+}
+
 /// A running `gp serve`; killed when dropped.
-#[derive(Debug)]
 pub struct Server {
     child: Option<Child>,
     pub base: String,
     _dir: Option<tempfile::TempDir>,
+    /// Declared after `child`: the schema is dropped once the server is gone.
+    _backend: gatepulse_e2e::Backend,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("base", &self.base).finish()
+    }
 }
 
 impl Drop for Server {
@@ -99,6 +128,11 @@ impl Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
+        let backend = if POSTGRES.load(std::sync::atomic::Ordering::Relaxed) {
+            gatepulse_e2e::Backend::postgres()
+        } else {
+            gatepulse_e2e::Backend::redb()
+        };
         let started = Instant::now();
         let child = Command::new(gp)
             .args([
@@ -111,7 +145,7 @@ impl Server {
             .env("GATEPULSE_ADMIN_TOKEN", ADMIN)
             .env("GATEPULSE_DELIVERY__ALLOW_PRIVATE_DESTINATIONS", "true")
             .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
+            .envs(backend.env(env))
             .stdout(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", gp.display()))?;
@@ -119,6 +153,7 @@ impl Server {
             child: Some(child),
             base: format!("http://127.0.0.1:{port}"),
             _dir: None,
+            _backend: backend,
         };
         let http = reqwest::Client::new();
         let deadline = started + Duration::from_secs(600);

@@ -4,6 +4,7 @@
 pub mod plugins;
 pub mod receiver;
 pub mod sse;
+pub mod tooling;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -20,6 +20,7 @@ static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 /// Builds `plugins/` once per process; returns the directory holding the modules.
 fn build() -> Result<PathBuf> {
     let dir = BUILT.get_or_init(|| {
+        crate::tooling::ensure_wasm_target();
         // Beside the workspace's own target dir (CI keeps that one as a cache).
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map_or_else(|| repo().join("target"), PathBuf::from)

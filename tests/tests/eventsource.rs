@@ -5,7 +5,7 @@
 //! with the library's own `Last-Event-ID`. Together they get exactly the published
 //! sequence: no gap, no duplicate, no reset.
 //!
-//! Needs Node.js and `npm ci --prefix tests/browser` (the `eventsource` package); the
+//! Needs Node.js (the test installs `tests/browser`'s locked `eventsource` package itself); the
 //! test fails, never skips, without them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -31,15 +31,9 @@ fn browser_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser")
 }
 
-/// Fails with the instruction to install what the client needs.
+/// Installs the client's npm packages the first time (`npm ci`).
 fn require_node_tooling() {
-    let dir = browser_dir();
-    assert!(
-        dir.join("node_modules/eventsource/package.json").exists(),
-        "{} has no node_modules/eventsource: run `npm ci --prefix tests/browser` \
-         (from the repository root) before this test",
-        dir.display()
-    );
+    gatepulse_e2e::tooling::ensure_node_modules();
 }
 
 async fn publish(gp: &Gp, key: &str, topic: &str, n: u64) -> u64 {

@@ -4,9 +4,9 @@
 //! receiver: same body, same headers, a signature that verifies with the endpoint's
 //! secret.
 //!
-//! Needs Node.js, `npm ci --prefix tests/browser` (playwright-core) and Debian's
-//! Chromium at `/usr/bin/chromium` (or `$CHROMIUM`); the test fails, never skips,
-//! without them.
+//! Needs Node.js (the test installs `tests/browser`'s locked packages itself) and
+//! Debian's Chromium at `/usr/bin/chromium` (or `$CHROMIUM`); the test fails, never
+//! skips, without them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -26,20 +26,7 @@ fn browser_dir() -> PathBuf {
 
 /// Fails with the instruction to install what the browser test needs.
 fn require_browser_tooling() {
-    let dir = browser_dir();
-    assert!(
-        dir.join("node_modules/playwright-core/package.json")
-            .exists(),
-        "{} has no node_modules/playwright-core: run `npm ci --prefix tests/browser` \
-         (from the repository root) before this test",
-        dir.display()
-    );
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        std::path::Path::new(&chromium).exists(),
-        "{chromium} not found: install Debian's Chromium (apt-get install -y chromium) \
-         or set CHROMIUM to a Chromium binary"
-    );
+    gatepulse_e2e::tooling::ensure_browser();
 }
 
 /// Runs a command to completion within `limit`, returning (success, stdout, stderr).

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_postgres::types::ToSql;
 
 use crate::ids::{EndpointId, EventId, TenantId};
 use crate::store::{
@@ -250,14 +251,15 @@ async fn transact(pool: &Pool, batch: &[Op], stream_status: bool) -> StoreResult
     let names: Vec<&str> = names.into_iter().collect();
     let lock = "SELECT tenant, cursor, queued FROM tenant_state WHERE tenant = ANY($1) \
                 ORDER BY tenant FOR UPDATE";
-    let mut rows = txn.query(lock, &[&names]).await?;
+    let lock = txn.prepare_cached(lock).await?;
+    let mut rows = txn.query(&lock, &[&names]).await?;
     if rows.len() < names.len() {
         txn.execute(
             "INSERT INTO tenant_state (tenant) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
             &[&names],
         )
         .await?;
-        rows = txn.query(lock, &[&names]).await?;
+        rows = txn.query(&lock, &[&names]).await?;
     }
     let mut tenants: HashMap<String, TenantRow> = HashMap::with_capacity(rows.len());
     for r in &rows {
@@ -278,6 +280,7 @@ async fn transact(pool: &Pool, batch: &[Op], stream_status: bool) -> StoreResult
             "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE (tenant, id) IN \
              (SELECT * FROM unnest($1::text[], $2::text[])) ORDER BY tenant, id FOR UPDATE"
         );
+        let sql = txn.prepare_cached(&sql).await?;
         for r in txn.query(&sql, &[&outcome_keys.0, &outcome_keys.1]).await? {
             let d = delivery_from_row(&r)?;
             deliveries.insert((d.tenant_id.to_string(), d.id.to_string()), d);
@@ -286,14 +289,13 @@ async fn transact(pool: &Pool, batch: &[Op], stream_status: bool) -> StoreResult
     // (tenant, key) → (cursor, created_at, event id)
     let mut idem: HashMap<(String, String), (u64, i64, String)> = HashMap::new();
     if !idem_keys.0.is_empty() {
-        for r in txn
-            .query(
+        let sql = txn
+            .prepare_cached(
                 "SELECT tenant, key, cursor, created_at, event_id FROM idempotency \
                  WHERE (tenant, key) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
-                &[&idem_keys.0, &idem_keys.1],
             )
-            .await?
-        {
+            .await?;
+        for r in txn.query(&sql, &[&idem_keys.0, &idem_keys.1]).await? {
             idem.insert(
                 (r.try_get(0)?, r.try_get(1)?),
                 (unbig(r.try_get(2)?), r.try_get(3)?, r.try_get(4)?),
@@ -335,27 +337,7 @@ async fn transact(pool: &Pool, batch: &[Op], stream_status: bool) -> StoreResult
         }
     }
 
-    write(&txn, &w, &changed, &deliveries).await?;
-    let (t_names, t_cursor, t_queued): (Vec<&str>, Vec<i64>, Vec<i64>) = {
-        let mut a = (Vec::new(), Vec::new(), Vec::new());
-        for (name, row) in &tenants {
-            if row.changed {
-                a.0.push(name.as_str());
-                a.1.push(big(row.cursor));
-                a.2.push(row.queued);
-            }
-        }
-        a
-    };
-    if !t_names.is_empty() {
-        txn.execute(
-            "UPDATE tenant_state t SET cursor = u.cursor, queued = u.queued \
-             FROM unnest($1::text[], $2::int8[], $3::int8[]) AS u(tenant, cursor, queued) \
-             WHERE t.tenant = u.tenant",
-            &[&t_names, &t_cursor, &t_queued],
-        )
-        .await?;
-    }
+    write(&txn, &w, &changed, &deliveries, &tenants).await?;
     txn.commit().await?;
     Ok(decided)
 }
@@ -528,128 +510,143 @@ type Settled<'a> = (
     Vec<Option<&'a str>>,
 );
 
+/// Runs one statement, prepared once per connection.
+async fn exec(
+    txn: &deadpool_postgres::Transaction<'_>,
+    sql: &'static str,
+    params: &[&(dyn ToSql + Sync)],
+) -> StoreResult<u64> {
+    let statement = txn.prepare_cached(sql).await?;
+    Ok(txn.execute(&statement, params).await?)
+}
+
+const INSERT_EVENTS: &str = "INSERT INTO events (tenant, cursor, id, topic, created_at, \
+     idempotency_key, payload, record_version) \
+     SELECT t, c, i, tp, ca, k, p, $8 FROM unnest($1::text[], $2::int8[], $3::text[], \
+     $4::text[], $5::int8[], $6::text[], $7::text[]) AS u(t, c, i, tp, ca, k, p)";
+const UPSERT_IDEMPOTENCY: &str = "INSERT INTO idempotency (tenant, key, cursor, created_at, \
+     event_id) SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[]) \
+     ON CONFLICT (tenant, key) DO UPDATE SET cursor = EXCLUDED.cursor, \
+     created_at = EXCLUDED.created_at, event_id = EXCLUDED.event_id";
+const INSERT_DELIVERIES: &str = "INSERT INTO deliveries (tenant, id, event_id, subscription_id, \
+     endpoint_id, status, attempts, next_attempt_at, lease_token, created_at, updated_at, \
+     record_version) \
+     SELECT t, i, e, s, ep, 'pending', 0, ca, 0, ca, ca, $7 FROM unnest($1::text[], \
+     $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[]) AS u(t, i, e, s, ep, ca)";
+const SETTLE_DELIVERIES: &str = "UPDATE deliveries d SET status = u.status, \
+     attempts = u.attempts, next_attempt_at = u.next, claimed_by = NULL, lease_until = NULL, \
+     updated_at = u.updated, body = u.body \
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::int8[], \
+     $6::int8[], $7::text[]) AS u(tenant, id, status, attempts, next, updated, body) \
+     WHERE d.tenant = u.tenant AND d.id = u.id";
+const QUEUE_DELIVERIES: &str = "INSERT INTO delivery_queue (tenant, delivery_id, endpoint_id, \
+     due) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[]) \
+     ON CONFLICT (tenant, delivery_id) DO UPDATE SET due = EXCLUDED.due";
+const INSERT_ATTEMPTS: &str = "INSERT INTO attempts (tenant, delivery_id, number, data) \
+     SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::bytea[]) \
+     ON CONFLICT (tenant, delivery_id, number) DO UPDATE SET data = EXCLUDED.data";
+const INSERT_STATUSES: &str = "INSERT INTO stream_status (tenant, cursor, created_at, data) \
+     SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[])";
+const UPDATE_TENANTS: &str = "UPDATE tenant_state t SET cursor = u.cursor, queued = u.queued \
+     FROM unnest($1::text[], $2::int8[], $3::int8[]) AS u(tenant, cursor, queued) \
+     WHERE t.tenant = u.tenant";
+
+/// The idempotency rows to write: one per key, the last event of the batch that
+/// stored it.
+fn idempotency_rows(w: &Writes) -> (Vec<&str>, Vec<&str>, Vec<i64>, Vec<i64>, Vec<&str>) {
+    let mut last: HashMap<(&str, &str), usize> = HashMap::new();
+    for (i, (t, k)) in w.idem_tenant.iter().zip(&w.idem_key).enumerate() {
+        last.insert((t.as_str(), k.as_str()), i);
+    }
+    let mut keep: Vec<usize> = last.into_values().collect();
+    keep.sort_unstable();
+    let mut out = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in keep {
+        out.0.push(w.idem_tenant[i].as_str());
+        out.1.push(w.idem_key[i].as_str());
+        out.2.push(w.idem_cursor[i]);
+        out.3.push(w.idem_created[i]);
+        out.4.push(w.idem_event[i].as_str());
+    }
+    out
+}
+
+/// Every write of the transaction, sent together (tokio-postgres pipelines them on
+/// the connection: one round trip's wait instead of one per statement).
 async fn write(
     txn: &deadpool_postgres::Transaction<'_>,
     w: &Writes,
     changed: &[(String, String)],
     deliveries: &HashMap<(String, String), Delivery>,
+    tenants: &HashMap<String, TenantRow>,
 ) -> StoreResult<()> {
-    if !w.ev_tenant.is_empty() {
-        let version = i32::try_from(RECORD_VERSION).unwrap_or(1);
-        txn.execute(
-            "INSERT INTO events (tenant, cursor, id, topic, created_at, idempotency_key, \
-             payload, record_version) \
-             SELECT t, c, i, tp, ca, k, p, $8 FROM unnest($1::text[], $2::int8[], $3::text[], \
-             $4::text[], $5::int8[], $6::text[], $7::text[]) AS u(t, c, i, tp, ca, k, p)",
-            &[
-                &w.ev_tenant,
-                &w.ev_cursor,
-                &w.ev_id,
-                &w.ev_topic,
-                &w.ev_created,
-                &w.ev_key,
-                &w.ev_payload,
-                &version,
-            ],
-        )
-        .await?;
-    }
-    if !w.idem_tenant.is_empty() {
-        // One row per key: the last event of this batch that stored it.
-        let mut last: HashMap<(&str, &str), usize> = HashMap::new();
-        for (i, (t, k)) in w.idem_tenant.iter().zip(&w.idem_key).enumerate() {
-            last.insert((t.as_str(), k.as_str()), i);
+    let version = i32::try_from(RECORD_VERSION).unwrap_or(1);
+    let idem = idempotency_rows(w);
+    let mut settled: Settled<'_> = Default::default();
+    for key in changed {
+        if let Some(d) = deliveries.get(key) {
+            settled.0.push(d.tenant_id.as_str());
+            settled.1.push(d.id.as_str());
+            settled.2.push(d.status.as_str());
+            settled.3.push(i32::try_from(d.attempts).unwrap_or(i32::MAX));
+            settled.4.push(d.next_attempt_at);
+            settled.5.push(d.updated_at);
+            settled.6.push(d.body.as_deref());
         }
-        let mut keep: Vec<usize> = last.into_values().collect();
-        keep.sort_unstable();
-        let pick = |v: &Vec<String>| keep.iter().map(|i| v[*i].clone()).collect::<Vec<_>>();
-        let pick_i = |v: &Vec<i64>| keep.iter().map(|i| v[*i]).collect::<Vec<_>>();
-        let (it, ik, ic, ica, ie) = (
-            pick(&w.idem_tenant),
-            pick(&w.idem_key),
-            pick_i(&w.idem_cursor),
-            pick_i(&w.idem_created),
-            pick(&w.idem_event),
-        );
-        txn.execute(
-            "INSERT INTO idempotency (tenant, key, cursor, created_at, event_id) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[]) \
-             ON CONFLICT (tenant, key) DO UPDATE SET cursor = EXCLUDED.cursor, \
-             created_at = EXCLUDED.created_at, event_id = EXCLUDED.event_id",
-            &[&it, &ik, &ic, &ica, &ie],
-        )
-        .await?;
     }
-    if !w.nd_tenant.is_empty() {
-        let version = i32::try_from(RECORD_VERSION).unwrap_or(1);
-        txn.execute(
-            "INSERT INTO deliveries (tenant, id, event_id, subscription_id, endpoint_id, status, \
-             attempts, next_attempt_at, lease_token, created_at, updated_at, record_version) \
-             SELECT t, i, e, s, ep, 'pending', 0, ca, 0, ca, ca, $7 FROM unnest($1::text[], \
-             $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[]) AS u(t, i, e, s, ep, ca)",
-            &[
-                &w.nd_tenant,
-                &w.nd_id,
-                &w.nd_event,
-                &w.nd_sub,
-                &w.nd_endpoint,
-                &w.nd_created,
-                &version,
-            ],
-        )
-        .await?;
-    }
-    if !changed.is_empty() {
-        let mut cols: Settled<'_> = Default::default();
-        for key in changed {
-            if let Some(d) = deliveries.get(key) {
-                cols.0.push(d.tenant_id.as_str());
-                cols.1.push(d.id.as_str());
-                cols.2.push(d.status.as_str());
-                cols.3.push(i32::try_from(d.attempts).unwrap_or(i32::MAX));
-                cols.4.push(d.next_attempt_at);
-                cols.5.push(d.updated_at);
-                cols.6.push(d.body.as_deref());
-            }
+    let mut heads: (Vec<&str>, Vec<i64>, Vec<i64>) = Default::default();
+    for (name, row) in tenants {
+        if row.changed {
+            heads.0.push(name.as_str());
+            heads.1.push(big(row.cursor));
+            heads.2.push(row.queued);
         }
-        txn.execute(
-            "UPDATE deliveries d SET status = u.status, attempts = u.attempts, \
-             next_attempt_at = u.next, claimed_by = NULL, lease_until = NULL, \
-             updated_at = u.updated, body = u.body \
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::int8[], \
-             $6::int8[], $7::text[]) AS u(tenant, id, status, attempts, next, updated, body) \
-             WHERE d.tenant = u.tenant AND d.id = u.id",
-            &[
-                &cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5, &cols.6,
-            ],
-        )
-        .await?;
     }
-    if !w.q_tenant.is_empty() {
-        txn.execute(
-            "INSERT INTO delivery_queue (tenant, delivery_id, endpoint_id, due) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[]) \
-             ON CONFLICT (tenant, delivery_id) DO UPDATE SET due = EXCLUDED.due",
-            &[&w.q_tenant, &w.q_id, &w.q_endpoint, &w.q_due],
-        )
-        .await?;
-    }
-    if !w.at_tenant.is_empty() {
-        txn.execute(
-            "INSERT INTO attempts (tenant, delivery_id, number, data) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::bytea[]) \
-             ON CONFLICT (tenant, delivery_id, number) DO UPDATE SET data = EXCLUDED.data",
-            &[&w.at_tenant, &w.at_delivery, &w.at_number, &w.at_data],
-        )
-        .await?;
-    }
-    if !w.st_tenant.is_empty() {
-        txn.execute(
-            "INSERT INTO stream_status (tenant, cursor, created_at, data) \
-             SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[])",
-            &[&w.st_tenant, &w.st_cursor, &w.st_created, &w.st_data],
-        )
-        .await?;
-    }
+    let p_events: [&(dyn ToSql + Sync); 8] = [
+        &w.ev_tenant,
+        &w.ev_cursor,
+        &w.ev_id,
+        &w.ev_topic,
+        &w.ev_created,
+        &w.ev_key,
+        &w.ev_payload,
+        &version,
+    ];
+    let p_idem: [&(dyn ToSql + Sync); 5] = [&idem.0, &idem.1, &idem.2, &idem.3, &idem.4];
+    let p_new: [&(dyn ToSql + Sync); 7] = [
+        &w.nd_tenant,
+        &w.nd_id,
+        &w.nd_event,
+        &w.nd_sub,
+        &w.nd_endpoint,
+        &w.nd_created,
+        &version,
+    ];
+    let p_settled: [&(dyn ToSql + Sync); 7] = [
+        &settled.0, &settled.1, &settled.2, &settled.3, &settled.4, &settled.5, &settled.6,
+    ];
+    let p_queue: [&(dyn ToSql + Sync); 4] = [&w.q_tenant, &w.q_id, &w.q_endpoint, &w.q_due];
+    let p_attempts: [&(dyn ToSql + Sync); 4] =
+        [&w.at_tenant, &w.at_delivery, &w.at_number, &w.at_data];
+    let p_status: [&(dyn ToSql + Sync); 4] =
+        [&w.st_tenant, &w.st_cursor, &w.st_created, &w.st_data];
+    let p_heads: [&(dyn ToSql + Sync); 3] = [&heads.0, &heads.1, &heads.2];
+    let statements: [(bool, &'static str, &[&(dyn ToSql + Sync)]); 8] = [
+        (!w.ev_tenant.is_empty(), INSERT_EVENTS, &p_events),
+        (!idem.0.is_empty(), UPSERT_IDEMPOTENCY, &p_idem),
+        (!w.nd_tenant.is_empty(), INSERT_DELIVERIES, &p_new),
+        (!settled.0.is_empty(), SETTLE_DELIVERIES, &p_settled),
+        (!w.q_tenant.is_empty(), QUEUE_DELIVERIES, &p_queue),
+        (!w.at_tenant.is_empty(), INSERT_ATTEMPTS, &p_attempts),
+        (!w.st_tenant.is_empty(), INSERT_STATUSES, &p_status),
+        (!heads.0.is_empty(), UPDATE_TENANTS, &p_heads),
+    ];
+    futures_util::future::try_join_all(
+        statements
+            .iter()
+            .filter(|(needed, _, _)| *needed)
+            .map(|(_, sql, params)| exec(txn, sql, params)),
+    )
+    .await?;
     Ok(())
 }

@@ -55,6 +55,7 @@ impl PgStore {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        let sql = client.prepare_cached(&sql).await?;
         let rows = client
             .query(
                 &sql,
@@ -82,6 +83,7 @@ impl PgStore {
         let tenant = claim.tenant.as_str();
         let ids: Vec<&str> = claimed.iter().map(|(_, d)| d.event_id.as_str()).collect();
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE tenant = $1 AND id = ANY($2)");
+        let sql = client.prepare_cached(&sql).await?;
         let mut events: HashMap<String, Arc<Event>> = HashMap::new();
         for r in client.query(&sql, &[&tenant, &ids]).await? {
             match event_from_row(&r) {
