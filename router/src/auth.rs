@@ -6,6 +6,7 @@
 //! API layer extracts the header values and maps [`AuthError`] to responses.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -158,6 +159,49 @@ impl Principal {
 pub struct Authenticator {
     store: Arc<dyn Store>,
     admin_token: Arc<str>,
+    keys: Arc<KeyCache>,
+}
+
+/// Live keys recently looked up, by hash, so a request does not read the store for
+/// its key. An entry lives at most [`KEY_CACHE_TTL`]; a revocation announced on the
+/// commit feed drops it at once (on every node following the feed).
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    entries: std::sync::RwLock<std::collections::HashMap<String, (crate::store::ApiKey, Instant)>>,
+}
+
+/// How long a looked-up key is trusted without reading the store again.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
+/// Most keys held; past it the cache starts over.
+const KEY_CACHE_MAX: usize = 10_000;
+
+impl KeyCache {
+    fn get(&self, hash: &str) -> Option<crate::store::ApiKey> {
+        let entries = self.entries.read().ok()?;
+        let (key, at) = entries.get(hash)?;
+        (at.elapsed() < KEY_CACHE_TTL).then(|| key.clone())
+    }
+
+    fn put(&self, hash: String, key: crate::store::ApiKey) {
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() >= KEY_CACHE_MAX {
+                entries.clear();
+            }
+            entries.insert(hash, (key, Instant::now()));
+        }
+    }
+}
+
+impl crate::store::feed::FeedListener for KeyCache {
+    fn committed(&self, batch: &crate::store::feed::Committed) {
+        for change in &batch.changes {
+            if let crate::store::feed::Change::ApiKey { id, .. } = change
+                && let Ok(mut entries) = self.entries.write()
+            {
+                entries.retain(|_, (key, _)| key.id != *id);
+            }
+        }
+    }
 }
 
 impl Authenticator {
@@ -165,7 +209,13 @@ impl Authenticator {
         Self {
             store,
             admin_token: Arc::from(admin_token),
+            keys: Arc::new(KeyCache::default()),
         }
+    }
+
+    /// The key cache, to subscribe to the commit feed.
+    pub fn key_cache(&self) -> Arc<KeyCache> {
+        self.keys.clone()
     }
 
     /// `token` is the bearer value; `acting_tenant` the `GatePulse-Tenant` header.
@@ -195,11 +245,19 @@ impl Authenticator {
         if !token.starts_with(crypto::API_KEY_PREFIX) {
             return Err(AuthError::InvalidToken);
         }
-        let key = self
-            .store
-            .find_api_key(&crypto::hash_api_key(token))
-            .await?
-            .ok_or(AuthError::InvalidToken)?;
+        let hash = crypto::hash_api_key(token);
+        let key = match self.keys.get(&hash) {
+            Some(key) => key,
+            None => {
+                let key = self
+                    .store
+                    .find_api_key(&hash)
+                    .await?
+                    .ok_or(AuthError::InvalidToken)?;
+                self.keys.put(hash, key.clone());
+                key
+            }
+        };
         Ok(Principal::Key {
             id: key.id,
             tenant: key.tenant_id,

@@ -583,7 +583,7 @@ impl crate::store::feed::FeedListener for Pipelines {
                         version: version.clone(),
                     });
                 }
-                Change::Endpoint { .. } => {}
+                Change::Endpoint { .. } | Change::ApiKey { .. } => {}
             }
         }
     }

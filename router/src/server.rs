@@ -130,8 +130,10 @@ pub async fn run(
     feed.subscribe(Arc::new(dispatch.clone()));
     let retention =
         crate::retention::start(dyn_store.clone(), config.retention.clone(), stop_rx.clone());
+    let auth = Authenticator::new(dyn_store.clone(), &config.admin_token);
+    feed.subscribe(auth.key_cache());
     let state = AppState::new(AppInner {
-        auth: Authenticator::new(dyn_store.clone(), &config.admin_token),
+        auth,
         config: config.clone(),
         store: dyn_store.clone(),
         ingest,

@@ -498,7 +498,7 @@ impl crate::store::feed::FeedListener for Ingest {
                 Change::Subscription { tenant, .. } | Change::Endpoint { tenant, .. } => {
                     self.invalidate(tenant);
                 }
-                Change::Plugin { .. } => {}
+                Change::Plugin { .. } | Change::ApiKey { .. } => {}
             }
         }
     }

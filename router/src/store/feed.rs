@@ -12,7 +12,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use crate::ids::{EndpointId, SubscriptionId, TenantId};
+use crate::ids::{EndpointId, KeyId, SubscriptionId, TenantId};
 use crate::stream::StreamItem;
 
 /// A configuration change a cache may depend on.
@@ -29,6 +29,8 @@ pub enum Change {
         id: EndpointId,
         deleted: bool,
     },
+    /// An API key was revoked (caches of looked-up keys drop it).
+    ApiKey { tenant: TenantId, id: KeyId },
     /// A plugin version was uploaded or deleted.
     Plugin {
         tenant: TenantId,

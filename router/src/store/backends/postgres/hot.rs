@@ -551,9 +551,12 @@ const UPDATE_TENANTS: &str = "UPDATE tenant_state t SET cursor = u.cursor, queue
      FROM unnest($1::text[], $2::int8[], $3::int8[]) AS u(tenant, cursor, queued) \
      WHERE t.tenant = u.tenant";
 
+/// Columns of idempotency rows: tenant, key, cursor, created at, event id.
+type IdempotencyRows<'a> = (Vec<&'a str>, Vec<&'a str>, Vec<i64>, Vec<i64>, Vec<&'a str>);
+
 /// The idempotency rows to write: one per key, the last event of the batch that
 /// stored it.
-fn idempotency_rows(w: &Writes) -> (Vec<&str>, Vec<&str>, Vec<i64>, Vec<i64>, Vec<&str>) {
+fn idempotency_rows(w: &Writes) -> IdempotencyRows<'_> {
     let mut last: HashMap<(&str, &str), usize> = HashMap::new();
     for (i, (t, k)) in w.idem_tenant.iter().zip(&w.idem_key).enumerate() {
         last.insert((t.as_str(), k.as_str()), i);
@@ -588,7 +591,9 @@ async fn write(
             settled.0.push(d.tenant_id.as_str());
             settled.1.push(d.id.as_str());
             settled.2.push(d.status.as_str());
-            settled.3.push(i32::try_from(d.attempts).unwrap_or(i32::MAX));
+            settled
+                .3
+                .push(i32::try_from(d.attempts).unwrap_or(i32::MAX));
             settled.4.push(d.next_attempt_at);
             settled.5.push(d.updated_at);
             settled.6.push(d.body.as_deref());

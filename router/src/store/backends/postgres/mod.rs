@@ -81,6 +81,8 @@ impl PgOptions {
 /// The store on PostgreSQL.
 pub struct PgStore {
     pool: Pool,
+    /// Connections whose commits do not wait for the WAL flush (claims only).
+    relaxed: Pool,
     meta: Mutex<StoreMeta>,
     read_only: Option<String>,
     feed: Arc<CommitFeed>,
@@ -234,8 +236,13 @@ impl PgStore {
             .url
             .parse()
             .map_err(|e| StoreError::Backend(format!("store: not a PostgreSQL URL ({e})")))?;
-        if let Some(schema) = &options.schema {
-            config.options(format!("-c search_path={schema}"));
+        let search_path = options
+            .schema
+            .as_ref()
+            .map(|schema| format!("-c search_path={schema}"))
+            .unwrap_or_default();
+        if !search_path.is_empty() {
+            config.options(&search_path);
         }
         config.connect_timeout(options.connect_timeout);
         if config.get_application_name().is_none() {
@@ -255,6 +262,24 @@ impl PgStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Backend(format!("postgres pool: {e}")))?;
+        // Claims may be forgotten by a crash (the delivery is then simply queued
+        // again: `Store::claim_due`), so they commit without waiting for the WAL
+        // flush; the next durable commit makes them durable.
+        let mut relaxed_config = config.clone();
+        relaxed_config.options(format!("{search_path} -c synchronous_commit=off").trim());
+        let relaxed = Pool::builder(Manager::from_config(
+            relaxed_config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        ))
+        .max_size(4)
+        .wait_timeout(Some(options.connect_timeout))
+        .create_timeout(Some(options.connect_timeout))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| StoreError::Backend(format!("postgres pool: {e}")))?;
         if let Some(name) = &options.schema {
             // Before any pooled connection uses it as its search path.
             let (client, conn) = config.connect(NoTls).await.map_err(|e| {
@@ -283,6 +308,7 @@ impl PgStore {
         let tail = tail::TailHandle::spawn(pool.clone(), config, feed.clone(), &options).await?;
         Ok(Self {
             pool,
+            relaxed,
             meta: Mutex::new(meta),
             read_only,
             feed,
@@ -416,6 +442,7 @@ impl Store for PgStore {
         self.hot.stop();
         self.tail.stop();
         self.pool.close();
+        self.relaxed.close();
     }
 
     fn read_only_reason(&self) -> Option<String> {

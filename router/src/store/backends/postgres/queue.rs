@@ -29,7 +29,7 @@ fn decode_seq(id: &str) -> Option<u32> {
 
 impl PgStore {
     pub(super) async fn claim_due(&self, claim: Claim) -> StoreResult<Vec<Claimed>> {
-        let client = self.client().await?;
+        let client = self.relaxed.get().await?;
         // The CTE is materialized: the planner may not turn the LIMIT into "lock more
         // rows than asked". Claimed queue rows are deleted: the queue stays small.
         let sql = format!(

@@ -65,6 +65,14 @@ pub(super) async fn log_changes(
                 cols.5.push("");
                 cols.6.push(*deleted);
             }
+            Change::ApiKey { tenant, id } => {
+                cols.1.push("api_key");
+                cols.2.push(tenant.as_str());
+                cols.3.push(id.as_str());
+                cols.4.push("");
+                cols.5.push("");
+                cols.6.push(false);
+            }
             Change::Plugin {
                 tenant,
                 name,
@@ -104,6 +112,10 @@ pub(super) fn change_from_row(row: &tokio_postgres::Row) -> StoreResult<Option<C
             tenant,
             id: EndpointId::from_trusted(row.try_get("id")?),
             deleted: row.try_get("deleted")?,
+        }),
+        "api_key" => Some(Change::ApiKey {
+            tenant,
+            id: KeyId::from_trusted(row.try_get("id")?),
         }),
         "plugin" => Some(Change::Plugin {
             tenant,
@@ -299,7 +311,13 @@ impl PgStore {
             &[&tenant.as_str(), &id.as_str(), &encode(&key)?],
         )
         .await?;
+        let change = Change::ApiKey {
+            tenant: tenant.clone(),
+            id: id.clone(),
+        };
+        log_changes(&txn, std::slice::from_ref(&change)).await?;
         txn.commit().await?;
+        self.announce(vec![change]);
         Ok(Some(key))
     }
 

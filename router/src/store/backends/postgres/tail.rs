@@ -27,6 +27,9 @@ use super::{PgOptions, unbig};
 const CHANNEL: &str = "gatepulse_feed";
 /// Stream positions read per query while catching up.
 const PAGE: usize = 1000;
+/// Passes are at least this far apart: commits in between are read together (a
+/// publish burst costs a few passes per second, not one per commit).
+const MIN_GAP: Duration = Duration::from_millis(5);
 /// Change-log rows older than this are removed (every node has long read them).
 const CHANGE_LOG_KEEP_MS: i64 = 3_600_000;
 
@@ -122,6 +125,7 @@ impl Tail {
                 tracing::warn!(error = %e, "store: following commits failed; retrying");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
+            tokio::time::sleep(MIN_GAP).await;
         }
     }
 

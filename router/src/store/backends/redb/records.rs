@@ -122,22 +122,31 @@ impl RedbStore {
         id: &KeyId,
         at: i64,
     ) -> StoreResult<Option<ApiKey>> {
+        let announced = Change::ApiKey {
+            tenant: tenant.clone(),
+            id: id.clone(),
+        };
         let (tenant, id) = (tenant.clone(), id.clone());
-        self.write(move |txn| {
-            let mut keys = txn.open_table(API_KEYS)?;
-            let mut key: ApiKey = match keys.get((tenant.as_str(), id.as_str()))? {
-                Some(v) => decode("api_keys", v.value())?,
-                None => return Ok(None),
-            };
-            if key.revoked_at.is_some() {
-                return Ok(Some(key));
-            }
-            key.revoked_at = Some(at);
-            keys.insert((tenant.as_str(), id.as_str()), encode(&key)?.as_slice())?;
-            txn.open_table(API_KEY_HASHES)?.remove(key.hash.as_str())?;
-            Ok(Some(key))
-        })
-        .await
+        let revoked = self
+            .write(move |txn| {
+                let mut keys = txn.open_table(API_KEYS)?;
+                let mut key: ApiKey = match keys.get((tenant.as_str(), id.as_str()))? {
+                    Some(v) => decode("api_keys", v.value())?,
+                    None => return Ok(None),
+                };
+                if key.revoked_at.is_some() {
+                    return Ok(Some(key));
+                }
+                key.revoked_at = Some(at);
+                keys.insert((tenant.as_str(), id.as_str()), encode(&key)?.as_slice())?;
+                txn.open_table(API_KEY_HASHES)?.remove(key.hash.as_str())?;
+                Ok(Some(key))
+            })
+            .await?;
+        if revoked.is_some() {
+            self.feed.announce(Committed::change(announced));
+        }
+        Ok(revoked)
     }
 
     pub(super) async fn find_api_key(&self, hash: &str) -> StoreResult<Option<ApiKey>> {
