@@ -463,6 +463,32 @@ pub struct Outcome {
 }
 
 /// Which dead deliveries to requeue.
+impl Outcome {
+    /// Cancels a claimed delivery whose event is gone or unreadable (`event_missing`):
+    /// nothing was sent, and nothing is left to send.
+    pub fn event_missing(tenant: &TenantId, delivery: &Delivery, now: i64) -> Self {
+        Self {
+            tenant: tenant.clone(),
+            delivery: delivery.id.clone(),
+            lease_token: delivery.lease_token,
+            attempt: Attempt {
+                record_version: RECORD_VERSION,
+                id: AttemptId::generate(now),
+                delivery_id: delivery.id.clone(),
+                tenant_id: tenant.clone(),
+                number: delivery.attempts + 1,
+                started_at: now,
+                status_code: None,
+                latency_ms: 0,
+                response_excerpt: Some("its event is gone or unreadable; nothing was sent".into()),
+                error_kind: Some("event_missing".into()),
+            },
+            next: NextState::Cancelled,
+            body: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum RequeueSelection {
     Ids(Vec<DeliveryId>),

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use crate::ids::{DeliveryId, EndpointId, TenantId};
 use crate::store::feed::Committed;
 use crate::store::{
-    Attempt, Claim, Claimed, Event, NextState, Outcome, RECORD_VERSION, Replay, ReplayDelivery,
-    RequeueBatch, RequeueSelection, Requeued, Store, StoreError, StoreResult,
+    Claim, Claimed, Event, Outcome, RECORD_VERSION, Replay, ReplayDelivery, RequeueBatch,
+    RequeueSelection, Requeued, Store, StoreError, StoreResult,
 };
 
 use super::{
@@ -112,28 +112,8 @@ impl PgStore {
         // Nothing left to deliver: settle them now rather than leave them leased.
         for delivery in orphans {
             let now = crate::clock::now_ms();
-            let outcome = Outcome {
-                tenant: claim.tenant.clone(),
-                delivery: delivery.id.clone(),
-                lease_token: delivery.lease_token,
-                attempt: Attempt {
-                    record_version: RECORD_VERSION,
-                    id: crate::ids::AttemptId::generate(now),
-                    delivery_id: delivery.id.clone(),
-                    tenant_id: claim.tenant.clone(),
-                    number: delivery.attempts + 1,
-                    started_at: now,
-                    status_code: None,
-                    latency_ms: 0,
-                    response_excerpt: Some(
-                        "its event is gone or unreadable; nothing was sent".into(),
-                    ),
-                    error_kind: Some("event_missing".into()),
-                },
-                next: NextState::Cancelled,
-                body: None,
-            };
-            self.record_outcome(outcome).await?;
+            self.record_outcome(Outcome::event_missing(&claim.tenant, &delivery, now))
+                .await?;
         }
         Ok(out)
     }

@@ -707,28 +707,8 @@ impl RedbStore {
         // reaper would hand them back, and the next claim would meet them again).
         for delivery in orphans {
             let now = crate::clock::now_ms();
-            let outcome = Outcome {
-                tenant: tenant.clone(),
-                delivery: delivery.id.clone(),
-                lease_token: delivery.lease_token,
-                attempt: crate::store::Attempt {
-                    record_version: RECORD_VERSION,
-                    id: crate::ids::AttemptId::generate(now),
-                    delivery_id: delivery.id.clone(),
-                    tenant_id: tenant.clone(),
-                    number: delivery.attempts + 1,
-                    started_at: now,
-                    status_code: None,
-                    latency_ms: 0,
-                    response_excerpt: Some(
-                        "its event is gone or unreadable; nothing was sent".into(),
-                    ),
-                    error_kind: Some("event_missing".into()),
-                },
-                next: NextState::Cancelled,
-                body: None,
-            };
-            self.record_outcome(outcome).await?;
+            self.record_outcome(Outcome::event_missing(&tenant, &delivery, now))
+                .await?;
         }
         Ok(out)
     }
