@@ -140,6 +140,17 @@ impl DeliveryId {
         Self(s)
     }
 
+    /// The sequence number at the end of a delivery id made by [`Self::for_event`].
+    pub fn seq_of(id: &str) -> Option<u32> {
+        let tail = id.get(id.len().checked_sub(4)?..)?;
+        tail.bytes().try_fold(0u32, |acc, b| {
+            CROCKFORD
+                .iter()
+                .position(|c| *c == b)
+                .map(|v| (acc << 5) | v as u32)
+        })
+    }
+
     /// The common prefix of every delivery id of `event`.
     pub fn event_prefix(event: &EventId) -> String {
         let body = &event.as_str()[EventId::PREFIX.len()..];

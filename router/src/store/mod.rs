@@ -153,6 +153,36 @@ impl feed::FeedListener for QueueSignal {
     }
 }
 
+/// What one `Store::purge` call may spend: rows deleted or examined, and time once
+/// something moved (shared by the backends' retention passes).
+#[derive(Debug)]
+pub(crate) struct PurgeBudget {
+    pub rows: usize,
+    pub max_rows: usize,
+    started: std::time::Instant,
+    slice: std::time::Duration,
+}
+
+impl PurgeBudget {
+    pub fn new(policy: &PurgePolicy) -> Self {
+        Self {
+            rows: 0,
+            max_rows: policy.max_rows.max(1),
+            started: std::time::Instant::now(),
+            slice: std::time::Duration::from_millis(policy.max_millis),
+        }
+    }
+
+    pub fn spent(&self) -> bool {
+        self.rows >= self.max_rows
+            || (self.rows > 0 && !self.slice.is_zero() && self.started.elapsed() >= self.slice)
+    }
+
+    pub fn left(&self) -> usize {
+        self.max_rows.saturating_sub(self.rows).max(1)
+    }
+}
+
 /// Counts of what waits in the delivery queue (for `/v1/stats` and metrics).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueCounts {

@@ -15,18 +15,6 @@ use super::{
     DELIVERY_COLUMNS, EVENT_COLUMNS, PgStore, SCAN_FACTOR, delivery_at, encode, event_from_row,
 };
 
-/// The sequence number at the end of a delivery id (see [`DeliveryId::for_event`]).
-fn decode_seq(id: &str) -> Option<u32> {
-    const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    let tail = id.get(id.len().checked_sub(4)?..)?;
-    tail.bytes().try_fold(0u32, |acc, b| {
-        CROCKFORD
-            .iter()
-            .position(|c| *c == b)
-            .map(|v| (acc << 5) | v as u32)
-    })
-}
-
 impl PgStore {
     pub(super) async fn claim_due(&self, claim: Claim) -> StoreResult<Vec<Claimed>> {
         let client = self.relaxed.get().await?;
@@ -306,7 +294,7 @@ impl PgStore {
                         )
                         .await?;
                     match row {
-                        Some(r) => decode_seq(r.try_get(0)?).map_or(0, |s| s + 1),
+                        Some(r) => DeliveryId::seq_of(r.try_get(0)?).map_or(0, |s| s + 1),
                         None => 0,
                     }
                 }

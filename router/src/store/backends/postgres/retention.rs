@@ -6,39 +6,22 @@
 //! the commit, so the tenant row (which publishes lock) is held only briefly.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 use deadpool_postgres::Transaction;
 
 use crate::ids::{DeliveryId, EventId};
-use crate::store::{PurgeCursor, PurgePhase, PurgePolicy, PurgeReport, StoreResult, Tenant};
+use crate::store::{
+    PurgeBudget, PurgeCursor, PurgePhase, PurgePolicy, PurgeReport, StoreResult, Tenant,
+};
 
 use super::{PgStore, big, decode, unbig};
-
-struct Budget {
-    rows: usize,
-    max_rows: usize,
-    started: Instant,
-    slice: Duration,
-}
-
-impl Budget {
-    fn spent(&self) -> bool {
-        self.rows >= self.max_rows
-            || (self.rows > 0 && !self.slice.is_zero() && self.started.elapsed() >= self.slice)
-    }
-
-    fn left(&self) -> usize {
-        self.max_rows.saturating_sub(self.rows).max(1)
-    }
-}
 
 type Finished = bool;
 
 /// One pass's state inside its transaction.
 struct Pass<'a, 't> {
     txn: &'a Transaction<'t>,
-    budget: Budget,
+    budget: PurgeBudget,
     report: PurgeReport,
     /// Highest cursor removed per tenant.
     watermarks: HashMap<String, u64>,
@@ -315,12 +298,7 @@ impl PgStore {
         let txn = client.transaction().await?;
         let mut pass = Pass {
             txn: &txn,
-            budget: Budget {
-                rows: 0,
-                max_rows: policy.max_rows.max(1),
-                started: Instant::now(),
-                slice: Duration::from_millis(policy.max_millis),
-            },
+            budget: PurgeBudget::new(&policy),
             report: PurgeReport::default(),
             watermarks: HashMap::new(),
         };

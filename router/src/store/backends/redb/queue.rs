@@ -257,7 +257,7 @@ pub(super) fn create_replay(
                 match range.next_back() {
                     Some(row) => {
                         let (k, _) = row?;
-                        decode_seq(k.value().1).map_or(0, |s| s + 1)
+                        DeliveryId::seq_of(k.value().1).map_or(0, |s| s + 1)
                     }
                     None => 0,
                 }
@@ -308,18 +308,6 @@ pub(super) fn create_replay(
     txn.open_table(REPLAYS)?
         .insert((t, replay.id.as_str()), encode(&record)?.as_slice())?;
     Ok(new.len())
-}
-
-/// The sequence number at the end of a delivery id (see [`DeliveryId::for_event`]).
-pub(super) fn decode_seq(id: &str) -> Option<u32> {
-    const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    let tail = id.get(id.len().checked_sub(4)?..)?;
-    tail.bytes().try_fold(0u32, |acc, b| {
-        CROCKFORD
-            .iter()
-            .position(|c| *c == b)
-            .map(|v| (acc << 5) | v as u32)
-    })
 }
 
 /// The hot-path tables, opened once per commit for every publish, claim and outcome

@@ -11,14 +11,13 @@
 //! decoded are quarantined and passed by.
 
 use std::ops::Bound;
-use std::time::{Duration, Instant};
 
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use crate::ids::DeliveryId;
 use crate::store::{
-    Delivery, DeliveryStatus, Event, InboxMessage, PurgeCursor, PurgePhase, PurgePolicy,
-    PurgeReport, Replay, Store, StoreError, StoreResult, Tenant,
+    Delivery, DeliveryStatus, Event, InboxMessage, PurgeBudget, PurgeCursor, PurgePhase,
+    PurgePolicy, PurgeReport, Replay, Store, StoreError, StoreResult, Tenant,
 };
 
 use super::tables::*;
@@ -26,25 +25,6 @@ use super::{
     RedbStore, counter_add, counter_get, decode, encode, load_delivery_or_quarantine, quarantine,
     upper,
 };
-
-/// The budget of one call: rows deleted or examined, and time once something moved.
-struct Budget {
-    rows: usize,
-    max_rows: usize,
-    started: Instant,
-    slice: Duration,
-}
-
-impl Budget {
-    fn spent(&self) -> bool {
-        self.rows >= self.max_rows
-            || (self.rows > 0 && !self.slice.is_zero() && self.started.elapsed() >= self.slice)
-    }
-
-    fn left(&self) -> usize {
-        self.max_rows.saturating_sub(self.rows).max(1)
-    }
-}
 
 /// The tables a purge touches.
 struct Tables<'t> {
@@ -79,12 +59,7 @@ pub(super) fn purge(
         counters: txn.open_table(COUNTERS)?,
         status: txn.open_table(STREAM_STATUS)?,
     };
-    let mut budget = Budget {
-        rows: 0,
-        max_rows: policy.max_rows.max(1),
-        started: Instant::now(),
-        slice: Duration::from_millis(policy.max_millis),
-    };
+    let mut budget = PurgeBudget::new(policy);
     let mut report = PurgeReport::default();
     let mut cur = from;
     loop {
@@ -210,7 +185,7 @@ fn purge_events(
     events_before: i64,
     dead_before: i64,
     after: &mut Option<String>,
-    budget: &mut Budget,
+    budget: &mut PurgeBudget,
     report: &mut PurgeReport,
 ) -> StoreResult<Finished> {
     let start = after
@@ -307,7 +282,7 @@ fn purge_statuses(
     t: &str,
     events_before: i64,
     after: &mut Option<String>,
-    budget: &mut Budget,
+    budget: &mut PurgeBudget,
     report: &mut PurgeReport,
 ) -> StoreResult<Finished> {
     let from = after
@@ -348,7 +323,7 @@ fn purge_dead(
     t: &str,
     dead_before: i64,
     after: &mut Option<String>,
-    budget: &mut Budget,
+    budget: &mut PurgeBudget,
     report: &mut PurgeReport,
 ) -> StoreResult<Finished> {
     let up = upper(t);
@@ -393,7 +368,7 @@ fn purge_replays(
     t: &str,
     events_before: i64,
     after: &mut Option<String>,
-    budget: &mut Budget,
+    budget: &mut PurgeBudget,
     report: &mut PurgeReport,
 ) -> StoreResult<Finished> {
     let mut replays = txn.open_table(REPLAYS)?;
@@ -436,7 +411,7 @@ fn purge_inbox(
     txn: &WriteTransaction,
     policy: &PurgePolicy,
     cur: &mut PurgeCursor,
-    budget: &mut Budget,
+    budget: &mut PurgeBudget,
     report: &mut PurgeReport,
 ) -> StoreResult<Finished> {
     if policy.inbox_max_age_secs == 0 {
