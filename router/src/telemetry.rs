@@ -22,6 +22,8 @@ pub const STORE_COMMIT_DURATION_SECONDS: &str = "gatepulse_store_commit_duration
 pub const DELIVERY_ATTEMPTS_TOTAL: &str = "gatepulse_delivery_attempts_total";
 pub const DELIVERY_ATTEMPT_DURATION_SECONDS: &str = "gatepulse_delivery_attempt_duration_seconds";
 pub const DELIVERY_LATENCY_SECONDS: &str = "gatepulse_delivery_latency_seconds";
+pub const DELIVERY_CLAIM_DURATION_SECONDS: &str = "gatepulse_delivery_claim_duration_seconds";
+pub const DELIVERY_CLAIM_BATCH_SIZE: &str = "gatepulse_delivery_claim_batch_size";
 pub const DELIVERY_IN_FLIGHT: &str = "gatepulse_delivery_in_flight";
 pub const DELIVERY_QUEUE_DEPTH: &str = "gatepulse_delivery_queue_depth";
 pub const DELIVERY_RETRY_BACKLOG: &str = "gatepulse_delivery_retry_backlog";
@@ -54,6 +56,8 @@ pub const ALL_METRICS: &[&str] = &[
     DELIVERY_ATTEMPTS_TOTAL,
     DELIVERY_ATTEMPT_DURATION_SECONDS,
     DELIVERY_LATENCY_SECONDS,
+    DELIVERY_CLAIM_DURATION_SECONDS,
+    DELIVERY_CLAIM_BATCH_SIZE,
     DELIVERY_IN_FLIGHT,
     DELIVERY_QUEUE_DEPTH,
     DELIVERY_RETRY_BACKLOG,
@@ -93,6 +97,12 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full(STORE_COMMIT_BATCH_SIZE.into()), &batch)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(DELIVERY_CLAIM_BATCH_SIZE.into()),
+                        &batch,
+                    )
                 });
             let recorder = match builder {
                 Ok(b) => b.build_recorder(),
@@ -133,6 +143,15 @@ fn describe() {
     describe_histogram!(
         STORE_COMMIT_BATCH_SIZE,
         "Write operations sharing one durable commit (group commit)."
+    );
+    describe_histogram!(
+        DELIVERY_CLAIM_BATCH_SIZE,
+        "Deliveries leased by one claim (one store round trip)."
+    );
+    describe_histogram!(
+        DELIVERY_CLAIM_DURATION_SECONDS,
+        metrics::Unit::Seconds,
+        "Time to lease one batch of due deliveries of an endpoint, with their events."
     );
     describe_histogram!(
         STORE_COMMIT_DURATION_SECONDS,
@@ -269,6 +288,12 @@ pub fn record_publish(deduped: bool) {
 pub fn record_commit(batch: usize, elapsed: Duration) {
     histogram!(STORE_COMMIT_BATCH_SIZE).record(batch as f64);
     histogram!(STORE_COMMIT_DURATION_SECONDS).record(elapsed.as_secs_f64());
+}
+
+/// One claim: `claimed` deliveries leased in `elapsed`.
+pub fn record_claim(claimed: usize, elapsed: Duration) {
+    histogram!(DELIVERY_CLAIM_BATCH_SIZE).record(claimed as f64);
+    histogram!(DELIVERY_CLAIM_DURATION_SECONDS).record(elapsed.as_secs_f64());
 }
 
 /// One finished attempt. `outcome` is `success`, `retry` or `dead`.

@@ -113,8 +113,6 @@ async fn in_tenant(gp: &Gp, tenant: &str, path: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waits forever for the overview's rate stream to open (after the live view's \
-            server restart) against the current binary; run with --run-ignored all; issue 19"]
 async fn every_console_task_works_in_a_browser_at_desktop_and_phone_width() {
     require_browser_tooling();
     let dir = tempfile::tempdir().unwrap();

@@ -194,21 +194,26 @@ pub(super) const EVENT_COLUMNS: &str =
     "tenant, cursor, id, topic, created_at, idempotency_key, payload, record_version";
 
 pub(super) fn event_from_row(row: &tokio_postgres::Row) -> StoreResult<Event> {
-    let payload: String = row.try_get(6)?;
+    event_at(row, 0)
+}
+
+/// An event whose [`EVENT_COLUMNS`] start at column `at` of the row.
+pub(super) fn event_at(row: &tokio_postgres::Row, at: usize) -> StoreResult<Event> {
+    let payload: String = row.try_get(at + 6)?;
     let payload =
         serde_json::value::RawValue::from_string(payload).map_err(|e| StoreError::Corrupt {
             table: "events",
             message: e.to_string(),
         })?;
     Ok(Event {
-        tenant_id: TenantId::from_trusted(row.try_get(0)?),
-        cursor: unbig(row.try_get(1)?),
-        id: EventId::from_trusted(row.try_get(2)?),
-        topic: row.try_get(3)?,
-        created_at: row.try_get(4)?,
-        idempotency_key: row.try_get(5)?,
+        tenant_id: TenantId::from_trusted(row.try_get(at)?),
+        cursor: unbig(row.try_get(at + 1)?),
+        id: EventId::from_trusted(row.try_get(at + 2)?),
+        topic: row.try_get(at + 3)?,
+        created_at: row.try_get(at + 4)?,
+        idempotency_key: row.try_get(at + 5)?,
         payload,
-        record_version: u32::try_from(row.try_get::<_, i32>(7)?).unwrap_or(1),
+        record_version: u32::try_from(row.try_get::<_, i32>(at + 7)?).unwrap_or(1),
     })
 }
 
@@ -264,9 +269,16 @@ impl PgStore {
             .map_err(|e| StoreError::Backend(format!("postgres pool: {e}")))?;
         // Claims may be forgotten by a crash (the delivery is then simply queued
         // again: `Store::claim_due`), so they commit without waiting for the WAL
-        // flush; the next durable commit makes them durable.
+        // flush; the next durable commit makes them durable. The pool serves claims
+        // only, and a claim must walk `delivery_queue_due` in order and stop after
+        // `LIMIT` rows: on a queue table that changes faster than `ANALYZE` follows,
+        // the planner otherwise estimates a handful of rows and picks a bitmap scan
+        // that reads and sorts the endpoint's whole queue (measured: 8.7 ms against
+        // 1.2 ms with 5,000 queued, and ~100 ms under load).
         let mut relaxed_config = config.clone();
-        relaxed_config.options(format!("{search_path} -c synchronous_commit=off").trim());
+        relaxed_config.options(
+            format!("{search_path} -c synchronous_commit=off -c enable_bitmapscan=off").trim(),
+        );
         let relaxed = Pool::builder(Manager::from_config(
             relaxed_config,
             NoTls,

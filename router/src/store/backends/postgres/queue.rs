@@ -12,38 +12,61 @@ use crate::store::{
 };
 
 use super::{
-    DELIVERY_COLUMNS, EVENT_COLUMNS, PgStore, SCAN_FACTOR, delivery_at, encode, event_from_row,
+    DELIVERY_COLUMNS, EVENT_COLUMNS, PgStore, SCAN_FACTOR, delivery_at, encode,
+    event_at as event_at_column,
 };
 
-impl PgStore {
-    pub(super) async fn claim_due(&self, claim: Claim) -> StoreResult<Vec<Claimed>> {
-        let client = self.relaxed.get().await?;
-        // The CTE is materialized: the planner may not turn the LIMIT into "lock more
-        // rows than asked". Claimed queue rows are deleted: the queue stays small.
-        let sql = format!(
-            "WITH c AS MATERIALIZED (
-                SELECT tenant, delivery_id FROM delivery_queue
-                WHERE endpoint_id = $1 AND due <= $2
-                ORDER BY due, delivery_id LIMIT $3
-                FOR UPDATE SKIP LOCKED
-            ), q AS (
-                DELETE FROM delivery_queue dq USING c
-                WHERE dq.tenant = c.tenant AND dq.delivery_id = c.delivery_id
-                RETURNING dq.tenant, dq.delivery_id, dq.due
-            )
+/// Columns in a `, `-separated list.
+fn column_count(columns: &str) -> usize {
+    columns.split(", ").count()
+}
+
+/// `columns` with each name qualified by `table`.
+fn qualified(table: &str, columns: &str) -> String {
+    columns
+        .split(", ")
+        .map(|c| format!("{table}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One claim in one round trip: lease up to `$3` due deliveries of endpoint `$1`,
+/// delete their queue rows (the hot table stays small) and return each with its
+/// event, in due order. The first CTE is materialized so that the planner cannot turn
+/// the `LIMIT` into "lock more rows than asked"; the event is a left join so that a
+/// delivery whose event is gone still comes back (and is settled).
+static CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH c AS MATERIALIZED (
+            SELECT tenant, delivery_id FROM delivery_queue
+            WHERE endpoint_id = $1 AND due <= $2
+            ORDER BY due, delivery_id LIMIT $3
+            FOR UPDATE SKIP LOCKED
+        ), q AS (
+            DELETE FROM delivery_queue dq USING c
+            WHERE dq.tenant = c.tenant AND dq.delivery_id = c.delivery_id
+            RETURNING dq.tenant, dq.delivery_id, dq.due
+        ), u AS (
             UPDATE deliveries d SET status = 'in_flight', claimed_by = $4, lease_until = $5,
                 lease_token = d.lease_token + 1, updated_at = $2
             FROM q
             WHERE d.tenant = q.tenant AND d.id = q.delivery_id
                 AND d.status IN ('pending', 'retrying')
-            RETURNING q.due, {}",
-            DELIVERY_COLUMNS
-                .split(", ")
-                .map(|c| format!("d.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let sql = client.prepare_cached(&sql).await?;
+            RETURNING q.due AS claim_due, {}
+        )
+        SELECT u.claim_due, {}, {}
+        FROM u LEFT JOIN events e ON e.tenant = u.tenant AND e.id = u.event_id
+        ORDER BY u.claim_due, u.id",
+        qualified("d", DELIVERY_COLUMNS),
+        qualified("u", DELIVERY_COLUMNS),
+        qualified("e", EVENT_COLUMNS),
+    )
+});
+
+impl PgStore {
+    pub(super) async fn claim_due(&self, claim: Claim) -> StoreResult<Vec<Claimed>> {
+        let client = self.relaxed.get().await?;
+        let sql = client.prepare_cached(&CLAIM_SQL).await?;
         let rows = client
             .query(
                 &sql,
@@ -56,44 +79,36 @@ impl PgStore {
                 ],
             )
             .await?;
-        let mut claimed = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let due: i64 = r.try_get(0)?;
-            // The delivery's columns follow `due`.
-            let d = delivery_at(r, 1)?;
-            claimed.push((due, d));
-        }
-        claimed.sort_by(|a, b| (a.0, a.1.id.as_str()).cmp(&(b.0, b.1.id.as_str())));
-        if claimed.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Their events, once each.
-        let tenant = claim.tenant.as_str();
-        let ids: Vec<&str> = claimed.iter().map(|(_, d)| d.event_id.as_str()).collect();
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE tenant = $1 AND id = ANY($2)");
-        let sql = client.prepare_cached(&sql).await?;
-        let mut events: HashMap<String, Arc<Event>> = HashMap::new();
-        for r in client.query(&sql, &[&tenant, &ids]).await? {
-            match event_from_row(&r) {
-                Ok(e) => {
-                    events.insert(e.id.to_string(), Arc::new(e));
-                }
-                Err(StoreError::Corrupt { message, .. }) => {
-                    tracing::error!(tenant_id = tenant, error = %message,
-                        "store: a claimed delivery's event is unreadable");
-                }
-                Err(e) => return Err(e),
-            }
-        }
         drop(client);
-        let mut out = Vec::with_capacity(claimed.len());
+        let event_at = 1 + column_count(DELIVERY_COLUMNS);
+        let mut events: HashMap<String, Arc<Event>> = HashMap::new();
+        let mut out = Vec::with_capacity(rows.len());
         let mut orphans = Vec::new();
-        for (_, delivery) in claimed {
-            match events.get(delivery.event_id.as_str()) {
-                Some(e) => out.push(Claimed {
-                    delivery,
-                    event: Arc::clone(e),
-                }),
+        for r in &rows {
+            // `due`, then the delivery's columns, then its event's (NULL when gone).
+            let delivery = delivery_at(r, 1)?;
+            let event_id: Option<&str> = r.try_get(event_at + 2)?;
+            let event = match event_id {
+                None => None,
+                Some(id) => match events.get(id) {
+                    Some(e) => Some(Arc::clone(e)),
+                    None => match event_at_column(r, event_at) {
+                        Ok(e) => {
+                            let e = Arc::new(e);
+                            events.insert(id.to_owned(), Arc::clone(&e));
+                            Some(e)
+                        }
+                        Err(StoreError::Corrupt { message, .. }) => {
+                            tracing::error!(tenant_id = %claim.tenant, error = %message,
+                                "store: a claimed delivery's event is unreadable");
+                            None
+                        }
+                        Err(e) => return Err(e),
+                    },
+                },
+            };
+            match event {
+                Some(event) => out.push(Claimed { delivery, event }),
                 None => orphans.push(delivery),
             }
         }
