@@ -6,10 +6,8 @@
 //! capacity from that endpoint's own queue in the store (`Store::claim_due`), so a
 //! slow, failing or black-holed endpoint only ever occupies its own lane and never
 //! delays another endpoint's deliveries. Sends run as separate tasks on one pooled
-//! HTTP client. Each reports back twice: when its request is over (the endpoint's
-//! slot is free: `max_in_flight` bounds requests to the endpoint) and after it has
-//! written its attempt and the delivery's next state (`Store::record_outcome`; until
-//! then the delivery counts against `max_in_flight_global` and its lease covers it).
+//! HTTP client; each writes its attempt and the delivery's next state
+//! (`Store::record_outcome`) and reports back to the engine.
 //!
 //! Wake-ups: the store announces endpoints with new queued work after each commit
 //! ([`QueueSignal`]), retries wait on timers, and a reaper returns expired leases.
@@ -26,7 +24,7 @@ pub mod retry;
 mod send;
 
 use lane::{Bucket, CircuitCounts, Lane};
-use send::{ClaimResult, Done, Report, Settled, claim, disable_endpoint, send};
+use send::{ClaimResult, Done, claim, disable_endpoint, send};
 pub mod signing;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -176,7 +174,7 @@ struct Ctx {
     client: reqwest::Client,
     settings: Settings,
     node: String,
-    done: mpsc::UnboundedSender<Report>,
+    done: mpsc::UnboundedSender<Done>,
 }
 
 /// Starts the engine. It stops when `shutdown` turns true, after in-flight sends finish
@@ -242,7 +240,7 @@ struct Engine {
 impl Engine {
     async fn run(
         mut self,
-        mut done_rx: mpsc::UnboundedReceiver<Report>,
+        mut done_rx: mpsc::UnboundedReceiver<Done>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         // One node per store: every lease still recorded is from a previous run.
@@ -300,7 +298,7 @@ impl Engine {
                         break;
                     }
                 }
-                Some(report) = done_rx.recv() => self.on_report(report),
+                Some(done) = done_rx.recv() => self.on_done(done),
                 Some(joined) = self.claims.join_next(), if !self.claims.is_empty() => {
                     match joined {
                         Ok(result) => self.on_claimed(result),
@@ -316,7 +314,7 @@ impl Engine {
     }
 
     /// Stops claiming and waits for in-flight sends, at most the grace period.
-    async fn drain(mut self, mut done_rx: mpsc::UnboundedReceiver<Report>) {
+    async fn drain(mut self, mut done_rx: mpsc::UnboundedReceiver<Done>) {
         let deadline = tokio::time::Instant::now() + self.ctx.settings.grace;
         // Claims already running finish and their deliveries are sent.
         while let Ok(Some(joined)) =
@@ -328,7 +326,7 @@ impl Engine {
         }
         while self.in_flight_total > 0 {
             match tokio::time::timeout_at(deadline, done_rx.recv()).await {
-                Ok(Some(report)) => self.on_report(report),
+                Ok(Some(done)) => self.on_done(done),
                 _ => break,
             }
         }
@@ -528,25 +526,9 @@ impl Engine {
         telemetry::set_in_flight(self.in_flight_total);
     }
 
-    fn on_report(&mut self, report: Report) {
-        match report {
-            Report::Sent(done) => self.on_done(done),
-            Report::Settled(settled) => self.on_settled(settled),
-        }
-    }
-
-    /// An outcome is recorded: the delivery leaves the global count.
-    fn on_settled(&mut self, settled: Settled) {
+    fn on_done(&mut self, done: Done) {
         self.in_flight_total = self.in_flight_total.saturating_sub(1);
         telemetry::set_in_flight(self.in_flight_total);
-        // A retry is due later: nothing else may wake the lane by then.
-        if let Some(at) = settled.retry_at {
-            self.add_timer(at, settled.tenant, settled.endpoint);
-        }
-    }
-
-    /// An attempt is over: its endpoint's slot is free.
-    fn on_done(&mut self, done: Done) {
         let auto_disable_after = self.ctx.settings.auto_disable_after_ms;
         let Some(lane) = self.lanes.get_mut(&done.endpoint) else {
             return;
@@ -595,6 +577,10 @@ impl Engine {
             if let Some(ok) = done.success {
                 h.record(ok, done.status, done.error.clone(), done.at);
             }
+        }
+        // A retry is due later: nothing else may wake the lane by then.
+        if let Some(at) = done.retry_at {
+            self.add_timer(at, done.tenant.clone(), done.endpoint.clone());
         }
         // A freed slot matters only if work may be waiting for it.
         let Some(lane) = self.lanes.get_mut(&done.endpoint) else {

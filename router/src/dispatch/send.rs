@@ -19,17 +19,7 @@ use crate::store::{
 };
 use crate::telemetry;
 
-/// What a send task tells the engine, twice per delivery: [`Report::Sent`] when the
-/// attempt is over (the endpoint's slot is free again: `max_in_flight` bounds requests
-/// to the endpoint, not bookkeeping), then [`Report::Settled`] once its outcome is
-/// recorded (the delivery no longer counts against `max_in_flight_global`).
-#[derive(Debug)]
-pub(super) enum Report {
-    Sent(Done),
-    Settled(Settled),
-}
-
-/// The attempt is over.
+/// A send task's report.
 #[derive(Debug)]
 pub(super) struct Done {
     pub(super) tenant: TenantId,
@@ -40,13 +30,6 @@ pub(super) struct Done {
     pub(super) error: Option<String>,
     pub(super) at: i64,
     pub(super) disable: Option<String>,
-}
-
-/// The outcome is recorded (or failed to be: the lease then returns the delivery).
-#[derive(Debug)]
-pub(super) struct Settled {
-    pub(super) tenant: TenantId,
-    pub(super) endpoint: EndpointId,
     /// The delivery was rescheduled for this time (Unix ms): the lane must wake then.
     pub(super) retry_at: Option<i64>,
 }
@@ -202,27 +185,16 @@ pub(super) async fn expire_parked(ctx: &Ctx, cutoff: i64) -> Result<usize, Store
     Ok(moved)
 }
 
-/// Reports to the engine when dropped, so neither slot is ever leaked.
+/// Reports to the engine when dropped, so a slot is never leaked.
 pub(super) struct SlotGuard {
     pub(super) ctx: Arc<Ctx>,
     pub(super) done: Option<Done>,
-    pub(super) settled: Option<Settled>,
-}
-
-impl SlotGuard {
-    /// Frees the endpoint's slot now.
-    fn sent(&mut self) {
-        if let Some(done) = self.done.take() {
-            let _ = self.ctx.done.send(Report::Sent(done));
-        }
-    }
 }
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        self.sent();
-        if let Some(settled) = self.settled.take() {
-            let _ = self.ctx.done.send(Report::Settled(settled));
+        if let Some(done) = self.done.take() {
+            let _ = self.ctx.done.send(done);
         }
     }
 }
@@ -287,10 +259,6 @@ pub(super) async fn send(
             error: None,
             at: now_ms(),
             disable: None,
-        }),
-        settled: Some(Settled {
-            tenant: tenant.clone(),
-            endpoint: delivery.endpoint_id.clone(),
             retry_at: None,
         }),
     };
@@ -357,23 +325,6 @@ pub(super) async fn send(
         response_excerpt: response.excerpt,
         error_kind: response.error_kind.clone(),
     };
-    if let Some(done) = guard.done.as_mut() {
-        // Only what the endpoint did moves its circuit breaker and health: a transform
-        // that failed or a cancelled delivery says nothing about the receiver.
-        done.success = response.sent.then_some(verdict == Verdict::Success);
-        done.status = response.status;
-        done.error = response.error_kind;
-        done.at = finished;
-        if let Verdict::GiveUp {
-            disable_endpoint: true,
-        } = verdict
-        {
-            done.disable = Some("the endpoint answered 410 Gone".into());
-        }
-    }
-    // The request is over: the endpoint's slot goes back to its lane while the
-    // outcome is written (the lease still covers the delivery until then).
-    guard.sent();
     let outcome = Outcome {
         tenant: tenant.clone(),
         delivery: delivery.id.clone(),
@@ -382,10 +333,11 @@ pub(super) async fn send(
         next,
         body: keep,
     };
+    let mut retry_at = None;
     match ctx.store.record_outcome(outcome).await {
         Ok(true) => {
-            if let (NextState::Retry { at }, Some(settled)) = (next, guard.settled.as_mut()) {
-                settled.retry_at = Some(at);
+            if let NextState::Retry { at } = next {
+                retry_at = Some(at);
             }
         }
         Ok(false) => {
@@ -393,6 +345,21 @@ pub(super) async fn send(
         }
         Err(e) => {
             tracing::error!(tenant_id = %tenant, delivery_id = %delivery.id, error = %e, "recording outcome failed; the lease will return it to the queue")
+        }
+    }
+    if let Some(done) = guard.done.as_mut() {
+        // Only what the endpoint did moves its circuit breaker and health: a transform
+        // that failed or a cancelled delivery says nothing about the receiver.
+        done.success = response.sent.then_some(verdict == Verdict::Success);
+        done.status = response.status;
+        done.error = response.error_kind;
+        done.at = finished;
+        done.retry_at = retry_at;
+        if let Verdict::GiveUp {
+            disable_endpoint: true,
+        } = verdict
+        {
+            done.disable = Some("the endpoint answered 410 Gone".into());
         }
     }
 }
