@@ -31,22 +31,13 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { CheckFailed, check, env } from "./checks.mjs";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = resolve(HERE, "..", "..");
 const CONSOLE_DIR = join(REPO, "ui", "console");
 const DOCS_DIR = join(REPO, "docs", "console");
 
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined || v === "") throw new Error(`set ${name}`);
-  return v;
-};
-
-class CheckFailed extends Error {}
-const check = (ok, what) => {
-  if (!ok) throw new CheckFailed(what);
-};
 const sha256 = (buf) => createHash("sha256").update(buf).digest("hex");
 const log = (...a) => console.log(`[console.mjs ${new Date().toISOString().slice(11, 19)}]`, ...a);
 

@@ -18,17 +18,7 @@
 
 import { writeFileSync } from "node:fs";
 import { chromium } from "playwright-core";
-
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined || v === "") throw new Error(`set ${name}`);
-  return v;
-};
-
-class CheckFailed extends Error {}
-const check = (ok, what) => {
-  if (!ok) throw new CheckFailed(what);
-};
+import { CheckFailed, check, env } from "./checks.mjs";
 
 // The shell quoting the page must use: single quotes, ' written as '\''.
 const shq = (s) => "'" + s.replace(/'/g, "'\\''") + "'";

@@ -11,15 +11,23 @@ use crate::store::{
     RequeueSelection, Requeued, Store, StoreError, StoreResult,
 };
 
-use super::{
-    DELIVERY_COLUMNS, EVENT_COLUMNS, PgStore, SCAN_FACTOR, delivery_at, encode,
-    event_at as event_at_column,
-};
+use super::{DELIVERY_COLUMNS, EVENT_COLUMNS, PgStore, SCAN_FACTOR, delivery_at, encode, event_at};
 
-/// Columns in a `, `-separated list.
-fn column_count(columns: &str) -> usize {
-    columns.split(", ").count()
+/// Columns in a `,`-separated list.
+const fn column_count(columns: &str) -> usize {
+    let bytes = columns.as_bytes();
+    let (mut n, mut i) = (1, 0);
+    while i < bytes.len() {
+        if bytes[i] == b',' {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
 }
+
+/// Where a claim row's event columns start: after `claim_due` and the delivery's.
+const CLAIM_EVENT_AT: usize = 1 + column_count(DELIVERY_COLUMNS);
 
 /// `columns` with each name qualified by `table`.
 fn qualified(table: &str, columns: &str) -> String {
@@ -63,6 +71,34 @@ static CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     )
 });
 
+/// A claim row's event, decoded once per event id (deliveries of one event share
+/// it); `None` when the event is gone (the left join's NULLs) or unreadable.
+fn claimed_event(
+    row: &tokio_postgres::Row,
+    tenant: &TenantId,
+    events: &mut HashMap<String, Arc<Event>>,
+) -> StoreResult<Option<Arc<Event>>> {
+    let Some(id) = row.try_get::<_, Option<&str>>(CLAIM_EVENT_AT + 2)? else {
+        return Ok(None);
+    };
+    if let Some(e) = events.get(id) {
+        return Ok(Some(Arc::clone(e)));
+    }
+    match event_at(row, CLAIM_EVENT_AT) {
+        Ok(e) => {
+            let e = Arc::new(e);
+            events.insert(id.to_owned(), Arc::clone(&e));
+            Ok(Some(e))
+        }
+        Err(StoreError::Corrupt { message, .. }) => {
+            tracing::error!(tenant_id = %tenant, error = %message,
+                "store: a claimed delivery's event is unreadable");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 impl PgStore {
     pub(super) async fn claim_due(&self, claim: Claim) -> StoreResult<Vec<Claimed>> {
         let client = self.relaxed.get().await?;
@@ -80,34 +116,13 @@ impl PgStore {
             )
             .await?;
         drop(client);
-        let event_at = 1 + column_count(DELIVERY_COLUMNS);
         let mut events: HashMap<String, Arc<Event>> = HashMap::new();
         let mut out = Vec::with_capacity(rows.len());
         let mut orphans = Vec::new();
         for r in &rows {
-            // `due`, then the delivery's columns, then its event's (NULL when gone).
+            // `claim_due`, then the delivery's columns, then its event's.
             let delivery = delivery_at(r, 1)?;
-            let event_id: Option<&str> = r.try_get(event_at + 2)?;
-            let event = match event_id {
-                None => None,
-                Some(id) => match events.get(id) {
-                    Some(e) => Some(Arc::clone(e)),
-                    None => match event_at_column(r, event_at) {
-                        Ok(e) => {
-                            let e = Arc::new(e);
-                            events.insert(id.to_owned(), Arc::clone(&e));
-                            Some(e)
-                        }
-                        Err(StoreError::Corrupt { message, .. }) => {
-                            tracing::error!(tenant_id = %claim.tenant, error = %message,
-                                "store: a claimed delivery's event is unreadable");
-                            None
-                        }
-                        Err(e) => return Err(e),
-                    },
-                },
-            };
-            match event {
+            match claimed_event(r, &claim.tenant, &mut events)? {
                 Some(event) => out.push(Claimed { delivery, event }),
                 None => orphans.push(delivery),
             }
