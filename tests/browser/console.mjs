@@ -120,12 +120,17 @@ const pageId = (page, prefix) => {
   return m[1];
 };
 
-/** The value for a datetime-local input, in the page's own zone. */
+/**
+ * The value for a datetime-local input, in the page's own zone. Chromium normalizes
+ * ":00" seconds away, and Playwright's fill refuses a value that reads back
+ * differently ("Malformed value"), so whole minutes are written without seconds.
+ */
 const localInput = (page, ms) =>
   page.evaluate((t) => {
     const d = new Date(t);
     const p = (n) => String(n).padStart(2, "0");
-    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+    const minute = `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
+    return d.getSeconds() === 0 ? minute : `${minute}:${p(d.getSeconds())}`;
   }, ms);
 
 async function checkServing(page) {
