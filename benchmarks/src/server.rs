@@ -143,6 +143,11 @@ impl Server {
             ])
             .arg(data_dir)
             .env("GATEPULSE_ADMIN_TOKEN", ADMIN)
+            // A benchmark-only key: the store is thrown away after the run.
+            .env(
+                "GATEPULSE_MASTER_KEY",
+                "1:Z2F0ZXB1bHNlLXRlc3QtbWFzdGVyLWtleS12MS0zMmI=",
+            )
             .env("GATEPULSE_DELIVERY__ALLOW_PRIVATE_DESTINATIONS", "true")
             .env("RUST_LOG", "warn")
             .envs(backend.env(env))

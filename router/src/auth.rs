@@ -85,6 +85,8 @@ pub enum Principal {
         id: KeyId,
         tenant: TenantId,
         scopes: Vec<Scope>,
+        /// When the key stops authenticating, if ever.
+        expires_at: Option<i64>,
     },
 }
 
@@ -94,6 +96,8 @@ pub enum AuthError {
     MissingToken,
     #[error("invalid or revoked token")]
     InvalidToken,
+    #[error("this API key expired")]
+    KeyExpired,
     #[error("this operation needs the `{}` scope", .0.as_str())]
     MissingScope(Scope),
     #[error("this operation needs the admin token")]
@@ -258,10 +262,14 @@ impl Authenticator {
                 key
             }
         };
+        if key.expires_at.is_some_and(|t| t <= crate::clock::now_ms()) {
+            return Err(AuthError::KeyExpired);
+        }
         Ok(Principal::Key {
             id: key.id,
             tenant: key.tenant_id,
             scopes: key.scopes,
+            expires_at: key.expires_at,
         })
     }
 }
@@ -287,6 +295,7 @@ mod tests {
             id: KeyId::generate(1),
             tenant: tenant.clone(),
             scopes: vec![Scope::EventsWrite],
+            expires_at: None,
         };
         assert_eq!(key.tenant_for(Scope::EventsWrite).unwrap(), &tenant);
         assert!(matches!(

@@ -49,6 +49,7 @@ pub struct Config {
     pub admin_token: String,
     pub store: String,
     pub master_key: String,
+    pub master_key_file: String,
     pub shutdown_grace_secs: u64,
     pub log: LogConfig,
     pub api: ApiConfig,
@@ -125,6 +126,7 @@ pub struct ApiConfig {
     pub max_replay_events: usize,
     /// Most dead deliveries one `POST /v1/dlq/requeue` moves.
     pub max_requeue: usize,
+    pub metrics_token: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -407,6 +409,11 @@ impl Config {
         Ok(config)
     }
 
+    /// The `master_key_file` setting, when set.
+    pub fn master_key_file(&self) -> Option<&Path> {
+        (!self.master_key_file.is_empty()).then(|| Path::new(self.master_key_file.as_str()))
+    }
+
     /// The PostgreSQL URL when `store` names one.
     pub fn postgres_url(&self) -> Option<&str> {
         (self.store.starts_with("postgres://") || self.store.starts_with("postgresql://"))
@@ -457,6 +464,24 @@ impl Config {
         }
         if self.dev && !self.admin_token.is_empty() && self.admin_token.len() < 16 {
             return Err(invalid("admin_token", "must be at least 16 characters"));
+        }
+        if !self.dev && self.master_key.trim().is_empty() && self.master_key_file.is_empty() {
+            return Err(invalid(
+                "master_key",
+                "must be set: endpoint secrets and header values are stored encrypted \
+                 under it. Generate one with `gp secrets generate-key` and pass it as \
+                 GATEPULSE_MASTER_KEY (or master_key_file = a file holding it), or run \
+                 `gp serve --dev`",
+            ));
+        }
+        if let Err(e) = crate::crypto::keyring::parse_keys(&self.master_key) {
+            return Err(invalid("master_key", e.to_string()));
+        }
+        if !self.api.metrics_token.is_empty() && self.api.metrics_token.len() < 16 {
+            return Err(invalid(
+                "api.metrics_token",
+                "must be at least 16 characters",
+            ));
         }
         if self.store != "redb" && self.postgres_url().is_none() {
             return Err(invalid(
@@ -740,7 +765,15 @@ fn positive(key: &'static str, value: usize) -> Result<(), ConfigError> {
 mod tests {
     use super::*;
 
+    /// Loads with a test master key unless the test set one.
     fn load_with(jail: &mut figment::Jail, dev: bool) -> Result<Config, ConfigError> {
+        if std::env::var_os("GATEPULSE_MASTER_KEY").is_none() {
+            jail.set_env("GATEPULSE_MASTER_KEY", TEST_KEY);
+        }
+        load_bare(jail, dev)
+    }
+
+    fn load_bare(jail: &mut figment::Jail, dev: bool) -> Result<Config, ConfigError> {
         let _ = jail;
         Config::from_figment(Config::figment(None, &CliOverrides::default()), dev)
     }
@@ -767,10 +800,41 @@ mod tests {
         assert!(config.delivery.allow_private_destinations);
     }
 
+    const TEST_KEY: &str = "1:Z2F0ZXB1bHNlLXRlc3QtbWFzdGVyLWtleS12MS0zMmI=";
+
+    #[test]
+    fn a_master_key_is_required_outside_dev_mode_and_checked() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("GATEPULSE_ADMIN_TOKEN", "0123456789abcdef");
+            let err = load_bare(jail, false).unwrap_err().to_string();
+            assert!(
+                err.contains("master_key") && err.contains("generate-key"),
+                "{err}"
+            );
+            // Dev mode generates one instead.
+            assert!(load_bare(jail, true).is_ok());
+            jail.set_env("GATEPULSE_MASTER_KEY", "1:not-a-key");
+            let err = load_bare(jail, false).unwrap_err().to_string();
+            assert!(
+                err.contains("master_key") && err.contains("base64"),
+                "{err}"
+            );
+            jail.set_env("GATEPULSE_MASTER_KEY", "");
+            jail.set_env("GATEPULSE_MASTER_KEY_FILE", "/run/secrets/gp-keys");
+            let config = load_bare(jail, false).unwrap();
+            assert_eq!(
+                config.master_key_file(),
+                Some(Path::new("/run/secrets/gp-keys"))
+            );
+            Ok(())
+        });
+    }
+
     #[test]
     fn env_overrides_nested_keys_and_names_bad_ones() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("GATEPULSE_ADMIN_TOKEN", "0123456789abcdef");
+            jail.set_env("GATEPULSE_MASTER_KEY", TEST_KEY);
             jail.set_env("GATEPULSE_API__MAX_BATCH_EVENTS", "7");
             jail.set_env("GATEPULSE_DELIVERY__ALLOW_PRIVATE_DESTINATIONS", "true");
             let config = load_with(jail, false).unwrap();
@@ -803,6 +867,7 @@ mod tests {
                 "admin_token = \"from-file-0123456789\"\nlisten = \"127.0.0.1:9999\"\n[redb]\ncommit_max_batch = 16\n",
             )?;
             jail.set_env("GATEPULSE_LISTEN", "127.0.0.1:7777");
+            jail.set_env("GATEPULSE_MASTER_KEY", TEST_KEY);
             let fig = Config::figment(Some(Path::new("gp.toml")), &CliOverrides::default());
             let config = Config::from_figment(fig, false).unwrap();
             assert_eq!(config.admin_token, "from-file-0123456789");

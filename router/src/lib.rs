@@ -18,6 +18,7 @@ pub mod ids;
 pub mod ingest;
 pub mod pipeline;
 pub mod retention;
+pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod stream;

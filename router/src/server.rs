@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::api::{self, AppInner, AppState};
 use crate::auth::{Authenticator, Scope};
 use crate::config::Config;
-use crate::crypto::{self, PlainBox, SecretBox};
+use crate::crypto;
 use crate::ids::TenantId;
 use crate::ingest::{Ingest, IngestLimits};
 use crate::store::{self, RECORD_VERSION, Store, StoreError, Tenant};
@@ -29,6 +29,8 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("secrets: {0}")]
+    Secrets(#[from] crate::secrets::SecretsError),
     #[error("dev bootstrap: {0}")]
     Dev(String),
     #[error("http server: {0}")]
@@ -60,6 +62,22 @@ pub async fn run(
     // Caches and live views follow what the store commits, on whichever node.
     let feed = store::feed::CommitFeed::new();
     let dyn_store = store::open(&config, feed.clone()).await?;
+    // Before anything reads a secret: every stored key version must be configured, and
+    // a store from before encryption at rest gets its secrets sealed now.
+    let (keys, dev_key_file) = crate::secrets::load_keyring(
+        &config.master_key,
+        config.master_key_file(),
+        config.dev.then_some(config.data_dir.as_path()),
+    )?;
+    let keys = Arc::new(keys);
+    let prepared = crate::secrets::prepare(dyn_store.as_ref(), &keys).await?;
+    tracing::info!(
+        key_version = keys.current_version(),
+        configured = ?keys.versions(),
+        endpoints = prepared.census.endpoints,
+        migrated = prepared.migrated,
+        "master keys ready"
+    );
 
     let dev = if config.dev {
         let creds = dev_bootstrap(&config, dyn_store.as_ref()).await?;
@@ -70,7 +88,12 @@ pub async fn run(
     };
     let addr = listener.local_addr().map_err(ServeError::Http)?;
     if let Some(creds) = &dev {
-        print_dev_banner(&addr.to_string(), &config.data_dir, creds);
+        print_dev_banner(
+            &addr.to_string(),
+            &config.data_dir,
+            creds,
+            dev_key_file.as_deref(),
+        );
     }
 
     let config = Arc::new(config);
@@ -90,7 +113,6 @@ pub async fn run(
         )
         .with_filter_limits(config.filter.limits()),
     );
-    let secrets: Arc<dyn SecretBox> = Arc::new(PlainBox);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let host = gatepulse_plugin_host::Host::new(
         config
@@ -117,7 +139,7 @@ pub async fn run(
     let (dispatch, dispatcher) = crate::dispatch::start(
         &config,
         dyn_store.clone(),
-        secrets.clone(),
+        keys.clone(),
         pipelines.clone(),
         signal.clone(),
         stop_rx.clone(),
@@ -132,21 +154,25 @@ pub async fn run(
         crate::retention::start(dyn_store.clone(), config.retention.clone(), stop_rx.clone());
     let auth = Authenticator::new(dyn_store.clone(), &config.admin_token);
     feed.subscribe(auth.key_cache());
+    let streams = Arc::new(crate::stream::session::Streams::new(
+        config.stream.clone(),
+        hub,
+        stop_rx.clone(),
+    ));
+    // Revoked keys end the streams they opened.
+    feed.subscribe(streams.clone());
     let state = AppState::new(AppInner {
         auth,
         config: config.clone(),
         store: dyn_store.clone(),
         ingest,
-        secrets,
+        keys,
+        rotation: Arc::default(),
         dispatch,
         metrics: telemetry::metrics_handle(),
         ready: ready.clone(),
         pipelines,
-        streams: Arc::new(crate::stream::session::Streams::new(
-            config.stream.clone(),
-            hub,
-            stop_rx.clone(),
-        )),
+        streams: streams.clone(),
     });
     let app = api::app(state);
     let stream_runtime = StreamRuntime(Some(
@@ -256,7 +282,8 @@ async fn dev_bootstrap(config: &Config, store: &dyn Store) -> Result<DevCredenti
     Ok(creds)
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes a file only its owner can read (mode 0600 on Unix), synced.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -270,13 +297,18 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
-fn print_dev_banner(addr: &str, data_dir: &Path, creds: &DevCredentials) {
+fn print_dev_banner(addr: &str, data_dir: &Path, creds: &DevCredentials, key_file: Option<&Path>) {
+    let master = key_file.map_or_else(
+        || "as configured".to_owned(),
+        |p| format!("{} (generated; keep it with the data dir)", p.display()),
+    );
     println!(
         "\nGatePulse dev mode (embedded store in {dir}; private destinations allowed)\n\
          \n  url          http://{addr}\
          \n  admin token  {admin}\
          \n  tenant       {tenant}  (\"default\")\
          \n  api key      {key}  (all scopes)\
+         \n  master key   {master}\
          \n\nTry it:\
          \n  curl -s -X POST http://{addr}/v1/events -H 'Authorization: Bearer {key}' \\\
          \n    -H 'Content-Type: application/json' -d '{{\"topic\":\"hello.world\",\"payload\":{{\"hi\":1}}}}'\n",

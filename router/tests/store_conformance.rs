@@ -170,6 +170,7 @@ async fn api_keys_are_found_by_hash_until_revoked(store: Arc<dyn Store>) {
         hash: "ab".repeat(32),
         created_at: 1,
         revoked_at: None,
+        expires_at: None,
     };
     store.create_api_key(key.clone()).await.unwrap();
     assert_eq!(
@@ -203,6 +204,44 @@ async fn api_keys_are_found_by_hash_until_revoked(store: Arc<dyn Store>) {
         store.create_api_key(orphan).await,
         Err(StoreError::MissingReference("tenant"))
     ));
+}
+
+/// An endpoint's `record_version` says how its header values are sealed (the
+/// `secrets` module decides it): the store keeps what a write gives it, and the
+/// sealed values themselves, byte for byte.
+async fn endpoint_writes_keep_their_record_version_and_sealed_values(store: Arc<dyn Store>) {
+    let t = tenant("sealed");
+    store.create_tenant(t.clone()).await.unwrap();
+    let mut ep = endpoint(&t.id);
+    ep.record_version = 1;
+    ep.headers
+        .insert("Authorization".into(), "plain-before".into());
+    store.create_endpoint(ep.clone(), 10).await.unwrap();
+    let got = store.get_endpoint(&t.id, &ep.id).await.unwrap().unwrap();
+    assert_eq!(got.record_version, 1);
+    let sealed = "AQAAAAKqqqqqqqqqqqqqqqq=".to_owned();
+    let value = sealed.clone();
+    let updated = store
+        .update_endpoint(
+            &t.id,
+            &ep.id,
+            Box::new(move |e| {
+                e.headers.insert("Authorization".into(), value);
+                e.record_version = 2;
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.record_version, 2);
+    let got = store.get_endpoint(&t.id, &ep.id).await.unwrap().unwrap();
+    assert_eq!(got.record_version, 2);
+    assert_eq!(got.headers["Authorization"], sealed);
+    // A write that does not touch it leaves it as it is.
+    let again = store
+        .update_endpoint(&t.id, &ep.id, Box::new(|e| e.description = "x".into()))
+        .await
+        .unwrap();
+    assert_eq!(again.record_version, 2);
 }
 
 async fn endpoints_are_tenant_scoped_limited_and_cascade(store: Arc<dyn Store>) {
@@ -1516,6 +1555,7 @@ macro_rules! conformance {
             conformance!(@case $make, tenants_list_in_pages);
             conformance!(@case $make, api_keys_are_found_by_hash_until_revoked);
             conformance!(@case $make, endpoints_are_tenant_scoped_limited_and_cascade);
+            conformance!(@case $make, endpoint_writes_keep_their_record_version_and_sealed_values);
             conformance!(@case $make, subscriptions_need_their_endpoint);
             conformance!(@case $make, appended_events_get_gapless_cursors_per_tenant);
             conformance!(@case $make, idempotency_keys_dedupe_within_the_window);

@@ -161,9 +161,16 @@ async fn a_tail_sees_every_writers_cursor_once_and_in_order() {
 async fn a_newer_schema_opens_read_only_and_refuses_writes() {
     let schema = Schema::new();
     let store = schema.open().await;
-    assert_eq!(store.meta().version, 1);
+    // Version 2: endpoint secrets sealed under master keys.
+    assert_eq!(store.meta().version, 2);
     assert!(store.read_only_reason().is_none());
     store.close();
+    // A schema of version 1 (before encryption at rest) is migrated on open.
+    sql(&format!("UPDATE {}.gp_meta SET version = 1", schema.0)).await;
+    let migrated = schema.open().await;
+    assert_eq!(migrated.meta().version, 2);
+    assert!(migrated.read_only_reason().is_none());
+    migrated.close();
     sql(&format!("UPDATE {}.gp_meta SET version = 99", schema.0)).await;
     let newer = schema.open().await;
     let reason = newer.read_only_reason().expect("read-only");

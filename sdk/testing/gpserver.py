@@ -22,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
 ADMIN_TOKEN = "sdk-python-admin-token-0123456789abcdef"
+# The master key the test server seals secrets with (test-only).
+MASTER_KEY = "1:Z2F0ZXB1bHNlLXRlc3QtbWFzdGVyLWtleS12MS0zMmI="
 ALL_SCOPES = [
     "events:write",
     "events:read",
@@ -108,6 +110,7 @@ class GpServer:
         env = {
             **os.environ,
             "GATEPULSE_ADMIN_TOKEN": ADMIN_TOKEN,
+            "GATEPULSE_MASTER_KEY": MASTER_KEY,
             "GATEPULSE_DELIVERY__ALLOW_PRIVATE_DESTINATIONS": "true",
             "RUST_LOG": "warn",
         }

@@ -15,6 +15,8 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
 pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdef";
+/// The master key the test servers seal secrets with (a test-only key: never use it).
+pub const MASTER_KEY: &str = "1:Z2F0ZXB1bHNlLXRlc3QtbWFzdGVyLWtleS12MS0zMmI=";
 
 /// The PostgreSQL server end-to-end tests use (`GATEPULSE_TEST_POSTGRES`, else the
 /// machine's own).
@@ -146,6 +148,8 @@ pub struct Gp {
     pub http: Client,
     port: u16,
     extra_env: Vec<(String, String)>,
+    /// Where the server's stdout and stderr go (appended), instead of inheriting them.
+    log: Option<PathBuf>,
 }
 
 impl Gp {
@@ -154,6 +158,24 @@ impl Gp {
         let mut gp = Self::new(data_dir, extra_env)?;
         gp.spawn().await?;
         Ok(gp)
+    }
+
+    /// [`Gp::start`] with the server's stdout and stderr appended to `log`.
+    pub async fn start_logged(
+        data_dir: &Path,
+        extra_env: &[(&str, &str)],
+        log: &Path,
+    ) -> Result<Self> {
+        let mut gp = Self::new(data_dir, extra_env)?;
+        gp.log = Some(log.to_path_buf());
+        gp.spawn().await?;
+        Ok(gp)
+    }
+
+    /// Sets (or replaces) an environment variable for the next [`Gp::restart`].
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.extra_env.retain(|(k, _)| k != key);
+        self.extra_env.push((key.to_owned(), value.to_owned()));
     }
 
     /// Starts `gp serve` and waits only until it answers HTTP (any status), for nodes
@@ -177,6 +199,7 @@ impl Gp {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            log: None,
         })
     }
 
@@ -199,12 +222,20 @@ impl Gp {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .env("GATEPULSE_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("GATEPULSE_MASTER_KEY", MASTER_KEY)
             .env("GATEPULSE_DELIVERY__ALLOW_PRIVATE_DESTINATIONS", "true")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
+        }
+        if let Some(path) = &self.log {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
+            cmd.stdout(file.try_clone()?).stderr(file);
         }
         let child = cmd.spawn().context("spawning gp")?;
         self.child = Some(child);

@@ -142,6 +142,7 @@ async fn a_malformed_proxy_url_is_refused_at_start() {
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .env("GATEPULSE_ADMIN_TOKEN", gatepulse_e2e::ADMIN_TOKEN)
+        .env("GATEPULSE_MASTER_KEY", gatepulse_e2e::MASTER_KEY)
         .env("GATEPULSE_DELIVERY__PROXY_URL", "socks9://nowhere")
         .output()
         .unwrap();

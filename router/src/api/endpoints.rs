@@ -6,8 +6,6 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::routing::{get, post};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -19,7 +17,8 @@ use crate::clock::{now_ms, rfc3339};
 use crate::crypto;
 use crate::destination;
 use crate::ids::{EndpointId, TenantId};
-use crate::store::{Endpoint, EndpointKind, RECORD_VERSION, SealedSecret};
+use crate::secrets;
+use crate::store::{Endpoint, EndpointKind, SealedSecret};
 
 pub const MAX_HEADERS: usize = 32;
 pub const MAX_HEADER_VALUE: usize = 4096;
@@ -89,14 +88,16 @@ pub struct EndpointOut {
     pub updated_at: String,
 }
 
-impl From<Endpoint> for EndpointOut {
-    fn from(e: Endpoint) -> Self {
-        Self {
+impl EndpointOut {
+    /// The endpoint as the API shows it: header values opened.
+    pub fn open(state: &AppState, e: Endpoint) -> Result<Self, ApiError> {
+        let headers = secrets::open_headers(&state.keys, &e)?;
+        Ok(Self {
             id: e.id.to_string(),
             kind: e.kind,
             url: e.url,
             description: e.description,
-            headers: e.headers,
+            headers,
             timeout_ms: e.timeout_ms,
             rate_limit_per_sec: e.rate_limit_per_sec,
             max_in_flight: e.max_in_flight,
@@ -105,7 +106,7 @@ impl From<Endpoint> for EndpointOut {
             disabled_reason: e.disabled_reason,
             created_at: rfc3339(e.created_at),
             updated_at: rfc3339(e.updated_at),
-        }
+        })
     }
 }
 
@@ -233,25 +234,9 @@ fn check_secret(secret: &str) -> Result<(), ApiError> {
     })
 }
 
-fn seal(state: &AppState, secret: &str, now: i64) -> SealedSecret {
-    SealedSecret {
-        sealed: STANDARD.encode(state.secrets.seal(secret.as_bytes())),
-        created_at: now,
-        expires_at: None,
-    }
-}
-
-/// Opens a sealed secret back into its `whsec_` form.
-pub fn unseal(state: &AppState, s: &SealedSecret) -> Result<String, ApiError> {
-    let bytes = STANDARD.decode(&s.sealed).map_err(|e| {
-        tracing::error!(error = %e, "sealed secret is not base64");
-        ApiError::internal()
-    })?;
-    let plain = state.secrets.open(&bytes).map_err(|e| {
-        tracing::error!(error = %e, "cannot open sealed secret");
-        ApiError::internal()
-    })?;
-    String::from_utf8(plain).map_err(|_| ApiError::internal())
+/// Opens a sealed secret of `endpoint` back into its `whsec_` form.
+fn unseal(state: &AppState, endpoint: &Endpoint, s: &SealedSecret) -> Result<String, ApiError> {
+    Ok(secrets::open_secret(&state.keys, endpoint, s)?)
 }
 
 fn endpoint_id(raw: &str) -> Result<EndpointId, ApiError> {
@@ -305,15 +290,22 @@ pub async fn create_endpoint(
         None => crypto::generate_webhook_secret(),
     };
     let now = now_ms();
+    let id = EndpointId::generate(now);
     let endpoint = Endpoint {
-        record_version: RECORD_VERSION,
-        id: EndpointId::generate(now),
+        record_version: secrets::ENDPOINT_RECORD_VERSION,
+        secrets: vec![secrets::seal_secret(
+            &state.keys,
+            &tenant,
+            &id,
+            &secret,
+            now,
+        )?],
+        headers: secrets::seal_headers(&state.keys, &tenant, &id, headers)?,
+        id,
         tenant_id: tenant.clone(),
         kind,
         url: body.url,
         description,
-        secrets: vec![seal(&state, &secret, now)],
-        headers,
         timeout_ms: body.timeout_ms,
         rate_limit_per_sec: body.rate_limit_per_sec,
         max_in_flight: body.max_in_flight,
@@ -328,7 +320,10 @@ pub async fn create_endpoint(
         .create_endpoint(endpoint.clone(), state.config.api.max_endpoints_per_tenant)
         .await?;
     tracing::info!(tenant_id = %tenant, endpoint_id = %endpoint.id, "endpoint created");
-    Ok((StatusCode::CREATED, axum::Json(endpoint.into())))
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(EndpointOut::open(&state, endpoint)?),
+    ))
 }
 
 /// Lists endpoints.
@@ -342,7 +337,9 @@ pub async fn list_endpoints(
 ) -> Result<axum::Json<ListOut<EndpointOut>>, ApiError> {
     let tenant = principal.tenant_for(Scope::EndpointsManage)?;
     let page = state.store.list_endpoints(tenant, params.page()?).await?;
-    Ok(axum::Json(ListOut::from_page(page, EndpointOut::from)))
+    Ok(axum::Json(ListOut::try_from_page(page, |e| {
+        EndpointOut::open(&state, e)
+    })?))
 }
 
 /// Shows one endpoint.
@@ -356,7 +353,8 @@ pub async fn get_endpoint(
     Path(raw): Path<String>,
 ) -> Result<axum::Json<EndpointOut>, ApiError> {
     let tenant = principal.tenant_for(Scope::EndpointsManage)?;
-    Ok(axum::Json(load(&state, tenant, &raw).await?.into()))
+    let endpoint = load(&state, tenant, &raw).await?;
+    Ok(axum::Json(EndpointOut::open(&state, endpoint)?))
 }
 
 /// Changes an endpoint.
@@ -381,6 +379,10 @@ pub async fn update_endpoint(
     if let Some(h) = &patch.headers {
         validate_headers(h)?;
     }
+    let sealed_headers = match patch.headers {
+        Some(h) => Some(secrets::seal_headers(&state.keys, &tenant, &id, h)?),
+        None => None,
+    };
     validate_settings(
         patch.timeout_ms.flatten(),
         patch.rate_limit_per_sec.flatten(),
@@ -403,8 +405,9 @@ pub async fn update_endpoint(
                 if let Some(d) = patch.description {
                     e.description = d;
                 }
-                if let Some(h) = patch.headers {
+                if let Some(h) = sealed_headers {
                     e.headers = h;
+                    e.record_version = secrets::ENDPOINT_RECORD_VERSION;
                 }
                 if let Some(v) = patch.timeout_ms {
                     e.timeout_ms = v;
@@ -431,7 +434,7 @@ pub async fn update_endpoint(
     // The store announces the change: new settings apply to the next attempt, and
     // re-enabled, queued deliveries go now.
     tracing::info!(tenant_id = %tenant, endpoint_id = %id, "endpoint updated");
-    Ok(axum::Json(updated.into()))
+    Ok(axum::Json(EndpointOut::open(&state, updated)?))
 }
 
 /// Deletes an endpoint and its subscriptions.
@@ -467,7 +470,7 @@ pub async fn get_secret(
     let endpoint = load(&state, tenant, &raw).await?;
     let current = endpoint.secrets.first().ok_or_else(ApiError::internal)?;
     Ok(axum::Json(SecretOut {
-        secret: unseal(&state, current)?,
+        secret: unseal(&state, &endpoint, current)?,
     }))
 }
 
@@ -500,7 +503,7 @@ pub async fn rotate_secret(
     };
     let now = now_ms();
     let grace_ms = (state.config.delivery.secret_rotation_grace_secs as i64).saturating_mul(1000);
-    let fresh = seal(&state, &secret, now);
+    let fresh = secrets::seal_secret(&state.keys, &tenant, &id, &secret, now)?;
     state
         .store
         .update_endpoint(

@@ -205,6 +205,7 @@ impl From<AuthError> for ApiError {
         match e {
             AuthError::MissingToken => Self::new(StatusCode::UNAUTHORIZED, "missing_token", detail),
             AuthError::InvalidToken => Self::new(StatusCode::UNAUTHORIZED, "invalid_token", detail),
+            AuthError::KeyExpired => Self::new(StatusCode::UNAUTHORIZED, "key_expired", detail),
             AuthError::MissingScope(scope) => {
                 Self::new(StatusCode::FORBIDDEN, "missing_scope", detail)
                     .with("scope", scope.as_str())
@@ -214,6 +215,15 @@ impl From<AuthError> for ApiError {
             AuthError::UnknownTenant => Self::new(StatusCode::NOT_FOUND, "unknown_tenant", detail),
             AuthError::Store(s) => s.into(),
         }
+    }
+}
+
+/// A stored secret that cannot be sealed or opened: the key setup is wrong or the
+/// record was tampered with. Logged (never the value); the client sees a 500.
+impl From<crate::crypto::CryptoError> for ApiError {
+    fn from(e: crate::crypto::CryptoError) -> Self {
+        tracing::error!(error = %e, "stored secret cannot be sealed or opened");
+        Self::internal()
     }
 }
 

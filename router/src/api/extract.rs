@@ -120,22 +120,31 @@ impl FromRequestParts<AppState> for Principal {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .unwrap_or("");
-        let tenant = parts
-            .headers
-            .get(TENANT_HEADER)
-            .and_then(|v| v.to_str().ok());
-        Ok(state.auth.authenticate(token, tenant).await?)
+        // Authenticated already by the scope layer (`scopes::enforce`), as a rule.
+        if let Some(p) = super::scopes::take_principal(parts) {
+            return Ok(p);
+        }
+        authenticate(parts, state).await
     }
+}
+
+/// The caller named by the request's bearer token (and `GatePulse-Tenant`).
+pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+    let token = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .unwrap_or("");
+    let tenant = parts
+        .headers
+        .get(TENANT_HEADER)
+        .and_then(|v| v.to_str().ok());
+    Ok(state.auth.authenticate(token, tenant).await?)
 }
 
 /// `?limit=&cursor=` of every listing (API.md "Lists").
@@ -180,6 +189,17 @@ impl<T> ListOut<T> {
             data: page.items.into_iter().map(f).collect(),
             next_cursor: page.next,
         }
+    }
+
+    /// [`ListOut::from_page`] with a conversion that can fail.
+    pub fn try_from_page<U, E>(
+        page: crate::store::Page<U>,
+        f: impl FnMut(U) -> Result<T, E>,
+    ) -> Result<Self, E> {
+        Ok(Self {
+            data: page.items.into_iter().map(f).collect::<Result<_, _>>()?,
+            next_cursor: page.next,
+        })
     }
 }
 

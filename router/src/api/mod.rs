@@ -17,6 +17,8 @@ pub mod openapi;
 pub mod ops;
 pub mod plugins;
 pub mod replay;
+pub mod scopes;
+pub mod secrets;
 pub mod stats;
 pub mod stream;
 pub mod subscriptions;
@@ -37,7 +39,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::crypto::SecretBox;
+use crate::crypto::Keyring;
 use crate::dispatch::DispatchHandle;
 use crate::ingest::Ingest;
 use crate::store::Store;
@@ -54,7 +56,10 @@ pub struct AppInner {
     pub store: Arc<dyn Store>,
     pub ingest: Arc<Ingest>,
     pub auth: Authenticator,
-    pub secrets: Arc<dyn SecretBox>,
+    /// The master keys stored secrets are sealed with.
+    pub keys: Arc<Keyring>,
+    /// The re-encryption job (`POST /v1/admin/secrets/rotate`).
+    pub rotation: Arc<crate::secrets::Rotation>,
     pub dispatch: DispatchHandle,
     pub metrics: PrometheusHandle,
     /// False until the server accepts traffic, and again once shutdown begins.
@@ -91,11 +96,17 @@ pub fn app(state: AppState) -> Router {
         .merge(replay::router())
         .merge(stats::router())
         .merge(admin::router())
+        .merge(secrets::router())
         .merge(inbox::router())
         .merge(stream::router())
         .merge(plugins::router())
         .merge(ops::router())
         .merge(console::router())
+        // Every route's scope, before its handler reads anything.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            scopes::enforce,
+        ))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

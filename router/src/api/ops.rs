@@ -57,10 +57,27 @@ pub async fn get_readyz(State(state): State<AppState>) -> Result<axum::Json<Heal
     }))
 }
 
-/// Prometheus metrics (text exposition format).
+/// Prometheus metrics (text exposition format). With `api.metrics_token` set, only
+/// for `Authorization: Bearer <that token>`.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, content_type = "text/plain")))]
-pub async fn get_metrics(State(state): State<AppState>) -> Response {
+    responses((status = 200, content_type = "text/plain"), (status = 401, body = Problem)))]
+pub async fn get_metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let wanted = state.config.api.metrics_token.as_bytes();
+    if !wanted.is_empty() {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::as_bytes);
+        match given {
+            Some(token) if crate::crypto::constant_time_eq(token, wanted) => {}
+            Some(_) => return ApiError::from(crate::auth::AuthError::InvalidToken).into_response(),
+            None => return ApiError::from(crate::auth::AuthError::MissingToken).into_response(),
+        }
+    }
     let body = state.metrics.render();
     let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut().insert(

@@ -89,10 +89,18 @@ pub async fn stream(
         };
         ApiError::unavailable("too_many_streams", detail, 5)
     })?;
+    let key = match &principal {
+        Principal::Key { id, expires_at, .. } => Some(session::StreamKey {
+            id: id.clone(),
+            expires_at: *expires_at,
+        }),
+        Principal::Admin { .. } => None,
+    };
     let req = Request {
         tenant,
         topic,
         after: last_event_id.or(params.from_cursor),
+        key,
     };
     let opened = session::open(&streams, state.store.as_ref(), &req.tenant).await?;
     let (tx, rx) = mpsc::channel::<Bytes>(session::QUEUE_CHUNKS);

@@ -71,6 +71,9 @@ pub struct KeyIn {
     /// At least one of `events:write`, `events:read`, `endpoints:manage`,
     /// `replay:write`, `dlq:manage`, `audit:read`, `stats:read`.
     pub scopes: Vec<Scope>,
+    /// RFC 3339 time after which the key stops authenticating (a `401 key_expired`);
+    /// absent: it never expires. Must be in the future.
+    pub expires_at: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -80,6 +83,7 @@ pub struct KeyOut {
     pub scopes: Vec<Scope>,
     pub created_at: String,
     pub revoked_at: Option<String>,
+    pub expires_at: Option<String>,
 }
 
 impl From<ApiKey> for KeyOut {
@@ -90,6 +94,7 @@ impl From<ApiKey> for KeyOut {
             scopes: k.scopes,
             created_at: rfc3339(k.created_at),
             revoked_at: k.revoked_at.map(rfc3339),
+            expires_at: k.expires_at.map(rfc3339),
         }
     }
 }
@@ -101,6 +106,7 @@ pub struct KeyCreatedOut {
     pub name: String,
     pub scopes: Vec<Scope>,
     pub created_at: String,
+    pub expires_at: Option<String>,
     /// The secret. Store it now: it is never shown again.
     pub key: String,
 }
@@ -240,7 +246,18 @@ pub async fn create_key(
     principal.require_admin()?;
     let tenant = existing_tenant(&state, &raw).await?;
     validate_name("name", &body.name)?;
-    let (key, secret) = new_key(tenant, body.name.trim().to_owned(), body.scopes)?;
+    let (mut key, secret) = new_key(tenant, body.name.trim().to_owned(), body.scopes)?;
+    if let Some(raw) = &body.expires_at {
+        let at = crate::clock::parse_rfc3339(raw)
+            .ok_or_else(|| ApiError::invalid_field("expires_at", "must be an RFC 3339 time"))?;
+        if at <= key.created_at {
+            return Err(ApiError::invalid_field(
+                "expires_at",
+                "must be in the future",
+            ));
+        }
+        key.expires_at = Some(at);
+    }
     state.store.create_api_key(key.clone()).await?;
     tracing::info!(tenant_id = %key.tenant_id, key_id = %key.id, "api key created");
     Ok((
@@ -250,6 +267,7 @@ pub async fn create_key(
             name: key.name,
             scopes: key.scopes,
             created_at: rfc3339(key.created_at),
+            expires_at: key.expires_at.map(rfc3339),
             key: secret,
         }),
     ))
@@ -280,6 +298,7 @@ pub fn new_key(
         hash: crypto::hash_api_key(&secret),
         created_at: now,
         revoked_at: None,
+        expires_at: None,
     };
     Ok((key, secret))
 }

@@ -24,6 +24,9 @@ pub enum KeysCmd {
         /// Repeat for several scopes, e.g. --scope events:write --scope events:read.
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
+        /// RFC 3339 time after which the key stops working, e.g. 2027-06-30T00:00:00Z.
+        #[arg(long)]
+        expires_at: Option<String>,
     },
     /// List a tenant's keys.
     List {
@@ -177,6 +180,12 @@ impl Client {
 }
 
 pub(super) fn run(command: Command) -> i32 {
+    run_with(async |client| execute(client, command).await)
+}
+
+/// Runs one client call against the server named by the environment and prints its
+/// JSON answer (or the error); returns the exit code.
+pub(super) fn run_with(f: impl AsyncFnOnce(&Client) -> Result<Value, String>) -> i32 {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -189,7 +198,7 @@ pub(super) fn run(command: Command) -> i32 {
     };
     let result = runtime.block_on(async move {
         let client = Client::from_env()?;
-        execute(&client, command).await
+        f(&client).await
     });
     match result {
         Ok(v) => {
@@ -215,13 +224,14 @@ async fn execute(c: &Client, command: Command) -> Result<Value, String> {
             tenant,
             name,
             scopes,
+            expires_at,
         }) => {
-            c.call(
-                M::POST,
-                &format!("/v1/tenants/{tenant}/keys"),
-                Some(json!({"name": name, "scopes": scopes})),
-            )
-            .await
+            let mut body = json!({"name": name, "scopes": scopes});
+            if let Some(at) = expires_at {
+                body["expires_at"] = json!(at);
+            }
+            c.call(M::POST, &format!("/v1/tenants/{tenant}/keys"), Some(body))
+                .await
         }
         Command::Keys(KeysCmd::List { tenant }) => {
             c.call(M::GET, &format!("/v1/tenants/{tenant}/keys"), None)
@@ -325,6 +335,7 @@ async fn execute(c: &Client, command: Command) -> Result<Value, String> {
         Command::Serve(_)
         | Command::Filter(_)
         | Command::Store(_)
+        | Command::Secrets(_)
         | Command::Tail(_)
         | Command::Plugins(_)
         | Command::Openapi => Err("not a client command".into()),

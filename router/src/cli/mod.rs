@@ -4,6 +4,7 @@
 mod client;
 mod filter;
 mod plugins;
+mod secrets;
 mod store;
 mod tail;
 
@@ -58,6 +59,10 @@ pub enum Command {
     /// Offline store maintenance (the server must be stopped).
     #[command(subcommand)]
     Store(store::StoreCmd),
+    /// Master keys: generate one, see how stored secrets are sealed, re-encrypt them
+    /// under the newest key (admin token).
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCmd),
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +91,7 @@ pub fn main(cli: Cli) -> i32 {
         Command::Store(cmd) => store::run(cmd),
         Command::Tail(args) => tail::run(args),
         Command::Plugins(cmd) => plugins::run(cmd),
+        Command::Secrets(cmd) => secrets::run(cmd),
         Command::Openapi => {
             println!("{}", crate::api::openapi::document_json());
             0

@@ -1,56 +1,22 @@
-//! Secrets: generation, hashing of API keys, and the seam that seals endpoint secrets
-//! before they reach the store.
+//! Secrets: generation, hashing of API keys, and sealing at rest.
 //!
-//! Every endpoint secret passes through [`SecretBox`] on its way into and out of the
-//! store, so that encryption at rest (AES-GCM under a versioned master key, SPEC SEC-2)
-//! is a new `SecretBox` implementation and touches no caller. Today's implementation,
-//! [`PlainBox`], tags the bytes with version 0 and stores them as they are.
+//! Every stored secret (endpoint signing secrets, custom header values) is sealed by
+//! [`Keyring`] (AES-256-GCM under a versioned master key, bound to its record: see
+//! [`keyring`]); API keys are stored only as hashes; the admin token is never stored.
+
+pub mod keyring;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+pub use keyring::{Aad, CryptoError, Field, KeyError, Keyring, Sealing, generate_key};
+
 /// Prefix of Standard Webhooks secrets.
 pub const WHSEC_PREFIX: &str = "whsec_";
 /// Prefix of GatePulse API keys.
 pub const API_KEY_PREFIX: &str = "gpk_";
-
-#[derive(Debug, thiserror::Error)]
-pub enum CryptoError {
-    #[error("sealed secret has unknown key version {0}")]
-    UnknownVersion(u8),
-    #[error("sealed secret is empty")]
-    Empty,
-}
-
-/// Seals secrets for storage. Implementations must be deterministic in what they can
-/// open: every sealed value carries the version of the key that sealed it.
-pub trait SecretBox: Send + Sync + std::fmt::Debug {
-    fn seal(&self, plaintext: &[u8]) -> Vec<u8>;
-    fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, CryptoError>;
-}
-
-/// Version-0 box: no encryption, one version byte in front.
-#[derive(Debug, Default)]
-pub struct PlainBox;
-
-impl SecretBox for PlainBox {
-    fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(plaintext.len() + 1);
-        out.push(0);
-        out.extend_from_slice(plaintext);
-        out
-    }
-
-    fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        match sealed.split_first() {
-            Some((0, rest)) => Ok(rest.to_vec()),
-            Some((v, _)) => Err(CryptoError::UnknownVersion(*v)),
-            None => Err(CryptoError::Empty),
-        }
-    }
-}
 
 fn random_bytes<const N: usize>() -> [u8; N] {
     let mut buf = [0u8; N];
@@ -105,18 +71,6 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn plain_box_round_trips_and_rejects_unknown_versions() {
-        let b = PlainBox;
-        let sealed = b.seal(b"whsec_abc");
-        assert_eq!(b.open(&sealed).unwrap(), b"whsec_abc");
-        assert!(matches!(
-            b.open(&[7, 1]),
-            Err(CryptoError::UnknownVersion(7))
-        ));
-        assert!(matches!(b.open(&[]), Err(CryptoError::Empty)));
-    }
 
     #[test]
     fn generated_secrets_validate() {

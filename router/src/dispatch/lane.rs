@@ -11,6 +11,7 @@ use super::circuit::{Breaker, CircuitState};
 use super::retry::RetryPolicy;
 use super::signing::Signer;
 use crate::destination;
+use crate::secrets;
 use crate::store::Endpoint;
 
 /// Header names an endpoint's custom headers may not use: the ones GatePulse sets
@@ -67,28 +68,34 @@ impl Target {
             .iter()
             .filter(|sec| sec.expires_at.is_none_or(|t| t > now))
             .map(|sec| {
-                use base64::Engine;
-                let sealed = base64::engine::general_purpose::STANDARD
-                    .decode(&sec.sealed)
-                    .map_err(|e| e.to_string())?;
-                let plain = ctx.secrets.open(&sealed).map_err(|e| e.to_string())?;
-                String::from_utf8(plain).map_err(|e| e.to_string())
+                secrets::open_secret(&ctx.keys, &endpoint, sec).map_err(|e| format!("secret: {e}"))
             })
             .collect();
-        let signer = secrets.and_then(|list| {
+        let mut signer = secrets.and_then(|list| {
             Signer::new(list.iter().map(String::as_str)).map_err(|e| e.to_string())
         });
         let mut headers = HeaderMap::new();
-        for (k, v) in &endpoint.headers {
-            // Stored before the rule existed, perhaps: never send one of these.
-            if is_reserved_header(&k.to_ascii_lowercase()) {
-                continue;
+        match secrets::open_headers(&ctx.keys, &endpoint) {
+            Ok(plain) => {
+                for (k, v) in &plain {
+                    // Stored before the rule existed, perhaps: never send one of these.
+                    if is_reserved_header(&k.to_ascii_lowercase()) {
+                        continue;
+                    }
+                    if let (Ok(name), Ok(value)) = (
+                        HeaderName::from_bytes(k.as_bytes()),
+                        HeaderValue::from_str(v),
+                    ) {
+                        headers.insert(name, value);
+                    }
+                }
             }
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(k.as_bytes()),
-                HeaderValue::from_str(v),
-            ) {
-                headers.insert(name, value);
+            // Never send without the headers the receiver expects: the attempt fails
+            // with the reason, like an endpoint without a usable secret.
+            Err(e) => {
+                tracing::error!(tenant_id = %endpoint.tenant_id, endpoint_id = %endpoint.id,
+                    error = %e, "cannot open the endpoint's header values");
+                signer = Err(format!("header values: {e}"));
             }
         }
         Self {

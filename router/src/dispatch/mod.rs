@@ -36,7 +36,7 @@ use tokio::task::JoinSet;
 
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::crypto::SecretBox;
+use crate::crypto::Keyring;
 use crate::ids::{EndpointId, TenantId};
 use crate::pipeline::Pipelines;
 use crate::store::feed::{Change, Committed, FeedListener};
@@ -169,7 +169,7 @@ impl Settings {
 #[derive(Debug)]
 struct Ctx {
     store: Arc<dyn Store>,
-    secrets: Arc<dyn SecretBox>,
+    keys: Arc<Keyring>,
     pipelines: Arc<Pipelines>,
     client: reqwest::Client,
     settings: Settings,
@@ -182,7 +182,7 @@ struct Ctx {
 pub fn start(
     config: &Config,
     store: Arc<dyn Store>,
-    secrets: Arc<dyn SecretBox>,
+    keys: Arc<Keyring>,
     pipelines: Arc<Pipelines>,
     signal: Arc<QueueSignal>,
     shutdown: watch::Receiver<bool>,
@@ -193,7 +193,7 @@ pub fn start(
     let shared = Arc::new(Shared::default());
     let ctx = Arc::new(Ctx {
         store,
-        secrets,
+        keys,
         pipelines,
         client,
         settings,

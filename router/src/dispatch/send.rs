@@ -472,7 +472,7 @@ pub(super) async fn attempt(
     put("gatepulse-topic", &event.topic);
     put("gatepulse-attempt", &number.to_string());
     let Some(url) = url else {
-        return capture(ctx, delivery, event, &headers, &body).await;
+        return capture(ctx, delivery, event, &headers, &rt.headers, &body).await;
     };
     let sent = ctx
         .client
@@ -539,12 +539,18 @@ pub(super) async fn attempt(
     }
 }
 
-/// An inbox endpoint keeps the request it would have sent.
+/// What an inbox capture shows instead of a custom header's value.
+pub const REDACTED: &str = "[redacted]";
+
+/// An inbox endpoint keeps the request it would have sent, except the values of the
+/// endpoint's custom headers: those are secrets sealed at rest, so the capture shows
+/// [`REDACTED`] in their place.
 pub(super) async fn capture(
     ctx: &Ctx,
     delivery: &crate::store::Delivery,
     event: &crate::store::Event,
     headers: &HeaderMap,
+    custom: &HeaderMap,
     body: &[u8],
 ) -> Response {
     let now = now_ms();
@@ -559,7 +565,14 @@ pub(super) async fn capture(
         received_at: now,
         headers: headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .map(|(k, v)| {
+                let value = if custom.contains_key(k) {
+                    REDACTED
+                } else {
+                    v.to_str().unwrap_or("")
+                };
+                (k.as_str().to_owned(), value.to_owned())
+            })
             .collect(),
         body: String::from_utf8_lossy(body).into_owned(),
     };

@@ -56,6 +56,9 @@ pub struct ApiKey {
     pub hash: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// After this instant the key no longer authenticates (`None`: never expires).
+    #[serde(default)]
+    pub expires_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -18,6 +18,10 @@
 //! `gatepulse.disconnect` notice and the connection ends. It resumes from the store
 //! with `Last-Event-ID`. Memory per connection is the queue; live items themselves
 //! are shared with every other client of the tenant.
+//!
+//! A connection opened with an API key ends when that key is revoked (as soon as the
+//! revocation reaches this node's commit feed) or expires, with a `gatepulse.disconnect`
+//! notice naming why (`key_revoked`, `key_expired`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,7 +36,7 @@ use tokio::time::Instant;
 use super::hub::Chunk;
 use super::{StreamItem, frame};
 use crate::config::StreamConfig;
-use crate::ids::TenantId;
+use crate::ids::{KeyId, TenantId};
 use crate::ingest::topic::TopicPattern;
 use crate::store::{Store, StoreError, StreamRead};
 use crate::telemetry;
@@ -63,6 +67,22 @@ pub struct Streams {
     stop: watch::Receiver<bool>,
     /// Live items as the store commits them (the hub follows the commit feed).
     hub: Arc<crate::stream::hub::StreamHub>,
+    /// Ids of API keys changed (revoked) on any node, from the commit feed.
+    keys_changed: tokio::sync::broadcast::Sender<KeyId>,
+}
+
+/// Key changes a stream can miss before it re-checks its own key from the store.
+const KEY_CHANGES_BUFFERED: usize = 1024;
+
+impl crate::store::feed::FeedListener for Streams {
+    fn committed(&self, batch: &crate::store::feed::Committed) {
+        for change in &batch.changes {
+            if let crate::store::feed::Change::ApiKey { id, .. } = change {
+                // No receiver (no stream open) is not an error.
+                let _ = self.keys_changed.send(id.clone());
+            }
+        }
+    }
 }
 
 /// Why a connection was not admitted.
@@ -85,6 +105,10 @@ pub enum End {
     Shutdown,
     /// The store failed.
     Store,
+    /// The API key that opened the stream was revoked.
+    KeyRevoked,
+    /// The API key that opened the stream expired.
+    KeyExpired,
 }
 
 impl End {
@@ -94,6 +118,8 @@ impl End {
             End::SlowClient => "slow_client",
             End::Shutdown => "shutdown",
             End::Store => "store_error",
+            End::KeyRevoked => "key_revoked",
+            End::KeyExpired => "key_expired",
         }
     }
 }
@@ -125,6 +151,7 @@ impl Streams {
             per_tenant: std::sync::Mutex::new(std::collections::HashMap::new()),
             stop,
             hub,
+            keys_changed: tokio::sync::broadcast::channel(KEY_CHANGES_BUFFERED).0,
         }
     }
 
@@ -195,6 +222,15 @@ pub struct Request {
     pub topic: Option<TopicPattern>,
     /// Resume after this cursor (`Last-Event-ID` or `from_cursor`); `None`: live only.
     pub after: Option<u64>,
+    /// The API key the stream was opened with (`None`: the admin token).
+    pub key: Option<StreamKey>,
+}
+
+/// The API key behind a stream: it ends the stream when revoked or expired.
+#[derive(Debug, Clone)]
+pub struct StreamKey {
+    pub id: KeyId,
+    pub expires_at: Option<i64>,
 }
 
 /// A connection registered for live items, before its response goes out: a
@@ -282,6 +318,7 @@ pub async fn run(
 ) -> End {
     let Opened { mut live, head } = opened;
     let mut stop = streams.stop.clone();
+    let mut keys_changed = streams.keys_changed.subscribe();
     let topic = req.topic.as_ref().map_or("#", TopicPattern::as_str);
     let mut s = Session {
         store: store.as_ref(),
@@ -305,7 +342,8 @@ pub async fn run(
             tracing::info!(tenant_id = %req.tenant, topic, resume_cursor = ?req.after,
                 from = s.last, "stream: client connected");
             s.count_sent();
-            s.follow(&mut live, &mut stop, &streams.config).await
+            s.follow(&mut live, &mut stop, &mut keys_changed, &streams.config)
+                .await
         }
     };
     s.count_sent();
@@ -317,6 +355,45 @@ pub async fn run(
 }
 
 impl Session<'_> {
+    /// Whether the stream's key still authenticates (a change announced for it may be
+    /// its creation arriving late from another node). A store error counts as live:
+    /// the next change or the key's expiry is checked again.
+    async fn key_is_live(&self, id: &KeyId) -> bool {
+        let mut page = crate::store::PageRequest {
+            after: None,
+            limit: 1000,
+        };
+        loop {
+            let Ok(p) = self
+                .store
+                .list_api_keys(&self.req.tenant, page.clone())
+                .await
+            else {
+                return true;
+            };
+            if let Some(k) = p.items.iter().find(|k| k.id == *id) {
+                return k.revoked_at.is_none();
+            }
+            match p.next {
+                Some(next) => page.after = Some(next),
+                None => return false,
+            }
+        }
+    }
+
+    /// Ends the stream because of its key, telling the client why.
+    fn end_for_key(&self, end: End) -> End {
+        let notice = serde_json::to_string(&Disconnect {
+            reason: end.as_str(),
+            last_event_id: self.last_sent,
+        })
+        .unwrap_or_default();
+        if let Ok(mut t) = self.trailer.lock() {
+            *t = Some(super::frame(None, "gatepulse.disconnect", &notice));
+        }
+        end
+    }
+
     /// Sends the `retry:` hint, decides where history starts (with a reset frame
     /// when the cursor is out of reach) and sends the history.
     async fn open(&mut self, streams: &Streams, head: u64) -> Result<(), End> {
@@ -396,6 +473,7 @@ impl Session<'_> {
         &mut self,
         live: &mut crate::stream::hub::Receiver,
         stop: &mut watch::Receiver<bool>,
+        keys_changed: &mut tokio::sync::broadcast::Receiver<KeyId>,
         config: &StreamConfig,
     ) -> End {
         let keepalive = Duration::from_secs(config.keepalive_secs);
@@ -413,12 +491,37 @@ impl Session<'_> {
         tokio::pin!(gone);
         let quiet = tokio::time::sleep_until(self.last_frame_at + keepalive);
         tokio::pin!(quiet);
+        let key = self.req.key.clone();
+        let expiry = async {
+            match key.as_ref().and_then(|k| k.expires_at) {
+                Some(at) => {
+                    let left = at.saturating_sub(crate::clock::now_ms()).max(0);
+                    tokio::time::sleep(Duration::from_millis(left as u64)).await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::pin!(expiry);
         loop {
             let sent_before = self.sent_count;
             let next = tokio::select! {
                 biased;
                 () = &mut stopped => return End::Shutdown,
                 () = &mut gone => return End::Client,
+                () = &mut expiry => return self.end_for_key(End::KeyExpired),
+                changed = keys_changed.recv(), if key.is_some() => {
+                    let Some(k) = &key else { continue };
+                    let ours = match changed {
+                        Ok(id) => id == k.id,
+                        // Missed some: look at our own key.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => false,
+                    };
+                    if ours && !self.key_is_live(&k.id).await {
+                        return self.end_for_key(End::KeyRevoked);
+                    }
+                    continue;
+                }
                 r = live.recv() => r,
                 () = &mut quiet => {
                     let due = self.last_frame_at + keepalive;

@@ -10,6 +10,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 export const ADMIN_TOKEN = "sdk-js-admin-token-0123456789abcdef";
+/** The master key the test server seals secrets with (test-only). */
+export const MASTER_KEY = "1:Z2F0ZXB1bHNlLXRlc3QtbWFzdGVyLWtleS12MS0zMmI=";
 export const ALL_SCOPES = ["events:write", "events:read", "endpoints:manage", "replay:write", "dlq:manage", "audit:read", "stats:read"];
 const READY_WITHIN_MS = 30_000;
 
@@ -75,6 +77,7 @@ export class GpServer {
       env: {
         ...process.env,
         GATEPULSE_ADMIN_TOKEN: ADMIN_TOKEN,
+        GATEPULSE_MASTER_KEY: MASTER_KEY,
         GATEPULSE_DELIVERY__ALLOW_PRIVATE_DESTINATIONS: "true",
         RUST_LOG: "warn",
       },

@@ -450,7 +450,8 @@ impl PgStore {
         endpoint.id = keep_id;
         endpoint.tenant_id = keep_tenant;
         endpoint.created_at = keep_created;
-        endpoint.record_version = RECORD_VERSION;
+        // `record_version` stays the mutation's: for endpoints it says how the header
+        // values are sealed (`crate::secrets`), which only the sealing code knows.
         txn.execute(
             "UPDATE endpoints SET data = $3 WHERE tenant = $1 AND id = $2",
             &[&tenant.as_str(), &id.as_str(), &encode(&endpoint)?],

@@ -7,13 +7,20 @@
 //! small however long the delivery history grows.
 
 /// The schema version this build writes (`gp_meta.version`).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Migration `n` takes the schema from version `n` to `n + 1`.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Key of the advisory lock held while migrating.
 pub const MIGRATION_LOCK: i64 = 0x6770_6d69_6772_6174; // "gpmigrat"
+
+/// 1 → 2: endpoint secrets and header values are sealed under the master keys. The
+/// server seals rows it finds in plain form before serving (`crate::secrets::prepare`);
+/// the version keeps older builds from writing plaintext.
+const V2: &str = r#"
+COMMENT ON TABLE endpoints IS 'secrets and header values sealed under GatePulse master keys (endpoint record_version 2)';
+"#;
 
 const V1: &str = r#"
 CREATE TABLE tenants (

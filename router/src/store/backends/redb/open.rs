@@ -27,6 +27,14 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         from: 1,
         run: |_| Ok(()),
     },
+    // 2 → 3: endpoint secrets and header values are sealed under the master keys.
+    // Nothing changes in the file here: the server seals the records it finds in
+    // plain form before serving (`crate::secrets::prepare`), which needs the keys the
+    // store does not have; the version keeps older builds from writing plaintext.
+    Migration {
+        from: 2,
+        run: |_| Ok(()),
+    },
 ];
 
 /// Compacts a store file that no process has open.

@@ -233,7 +233,8 @@ impl RedbStore {
                 endpoint.id = keep_id;
                 endpoint.tenant_id = keep_tenant;
                 endpoint.created_at = keep_created;
-                endpoint.record_version = RECORD_VERSION;
+                // `record_version` stays the mutation's: for endpoints it says how the header
+                // values are sealed (`crate::secrets`), which only the sealing code knows.
                 table.insert(
                     (tenant.as_str(), id.as_str()),
                     encode(&endpoint)?.as_slice(),

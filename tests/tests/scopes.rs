@@ -1,0 +1,279 @@
+//! Scopes on every route (SPEC SEC-1): the table in docs/api-guide.md names what each
+//! route of the OpenAPI document needs (a route without an entry fails here), and the
+//! real server refuses every route to a key holding every scope but the one needed,
+//! to a key on an admin route, and to a request without a token — always with a
+//! problem document — while a key with just the needed scope gets past.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use gatepulse_e2e::{ADMIN_TOKEN, Gp};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const ALL_SCOPES: &[&str] = &[
+    "events:write",
+    "events:read",
+    "endpoints:manage",
+    "replay:write",
+    "dlq:manage",
+    "stats:read",
+    "audit:read",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Needs {
+    Nothing,
+    Admin,
+    /// Any one of these scopes.
+    Any(BTreeSet<String>),
+}
+
+type Routes = BTreeMap<(String, String), Needs>;
+
+fn repo(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+/// The table under "Every route and what it needs" in docs/api-guide.md.
+fn guide_routes() -> Routes {
+    let text = std::fs::read_to_string(repo("docs/api-guide.md")).unwrap();
+    let start = text
+        .find("### Every route and what it needs")
+        .expect("the route table's heading");
+    let mut routes = Routes::new();
+    for line in text[start..].lines().skip_while(|l| !l.starts_with('|')) {
+        if !line.starts_with('|') {
+            break;
+        }
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        let [method, route, needs] = cells[..] else {
+            panic!("a row of three cells: {line}");
+        };
+        if method == "method" || method.starts_with("---") {
+            continue;
+        }
+        let path = route.trim_matches('`').to_owned();
+        let needs = if needs.starts_with("nothing") {
+            Needs::Nothing
+        } else if needs == "admin" {
+            Needs::Admin
+        } else {
+            Needs::Any(
+                needs
+                    .split(" or ")
+                    .map(|s| s.trim().trim_matches('`').to_owned())
+                    .collect(),
+            )
+        };
+        let key = (method.to_owned(), path);
+        assert!(routes.insert(key.clone(), needs).is_none(), "{key:?} twice");
+    }
+    routes
+}
+
+/// Every operation of an OpenAPI document with the scopes its `security` names.
+fn openapi_routes(doc: &Value) -> Routes {
+    let mut routes = Routes::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let needs = match op["security"].as_array() {
+                None => Needs::Nothing,
+                Some(reqs) => {
+                    let scopes: BTreeSet<String> = reqs
+                        .iter()
+                        .flat_map(|r| r["bearer"].as_array().cloned().unwrap_or_default())
+                        .map(|s| s.as_str().unwrap().to_owned())
+                        .collect();
+                    if scopes.is_empty() {
+                        Needs::Admin
+                    } else {
+                        Needs::Any(scopes)
+                    }
+                }
+            };
+            routes.insert((method.to_uppercase(), path.clone()), needs);
+        }
+    }
+    routes
+}
+
+#[test]
+fn every_route_of_the_openapi_document_is_in_the_scope_table() {
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("docs/openapi.json")).unwrap()).unwrap();
+    let api = openapi_routes(&doc);
+    let guide = guide_routes();
+    let missing: Vec<_> = api.keys().filter(|k| !guide.contains_key(*k)).collect();
+    assert!(
+        missing.is_empty(),
+        "routes without an entry in docs/api-guide.md: {missing:?}"
+    );
+    let stale: Vec<_> = guide.keys().filter(|k| !api.contains_key(*k)).collect();
+    assert!(
+        stale.is_empty(),
+        "entries for routes that do not exist: {stale:?}"
+    );
+    for (route, needs) in &api {
+        assert_eq!(
+            &guide[route], needs,
+            "{route:?}: the guide and OpenAPI differ"
+        );
+    }
+}
+
+/// A real path for a routed one: placeholders become well-formed ids nothing has.
+fn concrete(path: &str, tenant: &str) -> String {
+    path.replace("{tenant_id}", tenant)
+        .replace("{key_id}", "key_01M8X9AAAAAAAAAAAAAAAAAAAA")
+        .replace("{endpoint_id}", "ep_01M8X9AAAAAAAAAAAAAAAAAAAA")
+        .replace("{subscription_id}", "sub_01M8X9AAAAAAAAAAAAAAAAAAAA")
+        .replace("{event_id}", "evt_01M8X9AAAAAAAAAAAAAAAAAAAA")
+        .replace("{delivery_id}", "dlv_01M8X9AAAAAAAAAAAAAAAAAAAA0000")
+        .replace("{name}", "probe")
+        .replace("{version}", "1.0.0")
+}
+
+/// A body the route would accept in shape, so nothing but the scope can refuse it.
+fn body_for(method: &str, path: &str) -> Option<Value> {
+    Some(match (method, path) {
+        ("POST", "/v1/tenants") | ("PATCH", "/v1/tenants/{tenant_id}") => json!({"name": "probe"}),
+        ("POST", "/v1/tenants/{tenant_id}/keys") => {
+            json!({"name": "probe", "scopes": ["events:read"]})
+        }
+        ("POST", "/v1/admin/snapshots") => json!({"path": "/nonexistent/probe"}),
+        ("POST", "/v1/events") => json!({"topic": "probe.sent", "payload": {}}),
+        ("POST", "/v1/events/batch") => {
+            json!({"events": [{"topic": "probe.sent", "payload": {}}]})
+        }
+        ("POST", "/v1/endpoints") => json!({"kind": "inbox"}),
+        ("PATCH", "/v1/endpoints/{endpoint_id}") => json!({"description": "probe"}),
+        ("POST", "/v1/subscriptions") => {
+            json!({"endpoint_id": "ep_01M8X9AAAAAAAAAAAAAAAAAAAA", "topics": ["probe.#"]})
+        }
+        ("PATCH", "/v1/subscriptions/{subscription_id}") => json!({"topics": ["probe.#"]}),
+        ("POST", "/v1/replay") => json!({"event_id": "evt_01M8X9AAAAAAAAAAAAAAAAAAAA"}),
+        ("POST", "/v1/dlq/requeue") => {
+            json!({"endpoint_id": "ep_01M8X9AAAAAAAAAAAAAAAAAAAA"})
+        }
+        _ => return None,
+    })
+}
+
+async fn key_with(gp: &Gp, tenant: &str, scopes: &[&str]) -> String {
+    let (s, k) = gp
+        .call(
+            ADMIN_TOKEN,
+            Method::POST,
+            &format!("/v1/tenants/{tenant}/keys"),
+            Some(json!({"name": "probe", "scopes": scopes})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::CREATED, "{k}");
+    k["key"].as_str().unwrap().to_owned()
+}
+
+/// Sends one probe; the status and, for a refusal, its problem document.
+async fn probe(
+    gp: &Gp,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    tenant: &str,
+) -> (StatusCode, Option<Value>) {
+    let mut req = gp.http.request(
+        Method::from_bytes(method.as_bytes()).unwrap(),
+        format!("{}{}", gp.base, concrete(path, tenant)),
+    );
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body_for(method, path) {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
+        // Streams stay open; nothing more to read from a success.
+        return (status, None);
+    }
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        ct.starts_with("application/problem+json"),
+        "{method} {path}: {status} as {ct:?}"
+    );
+    (status, Some(resp.json().await.unwrap()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_refuses_what_its_scope_does_not_allow() {
+    let dir = tempfile::tempdir().unwrap();
+    let gp = Gp::start(dir.path(), &[]).await.unwrap();
+    let (tenant, _) = gp.tenant_with_key().await.unwrap();
+    // The server's own document, not the committed copy.
+    let (s, doc) = gp
+        .call(ADMIN_TOKEN, Method::GET, "/openapi.json", None)
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK);
+    let routes = openapi_routes(&doc);
+    assert!(routes.len() > 40, "{}", routes.len());
+    let everything = key_with(&gp, &tenant, ALL_SCOPES).await;
+    let mut probed = 0;
+    for ((method, path), needs) in &routes {
+        let route = format!("{method} {path}");
+        if *needs == Needs::Nothing {
+            let (s, _) = probe(&gp, None, method, path, &tenant).await;
+            assert!(s.is_success(), "{route}: {s} without a token");
+            continue;
+        }
+        let (s, p) = probe(&gp, None, method, path, &tenant).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{route} without a token");
+        assert_eq!(p.unwrap()["code"], "missing_token", "{route}");
+        let (s, p) = probe(&gp, Some("gpk_not-a-key"), method, path, &tenant).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{route} with a wrong key");
+        assert_eq!(p.unwrap()["code"], "invalid_token", "{route}");
+        match needs {
+            Needs::Nothing => unreachable!(),
+            Needs::Admin => {
+                let (s, p) = probe(&gp, Some(&everything), method, path, &tenant).await;
+                assert_eq!(s, StatusCode::FORBIDDEN, "{route} with an all-scopes key");
+                assert_eq!(p.unwrap()["code"], "admin_only", "{route}");
+            }
+            Needs::Any(scopes) => {
+                let others: Vec<&str> = ALL_SCOPES
+                    .iter()
+                    .copied()
+                    .filter(|s| !scopes.contains(*s))
+                    .collect();
+                let lacking = key_with(&gp, &tenant, &others).await;
+                let (s, p) = probe(&gp, Some(&lacking), method, path, &tenant).await;
+                assert_eq!(s, StatusCode::FORBIDDEN, "{route} without {scopes:?}");
+                let p = p.unwrap();
+                assert_eq!(p["code"], "missing_scope", "{route}: {p}");
+                assert!(
+                    scopes.contains(p["scope"].as_str().unwrap()),
+                    "{route}: names {p}"
+                );
+                for scope in scopes {
+                    let just = key_with(&gp, &tenant, &[scope.as_str()]).await;
+                    let (s, p) = probe(&gp, Some(&just), method, path, &tenant).await;
+                    assert!(
+                        s != StatusCode::UNAUTHORIZED && s != StatusCode::FORBIDDEN,
+                        "{route} refused with {scope}: {s} {p:?}"
+                    );
+                }
+            }
+        }
+        probed += 1;
+    }
+    assert!(probed > 35, "{probed}");
+}
