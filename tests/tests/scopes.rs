@@ -277,3 +277,153 @@ async fn every_route_refuses_what_its_scope_does_not_allow() {
     }
     assert!(probed > 35, "{probed}");
 }
+
+/// Waits until `path` lists at least one item for `key`.
+async fn first_listed(gp: &Gp, key: &str, path: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let items = gp.list_all(key, path).await.unwrap();
+        if let Some(first) = items.into_iter().next() {
+            return first;
+        }
+        assert!(std::time::Instant::now() < deadline, "{path} stayed empty");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenants_resources_are_not_found_and_nothing_leaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let gp = Gp::start(dir.path(), &[]).await.unwrap();
+    let (tenant_a, key_a) = gp.tenant_with_key().await.unwrap();
+    let (tenant_b, _) = gp.tenant_with_key().await.unwrap();
+    let key_b = key_with(&gp, &tenant_b, ALL_SCOPES).await;
+    // Tenant A: an inbox endpoint with a subscription, an event, its delivery and
+    // capture, and a dead delivery to replay or requeue.
+    let marker = "tenant-a-private-7c1e";
+    let (ep, sub) = gp
+        .subscribe(
+            &key_a,
+            json!({"kind": "inbox", "description": marker, "headers": {"X-Secret": marker}}),
+            &["private.#"],
+            None,
+        )
+        .await
+        .unwrap();
+    let (ep, sub) = (
+        ep["id"].as_str().unwrap().to_owned(),
+        sub["id"].as_str().unwrap().to_owned(),
+    );
+    let event = gp
+        .publish(&key_a, "private.created", &json!({"note": marker}))
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let delivery = first_listed(&gp, &key_a, "/v1/deliveries").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    first_listed(&gp, &key_a, &format!("/v1/inbox/{ep}/messages")).await;
+
+    let probes: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, format!("/v1/endpoints/{ep}"), None),
+        (
+            Method::PATCH,
+            format!("/v1/endpoints/{ep}"),
+            Some(json!({"description": "x"})),
+        ),
+        (Method::DELETE, format!("/v1/endpoints/{ep}"), None),
+        (Method::GET, format!("/v1/endpoints/{ep}/secret"), None),
+        (
+            Method::POST,
+            format!("/v1/endpoints/{ep}/secret/rotate"),
+            None,
+        ),
+        (Method::GET, format!("/v1/endpoints/{ep}/health"), None),
+        (Method::GET, format!("/v1/subscriptions/{sub}"), None),
+        (
+            Method::PATCH,
+            format!("/v1/subscriptions/{sub}"),
+            Some(json!({"topics": ["x.#"]})),
+        ),
+        (Method::DELETE, format!("/v1/subscriptions/{sub}"), None),
+        (
+            Method::POST,
+            "/v1/subscriptions".to_owned(),
+            Some(json!({"endpoint_id": ep, "topics": ["x.#"]})),
+        ),
+        (Method::GET, format!("/v1/events/{event}"), None),
+        (Method::GET, format!("/v1/deliveries/{delivery}"), None),
+        (Method::GET, format!("/v1/inbox/{ep}/messages"), None),
+        (
+            Method::POST,
+            "/v1/replay".to_owned(),
+            Some(json!({"event_id": event})),
+        ),
+        (
+            Method::POST,
+            "/v1/dlq/requeue".to_owned(),
+            Some(json!({"endpoint_id": ep})),
+        ),
+    ];
+    for (method, path, body) in probes {
+        let mut req = gp
+            .http
+            .request(method.clone(), format!("{}{path}", gp.base))
+            .bearer_auth(&key_b);
+        if let Some(b) = &body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let headers = format!("{:?}", resp.headers());
+        let text = resp.text().await.unwrap();
+        assert!(
+            status == StatusCode::NOT_FOUND || status == StatusCode::UNPROCESSABLE_ENTITY,
+            "{method} {path} from another tenant: {status} {text}"
+        );
+        for secret in [marker, tenant_a.as_str()] {
+            assert!(
+                !text.contains(secret),
+                "{method} {path} leaks {secret}: {text}"
+            );
+            assert!(
+                !headers.contains(secret),
+                "{method} {path} leaks {secret}: {headers}"
+            );
+        }
+    }
+    // Listings show nothing of A's, and A's things are untouched.
+    for path in [
+        "/v1/endpoints",
+        "/v1/subscriptions",
+        "/v1/events",
+        "/v1/deliveries",
+        "/v1/dlq",
+    ] {
+        let items = gp.list_all(&key_b, path).await.unwrap();
+        let text = serde_json::to_string(&items).unwrap();
+        assert!(
+            !text.contains(&ep) && !text.contains(&event) && !text.contains(marker),
+            "{path} for tenant b shows a's: {text}"
+        );
+    }
+    let (s, still) = gp
+        .call(&key_a, Method::GET, &format!("/v1/endpoints/{ep}"), None)
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(still["description"], marker);
+    let (s, _) = gp
+        .call(
+            &key_a,
+            Method::GET,
+            &format!("/v1/subscriptions/{sub}"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK);
+}

@@ -102,10 +102,14 @@ pub async fn requeue_dlq(
             // Ids that cannot exist are skipped like ids that are not dead.
             RequeueSelection::Ids(ids.iter().filter_map(|i| DeliveryId::parse(i)).collect())
         }
-        (None, Some(raw)) => match EndpointId::parse(&raw) {
-            Some(id) => RequeueSelection::Endpoint(id),
-            None => return Err(ApiError::not_found("endpoint")),
-        },
+        (None, Some(raw)) => {
+            // Another tenant's endpoint (or none at all) is not found, as everywhere.
+            let id = EndpointId::parse(&raw).ok_or_else(|| ApiError::not_found("endpoint"))?;
+            if state.store.get_endpoint(&tenant, &id).await?.is_none() {
+                return Err(ApiError::not_found("endpoint"));
+            }
+            RequeueSelection::Endpoint(id)
+        }
         _ => {
             return Err(ApiError::invalid_field(
                 "delivery_ids",
