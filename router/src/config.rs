@@ -135,6 +135,7 @@ pub struct RetentionConfig {
     pub events_max_age_secs: u64,
     pub dlq_max_age_secs: u64,
     pub inbox_max_age_secs: u64,
+    pub audit_max_age_days: u64,
     pub compaction_cron: String,
     pub batch_rows: usize,
     /// Most milliseconds one batch may take (it shares a commit with publishes).

@@ -108,6 +108,10 @@ id_type!(
     KeyId, "key_"
 );
 id_type!(
+    /// An audit log record.
+    AuditId, "aud_"
+);
+id_type!(
     /// An HTTP or inbox destination.
     EndpointId, "ep_"
 );

@@ -6,6 +6,7 @@
 //! [`stream`] (the tenant stream behind SSE), [`crypto`], [`destination`], [`telemetry`] (every metric name), [`cli`].
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod clock;

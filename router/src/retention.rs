@@ -38,10 +38,30 @@ pub async fn run_pass(store: &dyn Store, config: &RetentionConfig) -> StoreResul
         }
         tokio::time::sleep(BETWEEN_BATCHES).await;
     }
+    total.other += purge_audit(store, config).await?;
     total.done = true;
     store.mark_compacted(now_ms()).await?;
     telemetry::record_retention_pass(started.elapsed());
     Ok(total)
+}
+
+/// Removes audit records older than `retention.audit_max_age_days`, in batches.
+async fn purge_audit(store: &dyn Store, config: &RetentionConfig) -> StoreResult<u64> {
+    if config.audit_max_age_days == 0 {
+        return Ok(0);
+    }
+    let age_ms =
+        i64::try_from(config.audit_max_age_days.saturating_mul(86_400_000)).unwrap_or(i64::MAX);
+    let before = now_ms().saturating_sub(age_ms);
+    let mut total = 0;
+    loop {
+        let n = store.purge_audit(before, config.batch_rows.max(1)).await?;
+        total += n;
+        if (n as usize) < config.batch_rows.max(1) {
+            return Ok(total);
+        }
+        tokio::time::sleep(BETWEEN_BATCHES).await;
+    }
 }
 
 /// Runs passes on the configured schedule until `shutdown`.

@@ -244,6 +244,135 @@ async fn endpoint_writes_keep_their_record_version_and_sealed_values(store: Arc<
     assert_eq!(again.record_version, 2);
 }
 
+/// Audit records chain per tenant in append order; listing filters and pages;
+/// retention removes each chain's oldest records and what stays still verifies.
+async fn audit_records_chain_list_and_expire(store: Arc<dyn Store>) {
+    use gatepulse::audit::{AuditActor, AuditEntry, AuditResource, verify_chain};
+    let (a, b) = (tenant("audit-a"), tenant("audit-b"));
+    let entry = |t: Option<&TenantId>, at: i64, action: &str| AuditEntry {
+        tenant: t.cloned(),
+        at,
+        actor: AuditActor::admin(),
+        action: action.into(),
+        resource: AuditResource::new("endpoint", format!("ep_{at}")),
+        request_id: None,
+        client_addr: None,
+        details: serde_json::json!({"at": at}),
+    };
+    for at in 1..=4 {
+        let r = store
+            .append_audit(entry(Some(&a.id), at, "endpoint.create"))
+            .await
+            .unwrap();
+        assert_eq!(r.seq, at as u64);
+    }
+    store
+        .append_audit(entry(Some(&b.id), 2, "endpoint.delete"))
+        .await
+        .unwrap();
+    store
+        .append_audit(entry(None, 3, "store.snapshot"))
+        .await
+        .unwrap();
+    let chain = store.audit_chain(a.id.as_str(), 0, 100).await.unwrap();
+    assert_eq!(chain.len(), 4);
+    assert_eq!(chain[1].prev_hash, chain[0].hash);
+    assert_eq!(verify_chain(&chain), None);
+    let mut chains = store.audit_chains().await.unwrap();
+    chains.sort();
+    let mut want = vec![String::new(), a.id.to_string(), b.id.to_string()];
+    want.sort();
+    assert_eq!(chains, want);
+
+    let page =
+        |tenant: Option<&TenantId>, action: Option<&str>, after: Option<String>| AuditQuery {
+            tenant: tenant.cloned(),
+            action: action.map(str::to_owned),
+            page: PageRequest { after, limit: 3 },
+            ..AuditQuery::default()
+        };
+    let all = store.list_audit(page(None, None, None)).await.unwrap();
+    assert_eq!(all.items.len(), 3);
+    let rest = store
+        .list_audit(page(None, None, all.next.clone()))
+        .await
+        .unwrap();
+    assert_eq!(all.items.len() + rest.items.len(), 6, "{:?}", rest.items);
+    let only_b = store
+        .list_audit(page(Some(&b.id), None, None))
+        .await
+        .unwrap();
+    assert_eq!(only_b.items.len(), 1);
+    assert_eq!(only_b.items[0].action, "endpoint.delete");
+    let deletes = store
+        .list_audit(page(None, Some("endpoint.delete"), None))
+        .await
+        .unwrap();
+    assert_eq!(deletes.items.len(), 1);
+
+    // Older than 3 ms: a's first two, b's one.
+    assert_eq!(store.purge_audit(3, 100).await.unwrap(), 3);
+    let kept = store.audit_chain(a.id.as_str(), 0, 100).await.unwrap();
+    assert_eq!(kept.iter().map(|r| r.seq).collect::<Vec<_>>(), [3, 4]);
+    assert_eq!(verify_chain(&kept), None);
+    // The chain goes on from its head.
+    let next = store
+        .append_audit(entry(Some(&a.id), 5, "endpoint.update"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (next.seq, next.prev_hash.as_str()),
+        (5, kept[1].hash.as_str())
+    );
+}
+
+/// A request's pending audit record commits with the write that takes it, or not at
+/// all: a refused write leaves none (and the intent is gone), the next write is not
+/// recorded twice.
+async fn audit_records_commit_with_their_change_or_not_at_all(store: Arc<dyn Store>) {
+    use gatepulse::audit::{self, AuditActor, Context};
+    let t = tenant("audited");
+    store.create_tenant(t.clone()).await.unwrap();
+    let ctx = Context::new(
+        AuditActor::admin(),
+        Some(axum::http::HeaderValue::from_static("req_1")),
+        None,
+    );
+    let store2 = store.clone();
+    let tid = t.id.clone();
+    audit::scope(ctx, async move {
+        // Refused: the endpoint does not exist.
+        let orphan = subscription(&tid, &EndpointId::generate(9));
+        audit::record(
+            Some(&tid),
+            "subscription.create",
+            "subscription",
+            &orphan.id,
+            serde_json::json!({}),
+        );
+        assert!(store2.create_subscription(orphan, 10).await.is_err());
+        // Accepted, and recorded once.
+        let ep = endpoint(&tid);
+        audit::record(
+            Some(&tid),
+            "endpoint.create",
+            "endpoint",
+            &ep.id,
+            serde_json::json!({}),
+        );
+        store2.create_endpoint(ep.clone(), 10).await.unwrap();
+        store2
+            .update_endpoint(&tid, &ep.id, Box::new(|e| e.description = "x".into()))
+            .await
+            .unwrap();
+    })
+    .await;
+    let records = store.audit_chain(t.id.as_str(), 0, 100).await.unwrap();
+    let actions: Vec<&str> = records.iter().map(|r| r.action.as_str()).collect();
+    assert_eq!(actions, ["endpoint.create"]);
+    assert_eq!(records[0].request_id.as_deref(), Some("req_1"));
+}
+
 async fn endpoints_are_tenant_scoped_limited_and_cascade(store: Arc<dyn Store>) {
     let (a, b) = (tenant("a"), tenant("b"));
     store.create_tenant(a.clone()).await.unwrap();
@@ -1556,6 +1685,8 @@ macro_rules! conformance {
             conformance!(@case $make, api_keys_are_found_by_hash_until_revoked);
             conformance!(@case $make, endpoints_are_tenant_scoped_limited_and_cascade);
             conformance!(@case $make, endpoint_writes_keep_their_record_version_and_sealed_values);
+            conformance!(@case $make, audit_records_chain_list_and_expire);
+            conformance!(@case $make, audit_records_commit_with_their_change_or_not_at_all);
             conformance!(@case $make, subscriptions_need_their_endpoint);
             conformance!(@case $make, appended_events_get_gapless_cursors_per_tenant);
             conformance!(@case $make, idempotency_keys_dedupe_within_the_window);

@@ -57,6 +57,15 @@ pub async fn create_snapshot(
             tracing::warn!(error = %e, path = %dir.display(), "snapshot failed");
             ApiError::new(StatusCode::CONFLICT, "snapshot_failed", e.to_string())
         })?;
+    let intent = crate::audit::Intent {
+        tenant: None,
+        action: "store.snapshot",
+        resource: crate::audit::AuditResource::new("store", dir.display()),
+        details: serde_json::json!({"bytes": manifest.bytes, "sha256": manifest.sha256}),
+    };
+    if let Some(entry) = crate::audit::entry_now(intent) {
+        state.store.append_audit(entry).await?;
+    }
     tracing::info!(
         path = %dir.display(),
         bytes = manifest.bytes,

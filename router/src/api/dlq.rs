@@ -11,6 +11,7 @@ use super::AppState;
 use super::deliveries::DeliverySummary;
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, ApiQuery, ListOut, ListParams};
+use crate::audit;
 use crate::auth::{Principal, Scope};
 use crate::clock::now_ms;
 use crate::ids::{DeliveryId, EndpointId};
@@ -117,6 +118,11 @@ pub async fn requeue_dlq(
             ));
         }
     };
+    let target = match &selection {
+        RequeueSelection::Ids(ids) => serde_json::json!({"delivery_ids": ids.len()}),
+        RequeueSelection::Endpoint(id) => serde_json::json!({"endpoint_id": id}),
+    };
+    audit::record(Some(&tenant), "dlq.requeue", "dlq", &tenant, target);
     // In bounded batches, each its own transaction, never past the queue limit.
     let max = state.config.api.max_requeue;
     let (now, mut total, mut after, mut stopped) = (now_ms(), 0usize, None, None);

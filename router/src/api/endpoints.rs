@@ -7,11 +7,13 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, ApiQuery, ListOut, ListParams};
+use crate::audit;
 use crate::auth::{Principal, Scope};
 use crate::clock::{now_ms, rfc3339};
 use crate::crypto;
@@ -239,6 +241,26 @@ fn unseal(state: &AppState, endpoint: &Endpoint, s: &SealedSecret) -> Result<Str
     Ok(secrets::open_secret(&state.keys, endpoint, s)?)
 }
 
+/// What a PATCH changes, for the audit log: the fields given, header names only.
+fn patch_details(patch: &EndpointPatch) -> serde_json::Value {
+    let mut fields = Vec::new();
+    let mut given = |name: &'static str, present: bool| {
+        if present {
+            fields.push(name);
+        }
+    };
+    given("url", patch.url.is_some());
+    given("description", patch.description.is_some());
+    given("headers", patch.headers.is_some());
+    given("timeout_ms", patch.timeout_ms.is_some());
+    given("rate_limit_per_sec", patch.rate_limit_per_sec.is_some());
+    given("max_in_flight", patch.max_in_flight.is_some());
+    given("retry_schedule_secs", patch.retry_schedule_secs.is_some());
+    given("enabled", patch.enabled.is_some());
+    let headers: Option<Vec<&String>> = patch.headers.as_ref().map(|h| h.keys().collect());
+    json!({"fields": fields, "url": patch.url, "enabled": patch.enabled, "headers": headers})
+}
+
 fn endpoint_id(raw: &str) -> Result<EndpointId, ApiError> {
     EndpointId::parse(raw).ok_or_else(|| ApiError::not_found("endpoint"))
 }
@@ -315,6 +337,16 @@ pub async fn create_endpoint(
         created_at: now,
         updated_at: now,
     };
+    // Header names only: their values are secrets.
+    let header_names: Vec<&String> = endpoint.headers.keys().collect();
+    audit::record(
+        Some(&tenant),
+        "endpoint.create",
+        "endpoint",
+        &endpoint.id,
+        json!({"kind": endpoint.kind, "url": endpoint.url, "headers": header_names,
+               "enabled": endpoint.enabled}),
+    );
     state
         .store
         .create_endpoint(endpoint.clone(), state.config.api.max_endpoints_per_tenant)
@@ -379,6 +411,7 @@ pub async fn update_endpoint(
     if let Some(h) = &patch.headers {
         validate_headers(h)?;
     }
+    let details = patch_details(&patch);
     let sealed_headers = match patch.headers {
         Some(h) => Some(secrets::seal_headers(&state.keys, &tenant, &id, h)?),
         None => None,
@@ -393,6 +426,7 @@ pub async fn update_endpoint(
             .and_then(|s| s.as_deref()),
     )?;
     let now = now_ms();
+    audit::record(Some(&tenant), "endpoint.update", "endpoint", &id, details);
     let updated = state
         .store
         .update_endpoint(
@@ -451,6 +485,7 @@ pub async fn delete_endpoint(
     let id = endpoint_id(&raw)?;
     // Its queued deliveries are cancelled (`endpoint_deleted`) once the engine hears
     // of the deletion through the commit feed.
+    audit::record(Some(&tenant), "endpoint.delete", "endpoint", &id, json!({}));
     let subs = state.store.delete_endpoint(&tenant, &id).await?;
     tracing::info!(tenant_id = %tenant, endpoint_id = %id, subscriptions = subs.len(), "endpoint deleted");
     Ok(StatusCode::NO_CONTENT)
@@ -469,9 +504,18 @@ pub async fn get_secret(
     let tenant = principal.tenant_for(Scope::EndpointsManage)?;
     let endpoint = load(&state, tenant, &raw).await?;
     let current = endpoint.secrets.first().ok_or_else(ApiError::internal)?;
-    Ok(axum::Json(SecretOut {
-        secret: unseal(&state, &endpoint, current)?,
-    }))
+    let secret = unseal(&state, &endpoint, current)?;
+    // Recorded before it is shown: no record, no secret.
+    let intent = audit::Intent {
+        tenant: Some(tenant.clone()),
+        action: "endpoint.secret.reveal",
+        resource: audit::AuditResource::new("endpoint", &endpoint.id),
+        details: json!({}),
+    };
+    if let Some(entry) = audit::entry_now(intent) {
+        state.store.append_audit(entry).await?;
+    }
+    Ok(axum::Json(SecretOut { secret }))
 }
 
 /// Rotates the signing secret; the previous one keeps signing alongside for
@@ -494,6 +538,7 @@ pub async fn rotate_secret(
     } else {
         super::extract::parse_json(&bytes)?
     };
+    let body_secret_generated = body.secret.is_none();
     let secret = match body.secret {
         Some(s) => {
             check_secret(&s)?;
@@ -504,6 +549,13 @@ pub async fn rotate_secret(
     let now = now_ms();
     let grace_ms = (state.config.delivery.secret_rotation_grace_secs as i64).saturating_mul(1000);
     let fresh = secrets::seal_secret(&state.keys, &tenant, &id, &secret, now)?;
+    audit::record(
+        Some(&tenant),
+        "endpoint.secret.rotate",
+        "endpoint",
+        &id,
+        json!({"generated": body_secret_generated}),
+    );
     state
         .store
         .update_endpoint(

@@ -350,7 +350,17 @@ async fn serve_http(
     config: &ConnConfig,
     mut stop: watch::Receiver<bool>,
 ) {
+    let peer = io.peer_addr().ok().map(|a| super::ClientAddr(a.ip()));
     let io = StallGuard::new(io, config.write_timeout, config.idle_timeout).holding(guard);
+    // Each request learns its client's address (the audit log records it).
+    let app = tower::ServiceBuilder::new()
+        .map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            if let Some(p) = peer {
+                req.extensions_mut().insert(p);
+            }
+            req
+        })
+        .service(app);
     let service = hyper_util::service::TowerToHyperService::new(app);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder

@@ -4,6 +4,7 @@
 //! problem document in [`error`].
 
 pub mod admin;
+pub mod audit;
 pub mod console;
 pub mod deliveries;
 pub mod dlq;
@@ -97,6 +98,7 @@ pub fn app(state: AppState) -> Router {
         .merge(stats::router())
         .merge(admin::router())
         .merge(secrets::router())
+        .merge(audit::router())
         .merge(inbox::router())
         .merge(stream::router())
         .merge(plugins::router())
@@ -142,6 +144,15 @@ fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// report and the server's log can be matched.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// A request's id, as a request extension.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub axum::http::HeaderValue);
+
+/// The address of the client a request came from (the TCP peer), as a request
+/// extension set by the listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
 /// The request's id: the caller's, if usable, else a fresh `req_…`.
 fn request_id(req: &Request) -> axum::http::HeaderValue {
     req.headers()
@@ -160,9 +171,11 @@ fn request_id(req: &Request) -> axum::http::HeaderValue {
 
 /// Request metrics by matched route (never the raw path: ids would explode labels),
 /// and the request id on every answer.
-async fn track_request(req: Request, next: Next) -> Response {
+async fn track_request(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = request_id(&req);
+    // The audit log names the request.
+    req.extensions_mut().insert(RequestId(id.clone()));
     let route = req
         .extensions()
         .get::<MatchedPath>()

@@ -15,6 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::error::{ApiError, Problem};
 use super::extract::{ApiQuery, ListOut};
+use crate::audit;
 use crate::auth::{Principal, Scope};
 use crate::clock::{now_ms, rfc3339};
 use crate::pipeline::PluginKey;
@@ -150,6 +151,13 @@ pub async fn upload_plugin(
         max_versions: state.config.plugins.max_per_tenant,
         max_bytes: state.config.plugins.max_bytes_per_tenant,
     };
+    audit::record(
+        Some(&tenant),
+        "plugin.upload",
+        "plugin",
+        format!("{}@{}", record.name, record.version),
+        serde_json::json!({"sha256": record.sha256, "size": record.size}),
+    );
     state
         .store
         .create_plugin(record.clone(), wasm.to_vec(), quota)
@@ -218,6 +226,13 @@ pub async fn delete_plugin(
         ));
     }
     // The pipeline cache hears of it through the commit feed.
+    audit::record(
+        Some(&tenant),
+        "plugin.delete",
+        "plugin",
+        format!("{name}@{version}"),
+        serde_json::json!({}),
+    );
     state.store.delete_plugin(&tenant, &name, &version).await?;
     tracing::info!(tenant_id = %tenant, plugin = %name, version = %version, "plugin deleted");
     Ok(StatusCode::NO_CONTENT)

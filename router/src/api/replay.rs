@@ -22,6 +22,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, Problem};
 use super::extract::ApiJson;
+use crate::audit;
 use crate::auth::{Principal, Scope};
 use crate::clock::{now_ms, parse_rfc3339, rfc3339};
 use crate::ids::{EndpointId, EventId, ReplayId, SubscriptionId, TenantId};
@@ -335,11 +336,19 @@ pub async fn create_replay(
         subscription,
     };
     let now = now_ms();
+    let replay_id = ReplayId::generate(now).to_string();
+    audit::record(
+        Some(&tenant),
+        "replay.create",
+        "replay",
+        &replay_id,
+        serde_json::to_value(&body).unwrap_or_default(),
+    );
     let mut writer = Writer {
         state: &state,
         replay: Replay {
             record_version: RECORD_VERSION,
-            id: ReplayId::generate(now).to_string(),
+            id: replay_id,
             tenant_id: tenant.clone(),
             created_at: now,
             request: serde_json::to_value(&body).unwrap_or_default(),

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::ApiError;
+use crate::audit::{self, AuditActor};
 use crate::auth::{AuthError, Principal, Scope};
 
 /// What a route needs.
@@ -30,7 +31,9 @@ pub enum Needs {
 }
 
 use Needs::{Admin, Any, Nothing};
-use Scope::{DlqManage, EndpointsManage, EventsRead, EventsWrite, ReplayWrite, StatsRead};
+use Scope::{
+    AuditRead, DlqManage, EndpointsManage, EventsRead, EventsWrite, ReplayWrite, StatsRead,
+};
 
 /// Every route: method, path as routed, what it needs.
 pub const ROUTES: &[(&str, &str, Needs)] = &[
@@ -122,6 +125,8 @@ pub const ROUTES: &[(&str, &str, Needs)] = &[
     ("GET", "/v1/dlq", Any(&[DlqManage])),
     ("POST", "/v1/dlq/requeue", Any(&[DlqManage])),
     ("GET", "/v1/stats", Any(&[StatsRead, EndpointsManage])),
+    ("GET", "/v1/audit", Any(&[AuditRead])),
+    ("GET", "/v1/audit/verify", Any(&[AuditRead])),
 ];
 
 static INDEX: LazyLock<HashMap<(&'static str, &'static str), Needs>> = LazyLock::new(|| {
@@ -174,8 +179,18 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
     if let Err(e) = allowed {
         return ApiError::from(e).into_response();
     }
+    let actor = match &principal {
+        Principal::Admin { .. } => AuditActor::admin(),
+        Principal::Key { id, .. } => AuditActor::key(id.clone()),
+    };
+    let request_id = parts
+        .extensions
+        .get::<super::RequestId>()
+        .map(|r| r.0.clone());
+    let client = parts.extensions.get::<super::ClientAddr>().map(|c| c.0);
     parts.extensions.insert(principal);
-    next.run(Request::from_parts(parts, body)).await
+    let context = audit::Context::new(actor, request_id, client);
+    audit::scope(context, next.run(Request::from_parts(parts, body))).await
 }
 
 /// Lets a handler take the principal [`enforce`] authenticated.

@@ -70,6 +70,16 @@ pub async fn rotate(
         ));
     }
     let before = describe(&state).await?;
+    let intent = crate::audit::Intent {
+        tenant: None,
+        action: "master_key.rotate",
+        resource: crate::audit::AuditResource::new("master_key", state.keys.current_version()),
+        details: serde_json::json!({"endpoints": before.stored.endpoints,
+            "by_key_version": before.stored.by_key_version}),
+    };
+    if let Some(entry) = crate::audit::entry_now(intent) {
+        state.store.append_audit(entry).await?;
+    }
     state.rotation.start(
         state.store.clone(),
         state.keys.clone(),

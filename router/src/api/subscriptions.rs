@@ -17,6 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, ApiQuery, ListOut, ListParams};
+use crate::audit;
 use crate::auth::{Principal, Scope};
 use crate::clock::{now_ms, rfc3339};
 use crate::ids::{EndpointId, EventId, SubscriptionId, TenantId};
@@ -193,6 +194,14 @@ pub async fn create_subscription(
         created_at: now,
         updated_at: now,
     };
+    audit::record(
+        Some(&tenant),
+        "subscription.create",
+        "subscription",
+        &sub.id,
+        json!({"endpoint_id": sub.endpoint_id, "topics": sub.topics, "filter": sub.filter,
+               "transform": sub.transform.is_some(), "enabled": sub.enabled}),
+    );
     state
         .store
         .create_subscription(sub.clone(), state.config.api.max_subscriptions_per_tenant)
@@ -274,6 +283,14 @@ pub async fn update_subscription(
         validate_transform(&state, &tenant, t).await?;
     }
     let now = now_ms();
+    audit::record(
+        Some(&tenant),
+        "subscription.update",
+        "subscription",
+        &id,
+        json!({"topics": patch.topics, "filter": patch.filter,
+               "transform": patch.transform.is_some(), "enabled": patch.enabled}),
+    );
     let updated = state
         .store
         .update_subscription(
@@ -315,6 +332,13 @@ pub async fn delete_subscription(
 ) -> Result<StatusCode, ApiError> {
     let tenant = principal.tenant_for(Scope::EndpointsManage)?.clone();
     let id = subscription_id(&raw)?;
+    audit::record(
+        Some(&tenant),
+        "subscription.delete",
+        "subscription",
+        &id,
+        json!({}),
+    );
     state.store.delete_subscription(&tenant, &id).await?;
     tracing::info!(tenant_id = %tenant, subscription_id = %id, "subscription deleted");
     Ok(StatusCode::NO_CONTENT)

@@ -5,11 +5,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, ApiQuery, ListOut, ListParams};
+use crate::audit;
 use crate::auth::{Principal, Scope};
 use crate::clock::{now_ms, rfc3339};
 use crate::crypto;
@@ -155,6 +157,13 @@ pub async fn create_tenant(
         created_at: now,
         retention: Default::default(),
     };
+    audit::record(
+        Some(&tenant.id),
+        "tenant.create",
+        "tenant",
+        &tenant.id,
+        json!({"name": tenant.name}),
+    );
     state.store.create_tenant(tenant.clone()).await?;
     tracing::info!(tenant_id = %tenant.id, "tenant created");
     Ok((StatusCode::CREATED, axum::Json(tenant.into())))
@@ -209,6 +218,13 @@ pub async fn update_tenant(
     if let Some(name) = &patch.name {
         validate_name("name", name)?;
     }
+    audit::record(
+        Some(&id),
+        "tenant.update",
+        "tenant",
+        &id,
+        json!({"name": patch.name, "retention": patch.retention.is_some()}),
+    );
     let updated = state
         .store
         .update_tenant(
@@ -258,6 +274,13 @@ pub async fn create_key(
         }
         key.expires_at = Some(at);
     }
+    audit::record(
+        Some(&key.tenant_id),
+        "api_key.create",
+        "api_key",
+        &key.id,
+        json!({"name": key.name, "scopes": key.scopes, "expires_at": key.expires_at.map(rfc3339)}),
+    );
     state.store.create_api_key(key.clone()).await?;
     tracing::info!(tenant_id = %key.tenant_id, key_id = %key.id, "api key created");
     Ok((
@@ -333,6 +356,7 @@ pub async fn revoke_key(
     principal.require_admin()?;
     let tenant = tenant_id(&raw_tenant)?;
     let key = KeyId::parse(&raw_key).ok_or_else(|| ApiError::not_found("key"))?;
+    audit::record(Some(&tenant), "api_key.revoke", "api_key", &key, json!({}));
     state
         .store
         .revoke_api_key(&tenant, &key, now_ms())

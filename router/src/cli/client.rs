@@ -336,6 +336,7 @@ async fn execute(c: &Client, command: Command) -> Result<Value, String> {
         | Command::Filter(_)
         | Command::Store(_)
         | Command::Secrets(_)
+        | Command::Audit(_)
         | Command::Tail(_)
         | Command::Plugins(_)
         | Command::Openapi => Err("not a client command".into()),

@@ -1,6 +1,7 @@
 //! The `gp` command line. `gp serve` runs the server; `gp filter` works locally; every
 //! other command is a client of the HTTP API (`GATEPULSE_URL`, `GATEPULSE_TOKEN`).
 
+mod audit;
 mod client;
 mod filter;
 mod plugins;
@@ -63,6 +64,9 @@ pub enum Command {
     /// under the newest key (admin token).
     #[command(subcommand)]
     Secrets(secrets::SecretsCmd),
+    /// Read the audit log and verify its hash chains.
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +96,7 @@ pub fn main(cli: Cli) -> i32 {
         Command::Tail(args) => tail::run(args),
         Command::Plugins(cmd) => plugins::run(cmd),
         Command::Secrets(cmd) => secrets::run(cmd),
+        Command::Audit(cmd) => audit::run(cmd),
         Command::Openapi => {
             println!("{}", crate::api::openapi::document_json());
             0

@@ -646,18 +646,23 @@ pub(super) async fn disable_endpoint(
 ) {
     let now = now_ms();
     let why = reason.clone();
-    let result = ctx
-        .store
-        .update_endpoint(
-            &tenant,
-            &endpoint,
-            Box::new(move |e: &mut Endpoint| {
-                e.enabled = false;
-                e.disabled_reason = Some(why);
-                e.updated_at = now;
-            }),
-        )
-        .await;
+    // GatePulse itself changed the endpoint: the audit log says so, with the reason.
+    let intent = crate::audit::Intent {
+        tenant: Some(tenant.clone()),
+        action: "endpoint.auto_disable",
+        resource: crate::audit::AuditResource::new("endpoint", &endpoint),
+        details: serde_json::json!({"reason": reason}),
+    };
+    let update = ctx.store.update_endpoint(
+        &tenant,
+        &endpoint,
+        Box::new(move |e: &mut Endpoint| {
+            e.enabled = false;
+            e.disabled_reason = Some(why);
+            e.updated_at = now;
+        }),
+    );
+    let result = crate::audit::as_system(intent, update).await;
     match result {
         Ok(_) => {
             telemetry::record_auto_disable();

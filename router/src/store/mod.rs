@@ -459,4 +459,27 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn storage_stats(&self) -> StoreResult<StorageStats>;
     /// Queue counts for one tenant, or for all when `None`.
     async fn queue_counts(&self, tenant: Option<&TenantId>) -> StoreResult<QueueCounts>;
+
+    /// Appends an audit record on its own, for an operation that changes nothing else
+    /// (a secret revealed, a snapshot written). Every other record is appended by the
+    /// write that makes its change, in the same transaction: each backend's writes
+    /// take the request's pending entry (`crate::audit::take`) as they start.
+    async fn append_audit(
+        &self,
+        entry: crate::audit::AuditEntry,
+    ) -> StoreResult<crate::audit::AuditRecord>;
+    /// Audit records in id (time) order, filtered.
+    async fn list_audit(&self, query: AuditQuery) -> StoreResult<Page<crate::audit::AuditRecord>>;
+    /// The chains that hold records: tenant ids, and `""` for the node's own.
+    async fn audit_chains(&self) -> StoreResult<Vec<String>>;
+    /// One chain's records with `seq` above `after_seq`, in `seq` order, at most `limit`.
+    async fn audit_chain(
+        &self,
+        chain: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<crate::audit::AuditRecord>>;
+    /// Removes up to `limit` records older than `before` (each chain from its start, so
+    /// what stays is still a chain); returns how many went.
+    async fn purge_audit(&self, before: i64, limit: usize) -> StoreResult<u64>;
 }

@@ -400,6 +400,40 @@ pub struct PageRequest {
     pub limit: usize,
 }
 
+/// A filter over the audit log (`GET /v1/audit`).
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only this tenant's records; `None`: every chain (the admin).
+    pub tenant: Option<TenantId>,
+    pub action: Option<String>,
+    /// A resource kind (`endpoint`) or id (`ep_…`).
+    pub resource: Option<String>,
+    /// `admin`, `system` or a key id.
+    pub actor: Option<String>,
+    /// Unix ms, inclusive.
+    pub since: Option<i64>,
+    /// Unix ms, exclusive.
+    pub until: Option<i64>,
+    pub page: PageRequest,
+}
+
+impl AuditQuery {
+    /// Whether `r` passes every filter but the page.
+    pub fn matches(&self, r: &crate::audit::AuditRecord) -> bool {
+        self.tenant
+            .as_ref()
+            .is_none_or(|t| r.tenant_id.as_ref() == Some(t))
+            && self.action.as_ref().is_none_or(|a| &r.action == a)
+            && self
+                .resource
+                .as_ref()
+                .is_none_or(|x| &r.resource.kind == x || &r.resource.id == x)
+            && self.actor.as_ref().is_none_or(|a| &r.actor.label() == a)
+            && self.since.is_none_or(|t| r.at >= t)
+            && self.until.is_none_or(|t| r.at < t)
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
     /// Only events whose topic matches this pattern.

@@ -15,6 +15,7 @@
 //! - The commit feed ([`tail`]) follows the tables by cursor, woken by this node's own
 //!   commits and by `NOTIFY` from other nodes, with a poll as the fallback.
 
+mod audit;
 mod hot;
 mod import;
 mod queue;
@@ -36,7 +37,7 @@ use tokio_postgres::NoTls;
 use crate::ids::{DeliveryId, EndpointId, EventId, KeyId, SubscriptionId, TenantId};
 use crate::store::feed::CommitFeed;
 use crate::store::{
-    ApiKey, AppendLimits, Appended, Attempt, Claim, Claimed, Delivery, DeliveryQuery,
+    ApiKey, AppendLimits, Appended, Attempt, AuditQuery, Claim, Claimed, Delivery, DeliveryQuery,
     DeliveryStatus, Endpoint, Event, EventQuery, InboxMessage, Mutation, NewEvent, Outcome, Page,
     PageRequest, PluginQuota, PluginRecord, PurgeCursor, PurgePolicy, PurgeReport, QueueCounts,
     Replay, ReplayDelivery, RequeueBatch, Requeued, SnapshotManifest, StorageStats, Store,
@@ -757,6 +758,34 @@ impl Store for PgStore {
 
     async fn delete_plugin(&self, tenant: &TenantId, name: &str, version: &str) -> StoreResult<()> {
         self.delete_plugin(tenant, name, version).await
+    }
+
+    async fn append_audit(
+        &self,
+        entry: crate::audit::AuditEntry,
+    ) -> StoreResult<crate::audit::AuditRecord> {
+        self.append_audit(entry).await
+    }
+
+    async fn list_audit(&self, query: AuditQuery) -> StoreResult<Page<crate::audit::AuditRecord>> {
+        self.list_audit(query).await
+    }
+
+    async fn audit_chains(&self) -> StoreResult<Vec<String>> {
+        self.audit_chains().await
+    }
+
+    async fn audit_chain(
+        &self,
+        chain: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<crate::audit::AuditRecord>> {
+        self.audit_chain(chain, after_seq, limit).await
+    }
+
+    async fn purge_audit(&self, before: i64, limit: usize) -> StoreResult<u64> {
+        self.purge_audit(before, limit).await
     }
 
     async fn list_inbox(

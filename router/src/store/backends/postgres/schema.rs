@@ -15,11 +15,28 @@ pub const MIGRATIONS: &[&str] = &[V1, V2];
 /// Key of the advisory lock held while migrating.
 pub const MIGRATION_LOCK: i64 = 0x6770_6d69_6772_6174; // "gpmigrat"
 
-/// 1 → 2: endpoint secrets and header values are sealed under the master keys. The
+/// 1 → 2: the audit log's tables; endpoint secrets and header values are sealed under
+/// the master keys. The
 /// server seals rows it finds in plain form before serving (`crate::secrets::prepare`);
 /// the version keeps older builds from writing plaintext.
 const V2: &str = r#"
 COMMENT ON TABLE endpoints IS 'secrets and header values sealed under GatePulse master keys (endpoint record_version 2)';
+-- The audit log: one hash chain per tenant ('' for the node's own operations).
+-- IF NOT EXISTS: running it again where they exist (a version set back by hand) is harmless.
+CREATE TABLE IF NOT EXISTS audit_log (
+    chain text COLLATE "C" NOT NULL,
+    seq bigint NOT NULL,
+    id text COLLATE "C" NOT NULL UNIQUE,
+    at bigint NOT NULL,
+    data bytea NOT NULL,
+    PRIMARY KEY (chain, seq)
+);
+CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at);
+CREATE TABLE IF NOT EXISTS audit_heads (
+    chain text COLLATE "C" PRIMARY KEY,
+    seq bigint NOT NULL,
+    hash text NOT NULL
+);
 "#;
 
 const V1: &str = r#"

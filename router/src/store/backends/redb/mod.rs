@@ -11,6 +11,7 @@
 //! commit hands the live stream) and [`snapshot`]. The `Store` impl below only routes
 //! each trait method to the inherent method of the same name in those files.
 
+mod audit;
 pub mod export;
 mod feed;
 mod open;
@@ -39,7 +40,7 @@ use self::writer::WriterHandle;
 use crate::ids::{DeliveryId, EndpointId, EventId, KeyId, SubscriptionId, TenantId};
 use crate::store::feed::CommitFeed;
 use crate::store::{
-    ApiKey, AppendLimits, Appended, Attempt, Claim, Claimed, Delivery, DeliveryQuery,
+    ApiKey, AppendLimits, Appended, Attempt, AuditQuery, Claim, Claimed, Delivery, DeliveryQuery,
     DeliveryStatus, Endpoint, Event, EventQuery, InboxMessage, Mutation, NewEvent, Outcome, Page,
     PageRequest, PluginQuota, PluginRecord, PurgeCursor, PurgePolicy, PurgeReport, QueueCounts,
     Replay, ReplayDelivery, RequeueBatch, Requeued, SnapshotManifest, StorageStats, Store,
@@ -231,7 +232,19 @@ impl RedbStore {
         if let Some(reason) = &self.read_only {
             return Err(StoreError::ReadOnly(reason.clone()));
         }
-        self.writer.write(f).await
+        // The request's pending audit record commits with its change, or not at all.
+        match crate::audit::take() {
+            None => self.writer.write(f).await,
+            Some(entry) => {
+                self.writer
+                    .write(move |txn| {
+                        let out = f(txn)?;
+                        audit::append_in(txn, entry)?;
+                        Ok(out)
+                    })
+                    .await
+            }
+        }
     }
 
     fn read(&self) -> StoreResult<ReadTransaction> {
@@ -568,6 +581,34 @@ impl Store for RedbStore {
 
     async fn delete_plugin(&self, tenant: &TenantId, name: &str, version: &str) -> StoreResult<()> {
         self.delete_plugin(tenant, name, version).await
+    }
+
+    async fn append_audit(
+        &self,
+        entry: crate::audit::AuditEntry,
+    ) -> StoreResult<crate::audit::AuditRecord> {
+        self.append_audit(entry).await
+    }
+
+    async fn list_audit(&self, query: AuditQuery) -> StoreResult<Page<crate::audit::AuditRecord>> {
+        self.list_audit(query).await
+    }
+
+    async fn audit_chains(&self) -> StoreResult<Vec<String>> {
+        self.audit_chains().await
+    }
+
+    async fn audit_chain(
+        &self,
+        chain: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<crate::audit::AuditRecord>> {
+        self.audit_chain(chain, after_seq, limit).await
+    }
+
+    async fn purge_audit(&self, before: i64, limit: usize) -> StoreResult<u64> {
+        self.purge_audit(before, limit).await
     }
 
     async fn storage_stats(&self) -> StoreResult<StorageStats> {

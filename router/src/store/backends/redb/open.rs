@@ -183,6 +183,9 @@ impl RedbStore {
         txn.open_table(STREAM_STATUS)?;
         txn.open_table(PLUGINS)?;
         txn.open_table(PLUGIN_MODULES)?;
+        txn.open_table(AUDIT)?;
+        txn.open_table(AUDIT_IDS)?;
+        txn.open_table(AUDIT_HEADS)?;
         Ok(())
     }
 }

@@ -170,6 +170,9 @@ pub(super) fn write(
     count("plugins", copy(&src, &target, PLUGINS)?);
     count("plugin_modules", copy(&src, &target, PLUGIN_MODULES)?);
     count("counters", copy(&src, &target, COUNTERS)?);
+    count("audit", copy(&src, &target, AUDIT)?);
+    count("audit_ids", copy(&src, &target, AUDIT_IDS)?);
+    count("audit_heads", copy(&src, &target, AUDIT_HEADS)?);
     // One durable commit makes every chunk durable.
     drop(target);
     let copied = std::time::Instant::now();

@@ -70,3 +70,10 @@ pub const COUNTER_PURGED_TO: &str = "purged_to";
 
 pub const COUNTER_ENDPOINTS: &str = "endpoints";
 pub const COUNTER_SUBSCRIPTIONS: &str = "subscriptions";
+
+/// (chain, seq) → JSON audit record; the chain is the tenant id, `""` for the node's.
+pub const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit");
+/// audit record id → (chain, seq): the log in id (time) order.
+pub const AUDIT_IDS: TableDefinition<&str, (&str, u64)> = TableDefinition::new("audit_ids");
+/// chain → (last seq, its hash): where the next record links.
+pub const AUDIT_HEADS: TableDefinition<&str, (u64, &str)> = TableDefinition::new("audit_heads");
