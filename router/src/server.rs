@@ -305,6 +305,7 @@ fn print_dev_banner(addr: &str, data_dir: &Path, creds: &DevCredentials, key_fil
     println!(
         "\nGatePulse dev mode (embedded store in {dir}; private destinations allowed)\n\
          \n  url          http://{addr}\
+         \n  console      http://{addr}/console/  (sign in with the api key or the admin token)\
          \n  admin token  {admin}\
          \n  tenant       {tenant}  (\"default\")\
          \n  api key      {key}  (all scopes)\

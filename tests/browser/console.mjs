@@ -600,6 +600,18 @@ async function desktop(browser) {
   out.revoked_key_id = keyId;
   log(`key ${keyId} created, its missing scopes shown, revoked, its tab signed out`);
 
+  // --- the audit log: this session's own acts, with who did them
+  await nav(page, "Audit log");
+  const audit = page.locator("#audit");
+  await audit.waitFor();
+  const recorded = await audit.textContent();
+  for (const action of ["plugin.upload", "endpoint.create", "subscription.create", "endpoint.secret.reveal"]) {
+    check(recorded.includes(action), `the audit log does not show ${action}`);
+  }
+  check(recorded.includes("by admin"), "the audit log does not say who acted");
+  await shot(page, "audit", { doc: true });
+  log("the audit log shows the session's acts");
+
   // --- sign out
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByRole("button", { name: "Sign in" }).waitFor();

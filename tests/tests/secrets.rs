@@ -408,15 +408,31 @@ async fn without_a_master_key_the_server_does_not_start() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
+    let banner = tokio::task::spawn_blocking(move || {
         use std::io::BufRead;
-        std::io::BufReader::new(stdout)
+        let mut seen = Vec::new();
+        for l in std::io::BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
-            .find(|l| l.contains("master key"))
+        {
+            let done = l.contains("master key");
+            seen.push(l);
+            if done {
+                break;
+            }
+        }
+        seen
     })
     .await
     .unwrap();
+    // The banner also says where the console is.
+    assert!(
+        banner
+            .iter()
+            .any(|l| l.contains("console") && l.contains("/console/")),
+        "{banner:?}"
+    );
+    let line = banner.into_iter().find(|l| l.contains("master key"));
     let _ = child.kill();
     let _ = child.wait();
     let key_file = dev.path().join("master.key");

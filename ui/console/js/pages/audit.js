@@ -1,6 +1,6 @@
 // The audit log (GET /v1/audit, admin or audit:read), shown once the server has it:
-// the navigation lists it only when the route answers. Its records are shown as they
-// come, newest page first as the server orders them.
+// the navigation lists it only when the route answers. Records come oldest first, as
+// the server orders them; each shows when, who, what and on which resource.
 
 import { html, useState } from "../lib/html.js";
 import { collect } from "../lib/api.js";
@@ -29,6 +29,8 @@ export function AuditPage() {
       const { [TIME_KEYS.find((k) => r[k])]: _omit, ...rest } = r;
       return html`<li class="feed-item" key=${r.id || i}>${t ? html`<${Time} iso=${t} />` : null}
         <strong>${r.action || r.kind || r.event || ""}</strong>
+        ${r.resource ? html` <span class="wrap">${r.resource.kind} ${r.resource.id}</span>` : null}
+        ${r.actor ? html` <span class="muted">by ${r.actor.key_id || r.actor.kind}</span>` : null}
         <details><summary>details</summary><${Json} value=${rest} label="Audit record" /></details></li>`;
     })}</ol>
     ${last.next ? html`<button type="button" class="btn" onClick=${() => more.run()} disabled=${more.busy}>Load more</button>` : null}`;
