@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gatepulse_e2e::receiver::{Behaviour, Receiver};
-use gatepulse_e2e::{ADMIN_TOKEN, Gp, MASTER_KEY};
+use gatepulse_e2e::{ADMIN_TOKEN, Backend, Gp, MASTER_KEY, pg_url};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -259,12 +259,18 @@ async fn a_store_from_before_encryption_at_rest_is_sealed_on_first_start() {
 
 /// Runs `gp serve` on `dir` expecting it to refuse to start; returns its stderr.
 fn refused_start(dir: &Path, key: &str) -> String {
+    refused_start_on(&Backend::redb(), dir, key)
+}
+
+/// [`refused_start`] on `backend`.
+fn refused_start_on(backend: &Backend, dir: &Path, key: &str) -> String {
     let out = std::process::Command::new(gatepulse_e2e::gp_binary().unwrap())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .env("GATEPULSE_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("GATEPULSE_MASTER_KEY", key)
         .env("RUST_LOG", "warn")
+        .envs(backend.env(&[]))
         .output()
         .unwrap();
     assert!(!out.status.success(), "gp started without the key it needs");
@@ -273,8 +279,17 @@ fn refused_start(dir: &Path, key: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_under_traffic_keeps_signatures_valid_and_the_old_key_can_go() {
+    rotation(&Backend::redb()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_under_traffic_on_postgres() {
+    rotation(&Backend::postgres()).await;
+}
+
+async fn rotation(backend: &Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let mut gp = Gp::start(dir.path(), &[]).await.unwrap();
+    let mut gp = Gp::start(dir.path(), &backend.env(&[])).await.unwrap();
     let rx = Receiver::start(Behaviour::Ok, Some(SECRET.into()))
         .await
         .unwrap();
@@ -364,7 +379,7 @@ async fn rotation_under_traffic_keeps_signatures_valid_and_the_old_key_can_go() 
     gp.terminate().unwrap();
 
     // Without key 2 the server refuses to start, and says which version it needs.
-    let err = refused_start(dir.path(), MASTER_KEY);
+    let err = refused_start_on(backend, dir.path(), MASTER_KEY);
     assert!(err.contains("version(s) 2"), "{err}");
     // With key 2 alone it starts: key 1 is no longer needed.
     gp.set_env("GATEPULSE_MASTER_KEY", KEY_2);
@@ -445,4 +460,71 @@ async fn without_a_master_key_the_server_does_not_start() {
         0,
         "the key file is readable by others: {mode:o}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_rows_hold_the_same_ciphertext_and_no_plaintext() {
+    let backend = Backend::postgres();
+    let dir = tempfile::tempdir().unwrap();
+    let gp = Gp::start(dir.path(), &backend.env(&[])).await.unwrap();
+    let (_, key) = gp.tenant_with_key().await.unwrap();
+    let (s, ep) = gp
+        .call(
+            &key,
+            Method::POST,
+            "/v1/endpoints",
+            Some(json!({"kind": "inbox", "secret": SECRET, "headers": {"Authorization": HEADER_VALUE}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::CREATED, "{ep}");
+    let (client, conn) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let schema = backend.schema().unwrap();
+    // Every byte of every table GatePulse wrote, as text.
+    let tables = client
+        .query(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = $1",
+            &[&schema],
+        )
+        .await
+        .unwrap();
+    let mut dump = String::new();
+    for t in &tables {
+        let name: &str = t.get(0);
+        let rows = client
+            .query(&format!("SELECT t::text FROM {schema}.{name} t"), &[])
+            .await
+            .unwrap();
+        for r in rows {
+            dump.push_str(r.get::<_, &str>(0));
+        }
+    }
+    assert!(dump.len() > 100, "nothing dumped");
+    // Records are bytea (JSON), which text shows as hex: look for both forms.
+    for needle in [SECRET, SECRET_BODY, HEADER_VALUE, &legacy_form(SECRET)] {
+        assert!(!dump.contains(needle), "{needle:?} in the database");
+        let hex: String = needle.bytes().map(|b| format!("{b:02x}")).collect();
+        assert!(!dump.contains(&hex), "{needle:?} (hex) in the database");
+    }
+    // The check can see plaintext where there is some: the endpoint's id is there.
+    let id_hex: String = ep["id"]
+        .as_str()
+        .unwrap()
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(dump.contains(&id_hex) || dump.contains(ep["id"].as_str().unwrap()));
+    let (_, secret) = gp
+        .call(
+            &key,
+            Method::GET,
+            &format!("/v1/endpoints/{}/secret", ep["id"].as_str().unwrap()),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(secret["secret"], SECRET);
 }
