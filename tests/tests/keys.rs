@@ -261,3 +261,42 @@ async fn metrics_can_require_a_bearer_token() {
         .unwrap();
     assert_eq!(admin.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whoami_says_what_the_token_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let gp = Gp::start(dir.path(), &[]).await.unwrap();
+    let (tenant, _) = gp.tenant_with_key().await.unwrap();
+    let (s, created) = gp
+        .call(
+            ADMIN_TOKEN,
+            Method::POST,
+            &format!("/v1/tenants/{tenant}/keys"),
+            Some(
+                json!({"name": "reader", "scopes": ["events:read", "stats:read"],
+                        "expires_at": "2099-01-01T00:00:00Z"}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let key = created["key"].as_str().unwrap();
+    let (s, me) = gp.call(key, Method::GET, "/v1/whoami", None).await.unwrap();
+    assert_eq!(s, StatusCode::OK, "{me}");
+    assert_eq!(me["kind"], "key");
+    assert_eq!(me["tenant_id"], tenant.as_str());
+    assert_eq!(me["key_id"], created["id"]);
+    assert_eq!(me["scopes"], json!(["events:read", "stats:read"]));
+    assert!(
+        me["expires_at"].as_str().unwrap().starts_with("2099-01-01"),
+        "{me}"
+    );
+    assert!(!me.to_string().contains(key), "the secret is never echoed");
+    let (_, admin) = gp
+        .call(ADMIN_TOKEN, Method::GET, "/v1/whoami", None)
+        .await
+        .unwrap();
+    assert_eq!(admin["kind"], "admin");
+    assert_eq!(admin["tenant_id"], serde_json::Value::Null);
+    assert_eq!(admin["scopes"].as_array().unwrap().len(), 7, "{admin}");
+}

@@ -24,6 +24,7 @@ pub mod stats;
 pub mod stream;
 pub mod subscriptions;
 pub mod tenants;
+pub mod whoami;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -99,6 +100,7 @@ pub fn app(state: AppState) -> Router {
         .merge(admin::router())
         .merge(secrets::router())
         .merge(audit::router())
+        .merge(whoami::router())
         .merge(inbox::router())
         .merge(stream::router())
         .merge(plugins::router())

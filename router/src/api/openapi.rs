@@ -9,7 +9,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::{
     admin, audit, deliveries, dlq, endpoints, error, events, extract, inbox, ops, plugins, replay,
-    secrets, stats, stream, subscriptions, tenants,
+    secrets, stats, stream, subscriptions, tenants, whoami,
 };
 
 #[derive(OpenApi)]
@@ -30,7 +30,7 @@ use super::{
         endpoints::update_endpoint, endpoints::delete_endpoint, endpoints::get_secret,
         endpoints::rotate_secret, endpoints::get_health,
         dlq::list_dlq, dlq::requeue_dlq, replay::create_replay, stats::get_stats, admin::create_snapshot,
-        secrets::get_secrets, secrets::rotate, audit::list_audit, audit::verify_audit, inbox::list_inbox_messages,
+        secrets::get_secrets, secrets::rotate, audit::list_audit, audit::verify_audit, whoami::whoami, inbox::list_inbox_messages,
         subscriptions::create_subscription, subscriptions::list_subscriptions,
         subscriptions::get_subscription, subscriptions::update_subscription,
         subscriptions::delete_subscription, subscriptions::preview_subscription,

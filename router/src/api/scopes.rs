@@ -25,12 +25,14 @@ pub enum Needs {
     Nothing,
     /// The admin token.
     Admin,
+    /// Any valid token: an API key with any scopes, or the admin token.
+    Token,
     /// An API key holding any one of these scopes (or the admin token acting in a
     /// tenant).
     Any(&'static [Scope]),
 }
 
-use Needs::{Admin, Any, Nothing};
+use Needs::{Admin, Any, Nothing, Token};
 use Scope::{
     AuditRead, DlqManage, EndpointsManage, EventsRead, EventsWrite, ReplayWrite, StatsRead,
 };
@@ -127,6 +129,7 @@ pub const ROUTES: &[(&str, &str, Needs)] = &[
     ("GET", "/v1/stats", Any(&[StatsRead, EndpointsManage])),
     ("GET", "/v1/audit", Any(&[AuditRead])),
     ("GET", "/v1/audit/verify", Any(&[AuditRead])),
+    ("GET", "/v1/whoami", Token),
 ];
 
 static INDEX: LazyLock<HashMap<(&'static str, &'static str), Needs>> = LazyLock::new(|| {
@@ -167,6 +170,7 @@ pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) ->
     };
     let allowed = match (needs, &principal) {
         (Admin, p) => p.require_admin(),
+        (Token, _) => Ok(()),
         (Any(_), Principal::Admin { .. }) => Ok(()),
         (Any(scopes), Principal::Key { scopes: held, .. }) => {
             match scopes.iter().find(|s| held.contains(s)) {
