@@ -419,6 +419,23 @@ impl Gp {
         Ok((ep, sub))
     }
 
+    /// Writes an online snapshot into `dir` (which must not exist yet) with the admin
+    /// token; the manifest the server answered.
+    pub async fn snapshot(&self, dir: &Path) -> Result<Value> {
+        let (s, v) = self
+            .call(
+                ADMIN_TOKEN,
+                Method::POST,
+                "/v1/admin/snapshots",
+                Some(json!({"path": dir.display().to_string()})),
+            )
+            .await?;
+        if s != StatusCode::CREATED {
+            bail!("snapshot: {s} {v}");
+        }
+        Ok(v)
+    }
+
     /// Follows `next_cursor` through a whole listing.
     pub async fn list_all(&self, token: &str, path: &str) -> Result<Vec<Value>> {
         let sep = if path.contains('?') { '&' } else { '?' };

@@ -72,6 +72,22 @@ async fn a_revoked_key_is_refused_on_every_node_sharing_postgres() {
     }
 }
 
+/// Creates a key of `tenant` from `body` with the admin token: the status and answer.
+async fn create_key(
+    gp: &Gp,
+    tenant: &str,
+    body: serde_json::Value,
+) -> (StatusCode, serde_json::Value) {
+    gp.call(
+        ADMIN_TOKEN,
+        Method::POST,
+        &format!("/v1/tenants/{tenant}/keys"),
+        Some(body),
+    )
+    .await
+    .unwrap()
+}
+
 /// Reads frames until a `gatepulse.disconnect` notice; returns its data.
 async fn disconnect_notice(sse: &mut Sse) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -128,16 +144,13 @@ async fn revoking_a_key_ends_the_streams_it_opened_and_only_those() {
         .unwrap();
     assert_eq!(again.status(), StatusCode::UNAUTHORIZED);
     // The admin's stream is still open and receives what comes next.
-    let admin_key = gp
-        .call(
-            ADMIN_TOKEN,
-            Method::POST,
-            &format!("/v1/tenants/{tenant}/keys"),
-            Some(json!({"name": "next", "scopes": ["events:write"]})),
-        )
-        .await
-        .unwrap()
-        .1["key"]
+    let admin_key = create_key(
+        &gp,
+        &tenant,
+        json!({"name": "next", "scopes": ["events:write"]}),
+    )
+    .await
+    .1["key"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -163,16 +176,12 @@ async fn an_expiring_key_stops_authenticating_and_ends_its_stream() {
     let gp = Gp::start(dir.path(), &[]).await.unwrap();
     let (tenant, _) = gp.tenant_with_key().await.unwrap();
     // In the past: refused with the field named.
-    let (s, err) = gp
-        .call(
-            ADMIN_TOKEN,
-            Method::POST,
-            &format!("/v1/tenants/{tenant}/keys"),
-            Some(json!({"name": "old", "scopes": ["events:read"],
-                        "expires_at": "2020-01-01T00:00:00Z"})),
-        )
-        .await
-        .unwrap();
+    let (s, err) = create_key(
+        &gp,
+        &tenant,
+        json!({"name": "old", "scopes": ["events:read"], "expires_at": "2020-01-01T00:00:00Z"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
     assert_eq!(err["field"], "expires_at", "{err}");
     let at = std::time::SystemTime::now()
@@ -181,18 +190,12 @@ async fn an_expiring_key_stops_authenticating_and_ends_its_stream() {
         .as_secs()
         + 3;
     let stamp = rfc3339_utc(at);
-    let (s, created) = gp
-        .call(
-            ADMIN_TOKEN,
-            Method::POST,
-            &format!("/v1/tenants/{tenant}/keys"),
-            Some(
-                json!({"name": "short", "scopes": ["events:read", "endpoints:manage"],
-                        "expires_at": stamp}),
-            ),
-        )
-        .await
-        .unwrap();
+    let (s, created) = create_key(
+        &gp,
+        &tenant,
+        json!({"name": "short", "scopes": ["events:read", "endpoints:manage"], "expires_at": stamp}),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED, "{created}");
     assert_eq!(
         created["expires_at"].as_str().unwrap().get(..19),
@@ -267,18 +270,13 @@ async fn whoami_says_what_the_token_is() {
     let dir = tempfile::tempdir().unwrap();
     let gp = Gp::start(dir.path(), &[]).await.unwrap();
     let (tenant, _) = gp.tenant_with_key().await.unwrap();
-    let (s, created) = gp
-        .call(
-            ADMIN_TOKEN,
-            Method::POST,
-            &format!("/v1/tenants/{tenant}/keys"),
-            Some(
-                json!({"name": "reader", "scopes": ["events:read", "stats:read"],
-                        "expires_at": "2099-01-01T00:00:00Z"}),
-            ),
-        )
-        .await
-        .unwrap();
+    let (s, created) = create_key(
+        &gp,
+        &tenant,
+        json!({"name": "reader", "scopes": ["events:read", "stats:read"],
+               "expires_at": "2099-01-01T00:00:00Z"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED, "{created}");
     let key = created["key"].as_str().unwrap();
     let (s, me) = gp.call(key, Method::GET, "/v1/whoami", None).await.unwrap();

@@ -131,16 +131,7 @@ async fn secrets_never_reach_the_store_file_a_snapshot_or_the_logs() {
     }
     let snap = tempfile::tempdir().unwrap();
     let snap_dir = snap.path().join("snap");
-    let (s, v) = gp
-        .call(
-            ADMIN_TOKEN,
-            Method::POST,
-            "/v1/admin/snapshots",
-            Some(json!({"path": snap_dir.display().to_string()})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(s, StatusCode::CREATED, "{v}");
+    gp.snapshot(&snap_dir).await.unwrap();
     let status = admin(&gp, Method::GET, "/v1/admin/secrets").await;
     assert_eq!(status["stored"]["plaintext"], 0, "{status}");
     assert_eq!(status["stored"]["by_key_version"]["1"], 3, "{status}");
@@ -231,16 +222,7 @@ async fn a_store_from_before_encryption_at_rest_is_sealed_on_first_start() {
     // (docs/security.md); a snapshot holds only live records, all sealed.
     let snap = tempfile::tempdir().unwrap();
     let snap_dir = snap.path().join("after-migration");
-    let (s, v) = gp
-        .call(
-            ADMIN_TOKEN,
-            Method::POST,
-            "/v1/admin/snapshots",
-            Some(json!({"path": snap_dir.display().to_string()})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(s, StatusCode::CREATED, "{v}");
+    gp.snapshot(&snap_dir).await.unwrap();
     for needle in [
         "fixture-header-token-7f3a",
         "fixture-api-key-91c2",
