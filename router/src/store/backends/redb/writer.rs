@@ -628,17 +628,22 @@ mod tests {
         let (w, _dir) = writer(2);
         let (release, gate) = std::sync::mpsc::channel::<()>();
         let gate = std::sync::Mutex::new(gate);
-        // The first write holds the writer; the second waits in the queue.
+        let (started, running) = tokio::sync::oneshot::channel::<()>();
+        // The first write holds the writer; the second waits in the queue. The second
+        // is sent only once the first runs: spawned together, the second could be
+        // written (and its place freed) before the first arrives.
         let first = tokio::spawn({
             let w = w.clone();
             async move {
                 w.write(move |_txn| {
+                    let _ = started.send(());
                     let _ = gate.lock().unwrap().recv();
                     Ok(())
                 })
                 .await
             }
         });
+        running.await.unwrap();
         let second = tokio::spawn({
             let w = w.clone();
             async move { w.write(put("second")).await }
