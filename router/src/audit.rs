@@ -158,6 +158,53 @@ pub fn record_hash(record: &AuditRecord) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// One record as the API and the stream (topic `audit`) show it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditOut {
+    pub id: String,
+    /// The tenant whose chain holds it; `null`: the node's own operations.
+    pub tenant_id: Option<String>,
+    /// Position in its chain, from 1.
+    pub seq: u64,
+    pub at: String,
+    pub actor: AuditActor,
+    pub action: String,
+    pub resource: AuditResource,
+    pub request_id: Option<String>,
+    pub client_addr: Option<String>,
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl From<AuditRecord> for AuditOut {
+    fn from(r: AuditRecord) -> Self {
+        Self {
+            id: r.id,
+            tenant_id: r.tenant_id.map(|t| t.to_string()),
+            seq: r.seq,
+            at: crate::clock::rfc3339(r.at),
+            actor: r.actor,
+            action: r.action,
+            resource: r.resource,
+            request_id: r.request_id,
+            client_addr: r.client_addr,
+            details: r.details,
+            prev_hash: r.prev_hash,
+            hash: r.hash,
+        }
+    }
+}
+
+impl AuditRecord {
+    /// The record as the API shows it, as JSON text (the data of its stream item).
+    pub fn shown(&self) -> String {
+        // Strings, numbers and a JSON value: serializing cannot fail.
+        serde_json::to_string(&AuditOut::from(self.clone())).unwrap_or_default()
+    }
+}
+
 /// Where a chain first breaks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BrokenLink {

@@ -365,6 +365,18 @@ pub async fn prepare(store: &dyn Store, keys: &Keyring) -> Result<Prepared, Secr
              dir (PostgreSQL: VACUUM FULL endpoints), and retire the old backups \
              (docs/security.md)"
         );
+        // GatePulse's own act, on the node's chain.
+        let entry = crate::audit::AuditEntry {
+            tenant: None,
+            at: crate::clock::now_ms(),
+            actor: crate::audit::AuditActor::system(),
+            action: "master_key.migrate".into(),
+            resource: crate::audit::AuditResource::new("master_key", keys.current_version()),
+            request_id: None,
+            client_addr: None,
+            details: serde_json::json!({"endpoints": migrated}),
+        };
+        store.append_audit(entry).await?;
     }
     Ok(Prepared { census, migrated })
 }

@@ -258,10 +258,23 @@ async fn dev_bootstrap(config: &Config, store: &dyn Store) -> Result<DevCredenti
         created_at: now,
         retention: Default::default(),
     };
-    store.create_tenant(tenant.clone()).await?;
+    // Recorded as GatePulse's own acts, like any tenant and key an admin creates.
+    let created = crate::audit::Intent {
+        tenant: Some(tenant.id.clone()),
+        action: "tenant.create",
+        resource: crate::audit::AuditResource::new("tenant", &tenant.id),
+        details: serde_json::json!({"name": tenant.name, "dev": true}),
+    };
+    crate::audit::as_system(created, store.create_tenant(tenant.clone())).await?;
     let (key, secret) = api::tenants::new_key(tenant.id.clone(), "dev".into(), Scope::ALL.to_vec())
         .map_err(|e| ServeError::Dev(e.detail))?;
-    store.create_api_key(key).await?;
+    let issued = crate::audit::Intent {
+        tenant: Some(tenant.id.clone()),
+        action: "api_key.create",
+        resource: crate::audit::AuditResource::new("api_key", &key.id),
+        details: serde_json::json!({"name": key.name, "scopes": key.scopes, "dev": true}),
+    };
+    crate::audit::as_system(issued, store.create_api_key(key)).await?;
     let generated_admin = saved
         .map(|s| s.admin_token)
         .unwrap_or_else(crypto::generate_admin_token);

@@ -58,7 +58,9 @@ async fn publish_creates_one_pending_delivery_per_matching_subscription() {
         )
         .await;
     assert_eq!(st, StatusCode::ACCEPTED, "{out}");
-    assert_eq!(out["cursor"], 1);
+    // After the tenant's audit records: its creation, its key, 3 endpoints and 3
+    // subscriptions.
+    assert_eq!(out["cursor"], 9);
     assert_eq!(out["deduped"], false);
     let id = out["id"].as_str().unwrap();
 
@@ -179,10 +181,10 @@ async fn batch_publish_answers_per_item_and_keeps_order() {
     assert_eq!(st, StatusCode::ACCEPTED, "{out}");
     let data = out["data"].as_array().unwrap();
     assert_eq!(data.len(), 6);
-    assert_eq!(data[0]["cursor"], 1);
+    let first = data[0]["cursor"].as_u64().unwrap();
     assert_eq!(data[1]["error"]["code"], "invalid_topic");
     assert_eq!(data[2]["error"]["code"], "invalid_payload");
-    assert_eq!(data[3]["cursor"], 2);
+    assert_eq!(data[3]["cursor"], first + 1);
     assert_eq!(data[4]["deduped"], true);
     assert_eq!(data[4]["id"], data[3]["id"]);
     assert_eq!(data[5]["error"]["code"], "invalid_body");
@@ -781,14 +783,17 @@ async fn lists_paginate_with_opaque_cursors() {
     ids.dedup();
     assert_eq!(ids.len(), 5);
 
+    let mut published = Vec::new();
     for i in 0..5 {
-        s.call(
-            &key,
-            Method::POST,
-            "/v1/events",
-            Some(json!({"topic": format!("t.{}", i % 2), "payload": {}})),
-        )
-        .await;
+        let (_, out) = s
+            .call(
+                &key,
+                Method::POST,
+                "/v1/events",
+                Some(json!({"topic": format!("t.{}", i % 2), "payload": {}})),
+            )
+            .await;
+        published.push(out["cursor"].as_u64().unwrap());
     }
     let (_, evs) = s
         .call(&key, Method::GET, "/v1/events?topic=t.1", None)
@@ -799,9 +804,14 @@ async fn lists_paginate_with_opaque_cursors() {
         .iter()
         .map(|e| e["cursor"].as_u64().unwrap())
         .collect();
-    assert_eq!(cursors, vec![2, 4]);
+    assert_eq!(cursors, vec![published[1], published[3]]);
     let (_, evs) = s
-        .call(&key, Method::GET, "/v1/events?after_cursor=3", None)
+        .call(
+            &key,
+            Method::GET,
+            &format!("/v1/events?after_cursor={}", published[2]),
+            None,
+        )
         .await;
     assert_eq!(evs["data"].as_array().unwrap().len(), 2);
     s.shutdown().await;

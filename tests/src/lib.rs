@@ -336,7 +336,9 @@ impl Gp {
         Ok((status, value))
     }
 
-    /// Creates a tenant and an all-scopes key; returns (tenant id, key).
+    /// Creates a tenant and an all-scopes key; returns (tenant id, key). The key reads
+    /// the audit log, so its stream holds every cursor (the tenant's audit records
+    /// among them: its creation and the key's own take the first two).
     pub async fn tenant_with_key(&self) -> Result<(String, String)> {
         let (s, t) = self
             .call(
@@ -356,6 +358,7 @@ impl Gp {
             "endpoints:manage",
             "replay:write",
             "dlq:manage",
+            "audit:read",
         ];
         let (s, k) = self
             .call(

@@ -2,13 +2,16 @@
 //! scripted admin session leaves one record per act, in order, with actor, resource,
 //! request id and client address and no secret; a refused change leaves none; a key
 //! reads only its tenant's records; GatePulse's own acts (auto-disable) are recorded
-//! as `system`; the chains verify, and a record edited in the database is found.
+//! as `system`; the chains verify, and a record edited in the database is found. The
+//! same records are on the tenant's stream as topic `audit`, history and live, for
+//! whoever may read the audit log, and only for them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
 use gatepulse_e2e::receiver::{Behaviour, Receiver};
+use gatepulse_e2e::sse::{self, Sse};
 use gatepulse_e2e::{ADMIN_TOKEN, Backend, Gp, pg_url};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -290,6 +293,117 @@ async fn check(backend: &Backend) {
     let verified = ok(&gp, ADMIN_TOKEN, Method::GET, "/v1/audit/verify", None).await;
     assert_eq!(verified["ok"], true, "{verified}");
     assert!(verified["records"].as_u64().unwrap() >= 14, "{verified}");
+
+    streamed(&gp, &tenant).await;
+}
+
+async fn key_with(gp: &Gp, tenant: &str, scopes: &[&str]) -> String {
+    ok(
+        gp,
+        ADMIN_TOKEN,
+        Method::POST,
+        &format!("/v1/tenants/{tenant}/keys"),
+        Some(json!({"name": "stream", "scopes": scopes})),
+    )
+    .await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The tenant's audit records on its stream: the history equals `GET /v1/audit`, a new
+/// record arrives live in cursor order with the events, a resume continues after its
+/// cursor, and a token without `audit:read` never sees one.
+async fn streamed(gp: &Gp, tenant: &str) {
+    let wait = Duration::from_secs(10);
+    let http = sse::client().unwrap();
+    let siem = key_with(gp, tenant, &["events:read", "audit:read"]).await;
+    let app = key_with(gp, tenant, &["events:read", "events:write"]).await;
+    let mut listed = audit(gp, &siem, "").await;
+    listed.sort_by_key(|r| r["seq"].as_u64());
+
+    // History: every record, in order, as the audit API shows it.
+    let mut history = Sse::connect(&http, &gp.base, &siem, "?topic=audit&from_cursor=0", None)
+        .await
+        .unwrap();
+    let mut cursors = Vec::new();
+    for record in &listed {
+        let f = history.next_within(wait).await.unwrap().unwrap();
+        assert_eq!(f.event, "audit", "{f:?}");
+        assert_eq!(&f.json().unwrap(), record);
+        cursors.push(f.cursor().unwrap());
+    }
+    assert!(cursors.windows(2).all(|w| w[0] < w[1]), "{cursors:?}");
+
+    // Live: an admin act and a publish arrive in commit order on an unfiltered
+    // stream; the application key's stream carries the event only.
+    let mut everything = Sse::connect(&http, &gp.base, &siem, "", None)
+        .await
+        .unwrap();
+    let mut events_only = Sse::connect(&http, &gp.base, &app, "", None).await.unwrap();
+    ok(
+        gp,
+        ADMIN_TOKEN,
+        Method::PATCH,
+        &format!("/v1/tenants/{tenant}"),
+        Some(json!({"name": "audited-live"})),
+    )
+    .await;
+    let published = gp
+        .publish(&app, "orders.created", &json!({"n": 2}))
+        .await
+        .unwrap();
+    let first = everything.next_within(wait).await.unwrap().unwrap();
+    let record = first.json().unwrap();
+    assert_eq!(first.event, "audit");
+    assert_eq!(record["action"], "tenant.update", "{record}");
+    assert_eq!(record["actor"]["kind"], "admin", "{record}");
+    assert!(first.cursor().unwrap() > *cursors.last().unwrap());
+    let second = everything.next_within(wait).await.unwrap().unwrap();
+    assert_eq!(second.event, "orders.created");
+    assert_eq!(second.cursor(), published["cursor"].as_u64());
+    assert_eq!(second.cursor(), Some(first.cursor().unwrap() + 1));
+    let only = events_only.next_within(wait).await.unwrap().unwrap();
+    assert_eq!(only.event, "orders.created", "{only:?}");
+
+    // A resume after the last record but one gives the last one, then the live one.
+    let before_last = cursors[cursors.len() - 2].to_string();
+    let mut resumed = Sse::connect(&http, &gp.base, &siem, "?topic=audit", Some(&before_last))
+        .await
+        .unwrap();
+    let f = resumed.next_within(wait).await.unwrap().unwrap();
+    assert_eq!(f.cursor(), cursors.last().copied());
+    let f = resumed.next_within(wait).await.unwrap().unwrap();
+    assert_eq!(f.cursor(), first.cursor());
+
+    // Without audit:read: asking for the topic is refused; history skips the records.
+    let refused = Sse::connect(&http, &gp.base, &app, "?topic=audit", None)
+        .await
+        .err()
+        .unwrap();
+    assert!(refused.to_string().contains("403"), "{refused}");
+    let mut app_history = Sse::connect(&http, &gp.base, &app, "?from_cursor=0", None)
+        .await
+        .unwrap();
+    loop {
+        let f = app_history.next_within(wait).await.unwrap().unwrap();
+        assert_ne!(f.event, "audit", "{f:?}");
+        if f.cursor() == published["cursor"].as_u64() {
+            break;
+        }
+    }
+    // Publishers cannot write to the topic.
+    let (s, body) = gp
+        .call(
+            &app,
+            Method::POST,
+            "/v1/events",
+            Some(json!({"topic": "audit", "payload": {}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "reserved_topic", "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -237,6 +237,13 @@ async fn a_store_from_before_encryption_at_rest_is_sealed_on_first_start() {
     gp.restart().await.unwrap();
     let status = admin(&gp, Method::GET, "/v1/admin/secrets").await;
     assert_eq!(status["stored"]["plaintext"], 0, "{status}");
+    // And recorded once, as GatePulse's own act on the node's chain.
+    let records = admin(&gp, Method::GET, "/v1/audit?action=master_key.migrate").await;
+    let records = records["data"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["actor"]["kind"], "system");
+    assert_eq!(records[0]["tenant_id"], Value::Null);
+    assert!(records[0]["details"]["endpoints"].as_u64().unwrap() >= 1);
 }
 
 /// Runs `gp serve` on `dir` expecting it to refuse to start; returns its stderr.
@@ -428,6 +435,37 @@ async fn without_a_master_key_the_server_does_not_start() {
             .iter()
             .any(|l| l.contains("console") && l.contains("/console/")),
         "{banner:?}"
+    );
+    // The dev tenant and key are in the audit log, as GatePulse's own acts.
+    let console = banner.iter().find(|l| l.contains("/console/")).unwrap();
+    let base = &console[console.find("http://").unwrap()..console.find("/console/").unwrap()];
+    let creds: Value =
+        serde_json::from_slice(&std::fs::read(dev.path().join("dev-credentials.json")).unwrap())
+            .unwrap();
+    let records: Value = reqwest::Client::new()
+        .get(format!("{base}/v1/audit"))
+        .bearer_auth(creds["admin_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let acts: Vec<(&str, &str)> = records["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap(),
+                r["actor"]["kind"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        acts,
+        [("tenant.create", "system"), ("api_key.create", "system")],
+        "{records}"
     );
     let line = banner.into_iter().find(|l| l.contains("master key"));
     let _ = child.kill();

@@ -1,14 +1,15 @@
 //! `gp store copy`: a single node's embedded store moved into PostgreSQL keeps its
 //! history (events with their cursors, delivered and queued deliveries, attempts, API
 //! keys) and picks up where it stopped: queued deliveries go out, the stream resumes
-//! from its cursor, new events continue the cursor sequence.
+//! from its cursor, new events continue the cursor sequence, and the audit log comes
+//! along with its hash chains intact, so the next record links to the last copied one.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
 use gatepulse_e2e::receiver::{Behaviour, Receiver};
-use gatepulse_e2e::{Backend, Gp, gp_binary, pg_url};
+use gatepulse_e2e::{ADMIN_TOKEN, Backend, Gp, gp_binary, pg_url};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -89,6 +90,9 @@ async fn a_redb_node_copied_to_postgres_keeps_its_history_and_continues() {
     })
     .await;
     let failed_before = statuses(&gp.list_all(&key, &path).await.unwrap());
+    let audit_before = gp.list_all(ADMIN_TOKEN, "/v1/audit").await.unwrap();
+    // The tenant, its key, two endpoints and two subscriptions.
+    assert_eq!(audit_before.len(), 6, "{audit_before:?}");
     gp.terminate().unwrap();
 
     // The copy.
@@ -107,10 +111,11 @@ async fn a_redb_node_copied_to_postgres_keeps_its_history_and_continues() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["copied"]["events"], 20, "{report}");
     assert_eq!(report["copied"]["deliveries"], 40, "{report}");
-    // One deliveries.status stream item per attempt.
+    // One deliveries.status stream item per attempt, one audit item per record.
     let attempts = report["copied"]["attempts"].as_u64().unwrap();
     assert!(attempts >= 21, "{report}");
-    assert_eq!(report["copied"]["stream_status"], attempts, "{report}");
+    assert_eq!(report["copied"]["audit_log"], 6, "{report}");
+    assert_eq!(report["copied"]["stream_status"], attempts + 6, "{report}");
     // Copying again refuses: the target is no longer empty.
     let again = std::process::Command::new(gp_binary().unwrap())
         .args(["store", "copy", "--from"])
@@ -154,6 +159,30 @@ async fn a_redb_node_copied_to_postgres_keeps_its_history_and_continues() {
         .publish(&key, "orders.created", &json!({"n": 20}))
         .await
         .unwrap();
-    assert!(next["cursor"].as_u64().unwrap() > 20 + attempts, "{next}");
+    assert!(next["cursor"].as_u64().unwrap() > 26 + attempts, "{next}");
     eventually("the new event delivered", async || up.count() >= 21).await;
+
+    // The audit log as it was, and its chains go on from where they stopped.
+    let audit_after = gp.list_all(ADMIN_TOKEN, "/v1/audit").await.unwrap();
+    assert_eq!(audit_after, audit_before);
+    let (s, out) = gp
+        .call(
+            &key,
+            Method::DELETE,
+            &format!("/v1/endpoints/{}", endpoints[1]),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(s.is_success(), "{s} {out}");
+    let audit_now = gp.list_all(ADMIN_TOKEN, "/v1/audit").await.unwrap();
+    let last = audit_now.last().unwrap();
+    assert_eq!(last["action"], "endpoint.delete", "{last}");
+    assert_eq!(last["seq"], 7, "{last}");
+    assert_eq!(last["prev_hash"], audit_before[5]["hash"], "{last}");
+    let (_, verified) = gp
+        .call(ADMIN_TOKEN, Method::GET, "/v1/audit/verify", None)
+        .await
+        .unwrap();
+    assert_eq!(verified["ok"], true, "{verified}");
 }

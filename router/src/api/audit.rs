@@ -12,9 +12,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::error::{ApiError, Problem};
 use super::extract::{ApiQuery, ListOut, ListParams};
-use crate::audit::{AuditRecord, BrokenLink, verify_chain};
+use crate::audit::{AuditOut, AuditRecord, BrokenLink, verify_chain};
 use crate::auth::{Principal, Scope};
-use crate::clock::{parse_rfc3339, rfc3339};
+use crate::clock::parse_rfc3339;
 use crate::store::AuditQuery;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -35,45 +35,6 @@ pub struct AuditParams {
     pub since: Option<String>,
     /// RFC 3339; records before.
     pub until: Option<String>,
-}
-
-/// One record as the API shows it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditOut {
-    pub id: String,
-    /// The tenant whose chain holds it; `null`: the node's own operations.
-    pub tenant_id: Option<String>,
-    /// Position in its chain, from 1.
-    pub seq: u64,
-    pub at: String,
-    pub actor: crate::audit::AuditActor,
-    pub action: String,
-    pub resource: crate::audit::AuditResource,
-    pub request_id: Option<String>,
-    pub client_addr: Option<String>,
-    #[schema(value_type = Object)]
-    pub details: serde_json::Value,
-    pub prev_hash: String,
-    pub hash: String,
-}
-
-impl From<AuditRecord> for AuditOut {
-    fn from(r: AuditRecord) -> Self {
-        Self {
-            id: r.id,
-            tenant_id: r.tenant_id.map(|t| t.to_string()),
-            seq: r.seq,
-            at: rfc3339(r.at),
-            actor: r.actor,
-            action: r.action,
-            resource: r.resource,
-            request_id: r.request_id,
-            client_addr: r.client_addr,
-            details: r.details,
-            prev_hash: r.prev_hash,
-            hash: r.hash,
-        }
-    }
 }
 
 fn time(field: &str, raw: Option<&str>) -> Result<Option<i64>, ApiError> {

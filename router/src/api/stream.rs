@@ -51,6 +51,12 @@ pub async fn stream(
     ApiQuery(params): ApiQuery<StreamParams>,
 ) -> Result<Response, ApiError> {
     let tenant = principal.tenant_for(Scope::EventsRead)?.clone();
+    // Audit records go only to whoever may read the audit log; asking for them alone
+    // without that scope is refused rather than answered with a silent stream.
+    let audit = principal.tenant_for(Scope::AuditRead).is_ok();
+    if !audit && params.topic.as_deref() == Some(crate::stream::AUDIT_TOPIC) {
+        principal.tenant_for(Scope::AuditRead)?;
+    }
     let topic = match params.topic.as_deref() {
         None | Some("#") => None,
         Some(p) => Some(
@@ -101,6 +107,7 @@ pub async fn stream(
         topic,
         after: last_event_id.or(params.from_cursor),
         key,
+        audit,
     };
     let opened = session::open(&streams, state.store.as_ref(), &req.tenant).await?;
     let (tx, rx) = mpsc::channel::<Bytes>(session::QUEUE_CHUNKS);

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::audit::AuditRecord;
 use crate::ids::TenantId;
 use crate::store::{
     ApiKey, Attempt, Delivery, Endpoint, Event, InboxMessage, PluginRecord, Replay, StoreResult,
@@ -36,11 +37,12 @@ pub enum Exported {
     },
     Delivery(Delivery),
     Attempt(Attempt),
-    /// A `deliveries.status` stream item.
+    /// A stream position that is not an event (`deliveries.status`, `audit`).
     Status {
         tenant: TenantId,
         cursor: u64,
         at: i64,
+        topic: String,
         data: String,
     },
     Inbox(InboxMessage),
@@ -51,6 +53,8 @@ pub enum Exported {
         sha256: String,
         module: Vec<u8>,
     },
+    /// An audit record, with its place in its chain (`seq`, hashes) as it was.
+    Audit(AuditRecord),
 }
 
 impl Exported {
@@ -70,6 +74,7 @@ impl Exported {
             Self::Replay(_) => "replays",
             Self::Plugin(_) => "plugins",
             Self::Module { .. } => "plugin_modules",
+            Self::Audit(_) => "audit_log",
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::ids::{DeliveryId, EndpointId, EventId, KeyId, SubscriptionId, TenantI
 pub use model::*;
 
 /// The store version this build writes. Bump it with a migration step in each backend.
-pub const STORE_VERSION: u32 = 3;
+pub const STORE_VERSION: u32 = 4;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -1,6 +1,6 @@
-//! The tenant stream (SPEC STR-1..4, docs/streaming.md): every event a tenant publishes
-//! and every delivery attempt's status, in one order given by the tenant's stream
-//! cursor, served over SSE by `GET /v1/stream`.
+//! The tenant stream (SPEC STR-1..4, docs/streaming.md): every event a tenant publishes,
+//! every delivery attempt's status and every audit record of the tenant, in one order
+//! given by the tenant's stream cursor, served over SSE by `GET /v1/stream`.
 //!
 //! - [`StreamItem`]: one position of the stream with its SSE frame, built once and
 //!   shared by every client that sends it.
@@ -25,9 +25,13 @@ use crate::store::Event;
 /// The topic of delivery-attempt statuses (SPEC STR-3).
 pub const STATUS_TOPIC: &str = "deliveries.status";
 
+/// The topic of audit records (SPEC SEC-3): sent only to clients whose token may
+/// read the audit log.
+pub const AUDIT_TOPIC: &str = "audit";
+
 /// Topics publishers may not use: the stream's own.
 pub fn is_reserved_topic(topic: &str) -> bool {
-    topic == STATUS_TOPIC || topic.starts_with("gatepulse.")
+    topic == STATUS_TOPIC || topic == AUDIT_TOPIC || topic.starts_with("gatepulse.")
 }
 
 /// One stream position, ready to send.
@@ -155,6 +159,8 @@ mod tests {
     fn reserved_topics() {
         assert!(is_reserved_topic("deliveries.status"));
         assert!(is_reserved_topic("gatepulse.reset"));
+        assert!(is_reserved_topic("audit"));
+        assert!(!is_reserved_topic("audit.created"));
         assert!(!is_reserved_topic("deliveries.created"));
     }
 }

@@ -224,6 +224,8 @@ pub struct Request {
     pub after: Option<u64>,
     /// The API key the stream was opened with (`None`: the admin token).
     pub key: Option<StreamKey>,
+    /// May see topic `audit` (the admin token, or a key with `audit:read`).
+    pub audit: bool,
 }
 
 /// The API key behind a stream: it ends the stream when revoked or expired.
@@ -581,11 +583,7 @@ impl Session<'_> {
         }
         let whole = chunk.first == self.last + 1
             && chunk.is_dense()
-            && self
-                .req
-                .topic
-                .as_ref()
-                .is_none_or(|p| chunk.topics.iter().all(|t| p.matches(t)));
+            && chunk.topics.iter().all(|t| self.matches(t));
         if whole {
             // In step and every item wanted: the shared frames as they are.
             self.flush(true).await?;
@@ -624,7 +622,8 @@ impl Session<'_> {
     }
 
     fn matches(&self, topic: &str) -> bool {
-        self.req.topic.as_ref().is_none_or(|p| p.matches(topic))
+        (self.req.audit || topic != super::AUDIT_TOPIC)
+            && self.req.topic.as_ref().is_none_or(|p| p.matches(topic))
     }
 
     fn sent_item(&mut self, cursor: u64) {
@@ -651,6 +650,9 @@ impl Session<'_> {
             let r = self.read(self.last, limit, i64::MIN).await?;
             let before = self.last;
             for item in &r.items {
+                if !self.req.audit && &*item.topic == super::AUDIT_TOPIC {
+                    continue;
+                }
                 self.push(&item.frame);
                 self.sent_item(item.cursor);
                 if self.out.len() >= self.chunk_max {

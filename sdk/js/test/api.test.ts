@@ -211,7 +211,8 @@ describe("tenants and keys (admin token)", () => {
     assert.match(key.key, /^gpk_/);
     assert.deepEqual((await admin.tenants.listKeys(tenant.id)).data.map((k) => k.id), [key.id]);
     const user = new GatePulse({ apiKey: key.key, baseUrl: server.baseUrl });
-    assert.equal((await user.events.publish({ topic: "t.x", payload: {} })).cursor, 1);
+    // The tenant's stream begins with its audit records: created, renamed, key created.
+    assert.equal((await user.events.publish({ topic: "t.x", payload: {} })).cursor, 4);
     const acting = new GatePulse({ apiKey: ADMIN_TOKEN, baseUrl: server.baseUrl, tenant: tenant.id });
     assert.equal((await acting.events.list()).data.length, 1);
     await assert.rejects(Promise.resolve(admin.events.list()), (e: unknown) => e instanceof ValidationError && e.code === "tenant_required");

@@ -8,13 +8,29 @@ use super::{PgStore, decode, encode, limit_of, page_of};
 use crate::audit::{AuditEntry, AuditRecord};
 use crate::ids::AuditId;
 use crate::store::{AuditQuery, Page, StoreResult};
+use crate::stream::AUDIT_TOPIC;
 
-/// Appends `entry` to its chain inside `txn`.
+/// Appends `entry` to its chain inside `txn`, and a record of a tenant's chain to that
+/// tenant's stream (topic `audit`, the next cursor). Returns the record and whether it
+/// went on a stream (the tail then has something to announce).
 pub(super) async fn append_in(
     txn: &Transaction<'_>,
     entry: AuditEntry,
-) -> StoreResult<AuditRecord> {
+) -> StoreResult<(AuditRecord, bool)> {
     let chain = entry.chain().to_owned();
+    // The tenant's cursor row first: the publishing transactions lock it, and taking it
+    // before the chain's head keeps one lock order everywhere (no deadlock).
+    let cursor = match &entry.tenant {
+        Some(t) => txn
+            .query_opt(
+                "UPDATE tenant_state SET cursor = cursor + 1 WHERE tenant = $1 RETURNING cursor",
+                &[&t.as_str()],
+            )
+            .await?
+            .map(|r| r.try_get::<_, i64>(0))
+            .transpose()?,
+        None => None,
+    };
     txn.execute(
         "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 0, '') ON CONFLICT DO NOTHING",
         &[&chain],
@@ -31,36 +47,53 @@ pub(super) async fn append_in(
     let id = AuditId::generate(entry.at).to_string();
     let record = entry.seal(id, seq, &prev);
     let seq_i = i64::try_from(seq).unwrap_or(i64::MAX);
+    let json = encode(&record)?;
     txn.execute(
         "INSERT INTO audit_log (chain, seq, id, at, data) VALUES ($1, $2, $3, $4, $5)",
-        &[&chain, &seq_i, &record.id, &record.at, &encode(&record)?],
+        &[&chain, &seq_i, &record.id, &record.at, &json],
     )
     .await?;
+    if let Some(cursor) = cursor {
+        let data = record.shown();
+        txn.execute(
+            "INSERT INTO stream_status (tenant, cursor, created_at, data, topic) \
+             VALUES ($1, $2, $3, $4, $5)",
+            &[&chain, &cursor, &record.at, &data, &AUDIT_TOPIC],
+        )
+        .await?;
+    }
     txn.execute(
         "UPDATE audit_heads SET seq = $2, hash = $3 WHERE chain = $1",
         &[&chain, &seq_i, &record.hash],
     )
     .await?;
-    Ok(record)
-}
-
-/// Commits `txn` with the request's pending audit record in it (if any): every
-/// configuration write of this backend ends here.
-pub(super) async fn commit(txn: Transaction<'_>) -> StoreResult<()> {
-    if let Some(entry) = crate::audit::take() {
-        append_in(&txn, entry).await?;
-    }
-    txn.commit().await?;
-    Ok(())
+    Ok((record, cursor.is_some()))
 }
 
 impl PgStore {
+    /// Commits `txn` with the request's pending audit record in it (if any): every
+    /// configuration write of this backend ends here.
+    pub(super) async fn commit(&self, txn: Transaction<'_>) -> StoreResult<()> {
+        let streamed = match crate::audit::take() {
+            Some(entry) => append_in(&txn, entry).await?.1,
+            None => false,
+        };
+        txn.commit().await?;
+        if streamed {
+            self.committed();
+        }
+        Ok(())
+    }
+
     pub(super) async fn append_audit(&self, entry: AuditEntry) -> StoreResult<AuditRecord> {
         self.writable()?;
         let mut client = self.client().await?;
         let txn = client.transaction().await?;
-        let record = append_in(&txn, entry).await?;
+        let (record, streamed) = append_in(&txn, entry).await?;
         txn.commit().await?;
+        if streamed {
+            self.committed();
+        }
         Ok(record)
     }
 

@@ -33,6 +33,8 @@ impl PgStore {
             ));
         }
         let mut counts: CopyReport = BTreeMap::new();
+        // Each audit chain's last record: the head the next record links to.
+        let mut heads: BTreeMap<String, (u64, String)> = BTreeMap::new();
         let mut complete = false;
         while let Some(message) = rx.recv().await {
             let Some(batch) = message else {
@@ -41,6 +43,13 @@ impl PgStore {
             };
             for r in &batch {
                 *counts.entry(r.table()).or_default() += 1;
+                if let Exported::Audit(a) = r {
+                    let chain = a.tenant_id.as_ref().map_or("", |t| t.as_str());
+                    let head = heads.entry(chain.to_owned()).or_default();
+                    if a.seq > head.0 {
+                        *head = (a.seq, a.hash.clone());
+                    }
+                }
             }
             try_join_all(batch.iter().map(|r| insert(&txn, r))).await?;
         }
@@ -50,6 +59,13 @@ impl PgStore {
             ));
         }
         // Derived state, rebuilt from the records.
+        for (chain, (seq, hash)) in &heads {
+            txn.execute(
+                "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, $2, $3)",
+                &[chain, &big(*seq), hash],
+            )
+            .await?;
+        }
         txn.batch_execute(
             "INSERT INTO delivery_queue (tenant, delivery_id, endpoint_id, due)
                 SELECT tenant, id, endpoint_id, next_attempt_at FROM deliveries
@@ -204,12 +220,14 @@ async fn insert(txn: &deadpool_postgres::Transaction<'_>, record: &Exported) -> 
             tenant,
             cursor,
             at,
+            topic,
             data,
         } => {
+            let topic = (topic != crate::stream::STATUS_TOPIC).then_some(topic.as_str());
             txn.execute(
-                "INSERT INTO stream_status (tenant, cursor, created_at, data) \
-                 VALUES ($1, $2, $3, $4)",
-                &[&tenant.as_str(), &big(*cursor), at, data],
+                "INSERT INTO stream_status (tenant, cursor, created_at, data, topic) \
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[&tenant.as_str(), &big(*cursor), at, data, &topic],
             )
             .await?;
         }
@@ -257,6 +275,14 @@ async fn insert(txn: &deadpool_postgres::Transaction<'_>, record: &Exported) -> 
             txn.execute(
                 "INSERT INTO plugin_modules (tenant, sha256, module) VALUES ($1, $2, $3)",
                 &[&tenant.as_str(), sha256, module],
+            )
+            .await?;
+        }
+        Exported::Audit(a) => {
+            let chain = a.tenant_id.as_ref().map_or("", |t| t.as_str());
+            txn.execute(
+                "INSERT INTO audit_log (chain, seq, id, at, data) VALUES ($1, $2, $3, $4, $5)",
+                &[&chain, &big(a.seq), &a.id, &a.at, &encode(a)?],
             )
             .await?;
         }

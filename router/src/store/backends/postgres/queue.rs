@@ -279,7 +279,7 @@ impl PgStore {
             )
             .await?;
         }
-        super::audit::commit(txn).await?;
+        self.commit(txn).await?;
         self.feed.announce(Committed::queued(out.woken.clone()));
         Ok(out)
     }
@@ -377,7 +377,7 @@ impl PgStore {
             &[&t, &record.id, &record.created_at, &encode(&record)?],
         )
         .await?;
-        super::audit::commit(txn).await?;
+        self.commit(txn).await?;
         let woken: Vec<(TenantId, EndpointId)> = new
             .iter()
             .map(|nd| (replay.tenant_id.clone(), nd.endpoint_id.clone()))

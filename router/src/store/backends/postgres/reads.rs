@@ -382,7 +382,7 @@ pub(super) async fn stream_page(
               record_version, false AS status FROM events \
               WHERE tenant = $1 AND cursor > $2 AND cursor <= $4 ORDER BY cursor LIMIT $3) \
              UNION ALL \
-             (SELECT cursor, NULL, NULL, created_at, NULL, data, 0, true FROM stream_status \
+             (SELECT cursor, NULL, topic, created_at, NULL, data, 0, true FROM stream_status \
               WHERE tenant = $1 AND cursor > $2 AND cursor <= $4 ORDER BY cursor LIMIT $3) \
              ORDER BY cursor LIMIT $3",
             &[
@@ -399,13 +399,12 @@ pub(super) async fn stream_page(
         let cursor = unbig(r.try_get(0)?);
         let created_at: i64 = r.try_get(3)?;
         let item = if r.try_get::<_, bool>(7)? {
-            wants(STATUS_TOPIC).then(|| -> StoreResult<Arc<StreamItem>> {
+            // No topic: `deliveries.status`.
+            let topic_name = r.try_get::<_, Option<&str>>(2)?.unwrap_or(STATUS_TOPIC);
+            wants(topic_name).then(|| -> StoreResult<Arc<StreamItem>> {
                 let data: &str = r.try_get(5)?;
                 Ok(Arc::new(StreamItem::new(
-                    cursor,
-                    STATUS_TOPIC,
-                    created_at,
-                    data,
+                    cursor, topic_name, created_at, data,
                 )))
             })
         } else {

@@ -162,7 +162,7 @@ impl PgStore {
             &[&tenant.id.as_str()],
         )
         .await?;
-        super::audit::commit(txn).await?;
+        self.commit(txn).await?;
         Ok(())
     }
 
@@ -204,7 +204,7 @@ impl PgStore {
             &[&id.as_str(), &encode(&tenant)?],
         )
         .await?;
-        super::audit::commit(txn).await?;
+        self.commit(txn).await?;
         Ok(tenant)
     }
 
@@ -254,7 +254,7 @@ impl PgStore {
                 e.into()
             }
         })?;
-        super::audit::commit(txn).await?;
+        self.commit(txn).await?;
         Ok(())
     }
 
@@ -316,7 +316,7 @@ impl PgStore {
             id: id.clone(),
         };
         log_changes(&txn, std::slice::from_ref(&change)).await?;
-        super::audit::commit(txn).await?;
+        self.commit(txn).await?;
         self.announce(vec![change]);
         Ok(Some(key))
     }
@@ -376,7 +376,7 @@ impl PgStore {
             &[&t],
         )
         .await?;
-        super::audit::commit(txn).await?;
+        self.commit(txn).await?;
         Ok(())
     }
 
@@ -463,7 +463,7 @@ impl PgStore {
             deleted: false,
         };
         log_changes(&txn, std::slice::from_ref(&change)).await?;
-        super::audit::commit(txn).await?;
+        self.commit(txn).await?;
         self.announce(vec![change]);
         Ok(endpoint)
     }
@@ -519,7 +519,7 @@ impl PgStore {
             deleted: true,
         });
         log_changes(&txn, &changes).await?;
-        super::audit::commit(txn).await?;
+        self.commit(txn).await?;
         self.announce(changes);
         Ok(doomed)
     }
@@ -582,7 +582,7 @@ impl PgStore {
             id: subscription.id.clone(),
         };
         log_changes(&txn, std::slice::from_ref(&change)).await?;
-        super::audit::commit(txn).await?;
+        self.commit(txn).await?;
         self.announce(vec![change]);
         Ok(())
     }
@@ -696,7 +696,7 @@ impl PgStore {
             id: id.clone(),
         };
         log_changes(&txn, std::slice::from_ref(&change)).await?;
-        super::audit::commit(txn).await?;
+        self.commit(txn).await?;
         self.announce(vec![change]);
         Ok(sub)
     }
@@ -734,7 +734,7 @@ impl PgStore {
             id: id.clone(),
         };
         log_changes(&txn, std::slice::from_ref(&change)).await?;
-        super::audit::commit(txn).await?;
+        self.commit(txn).await?;
         self.announce(vec![change]);
         Ok(())
     }
@@ -819,7 +819,7 @@ impl PgStore {
             version: plugin.version.clone(),
         };
         log_changes(&txn, std::slice::from_ref(&change)).await?;
-        super::audit::commit(txn).await?;
+        self.commit(txn).await?;
         self.announce(vec![change]);
         Ok(())
     }
@@ -908,7 +908,7 @@ impl PgStore {
             version: version.to_owned(),
         };
         log_changes(&txn, std::slice::from_ref(&change)).await?;
-        super::audit::commit(txn).await?;
+        self.commit(txn).await?;
         self.announce(vec![change]);
         Ok(())
     }

@@ -7,13 +7,19 @@
 //! small however long the delivery history grows.
 
 /// The schema version this build writes (`gp_meta.version`).
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Migration `n` takes the schema from version `n` to `n + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// Key of the advisory lock held while migrating.
 pub const MIGRATION_LOCK: i64 = 0x6770_6d69_6772_6174; // "gpmigrat"
+
+/// 2 → 3: stream positions of topics other than `deliveries.status` (audit records)
+/// share `stream_status`, with their topic (`NULL`: `deliveries.status`).
+const V3: &str = r#"
+ALTER TABLE stream_status ADD COLUMN IF NOT EXISTS topic text COLLATE "C";
+"#;
 
 /// 1 → 2: the audit log's tables; endpoint secrets and header values are sealed under
 /// the master keys. The

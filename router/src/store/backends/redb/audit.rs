@@ -1,16 +1,29 @@
 //! The audit log in redb: records by (chain, seq), an id index for the time-ordered
 //! listing, and each chain's head (last seq and hash) that the next record links to.
 
+use std::sync::Arc;
+
 use redb::{ReadableTable, WriteTransaction};
 
-use super::tables::{AUDIT, AUDIT_HEADS, AUDIT_IDS};
-use super::{RedbStore, decode, encode};
+use super::tables::{
+    AUDIT, AUDIT_HEADS, AUDIT_IDS, COUNTER_CURSOR, COUNTERS, STREAM_STATUS, stream_row,
+};
+use super::{RedbStore, counter_get, decode, encode, tenant_exists};
 use crate::audit::{AuditEntry, AuditRecord};
 use crate::ids::AuditId;
+use crate::store::feed::Committed;
 use crate::store::{AuditQuery, Page, StoreResult};
+use crate::stream::{AUDIT_TOPIC, StreamItem};
 
-/// Appends `entry` to its chain inside `txn`.
-pub(super) fn append_in(txn: &WriteTransaction, entry: AuditEntry) -> StoreResult<AuditRecord> {
+/// A tenant's audit record on its stream: the item to announce once committed.
+pub(super) type Streamed = Option<(Box<str>, Arc<StreamItem>)>;
+
+/// Appends `entry` to its chain inside `txn`, and a record of a tenant's chain to
+/// that tenant's stream (topic `audit`, the next cursor).
+pub(super) fn append_in(
+    txn: &WriteTransaction,
+    entry: AuditEntry,
+) -> StoreResult<(AuditRecord, Streamed)> {
     let chain = entry.chain().to_owned();
     let mut heads = txn.open_table(AUDIT_HEADS)?;
     let (seq, prev) = match heads.get(chain.as_str())? {
@@ -22,17 +35,60 @@ pub(super) fn append_in(txn: &WriteTransaction, entry: AuditEntry) -> StoreResul
     };
     let id = AuditId::generate(entry.at).to_string();
     let record = entry.seal(id, seq, &prev);
+    let json = encode(&record)?;
     txn.open_table(AUDIT)?
-        .insert((chain.as_str(), seq), encode(&record)?.as_slice())?;
+        .insert((chain.as_str(), seq), json.as_slice())?;
     txn.open_table(AUDIT_IDS)?
         .insert(record.id.as_str(), (chain.as_str(), seq))?;
     heads.insert(chain.as_str(), (seq, record.hash.as_str()))?;
-    Ok(record)
+    drop(heads);
+    let streamed = match &record.tenant_id {
+        Some(t) if tenant_exists(txn, t.as_str())? => {
+            Some(stream_in(txn, t.as_str(), record.at, &record.shown())?)
+        }
+        _ => None,
+    };
+    Ok((record, streamed))
+}
+
+/// Writes a record (as shown) at the tenant's next stream cursor.
+fn stream_in(
+    txn: &WriteTransaction,
+    tenant: &str,
+    at: i64,
+    data: &str,
+) -> StoreResult<(Box<str>, Arc<StreamItem>)> {
+    let mut counters = txn.open_table(COUNTERS)?;
+    let cursor = counter_get(&counters, tenant, COUNTER_CURSOR)? + 1;
+    counters.insert((tenant, COUNTER_CURSOR), cursor)?;
+    txn.open_table(STREAM_STATUS)?.insert(
+        (tenant, cursor),
+        (at, stream_row(AUDIT_TOPIC, data).as_slice()),
+    )?;
+    let item = StreamItem::new(cursor, AUDIT_TOPIC, at, data);
+    Ok((tenant.into(), Arc::new(item)))
 }
 
 impl RedbStore {
     pub(super) async fn append_audit(&self, entry: AuditEntry) -> StoreResult<AuditRecord> {
-        self.write(move |txn| append_in(txn, entry)).await
+        self.writable()?;
+        let (record, streamed) = self.writer.write(move |txn| append_in(txn, entry)).await?;
+        self.announce_audit(streamed);
+        Ok(record)
+    }
+
+    /// Hands a committed audit record to live stream clients (after its durable
+    /// commit; a client that saw a later cursor first re-reads this one from the
+    /// store, and drops it here).
+    pub(super) fn announce_audit(&self, streamed: Streamed) {
+        if let Some((tenant, item)) = streamed
+            && self.feed.wants_stream(&tenant)
+        {
+            self.feed.announce(Committed {
+                stream: vec![(tenant, item)],
+                ..Committed::default()
+            });
+        }
     }
 
     pub(super) async fn list_audit(&self, query: AuditQuery) -> StoreResult<Page<AuditRecord>> {

@@ -76,15 +76,13 @@ pub fn export(path: &Path, mut each: impl FnMut(Exported) -> StoreResult<()>) ->
     for row in txn.open_table(STREAM_STATUS)?.iter()? {
         let (k, v) = row?;
         let (tenant, cursor) = k.value();
-        let (at, data) = v.value();
-        let data = std::str::from_utf8(data).map_err(|e| StoreError::Corrupt {
-            table: "stream_status",
-            message: e.to_string(),
-        })?;
+        let (at, row) = v.value();
+        let (topic, data) = stream_row_parts(row)?;
         each(Exported::Status {
             tenant: TenantId::from_trusted(tenant.to_owned()),
             cursor,
             at,
+            topic: topic.to_owned(),
             data: data.to_owned(),
         })?;
     }
@@ -102,6 +100,11 @@ pub fn export(path: &Path, mut each: impl FnMut(Exported) -> StoreResult<()>) ->
     if let Ok(plugins) = txn.open_table(PLUGINS) {
         for row in plugins.iter()? {
             each(Exported::Plugin(decode("plugins", row?.1.value())?))?;
+        }
+    }
+    if let Ok(audit) = txn.open_table(AUDIT) {
+        for row in audit.iter()? {
+            each(Exported::Audit(decode("audit", row?.1.value())?))?;
         }
     }
     if let Ok(modules) = txn.open_table(PLUGIN_MODULES) {

@@ -229,21 +229,29 @@ impl RedbStore {
         T: Send + 'static,
         F: FnOnce(&WriteTransaction) -> StoreResult<T> + Send + 'static,
     {
-        if let Some(reason) = &self.read_only {
-            return Err(StoreError::ReadOnly(reason.clone()));
-        }
+        self.writable()?;
         // The request's pending audit record commits with its change, or not at all.
         match crate::audit::take() {
             None => self.writer.write(f).await,
             Some(entry) => {
-                self.writer
+                let (out, streamed) = self
+                    .writer
                     .write(move |txn| {
                         let out = f(txn)?;
-                        audit::append_in(txn, entry)?;
-                        Ok(out)
+                        let (_, streamed) = audit::append_in(txn, entry)?;
+                        Ok((out, streamed))
                     })
-                    .await
+                    .await?;
+                self.announce_audit(streamed);
+                Ok(out)
             }
+        }
+    }
+
+    fn writable(&self) -> StoreResult<()> {
+        match &self.read_only {
+            Some(reason) => Err(StoreError::ReadOnly(reason.clone())),
+            None => Ok(()),
         }
     }
 

@@ -35,6 +35,13 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         from: 2,
         run: |_| Ok(()),
     },
+    // 3 → 4: `stream_status` rows may hold positions of other topics (audit records,
+    // tagged with their topic: `tables::stream_row`). Existing rows are valid as
+    // they are; the version keeps older builds from serving tagged rows as statuses.
+    Migration {
+        from: 3,
+        run: |_| Ok(()),
+    },
 ];
 
 /// Compacts a store file that no process has open.

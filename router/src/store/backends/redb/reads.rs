@@ -9,9 +9,9 @@ use redb::{ReadableTable, ReadableTableMetadata, TableHandle};
 use crate::ids::{DeliveryId, EndpointId, EventId, TenantId};
 use crate::store::{
     Attempt, Delivery, DeliveryQuery, DeliveryStatus, Event, EventQuery, Page, PageRequest,
-    QueueCounts, StorageStats, Store, StoreError, StoreResult, StreamRead,
+    QueueCounts, StorageStats, Store, StoreResult, StreamRead,
 };
-use crate::stream::{STATUS_TOPIC, StreamItem};
+use crate::stream::StreamItem;
 
 use super::tables::*;
 use super::{RedbStore, SCAN_FACTOR, counter_get, decode, get_json, list_scoped, upper};
@@ -174,16 +174,13 @@ impl RedbStore {
                 let (k, v) = row?;
                 let cursor = k.value().1;
                 out.scanned_to = cursor;
-                let (at, data) = v.value();
+                let (at, row) = v.value();
+                let (topic_name, data) = stream_row_parts(row)?;
                 if at < min_created_at {
                     out.too_old += 1;
-                } else if wants(STATUS_TOPIC) {
-                    let data = std::str::from_utf8(data).map_err(|e| StoreError::Corrupt {
-                        table: "stream_status",
-                        message: e.to_string(),
-                    })?;
+                } else if wants(topic_name) {
                     out.items
-                        .push(Arc::new(StreamItem::new(cursor, STATUS_TOPIC, at, data)));
+                        .push(Arc::new(StreamItem::new(cursor, topic_name, at, data)));
                 }
             }
         }

@@ -43,10 +43,46 @@ pub const INBOX: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::n
 pub const REPLAYS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("replays");
 /// (tenant, delivery id, attempt number) → JSON attempt.
 pub const ATTEMPTS: TableDefinition<(&str, &str, u32), &[u8]> = TableDefinition::new("attempts");
-/// (tenant, cursor) → (written at, Unix ms; JSON `deliveries.status` data): the
-/// stream items of delivery attempts, sharing the tenant's cursor with events.
+/// (tenant, cursor) → (written at, Unix ms; [`stream_row`]): the stream positions
+/// that are not events (delivery attempts' statuses, audit records), sharing the
+/// tenant's cursor with events.
 pub const STREAM_STATUS: TableDefinition<(&str, u64), (i64, &[u8])> =
     TableDefinition::new("stream_status");
+
+/// A [`STREAM_STATUS`] row's data: a `deliveries.status` item's JSON as it is (every
+/// row of stores before the audit topic), any other topic's as `\0topic\0` then its
+/// JSON. JSON never starts with a NUL byte, so the two cannot be confused.
+pub fn stream_row(topic: &str, data: &str) -> Vec<u8> {
+    if topic == crate::stream::STATUS_TOPIC {
+        return data.as_bytes().to_vec();
+    }
+    let mut out = Vec::with_capacity(topic.len() + data.len() + 2);
+    out.push(0);
+    out.extend_from_slice(topic.as_bytes());
+    out.push(0);
+    out.extend_from_slice(data.as_bytes());
+    out
+}
+
+/// A [`STREAM_STATUS`] row's (topic, JSON data).
+pub fn stream_row_parts(row: &[u8]) -> crate::store::StoreResult<(&str, &str)> {
+    let corrupt = |message: String| crate::store::StoreError::Corrupt {
+        table: "stream_status",
+        message,
+    };
+    let (topic, data) = match row.strip_prefix(&[0]) {
+        None => (crate::stream::STATUS_TOPIC.as_bytes(), row),
+        Some(rest) => {
+            let end = rest
+                .iter()
+                .position(|b| *b == 0)
+                .ok_or_else(|| corrupt("a tagged row without its topic's end".into()))?;
+            (&rest[..end], &rest[end + 1..])
+        }
+    };
+    let text = |b| std::str::from_utf8(b).map_err(|e| corrupt(e.to_string()));
+    Ok((text(topic)?, text(data)?))
+}
 /// (tenant, plugin name, version) → JSON plugin record.
 pub const PLUGINS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("plugins");
 /// (tenant, module sha256) → the module's bytes.
