@@ -442,6 +442,7 @@ async fn without_a_master_key_the_server_does_not_start() {
     let creds: Value =
         serde_json::from_slice(&std::fs::read(dev.path().join("dev-credentials.json")).unwrap())
             .unwrap();
+    gatepulse_e2e::install_crypto_provider();
     let records: Value = reqwest::Client::new()
         .get(format!("{base}/v1/audit"))
         .bearer_auth(creds["admin_token"].as_str().unwrap())
