@@ -315,7 +315,7 @@ fn print_dev_banner(addr: &str, data_dir: &Path, creds: &DevCredentials, key_fil
         || "as configured".to_owned(),
         |p| format!("{} (generated; keep it with the data dir)", p.display()),
     );
-    println!(
+    let banner = format!(
         "\nGatePulse dev mode (embedded store in {dir}; private destinations allowed)\n\
          \n  url          http://{addr}\
          \n  console      http://{addr}/console/  (sign in with the api key or the admin token)\
@@ -331,6 +331,13 @@ fn print_dev_banner(addr: &str, data_dir: &Path, creds: &DevCredentials, key_fil
         tenant = creds.tenant_id,
         key = creds.api_key,
     );
+    // One write, and a closed stdout (`gp serve --dev | head`) is not a reason to stop
+    // serving: println! would panic on EPIPE, and its per-piece writes let a reader see
+    // part of the banner and go.
+    use std::io::Write;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{banner}") {
+        tracing::warn!(error = %e, "cannot print the dev banner to stdout");
+    }
 }
 
 /// Raises the calling thread's nice value by `by` (Linux: nice is per thread).
