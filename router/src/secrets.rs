@@ -1,4 +1,5 @@
-//! The sealed fields of endpoint records and their life under the master keys
+//! The sealed fields of endpoint records (signing secrets, `v1a` signing keys, header
+//! values) and their life under the master keys
 //! (SPEC SEC-2): sealing on write, opening for the dispatcher and the API, the check
 //! at start (every stored version has its key), the migration of a store written
 //! before encryption at rest, and online re-encryption under the newest key
@@ -132,6 +133,35 @@ pub fn open_secret(
     keys.open_string(aad(endpoint, Field::Secret), &secret.sealed)
 }
 
+/// Seals a new `whsk_` signing key (`v1a`) of endpoint `endpoint` of `tenant`.
+pub fn seal_signing_key(
+    keys: &Keyring,
+    tenant: &TenantId,
+    endpoint: &EndpointId,
+    signing_key: &str,
+    now: i64,
+) -> Result<SealedSecret, CryptoError> {
+    let aad = Aad {
+        tenant: tenant.as_str(),
+        endpoint: endpoint.as_str(),
+        field: Field::SigningKey,
+    };
+    Ok(SealedSecret {
+        sealed: keys.seal(aad, signing_key.as_bytes())?,
+        created_at: now,
+        expires_at: None,
+    })
+}
+
+/// Opens one of `endpoint`'s signing keys.
+pub fn open_signing_key(
+    keys: &Keyring,
+    endpoint: &Endpoint,
+    key: &SealedSecret,
+) -> Result<String, CryptoError> {
+    keys.open_string(aad(endpoint, Field::SigningKey), &key.sealed)
+}
+
 /// Custom headers of endpoint `endpoint` of `tenant` with each value sealed, as the
 /// record holds them (with `record_version` [`ENDPOINT_RECORD_VERSION`]).
 pub fn seal_headers(
@@ -175,8 +205,8 @@ pub fn open_headers(
 /// How every sealed value of one endpoint is sealed (`Plain` for unsealed headers of
 /// an old record).
 fn sealings(e: &Endpoint) -> Result<Vec<Sealing>, CryptoError> {
-    let mut out = Vec::with_capacity(e.secrets.len() + e.headers.len());
-    for s in &e.secrets {
+    let mut out = Vec::with_capacity(e.secrets.len() + e.signing_keys.len() + e.headers.len());
+    for s in e.secrets.iter().chain(&e.signing_keys) {
         out.push(Keyring::sealing(&s.sealed)?);
     }
     if e.record_version < ENDPOINT_RECORD_VERSION {
@@ -207,6 +237,12 @@ fn resealed(keys: &Keyring, e: &Endpoint) -> Result<Option<Endpoint>, SecretsErr
             .map_err(record_error(e))?
             .sealed;
     }
+    for k in &mut next.signing_keys {
+        let plain = open_signing_key(keys, e, k).map_err(record_error(e))?;
+        k.sealed = seal_signing_key(keys, &e.tenant_id, &e.id, &plain, k.created_at)
+            .map_err(record_error(e))?
+            .sealed;
+    }
     let headers = open_headers(keys, e).map_err(record_error(e))?;
     next.headers = seal_headers(keys, &e.tenant_id, &e.id, headers).map_err(record_error(e))?;
     next.record_version = ENDPOINT_RECORD_VERSION;
@@ -220,7 +256,11 @@ async fn write_resealed(
     read: &Endpoint,
     next: Endpoint,
 ) -> Result<bool, SecretsError> {
-    let (seen_secrets, seen_headers) = (read.secrets.clone(), read.headers.clone());
+    let (seen_secrets, seen_keys, seen_headers) = (
+        read.secrets.clone(),
+        read.signing_keys.clone(),
+        read.headers.clone(),
+    );
     let applied = Arc::new(Mutex::new(false));
     let flag = applied.clone();
     let result = store
@@ -228,8 +268,12 @@ async fn write_resealed(
             &read.tenant_id,
             &read.id,
             Box::new(move |e: &mut Endpoint| {
-                if e.secrets == seen_secrets && e.headers == seen_headers {
+                if e.secrets == seen_secrets
+                    && e.signing_keys == seen_keys
+                    && e.headers == seen_headers
+                {
                     e.secrets = next.secrets;
+                    e.signing_keys = next.signing_keys;
                     e.headers = next.headers;
                     e.record_version = next.record_version;
                     if let Ok(mut f) = flag.lock() {

@@ -12,7 +12,9 @@ use gatepulse::ids::{EndpointId, TenantId};
 use gatepulse::secrets::*;
 use gatepulse::store::backends::redb::{RedbOptions, RedbStore};
 use gatepulse::store::feed::CommitFeed;
-use gatepulse::store::{Endpoint, EndpointKind, PageRequest, RECORD_VERSION, Store, Tenant};
+use gatepulse::store::{
+    Endpoint, EndpointKind, PageRequest, RECORD_VERSION, SignatureScheme, Store, Tenant,
+};
 
 fn keys(spec: &str) -> Keyring {
     Keyring::load(spec, None).unwrap()
@@ -42,6 +44,18 @@ async fn store_with_endpoints(keys: &Keyring, n: usize) -> (tempfile::TempDir, A
         let endpoint = Endpoint {
             record_version: ENDPOINT_RECORD_VERSION,
             secrets: vec![seal_secret(keys, &tenant.id, &id, &format!("whsec_{i}"), 1).unwrap()],
+            // Every other endpoint also signs v1a, with an Ed25519 key sealed beside.
+            signature_schemes: if i % 2 == 0 {
+                vec![SignatureScheme::V1, SignatureScheme::V1a]
+            } else {
+                vec![SignatureScheme::V1]
+            },
+            signing_keys: if i % 2 == 0 {
+                let key = format!("whsk_{}", "A".repeat(43) + "=");
+                vec![seal_signing_key(keys, &tenant.id, &id, &key, 1).unwrap()]
+            } else {
+                vec![]
+            },
             headers: seal_headers(keys, &tenant.id, &id, headers).unwrap(),
             id,
             tenant_id: tenant.id.clone(),
@@ -84,10 +98,22 @@ async fn a_sealed_value_copied_into_another_record_does_not_open() {
     let (a, b) = (&eps[0], &eps[1]);
     assert_eq!(open_secret(&k, a, &a.secrets[0]).unwrap(), "whsec_0");
     assert_eq!(open_headers(&k, b).unwrap()["Authorization"], "Bearer 1");
-    // b's record holding a's ciphertexts: neither the secret nor the header opens.
+    let signing_key = open_signing_key(&k, a, &a.signing_keys[0]).unwrap();
+    assert!(signing_key.starts_with("whsk_"), "{signing_key}");
+    // b's record holding a's ciphertexts: neither the secret, the signing key nor the
+    // header opens; nor does a's secret as a's signing key (the field is bound too).
     let mut forged = b.clone();
     forged.secrets = a.secrets.clone();
+    forged.signing_keys = a.signing_keys.clone();
     forged.headers = a.headers.clone();
+    assert!(matches!(
+        open_signing_key(&k, &forged, &forged.signing_keys[0]),
+        Err(CryptoError::Forged(1))
+    ));
+    assert!(matches!(
+        open_signing_key(&k, a, &a.secrets[0]),
+        Err(CryptoError::Forged(1))
+    ));
     assert!(matches!(
         open_secret(&k, &forged, &forged.secrets[0]),
         Err(CryptoError::Forged(1))
@@ -114,7 +140,8 @@ async fn prepare_refuses_a_missing_version_and_rotation_reseals_every_value() {
 
     let both = Arc::new(keys(&format!("{k1},{k2}")));
     let census = prepare(store.as_ref(), &both).await.unwrap().census;
-    assert_eq!(census.by_key_version, BTreeMap::from([("1".into(), 300)]));
+    // 150 secrets, 150 header values, 75 signing keys.
+    assert_eq!(census.by_key_version, BTreeMap::from([("1".into(), 375)]));
     let rotation = Arc::new(Rotation::default());
     let started = rotation.start(store.clone(), both.clone(), census.endpoints);
     assert_eq!(started.state, "running");
@@ -127,7 +154,7 @@ async fn prepare_refuses_a_missing_version_and_rotation_reseals_every_value() {
         ("succeeded", 150, 150)
     );
     let after = census_of(store.as_ref()).await;
-    assert_eq!(after.by_key_version, BTreeMap::from([("2".into(), 300)]));
+    assert_eq!(after.by_key_version, BTreeMap::from([("2".into(), 375)]));
     // Key 1 can go; values still open, and a second run has nothing to do.
     let only2 = Arc::new(keys(&k2));
     prepare(store.as_ref(), &only2).await.unwrap();
@@ -135,6 +162,11 @@ async fn prepare_refuses_a_missing_version_and_rotation_reseals_every_value() {
     assert_eq!(
         open_headers(&only2, &eps[7]).unwrap()["Authorization"],
         "Bearer 7"
+    );
+    assert!(
+        open_signing_key(&only2, &eps[8], &eps[8].signing_keys[0])
+            .unwrap()
+            .starts_with("whsk_")
     );
     rotation.start(store.clone(), only2, 150);
     while rotation.status().state == "running" {

@@ -73,7 +73,7 @@ impl Recorded {
             .and_then(|a| a.parse().ok())
     }
 
-    /// The `v1,…` entries of `webhook-signature`.
+    /// The entries of `webhook-signature` (`v1,…`, `v1a,…`).
     pub fn signatures(&self) -> Vec<&str> {
         self.header("webhook-signature")
             .map(|s| s.split(' ').filter(|p| !p.is_empty()).collect())
@@ -83,6 +83,37 @@ impl Recorded {
     /// Verifies this request with another secret, using the Standard Webhooks library.
     pub fn verify_with(&self, secret: &str) -> Result<(), String> {
         verify(secret, &self.headers, &self.body)
+    }
+
+    /// Verifies the `v1a,` (Ed25519) entries of `webhook-signature` with a `whpk_`
+    /// public key: at least one must verify over `{id}.{timestamp}.{body}`. Ed25519
+    /// from `ring`; the timestamp is not checked (the tests' clocks are the same).
+    pub fn verify_v1a(&self, public_key: &str) -> Result<(), String> {
+        use base64::Engine;
+        use base64::engine::general_purpose::STANDARD;
+        use ring::signature::{ED25519, UnparsedPublicKey};
+        let raw = public_key
+            .strip_prefix("whpk_")
+            .and_then(|k| STANDARD.decode(k).ok())
+            .ok_or_else(|| format!("not a whpk_ key: {public_key}"))?;
+        let (id, ts) = match (self.header("webhook-id"), self.header("webhook-timestamp")) {
+            (Some(id), Some(ts)) => (id, ts),
+            _ => return Err("missing webhook-id or webhook-timestamp".into()),
+        };
+        let mut content = format!("{id}.{ts}.").into_bytes();
+        content.extend_from_slice(&self.body);
+        let key = UnparsedPublicKey::new(&ED25519, raw);
+        let ok = self
+            .signatures()
+            .into_iter()
+            .filter_map(|e| e.strip_prefix("v1a,"))
+            .filter_map(|s| STANDARD.decode(s).ok())
+            .any(|sig| key.verify(&content, &sig).is_ok());
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("no v1a signature verifies with {public_key}"))
+        }
     }
 
     pub fn answered_2xx(&self) -> bool {

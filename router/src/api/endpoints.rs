@@ -1,11 +1,12 @@
-//! Endpoints: HTTP destinations (or inboxes), their secrets and settings.
+//! Endpoints: HTTP destinations (or inboxes) and their settings. Their signing
+//! material (secret, Ed25519 key pair) has its own routes in `endpoint_keys.rs`.
 
 use std::collections::BTreeMap;
 
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -20,7 +21,7 @@ use crate::crypto;
 use crate::destination;
 use crate::ids::{EndpointId, TenantId};
 use crate::secrets;
-use crate::store::{Endpoint, EndpointKind, SealedSecret};
+use crate::store::{Endpoint, EndpointKind, SealedSecret, SignatureScheme};
 
 pub const MAX_HEADERS: usize = 32;
 pub const MAX_HEADER_VALUE: usize = 4096;
@@ -41,6 +42,10 @@ pub struct EndpointIn {
     pub description: Option<String>,
     /// A `whsec_` secret; generated when absent.
     pub secret: Option<String>,
+    /// Signatures deliveries carry: `v1` (HMAC with the secret, the default), `v1a`
+    /// (Ed25519: receivers verify with the endpoint's public key and hold nothing that
+    /// could sign), or both. Enabling `v1a` generates the endpoint's key pair.
+    pub signature_schemes: Option<Vec<SignatureScheme>>,
     /// Extra headers sent with every delivery.
     pub headers: Option<BTreeMap<String, String>>,
     pub timeout_ms: Option<u64>,
@@ -58,6 +63,9 @@ pub struct EndpointPatch {
     pub url: Option<String>,
     pub description: Option<String>,
     pub headers: Option<BTreeMap<String, String>>,
+    /// Replaces the signature schemes; enabling `v1a` the first time generates the
+    /// endpoint's key pair (disabling it keeps the pair for later).
+    pub signature_schemes: Option<Vec<SignatureScheme>>,
     #[serde(default, deserialize_with = "super::extract::nullable")]
     #[schema(value_type = Option<u64>)]
     pub timeout_ms: Option<Option<u64>>,
@@ -80,6 +88,10 @@ pub struct EndpointOut {
     pub url: Option<String>,
     pub description: String,
     pub headers: BTreeMap<String, String>,
+    pub signature_schemes: Vec<SignatureScheme>,
+    /// The `whpk_` Ed25519 public key `v1a` signatures verify with (the current one;
+    /// `GET …/public-key` lists those of a rotation too); null until `v1a` is enabled.
+    pub public_key: Option<String>,
     pub timeout_ms: Option<u64>,
     pub rate_limit_per_sec: Option<u32>,
     pub max_in_flight: Option<u32>,
@@ -94,12 +106,15 @@ impl EndpointOut {
     /// The endpoint as the API shows it: header values opened.
     pub fn open(state: &AppState, e: Endpoint) -> Result<Self, ApiError> {
         let headers = secrets::open_headers(&state.keys, &e)?;
+        let public_key = super::endpoint_keys::current_public_key(state, &e)?;
         Ok(Self {
             id: e.id.to_string(),
             kind: e.kind,
             url: e.url,
             description: e.description,
             headers,
+            signature_schemes: e.signature_schemes,
+            public_key,
             timeout_ms: e.timeout_ms,
             rate_limit_per_sec: e.rate_limit_per_sec,
             max_in_flight: e.max_in_flight,
@@ -110,19 +125,6 @@ impl EndpointOut {
             updated_at: rfc3339(e.updated_at),
         })
     }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SecretOut {
-    /// The current `whsec_` secret.
-    pub secret: String,
-}
-
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RotateIn {
-    /// The new secret; generated when absent.
-    pub secret: Option<String>,
 }
 
 fn validate_url(state: &AppState, url: &str) -> Result<(), ApiError> {
@@ -229,16 +231,42 @@ fn validate_description(d: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_secret(secret: &str) -> Result<(), ApiError> {
+/// The schemes in their order (`v1` before `v1a`), each once; at least one.
+fn validate_schemes(schemes: Vec<SignatureScheme>) -> Result<Vec<SignatureScheme>, ApiError> {
+    let mut schemes = schemes;
+    schemes.sort_unstable();
+    schemes.dedup();
+    if schemes.is_empty() {
+        return Err(ApiError::invalid_field(
+            "signature_schemes",
+            "must name at least one of v1, v1a",
+        ));
+    }
+    Ok(schemes)
+}
+
+pub(super) fn check_secret(secret: &str) -> Result<(), ApiError> {
     crypto::validate_webhook_secret(secret).map_err(|m| {
         ApiError::invalid_field("secret", format!("secret {m}"))
             .with("hint", "whsec_ + base64 of 24 to 64 random bytes")
     })
 }
 
-/// Opens a sealed secret of `endpoint` back into its `whsec_` form.
-fn unseal(state: &AppState, endpoint: &Endpoint, s: &SealedSecret) -> Result<String, ApiError> {
-    Ok(secrets::open_secret(&state.keys, endpoint, s)?)
+/// A new Ed25519 signing key for `v1a`, sealed for endpoint `id` of `tenant`.
+pub(super) fn new_signing_key(
+    state: &AppState,
+    tenant: &TenantId,
+    id: &EndpointId,
+    now: i64,
+) -> Result<SealedSecret, ApiError> {
+    let key = crypto::generate_signing_key();
+    Ok(secrets::seal_signing_key(
+        &state.keys,
+        tenant,
+        id,
+        &key,
+        now,
+    )?)
 }
 
 /// What a PATCH changes, for the audit log: the fields given, header names only.
@@ -252,20 +280,26 @@ fn patch_details(patch: &EndpointPatch) -> serde_json::Value {
     given("url", patch.url.is_some());
     given("description", patch.description.is_some());
     given("headers", patch.headers.is_some());
+    given("signature_schemes", patch.signature_schemes.is_some());
     given("timeout_ms", patch.timeout_ms.is_some());
     given("rate_limit_per_sec", patch.rate_limit_per_sec.is_some());
     given("max_in_flight", patch.max_in_flight.is_some());
     given("retry_schedule_secs", patch.retry_schedule_secs.is_some());
     given("enabled", patch.enabled.is_some());
     let headers: Option<Vec<&String>> = patch.headers.as_ref().map(|h| h.keys().collect());
-    json!({"fields": fields, "url": patch.url, "enabled": patch.enabled, "headers": headers})
+    json!({"fields": fields, "url": patch.url, "enabled": patch.enabled, "headers": headers,
+           "signature_schemes": patch.signature_schemes})
 }
 
-fn endpoint_id(raw: &str) -> Result<EndpointId, ApiError> {
+pub(super) fn endpoint_id(raw: &str) -> Result<EndpointId, ApiError> {
     EndpointId::parse(raw).ok_or_else(|| ApiError::not_found("endpoint"))
 }
 
-async fn load(state: &AppState, tenant: &TenantId, raw: &str) -> Result<Endpoint, ApiError> {
+pub(super) async fn load(
+    state: &AppState,
+    tenant: &TenantId,
+    raw: &str,
+) -> Result<Endpoint, ApiError> {
     state
         .store
         .get_endpoint(tenant, &endpoint_id(raw)?)
@@ -311,8 +345,17 @@ pub async fn create_endpoint(
         }
         None => crypto::generate_webhook_secret(),
     };
+    let signature_schemes = validate_schemes(
+        body.signature_schemes
+            .unwrap_or_else(|| vec![SignatureScheme::V1]),
+    )?;
     let now = now_ms();
     let id = EndpointId::generate(now);
+    let signing_keys = if signature_schemes.contains(&SignatureScheme::V1a) {
+        vec![new_signing_key(&state, &tenant, &id, now)?]
+    } else {
+        Vec::new()
+    };
     let endpoint = Endpoint {
         record_version: secrets::ENDPOINT_RECORD_VERSION,
         secrets: vec![secrets::seal_secret(
@@ -322,6 +365,8 @@ pub async fn create_endpoint(
             &secret,
             now,
         )?],
+        signature_schemes,
+        signing_keys,
         headers: secrets::seal_headers(&state.keys, &tenant, &id, headers)?,
         id,
         tenant_id: tenant.clone(),
@@ -345,7 +390,7 @@ pub async fn create_endpoint(
         "endpoint",
         &endpoint.id,
         json!({"kind": endpoint.kind, "url": endpoint.url, "headers": header_names,
-               "enabled": endpoint.enabled}),
+               "signature_schemes": endpoint.signature_schemes, "enabled": endpoint.enabled}),
     );
     state
         .store
@@ -416,6 +461,15 @@ pub async fn update_endpoint(
         Some(h) => Some(secrets::seal_headers(&state.keys, &tenant, &id, h)?),
         None => None,
     };
+    let schemes = patch.signature_schemes.map(validate_schemes).transpose()?;
+    let now = now_ms();
+    // A key pair for an endpoint turning v1a on, used only if it has no live one.
+    let fresh_key = match &schemes {
+        Some(s) if s.contains(&SignatureScheme::V1a) => {
+            Some(new_signing_key(&state, &tenant, &id, now)?)
+        }
+        _ => None,
+    };
     validate_settings(
         patch.timeout_ms.flatten(),
         patch.rate_limit_per_sec.flatten(),
@@ -425,7 +479,6 @@ pub async fn update_endpoint(
             .as_ref()
             .and_then(|s| s.as_deref()),
     )?;
-    let now = now_ms();
     audit::record(Some(&tenant), "endpoint.update", "endpoint", &id, details);
     let updated = state
         .store
@@ -442,6 +495,17 @@ pub async fn update_endpoint(
                 if let Some(h) = sealed_headers {
                     e.headers = h;
                     e.record_version = secrets::ENDPOINT_RECORD_VERSION;
+                }
+                if let Some(s) = schemes {
+                    e.signature_schemes = s;
+                }
+                if let Some(fresh) = fresh_key
+                    && !e
+                        .signing_keys
+                        .iter()
+                        .any(|k| k.expires_at.is_none_or(|t| t > now))
+                {
+                    e.signing_keys = vec![fresh];
                 }
                 if let Some(v) = patch.timeout_ms {
                     e.timeout_ms = v;
@@ -491,94 +555,6 @@ pub async fn delete_endpoint(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Reveals the current signing secret.
-#[utoipa::path(get, path = "/v1/endpoints/{endpoint_id}/secret", tag = "endpoints",
-    params(("endpoint_id" = String, Path)),
-    responses((status = 200, body = SecretOut), (status = "4XX", body = Problem)),
-    security(("bearer" = ["endpoints:manage"])))]
-pub async fn get_secret(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path(raw): Path<String>,
-) -> Result<axum::Json<SecretOut>, ApiError> {
-    let tenant = principal.tenant_for(Scope::EndpointsManage)?;
-    let endpoint = load(&state, tenant, &raw).await?;
-    let current = endpoint.secrets.first().ok_or_else(ApiError::internal)?;
-    let secret = unseal(&state, &endpoint, current)?;
-    // Recorded before it is shown: no record, no secret.
-    let intent = audit::Intent {
-        tenant: Some(tenant.clone()),
-        action: "endpoint.secret.reveal",
-        resource: audit::AuditResource::new("endpoint", &endpoint.id),
-        details: json!({}),
-    };
-    if let Some(entry) = audit::entry_now(intent) {
-        state.store.append_audit(entry).await?;
-    }
-    Ok(axum::Json(SecretOut { secret }))
-}
-
-/// Rotates the signing secret; the previous one keeps signing alongside for
-/// `delivery.secret_rotation_grace_secs`.
-#[utoipa::path(post, path = "/v1/endpoints/{endpoint_id}/secret/rotate", tag = "endpoints",
-    params(("endpoint_id" = String, Path)), request_body(content = Option<RotateIn>),
-    responses((status = 200, body = SecretOut), (status = "4XX", body = Problem)),
-    security(("bearer" = ["endpoints:manage"])))]
-pub async fn rotate_secret(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path(raw): Path<String>,
-    req: axum::extract::Request,
-) -> Result<axum::Json<SecretOut>, ApiError> {
-    let tenant = principal.tenant_for(Scope::EndpointsManage)?.clone();
-    let id = endpoint_id(&raw)?;
-    let bytes = super::extract::read_body(req, &state).await?;
-    let body: RotateIn = if bytes.iter().all(u8::is_ascii_whitespace) {
-        RotateIn::default()
-    } else {
-        super::extract::parse_json(&bytes)?
-    };
-    let body_secret_generated = body.secret.is_none();
-    let secret = match body.secret {
-        Some(s) => {
-            check_secret(&s)?;
-            s
-        }
-        None => crypto::generate_webhook_secret(),
-    };
-    let now = now_ms();
-    let grace_ms = (state.config.delivery.secret_rotation_grace_secs as i64).saturating_mul(1000);
-    let fresh = secrets::seal_secret(&state.keys, &tenant, &id, &secret, now)?;
-    audit::record(
-        Some(&tenant),
-        "endpoint.secret.rotate",
-        "endpoint",
-        &id,
-        json!({"generated": body_secret_generated}),
-    );
-    state
-        .store
-        .update_endpoint(
-            &tenant,
-            &id,
-            Box::new(move |e: &mut Endpoint| {
-                // Drop secrets whose grace ended; the current one starts its grace now.
-                e.secrets.retain(|s| s.expires_at.is_none_or(|t| t > now));
-                for s in &mut e.secrets {
-                    if s.expires_at.is_none() {
-                        s.expires_at = Some(now + grace_ms);
-                    }
-                }
-                e.secrets.insert(0, fresh);
-                e.secrets.truncate(5);
-                e.updated_at = now;
-            }),
-        )
-        .await?;
-    tracing::info!(tenant_id = %tenant, endpoint_id = %id, "endpoint secret rotated");
-    Ok(axum::Json(SecretOut { secret }))
-}
-
 /// An endpoint's delivery health.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthOut {
@@ -623,10 +599,5 @@ pub fn router() -> Router<AppState> {
                 .patch(update_endpoint)
                 .delete(delete_endpoint),
         )
-        .route("/v1/endpoints/{endpoint_id}/secret", get(get_secret))
         .route("/v1/endpoints/{endpoint_id}/health", get(get_health))
-        .route(
-            "/v1/endpoints/{endpoint_id}/secret/rotate",
-            post(rotate_secret),
-        )
 }

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod console;
 pub mod deliveries;
 pub mod dlq;
+pub mod endpoint_keys;
 pub mod endpoints;
 pub mod error;
 pub mod events;
@@ -91,6 +92,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(tenants::router())
         .merge(endpoints::router())
+        .merge(endpoint_keys::router())
         .merge(subscriptions::router())
         .merge(events::router())
         .merge(deliveries::router())

@@ -95,6 +95,16 @@ pub const ROUTES: &[(&str, &str, Needs)] = &[
     ),
     (
         "GET",
+        "/v1/endpoints/{endpoint_id}/public-key",
+        Any(&[EndpointsManage]),
+    ),
+    (
+        "POST",
+        "/v1/endpoints/{endpoint_id}/public-key/rotate",
+        Any(&[EndpointsManage]),
+    ),
+    (
+        "GET",
         "/v1/endpoints/{endpoint_id}/health",
         Any(&[EndpointsManage]),
     ),

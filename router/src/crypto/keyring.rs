@@ -81,6 +81,8 @@ pub enum Sealing {
 pub enum Field<'a> {
     /// An endpoint signing secret (current or rotated-out).
     Secret,
+    /// An endpoint's Ed25519 signing key (`whsk_`, current or rotated-out).
+    SigningKey,
     /// The value of the custom header with this name (compared case-insensitively).
     Header(&'a str),
 }
@@ -104,6 +106,7 @@ impl Aad<'_> {
         out.push(0);
         match self.field {
             Field::Secret => out.extend_from_slice(b"secret"),
+            Field::SigningKey => out.extend_from_slice(b"signing_key"),
             Field::Header(name) => {
                 out.extend_from_slice(b"header:");
                 out.extend(name.bytes().map(|b| b.to_ascii_lowercase()));

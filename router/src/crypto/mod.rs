@@ -15,6 +15,11 @@ pub use keyring::{Aad, CryptoError, Field, KeyError, Keyring, Sealing, generate_
 
 /// Prefix of Standard Webhooks secrets.
 pub const WHSEC_PREFIX: &str = "whsec_";
+/// Prefix of Standard Webhooks Ed25519 signing (private) keys: `whsk_` + base64 of the
+/// 32-byte seed. Only GatePulse holds them, sealed.
+pub const WHSK_PREFIX: &str = "whsk_";
+/// Prefix of Standard Webhooks Ed25519 public keys: `whpk_` + base64 of the 32 bytes.
+pub const WHPK_PREFIX: &str = "whpk_";
 /// Prefix of GatePulse API keys.
 pub const API_KEY_PREFIX: &str = "gpk_";
 
@@ -27,6 +32,11 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 /// A new Standard Webhooks secret: `whsec_` + base64 of 32 random bytes.
 pub fn generate_webhook_secret() -> String {
     format!("{WHSEC_PREFIX}{}", STANDARD.encode(random_bytes::<32>()))
+}
+
+/// A new Ed25519 signing key for `v1a` signatures: `whsk_` + base64 of a 32-byte seed.
+pub fn generate_signing_key() -> String {
+    format!("{WHSK_PREFIX}{}", STANDARD.encode(random_bytes::<32>()))
 }
 
 /// Checks a user-supplied `whsec_` secret: base64 of 24 to 64 bytes.

@@ -12,7 +12,7 @@ use super::retry::RetryPolicy;
 use super::signing::Signer;
 use crate::destination;
 use crate::secrets;
-use crate::store::Endpoint;
+use crate::store::{Endpoint, SealedSecret, SignatureScheme};
 
 /// Header names an endpoint's custom headers may not use: the ones GatePulse sets
 /// itself, and the hop-by-hop and proxy headers (RFC 9110 §7.6.1), which would change
@@ -62,18 +62,7 @@ impl Target {
             }
             None => Err("endpoint has no url".to_owned()),
         };
-        // Current secret first, then rotated-out ones still in their grace period.
-        let secrets: Result<Vec<String>, String> = endpoint
-            .secrets
-            .iter()
-            .filter(|sec| sec.expires_at.is_none_or(|t| t > now))
-            .map(|sec| {
-                secrets::open_secret(&ctx.keys, &endpoint, sec).map_err(|e| format!("secret: {e}"))
-            })
-            .collect();
-        let mut signer = secrets.and_then(|list| {
-            Signer::new(list.iter().map(String::as_str)).map_err(|e| e.to_string())
-        });
+        let mut signer = signer(&endpoint, ctx, now);
         let mut headers = HeaderMap::new();
         match secrets::open_headers(&ctx.keys, &endpoint) {
             Ok(plain) => {
@@ -124,6 +113,47 @@ impl Target {
     pub(super) fn sends(&self) -> bool {
         self.endpoint.enabled
     }
+}
+
+/// The endpoint's signer for the schemes it uses: for each, the current secret or key
+/// first, then rotated-out ones still in their grace period.
+fn signer(endpoint: &Endpoint, ctx: &Ctx, now: i64) -> Result<Signer, String> {
+    let live = |s: &&SealedSecret| s.expires_at.is_none_or(|t| t > now);
+    let uses = |scheme| endpoint.signature_schemes.contains(&scheme);
+    let secrets = if uses(SignatureScheme::V1) {
+        endpoint
+            .secrets
+            .iter()
+            .filter(live)
+            .map(|sec| {
+                secrets::open_secret(&ctx.keys, endpoint, sec).map_err(|e| format!("secret: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        Vec::new()
+    };
+    let signing_keys = if uses(SignatureScheme::V1a) {
+        let keys = endpoint
+            .signing_keys
+            .iter()
+            .filter(live)
+            .map(|k| {
+                secrets::open_signing_key(&ctx.keys, endpoint, k)
+                    .map_err(|e| format!("signing key: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if keys.is_empty() {
+            return Err("signature scheme v1a has no signing key".to_owned());
+        }
+        keys
+    } else {
+        Vec::new()
+    };
+    Signer::with_keys(
+        secrets.iter().map(String::as_str),
+        signing_keys.iter().map(String::as_str),
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// A token bucket for `rate_limit_per_sec`.

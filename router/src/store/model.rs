@@ -68,6 +68,24 @@ pub enum EndpointKind {
     Inbox,
 }
 
+/// A Standard Webhooks signature scheme an endpoint's deliveries carry.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
+pub enum SignatureScheme {
+    /// `v1,`: HMAC-SHA256 with the endpoint's `whsec_` secret.
+    #[serde(rename = "v1")]
+    V1,
+    /// `v1a,`: Ed25519 with the endpoint's signing key; receivers verify with its
+    /// `whpk_` public key.
+    #[serde(rename = "v1a")]
+    V1a,
+}
+
+fn v1_only() -> Vec<SignatureScheme> {
+    vec![SignatureScheme::V1]
+}
+
 /// An endpoint secret as sealed by the crypto seam, base64 in the record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SealedSecret {
@@ -89,6 +107,13 @@ pub struct Endpoint {
     pub description: String,
     /// Current secret first, then rotated-out ones still in their grace period.
     pub secrets: Vec<SealedSecret>,
+    /// What deliveries are signed with, in order (`v1` before `v1a`).
+    #[serde(default = "v1_only")]
+    pub signature_schemes: Vec<SignatureScheme>,
+    /// Ed25519 signing keys (`whsk_`, sealed) for `v1a`: current first, then
+    /// rotated-out ones still in their grace period. Empty until `v1a` is first enabled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signing_keys: Vec<SealedSecret>,
     pub headers: BTreeMap<String, String>,
     pub timeout_ms: Option<u64>,
     pub rate_limit_per_sec: Option<u32>,

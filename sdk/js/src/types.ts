@@ -80,6 +80,8 @@ export interface EndpointCreateParams {
   description?: string;
   /** A `whsec_` secret; generated when absent. */
   secret?: string;
+  /** `["v1"]` (default), `["v1", "v1a"]` or `["v1a"]`: enabling `v1a` (Ed25519) generates the key pair. */
+  signature_schemes?: SignatureScheme[];
   /** Extra headers sent with every delivery. */
   headers?: Record<string, string>;
   timeout_ms?: number;
@@ -95,11 +97,21 @@ export interface EndpointUpdateParams {
   url?: string;
   description?: string;
   headers?: Record<string, string>;
+  signature_schemes?: SignatureScheme[];
   timeout_ms?: number | null;
   rate_limit_per_sec?: number | null;
   max_in_flight?: number | null;
   retry_schedule_secs?: number[] | null;
   enabled?: boolean;
+}
+
+/** `v1`: HMAC-SHA256 with the `whsec_` secret; `v1a`: Ed25519, verified with the `whpk_` public key. */
+export type SignatureScheme = "v1" | "v1a";
+
+/** An endpoint's `v1a` public keys: the current one, then rotated-out ones still signing. */
+export interface EndpointPublicKeys {
+  public_key: string;
+  keys: { public_key: string; created_at: string; expires_at: string | null }[];
 }
 
 export interface Endpoint {
@@ -108,6 +120,9 @@ export interface Endpoint {
   url: string | null;
   description: string;
   headers: Record<string, string>;
+  signature_schemes: SignatureScheme[];
+  /** The current `whpk_` public key; `null` until `v1a` is enabled. */
+  public_key: string | null;
   timeout_ms: number | null;
   rate_limit_per_sec: number | null;
   max_in_flight: number | null;

@@ -8,16 +8,27 @@
  * const payload = await wh.verify(rawBody, request.headers); // throws WebhookVerificationError
  * ```
  *
- * The signed content is `{webhook-id}.{webhook-timestamp}.{raw body}`; the key is the
- * base64 part of the endpoint's `whsec_` secret; `webhook-signature` holds one or
- * more space-separated `v1,<base64>` entries (several during a secret rotation), any
- * of which may match. The timestamp must be within the tolerance (5 minutes) of now,
- * both ways, so a captured request cannot be replayed later.
+ * The signed content is `{webhook-id}.{webhook-timestamp}.{raw body}`;
+ * `webhook-signature` holds space-separated entries (several during a rotation), any
+ * of which may match:
+ * - `v1,<base64>`: HMAC-SHA256 keyed with the base64 part of the endpoint's `whsec_`
+ *   secret;
+ * - `v1a,<base64>`: an Ed25519 signature, verified with the endpoint's `whpk_` public
+ *   key (`GET /v1/endpoints/{id}/public-key`), which cannot sign: a receiver holding it
+ *   holds nothing worth stealing.
+ *
+ * ```ts
+ * const wh = new Webhook(process.env.GATEPULSE_WEBHOOK_PUBLIC_KEY); // "whpk_…"
+ * ```
+ *
+ * The timestamp must be within the tolerance (5 minutes) of now, both ways, so a
+ * captured request cannot be replayed later.
  *
  * @module
  */
 
 const PREFIX = "whsec_";
+const PUBLIC_PREFIX = "whpk_";
 const encoder = new TextEncoder();
 
 /** Why a verification failed. */
@@ -64,22 +75,29 @@ export interface VerifyOptions {
 /** Verifies (and, for tests, signs) deliveries of one endpoint. */
 export class Webhook {
   readonly #keys: Promise<CryptoKey[]>;
+  readonly #publicKeys: Promise<CryptoKey[]>;
   readonly #toleranceSeconds: number;
 
   /**
-   * @param secret The endpoint's `whsec_…` secret (the prefix is optional). During a
-   *   rotation pass `[newSecret, oldSecret]`: a message signed with either verifies.
+   * @param secret The endpoint's `whsec_…` secret (the prefix is optional), or its
+   *   `whpk_…` public key to verify `v1a` (Ed25519) signatures. During a rotation pass
+   *   `[newKey, oldKey]`: a message signed with either verifies.
    */
   constructor(secret: string | string[], options: WebhookOptions = {}) {
     const secrets = Array.isArray(secret) ? secret : [secret];
     if (secrets.length === 0 || secrets.some((s) => typeof s !== "string" || s === "")) {
-      throw new TypeError("Webhook: expected the endpoint's whsec_ secret (a non-empty string)");
+      throw new TypeError("Webhook: expected the endpoint's whsec_ secret or whpk_ public key (a non-empty string)");
     }
-    const raw = secrets.map(decodeSecret);
+    const publicKeys = secrets.filter((s) => s.startsWith(PUBLIC_PREFIX)).map(decodePublicKey);
+    const raw = secrets.filter((s) => !s.startsWith(PUBLIC_PREFIX)).map(decodeSecret);
     this.#keys = Promise.all(
       raw.map((bytes) => globalThis.crypto.subtle.importKey("raw", bytes, { name: "HMAC", hash: "SHA-256" }, false, ["sign"])),
     );
     this.#keys.catch(() => undefined);
+    this.#publicKeys = Promise.all(
+      publicKeys.map((bytes) => globalThis.crypto.subtle.importKey("raw", bytes, { name: "Ed25519" }, false, ["verify"])),
+    );
+    this.#publicKeys.catch(() => undefined);
     this.#toleranceSeconds = options.toleranceSeconds ?? 300;
   }
 
@@ -106,17 +124,19 @@ export class Webhook {
     }
     this.#checkTimestamp(timestamp, options.now);
     const content = concat(encoder.encode(`${id}.${timestamp}.`), body);
+    const entries = (version: string): Uint8Array<ArrayBuffer>[] =>
+      signature
+        .split(" ")
+        .filter((entry) => entry.startsWith(`${version},`))
+        .map((entry) => decodeBase64(entry.slice(version.length + 1)))
+        .filter((bytes): bytes is Uint8Array<ArrayBuffer> => bytes !== undefined);
     const expected = await Promise.all((await this.#keys).map((key) => hmac(key, content)));
-    const passed = signature
-      .split(" ")
-      .filter((entry) => entry.startsWith("v1,"))
-      .map((entry) => decodeBase64(entry.slice(3)))
-      .filter((bytes): bytes is Uint8Array<ArrayBuffer> => bytes !== undefined);
-    if (!passed.some((sig) => expected.some((mine) => constantTimeEqual(sig, mine)))) {
+    const symmetric = entries("v1").some((sig) => expected.some((mine) => constantTimeEqual(sig, mine)));
+    if (!symmetric && !(await this.#verifiesV1a(entries("v1a"), content))) {
       throw new WebhookVerificationError(
         "invalid_signature",
-        "no signature matches: check that the secret is this endpoint's whsec_ secret and that the body " +
-          "is the raw request body, byte for byte (parsing and re-serialising JSON changes it)",
+        "no signature matches: check that the key is this endpoint's whsec_ secret (v1) or whpk_ public key " +
+          "(v1a) and that the body is the raw request body, byte for byte (parsing and re-serialising JSON changes it)",
       );
     }
     const text = new TextDecoder().decode(body);
@@ -129,6 +149,9 @@ export class Webhook {
 
   /** The `webhook-signature` value for a message: one `v1,` entry per secret, space separated. */
   async sign(id: string, timestamp: number | Date, rawBody: RawBody): Promise<string> {
+    if ((await this.#keys).length === 0) {
+      throw new TypeError("Webhook.sign: needs a whsec_ secret; a whpk_ public key can only verify");
+    }
     const seconds = typeof timestamp === "number" ? Math.floor(timestamp) : Math.floor(timestamp.getTime() / 1000);
     const content = concat(encoder.encode(`${id}.${seconds}.`), bodyBytes(rawBody));
     const signatures = await Promise.all((await this.#keys).map((key) => hmac(key, content)));
@@ -152,6 +175,18 @@ export class Webhook {
       "webhook-timestamp": String(seconds),
       "webhook-signature": await this.sign(id, seconds, rawBody),
     };
+  }
+
+  /** Whether any `v1a` signature verifies with any of the public keys. */
+  async #verifiesV1a(signatures: Uint8Array<ArrayBuffer>[], content: Uint8Array<ArrayBuffer>): Promise<boolean> {
+    const keys = await this.#publicKeys;
+    for (const sig of signatures) {
+      if (sig.length !== 64) continue;
+      for (const key of keys) {
+        if (await globalThis.crypto.subtle.verify({ name: "Ed25519" }, key, sig, content)) return true;
+      }
+    }
+    return false;
   }
 
   #checkTimestamp(value: string, now: Date | number | undefined): void {
@@ -179,6 +214,14 @@ function decodeSecret(secret: string): Uint8Array<ArrayBuffer> {
   const bytes = decodeBase64(secret.startsWith(PREFIX) ? secret.slice(PREFIX.length) : secret);
   if (bytes === undefined || bytes.length === 0) {
     throw new TypeError("Webhook: the secret is not a whsec_ secret (whsec_ followed by base64)");
+  }
+  return bytes;
+}
+
+function decodePublicKey(key: string): Uint8Array<ArrayBuffer> {
+  const bytes = decodeBase64(key.slice(PUBLIC_PREFIX.length));
+  if (bytes?.length !== 32) {
+    throw new TypeError("Webhook: the public key is not a whpk_ key (whpk_ followed by base64 of 32 bytes)");
   }
   return bytes;
 }

@@ -4,9 +4,10 @@ import { Webhook as OfficialWebhook } from "standardwebhooks";
 import { DEFAULT_RETRY_POLICY, retryDelay } from "../src/core/retry.js";
 import { topicMatches } from "../src/topics.js";
 import { Webhook, WebhookVerificationError } from "../src/webhook.js";
-import { type RetryCase, type SignatureCase, conformance } from "./support/conformance.js";
+import { type RetryCase, type SignatureCase, type V1aSignatureCase, conformance } from "./support/conformance.js";
 
 const signatures = conformance<{ tolerance_seconds: number; cases: SignatureCase[] }>("webhook-signatures.json");
+const v1a = conformance<{ tolerance_seconds: number; cases: V1aSignatureCase[] }>("webhook-signatures-v1a.json");
 const retries = conformance<{ policy: Record<string, number>; cases: RetryCase[] }>("retry-verdicts.json");
 const topics = conformance<{ cases: Array<{ pattern: string; topic: string; matches: boolean }> }>("topic-patterns.json");
 
@@ -49,6 +50,29 @@ describe("signature vectors", () => {
       });
     }
   }
+});
+
+describe("v1a (Ed25519) signature vectors", () => {
+  for (const c of v1a.cases) {
+    it(`${c.name}: ${c.expect}`, async () => {
+      const verdict = new Webhook(c.receiver).verify(c.body, c.headers, { now: c.now * 1000 });
+      if (c.expect === "valid") {
+        assert.deepEqual(await verdict, JSON.parse(c.body));
+      } else {
+        await assert.rejects(verdict, (e: unknown) => e instanceof WebhookVerificationError && e.code === c.error);
+      }
+    });
+  }
+
+  it("a public key cannot sign", async () => {
+    const key = v1a.cases[0]!.receiver[0]!;
+    await assert.rejects(new Webhook(key).sign("msg_1", 1, "{}"), TypeError);
+  });
+
+  it("a malformed public key is refused at once", () => {
+    assert.throws(() => new Webhook("whpk_c2hvcnQ="), TypeError);
+    assert.throws(() => new Webhook("whpk_not base64!"), TypeError);
+  });
 });
 
 describe("retry verdicts", () => {

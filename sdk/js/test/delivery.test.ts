@@ -77,4 +77,26 @@ describe("deliveries from the server", () => {
     const stranger = "whsec_" + Buffer.alloc(32, 1).toString("base64");
     await assert.rejects(new Webhook(stranger).verify(req.body, req.headers), (e: unknown) => e instanceof WebhookVerificationError && e.code === "invalid_signature");
   });
+
+  it("carry v1a (Ed25519) signatures that verify with the endpoint's public key alone", async () => {
+    const ep = await gp.endpoints.create({ url: `${hooks.url}/v1a`, signature_schemes: ["v1", "v1a"] });
+    assert.deepEqual(ep.signature_schemes, ["v1", "v1a"]);
+    assert.match(String(ep.public_key), /^whpk_/);
+    await gp.subscriptions.create({ endpoint_id: ep.id, topics: ["v1a.#"] });
+    const keys = await gp.endpoints.publicKeys(ep.id);
+    assert.equal(keys.public_key, ep.public_key);
+    const rotated = await gp.endpoints.rotatePublicKey(ep.id);
+    assert.deepEqual(rotated.keys.map((k) => k.public_key), [rotated.public_key, keys.public_key]);
+    const before = hooks.requests.length;
+    await gp.events.publish({ topic: "v1a.x", payload: { a: 1 } });
+    const [req] = (await hooks.waitFor(before + 1)).slice(before);
+    assert.ok(req);
+    // One v1 entry, then one v1a entry per key still signing.
+    assert.deepEqual(String(req.headers["webhook-signature"]).split(" ").map((e) => e.split(",")[0]), ["v1", "v1a", "v1a"]);
+    for (const key of [rotated.public_key, keys.public_key]) {
+      assert.deepEqual(await new Webhook(key).verify(req.body, req.headers), { a: 1 });
+    }
+    const other = await gp.endpoints.create({ url: `${hooks.url}/other`, signature_schemes: ["v1a"] });
+    await assert.rejects(new Webhook(String(other.public_key)).verify(req.body, req.headers), (e: unknown) => e instanceof WebhookVerificationError && e.code === "invalid_signature");
+  });
 });

@@ -23,6 +23,7 @@ def load(name: str) -> Any:
 
 
 SIGNATURES = load("webhook-signatures.json")["cases"]
+V1A = load("webhook-signatures-v1a.json")["cases"]
 RETRIES = load("retry-verdicts.json")
 TOPICS = load("topic-patterns.json")["cases"]
 
@@ -67,6 +68,25 @@ def test_signing_reproduces_the_header(case: dict[str, Any]) -> None:
     when = datetime.fromtimestamp(s["timestamp"], tz=timezone.utc)
     official = [standardwebhooks.Webhook(secret).sign(s["id"], when, s["body"]) for secret in s["secrets"]]
     assert " ".join(official) == case["headers"]["webhook-signature"]
+
+
+@pytest.mark.parametrize("case", V1A, ids=lambda c: c["name"])
+def test_v1a_signature_vector(case: dict[str, Any]) -> None:
+    wh = Webhook(case["receiver"])
+    if case["expect"] == "valid":
+        assert wh.verify(case["body"], case["headers"], now=case["now"]) == json.loads(case["body"])
+    else:
+        with pytest.raises(WebhookVerificationError) as raised:
+            wh.verify(case["body"], case["headers"], now=case["now"])
+        assert raised.value.code == case["error"]
+
+
+def test_a_public_key_cannot_sign_and_a_malformed_one_is_refused() -> None:
+    with pytest.raises(TypeError):
+        Webhook(V1A[0]["receiver"][0]).sign("msg_1", 1, "{}")
+    for bad in ("whpk_c2hvcnQ=", "whpk_not base64!"):
+        with pytest.raises(TypeError):
+            Webhook(bad)
 
 
 def test_retry_policy_is_the_one_in_the_vectors() -> None:

@@ -70,3 +70,25 @@ def test_a_rotation_signs_with_both_secrets(gp: GatePulse, hooks: Receiver) -> N
     with pytest.raises(WebhookVerificationError) as raised:
         Webhook(stranger).verify(req.body, req.headers)
     assert raised.value.code == "invalid_signature"
+
+
+def test_v1a_signatures_verify_with_the_public_key_alone(gp: GatePulse, hooks: Receiver) -> None:
+    ep = gp.endpoints.create(url=f"{hooks.url}/v1a", signature_schemes=["v1a"])
+    assert ep["signature_schemes"] == ["v1a"]
+    gp.subscriptions.create(endpoint_id=ep["id"], topics=["pyv1a.#"])
+    first = gp.endpoints.public_keys(ep["id"])
+    assert first["public_key"] == ep["public_key"]
+    rotated = gp.endpoints.rotate_public_key(ep["id"])
+    assert [k["public_key"] for k in rotated["keys"]] == [rotated["public_key"], first["public_key"]]
+    gp.events.publish("pyv1a.x", {"a": 1})
+    (req,) = hooks.wait_for(1)
+    # v1a only: one entry per key still signing, none for the symmetric secret.
+    assert [e.split(",")[0] for e in req.headers["webhook-signature"].split(" ")] == ["v1a", "v1a"]
+    for key in (rotated["public_key"], first["public_key"]):
+        assert Webhook(key).verify(req.body, req.headers) == {"a": 1}
+    with pytest.raises(WebhookVerificationError):
+        Webhook(gp.endpoints.reveal_secret(ep["id"])).verify(req.body, req.headers)
+    other = gp.endpoints.create(url=f"{hooks.url}/other", signature_schemes=["v1a"])
+    with pytest.raises(WebhookVerificationError) as raised:
+        Webhook(str(other["public_key"])).verify(req.body, req.headers)
+    assert raised.value.code == "invalid_signature"

@@ -1,6 +1,13 @@
 import type { RequestOptions } from "../core/http.js";
 import type { PagePromise } from "../pagination.js";
-import type { Endpoint, EndpointCreateParams, EndpointHealth, EndpointUpdateParams, ListParams } from "../types.js";
+import type {
+  Endpoint,
+  EndpointCreateParams,
+  EndpointHealth,
+  EndpointPublicKeys,
+  EndpointUpdateParams,
+  ListParams,
+} from "../types.js";
 import { APIResource, segment } from "./resource.js";
 
 /** Delivery destinations, their signing secrets and health (`/v1/endpoints`). */
@@ -48,6 +55,16 @@ export class Endpoints extends APIResource {
       options,
     );
     return out.secret;
+  }
+
+  /** The `whpk_` public keys `v1a` signatures verify with (the endpoint must have `v1a` enabled). */
+  publicKeys(endpointId: string, options?: RequestOptions): Promise<EndpointPublicKeys> {
+    return this.http.request({ method: "GET", path: `${path(endpointId)}/public-key` }, options);
+  }
+
+  /** Installs a new Ed25519 key pair; the previous key keeps signing for the server's grace period. */
+  rotatePublicKey(endpointId: string, options?: RequestOptions): Promise<EndpointPublicKeys> {
+    return this.http.request({ method: "POST", path: `${path(endpointId)}/public-key/rotate` }, options);
   }
 
   /** Success rate, last status and circuit state. */

@@ -17,6 +17,18 @@ export interface SignatureCase {
   error: string | null;
 }
 
+/** A `webhook-signatures-v1a.json` case: the receiver holds `receiver` (whpk_ and/or whsec_). */
+export interface V1aSignatureCase {
+  name: string;
+  receiver: string[];
+  body: string;
+  headers: Record<string, string>;
+  now: number;
+  signing: { secrets: string[]; signing_keys: string[]; id: string; timestamp: number; body: string } | null;
+  expect: "valid" | "invalid";
+  error: string | null;
+}
+
 export interface RetryCase {
   name: string;
   attempt: number;

@@ -123,6 +123,14 @@ def rotate_endpoint_secret(endpoint_id: str, secret: str | None) -> Request:
     return Request("POST", f"{_endpoint(endpoint_id)}/secret/rotate", json=_query(secret=secret))
 
 
+def get_endpoint_public_keys(endpoint_id: str) -> Request:
+    return Request("GET", f"{_endpoint(endpoint_id)}/public-key")
+
+
+def rotate_endpoint_public_key(endpoint_id: str) -> Request:
+    return Request("POST", f"{_endpoint(endpoint_id)}/public-key/rotate")
+
+
 def get_endpoint_health(endpoint_id: str) -> Request:
     return Request("GET", f"{_endpoint(endpoint_id)}/health")
 

@@ -25,6 +25,7 @@ from .types import (
     Endpoint,
     EndpointCreateParams,
     EndpointHealth,
+    EndpointPublicKeys,
     EndpointUpdateParams,
     Event,
     EventWithDeliveries,
@@ -112,6 +113,16 @@ class Endpoints(_Resource):
         previous one keeps signing alongside for the server's grace period."""
         out = self._client._request(ops.rotate_endpoint_secret(endpoint_id, secret))
         return str(out["secret"])
+
+    def public_keys(self, endpoint_id: str) -> EndpointPublicKeys:
+        """The ``whpk_`` public keys ``v1a`` signatures verify with (the endpoint must
+        have ``v1a`` enabled)."""
+        return cast(EndpointPublicKeys, self._client._request(ops.get_endpoint_public_keys(endpoint_id)))
+
+    def rotate_public_key(self, endpoint_id: str) -> EndpointPublicKeys:
+        """Installs a new Ed25519 key pair; the previous key keeps signing for the
+        server's grace period."""
+        return cast(EndpointPublicKeys, self._client._request(ops.rotate_endpoint_public_key(endpoint_id)))
 
     def health(self, endpoint_id: str) -> EndpointHealth:
         """Success rate, last status and circuit state."""

@@ -58,6 +58,9 @@ class EventWithDeliveries(Event):
 # ---- endpoints
 
 EndpointKind = Literal["http", "inbox"]
+SignatureScheme = Literal["v1", "v1a"]
+"""``v1``: HMAC-SHA256 with the ``whsec_`` secret; ``v1a``: Ed25519, verified with the
+``whpk_`` public key."""
 
 
 class EndpointCreateParams(TypedDict, total=False):
@@ -67,6 +70,9 @@ class EndpointCreateParams(TypedDict, total=False):
     description: str
     secret: str
     """A ``whsec_`` secret; generated when absent."""
+    signature_schemes: list[SignatureScheme]
+    """``["v1"]`` (default), ``["v1", "v1a"]`` or ``["v1a"]``: enabling ``v1a`` generates
+    the endpoint's Ed25519 key pair."""
     headers: dict[str, str]
     timeout_ms: int
     rate_limit_per_sec: int
@@ -81,6 +87,7 @@ class EndpointUpdateParams(TypedDict, total=False):
     url: str
     description: str
     headers: dict[str, str]
+    signature_schemes: list[SignatureScheme]
     timeout_ms: Optional[int]
     rate_limit_per_sec: Optional[int]
     max_in_flight: Optional[int]
@@ -94,6 +101,9 @@ class Endpoint(TypedDict):
     url: Optional[str]
     description: str
     headers: dict[str, str]
+    signature_schemes: list[SignatureScheme]
+    public_key: Optional[str]
+    """The current ``whpk_`` public key; None until ``v1a`` is enabled."""
     timeout_ms: Optional[int]
     rate_limit_per_sec: Optional[int]
     max_in_flight: Optional[int]
@@ -102,6 +112,21 @@ class Endpoint(TypedDict):
     disabled_reason: Optional[str]
     created_at: str
     updated_at: str
+
+
+class EndpointPublicKey(TypedDict):
+    public_key: str
+    created_at: str
+    expires_at: Optional[str]
+    """When a rotated-out key stops signing; None for the current key."""
+
+
+class EndpointPublicKeys(TypedDict):
+    """An endpoint's ``v1a`` public keys: the current one, then rotated-out ones still
+    signing."""
+
+    public_key: str
+    keys: list[EndpointPublicKey]
 
 
 class EndpointHealth(TypedDict):

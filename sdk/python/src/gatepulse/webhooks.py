@@ -3,11 +3,20 @@
 >>> wh = Webhook(os.environ["GATEPULSE_WEBHOOK_SECRET"])
 >>> payload = wh.verify(raw_body, request.headers)  # raises WebhookVerificationError
 
-The signed content is ``{webhook-id}.{webhook-timestamp}.{raw body}``; the key is the
-base64 part of the endpoint's ``whsec_`` secret; ``webhook-signature`` holds one or
-more space-separated ``v1,<base64>`` entries (several during a secret rotation), any of
-which may match. The timestamp must be within the tolerance (5 minutes) of now, both
-ways, so a captured request cannot be replayed later.
+The signed content is ``{webhook-id}.{webhook-timestamp}.{raw body}``;
+``webhook-signature`` holds space-separated entries (several during a rotation), any of
+which may match:
+
+- ``v1,<base64>``: HMAC-SHA256 keyed with the base64 part of the endpoint's ``whsec_``
+  secret;
+- ``v1a,<base64>``: an Ed25519 signature, verified with the endpoint's ``whpk_`` public
+  key (``GET /v1/endpoints/{id}/public-key``), which cannot sign. Needs the
+  ``cryptography`` package: ``pip install 'gatepulse[ed25519]'``.
+
+>>> wh = Webhook(os.environ["GATEPULSE_WEBHOOK_PUBLIC_KEY"])  # "whpk_..."
+
+The timestamp must be within the tolerance (5 minutes) of now, both ways, so a captured
+request cannot be replayed later.
 """
 
 from __future__ import annotations
@@ -24,7 +33,16 @@ from datetime import datetime
 from email.message import Message
 from typing import Any, Literal, Union, cast
 
+try:  # optional: only v1a (Ed25519) verification needs it (gatepulse[ed25519])
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+except ImportError:  # pragma: no cover - exercised without the extra installed
+    _HAVE_ED25519 = False
+else:
+    _HAVE_ED25519 = True
+
 _PREFIX = "whsec_"
+_PUBLIC_PREFIX = "whpk_"
 
 WebhookErrorCode = Literal[
     "missing_headers",
@@ -59,15 +77,17 @@ class Webhook:
     def __init__(self, secret: str | Sequence[str], *, tolerance: int = 300) -> None:
         """
         Args:
-            secret: The endpoint's ``whsec_…`` secret (the prefix is optional). During a
-                rotation pass ``[new_secret, old_secret]``: a message signed with either
+            secret: The endpoint's ``whsec_…`` secret (the prefix is optional), or its
+                ``whpk_…`` public key to verify ``v1a`` (Ed25519) signatures. During a
+                rotation pass ``[new_key, old_key]``: a message signed with either
                 verifies.
             tolerance: Largest distance between the message's timestamp and now, in seconds.
         """
         secret_list = [secret] if isinstance(secret, str) else list(secret)
         if not secret_list or not all(isinstance(s, str) and s for s in secret_list):
-            raise TypeError("Webhook: expected the endpoint's whsec_ secret (a non-empty string)")
-        self._keys = [_decode_secret(s) for s in secret_list]
+            raise TypeError("Webhook: expected the endpoint's whsec_ secret or whpk_ public key (a non-empty string)")
+        self._keys = [_decode_secret(s) for s in secret_list if not s.startswith(_PUBLIC_PREFIX)]
+        self._public_keys = [_decode_public_key(s) for s in secret_list if s.startswith(_PUBLIC_PREFIX)]
         self._tolerance = tolerance
 
     def verify(self, raw_body: RawBody, headers: HeadersLike, *, now: float | None = None) -> Any:
@@ -93,12 +113,17 @@ class Webhook:
         self._check_timestamp(timestamp, time.time() if now is None else now)
         content = f"{msg_id}.{timestamp}.".encode() + body
         expected = [_hmac(key, content) for key in self._keys]
-        passed = [_b64decode(entry[3:]) for entry in signature.split(" ") if entry.startswith("v1,")]
-        if not any(sig is not None and hmac.compare_digest(sig, mine) for sig in passed for mine in expected):
+        entries = signature.split(" ")
+        passed = [_b64decode(entry[3:]) for entry in entries if entry.startswith("v1,")]
+        symmetric = any(sig is not None and hmac.compare_digest(sig, mine) for sig in passed for mine in expected)
+        if not symmetric and not self._verifies_v1a(
+            [_b64decode(entry[4:]) for entry in entries if entry.startswith("v1a,")], content
+        ):
             raise WebhookVerificationError(
                 "invalid_signature",
-                "no signature matches: check that the secret is this endpoint's whsec_ secret and that the body "
-                "is the raw request body, byte for byte (parsing and re-serialising JSON changes it)",
+                "no signature matches: check that the key is this endpoint's whsec_ secret (v1) or whpk_ public "
+                "key (v1a) and that the body is the raw request body, byte for byte (parsing and re-serialising "
+                "JSON changes it)",
             )
         try:
             return json.loads(body)
@@ -107,6 +132,8 @@ class Webhook:
 
     def sign(self, msg_id: str, timestamp: int | float | datetime, raw_body: RawBody) -> str:
         """The ``webhook-signature`` value for a message: one ``v1,`` entry per secret."""
+        if not self._keys:
+            raise TypeError("Webhook.sign: needs a whsec_ secret; a whpk_ public key can only verify")
         seconds = int(timestamp.timestamp() if isinstance(timestamp, datetime) else timestamp)
         content = f"{msg_id}.{seconds}.".encode() + _body_bytes(raw_body)
         return " ".join("v1," + base64.b64encode(_hmac(key, content)).decode() for key in self._keys)
@@ -125,6 +152,19 @@ class Webhook:
             "webhook-timestamp": str(seconds),
             "webhook-signature": self.sign(msg_id, seconds, raw_body),
         }
+
+    def _verifies_v1a(self, signatures: list[bytes | None], content: bytes) -> bool:
+        """Whether any ``v1a`` signature verifies with any of the public keys."""
+        for sig in signatures:
+            if sig is None or len(sig) != 64:
+                continue
+            for key in self._public_keys:
+                try:
+                    key.verify(sig, content)
+                    return True
+                except InvalidSignature:
+                    continue
+        return False
 
     def _check_timestamp(self, value: str, now: float) -> None:
         text = value.strip()
@@ -148,6 +188,17 @@ def _decode_secret(secret: str) -> bytes:
     if not key:
         raise TypeError("Webhook: the secret is not a whsec_ secret (whsec_ followed by base64)")
     return key
+
+
+def _decode_public_key(key: str) -> Ed25519PublicKey:
+    raw = _b64decode(key.removeprefix(_PUBLIC_PREFIX))
+    if raw is None or len(raw) != 32:
+        raise TypeError("Webhook: the public key is not a whpk_ key (whpk_ followed by base64 of 32 bytes)")
+    if not _HAVE_ED25519:  # pragma: no cover - exercised without the extra installed
+        raise TypeError(
+            "Webhook: verifying v1a (whpk_) signatures needs the cryptography package: pip install 'gatepulse[ed25519]'"
+        )
+    return Ed25519PublicKey.from_public_bytes(raw)
 
 
 def _body_bytes(raw: object) -> bytes:
