@@ -27,6 +27,10 @@ pub struct SecretsOut {
 }
 
 async fn describe(state: &AppState) -> Result<SecretsOut, ApiError> {
+    // The job's state before the census: a census that says "succeeded" beside it was
+    // counted after the job's last write (the other order could show a finished job
+    // with values still under the old key).
+    let rotation = state.rotation.status();
     let stored = secrets::census(state.store.as_ref()).await.map_err(|e| {
         tracing::error!(error = %e, "secrets census failed");
         ApiError::internal()
@@ -35,7 +39,7 @@ async fn describe(state: &AppState) -> Result<SecretsOut, ApiError> {
         current_key_version: state.keys.current_version(),
         configured_key_versions: state.keys.versions(),
         stored,
-        rotation: state.rotation.status(),
+        rotation,
     })
 }
 
