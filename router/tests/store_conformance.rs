@@ -36,6 +36,8 @@ fn endpoint(t: &TenantId) -> Endpoint {
         url: Some("https://example.com/hook".into()),
         description: String::new(),
         secrets: vec![],
+        signature_schemes: vec![SignatureScheme::V1],
+        signing_keys: vec![],
         headers: BTreeMap::new(),
         timeout_ms: None,
         rate_limit_per_sec: None,
@@ -1803,6 +1805,16 @@ async fn redb_keeps_everything_across_reopen() {
         )
         .await;
         Store::close(&store);
+        // Closed while still referenced (as the server's store is at shutdown): the
+        // file is released and closed cleanly, so the next open need not repair it;
+        // reads through the old handle now fail instead of reading a closed file.
+        match gatepulse::store::backends::redb::inspect(&path).unwrap() {
+            gatepulse::store::backends::redb::Inspected::Meta(m) => {
+                assert_eq!(m.version, STORE_VERSION)
+            }
+            other => panic!("not closed cleanly: {other:?}"),
+        }
+        assert!(store.get_tenant(&t.id).await.is_err());
     }
     let store = RedbStore::open(&path, RedbOptions::default(), CommitFeed::new()).unwrap();
     assert_eq!(store.head_cursor(&t.id).await.unwrap(), 10);

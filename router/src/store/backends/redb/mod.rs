@@ -23,7 +23,7 @@ pub mod snapshot;
 mod tables;
 mod writer;
 
-pub use self::open::compact_file;
+pub use self::open::{Inspected, compact_file, inspect};
 
 use std::ops::Bound;
 use std::path::Path;
@@ -76,7 +76,9 @@ impl Default for RedbOptions {
 }
 
 pub struct RedbStore {
-    db: Arc<Database>,
+    /// `None` once closed: the last handle dropped closes the file cleanly, so the next
+    /// open need not repair it (`close`).
+    db: arc_swap::ArcSwapOption<Database>,
     writer: WriterHandle,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     meta: Mutex<StoreMeta>,
@@ -255,8 +257,15 @@ impl RedbStore {
         }
     }
 
+    /// The open database; an error once the store is closed.
+    fn database(&self) -> StoreResult<Arc<Database>> {
+        self.db
+            .load_full()
+            .ok_or_else(|| StoreError::Backend("the store is closed".into()))
+    }
+
     fn read(&self) -> StoreResult<ReadTransaction> {
-        Ok(self.db.begin_read()?)
+        Ok(self.database()?.begin_read()?)
     }
 
     /// Runs a read that may examine many rows (a listing: up to 20,000 decoded) on
@@ -267,7 +276,7 @@ impl RedbStore {
         T: Send + 'static,
         F: FnOnce(&ReadTransaction) -> StoreResult<T> + Send + 'static,
     {
-        let db = self.db.clone();
+        let db = self.database()?;
         tokio::task::spawn_blocking(move || {
             let txn = db.begin_read()?;
             f(&txn)
@@ -313,6 +322,20 @@ impl Store for RedbStore {
         let handle = self.writer_thread.lock().ok().and_then(|mut h| h.take());
         if let Some(handle) = handle {
             let _ = handle.join();
+        }
+        // Without the writer, this is the last handle but for reads still running:
+        // the one dropped last closes the database, which records its allocator state.
+        // A file left open until the process exits is repaired at the next start
+        // (a walk of the whole file).
+        if let Some(db) = self.db.swap(None) {
+            match Arc::try_unwrap(db) {
+                Ok(db) => {
+                    if let Err(e) = db.close() {
+                        tracing::warn!(error = %e, "store: closing the file");
+                    }
+                }
+                Err(shared) => drop(shared),
+            }
         }
     }
 
@@ -540,7 +563,8 @@ impl Store for RedbStore {
     }
 
     fn snapshot_to(&self, dir: &Path) -> StoreResult<SnapshotManifest> {
-        snapshot::write(&self.db, dir, self.meta().version)
+        let db = self.database()?;
+        snapshot::write(&db, dir, self.meta().version)
     }
 
     async fn capture_inbox(&self, message: InboxMessage) -> StoreResult<()> {

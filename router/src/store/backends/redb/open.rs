@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use redb::{Database, ReadableTable, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use crate::store::feed::CommitFeed;
 use crate::store::{STORE_VERSION, StoreError, StoreMeta, StoreResult};
@@ -45,6 +45,48 @@ pub(super) const MIGRATIONS: &[Migration] = &[
 ];
 
 /// Compacts a store file that no process has open.
+/// What an embedded store file says about itself, read without writing to it (for
+/// `gp doctor`).
+#[derive(Debug)]
+pub enum Inspected {
+    /// No store file at that path (a new node creates one).
+    Missing,
+    /// Another process (a running `gp serve`) holds it.
+    InUse,
+    /// Not closed cleanly: the next start repairs it first.
+    NeedsRepair,
+    Meta(StoreMeta),
+}
+
+/// Reads `store_meta` of the store at `path` through a read-only handle.
+pub fn inspect(path: &Path) -> StoreResult<Inspected> {
+    if !path.exists() {
+        return Ok(Inspected::Missing);
+    }
+    let db = match redb::ReadOnlyDatabase::open(path) {
+        Ok(db) => db,
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Ok(Inspected::InUse),
+        Err(redb::DatabaseError::RepairAborted) => return Ok(Inspected::NeedsRepair),
+        Err(e) => {
+            return Err(StoreError::Backend(format!(
+                "opening {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    let txn = db.begin_read()?;
+    let meta = match txn.open_table(META) {
+        Ok(table) => table
+            .get("store_meta")?
+            .map(|v| decode("meta", v.value()))
+            .transpose()?,
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    meta.map(Inspected::Meta)
+        .ok_or_else(|| StoreError::Backend(format!("{} holds no store_meta", path.display())))
+}
+
 pub fn compact_file(path: &Path) -> StoreResult<(u64, u64)> {
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let before = size(path);
@@ -99,7 +141,7 @@ impl RedbStore {
             tracing::warn!(reason = %reason, "store opened read-only");
         }
         Ok(Self {
-            db,
+            db: arc_swap::ArcSwapOption::from(Some(db)),
             writer,
             writer_thread: Mutex::new(Some(thread)),
             meta: Mutex::new(meta),

@@ -838,7 +838,7 @@ mod tests {
         published.unwrap();
         assert!(claimed.iter().all(|c| c.delivery.id.as_str() != "dlv_bad"));
         assert!(!claimed.is_empty());
-        let txn = store.db.begin_read().unwrap();
+        let txn = store.database().unwrap().begin_read().unwrap();
         let q = txn.open_table(QUARANTINE).unwrap();
         let key = format!("{tenant}/dlv_bad");
         let row = q.get(("deliveries", key.as_str())).unwrap().unwrap();
