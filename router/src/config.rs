@@ -22,10 +22,31 @@ pub const ENV_PREFIX: &str = "GATEPULSE_";
 /// Why a configuration could not be used. The message names the offending key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("configuration: {0}")]
+    #[error("configuration: {}", describe_load_error(.0))]
     Load(Box<figment::Error>),
     #[error("configuration key `{key}`: {message}")]
     Invalid { key: &'static str, message: String },
+}
+
+/// figment's message, except for an unknown key: that one names the key and where it
+/// came from, instead of listing every key that could have been meant.
+fn describe_load_error(e: &figment::Error) -> String {
+    match &e.kind {
+        figment::error::Kind::UnknownField(..) => {
+            let origin = match &e.metadata {
+                Some(m) => match &m.source {
+                    Some(source) => format!(" in {source}"),
+                    None => format!(" from the {}", m.name),
+                },
+                None => String::new(),
+            };
+            format!(
+                "unknown key `{}`{origin} (the keys are listed in docs/configuration.md)",
+                e.path.join(".")
+            )
+        }
+        _ => e.to_string(),
+    }
 }
 
 impl From<figment::Error> for ConfigError {
@@ -790,6 +811,19 @@ mod tests {
             assert_eq!(config.api.max_inflight_publishes, 9);
             assert_eq!(config.deprecations.len(), 2, "{:?}", config.deprecations);
             assert!(config.deprecations[0].contains("use api.max_payload_bytes"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_where_it_came_from() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("GATEPULSE_ADMIN_TOKEN", "0123456789abcdef");
+            jail.set_env("GATEPULSE_API__BOGUS_KEY", "1");
+            let err = load_with(jail, false).unwrap_err().to_string();
+            assert!(err.contains("unknown key `api.bogus_key`"), "{err}");
+            assert!(err.contains("environment"), "{err}");
+            assert!(!err.contains("max_body_bytes"), "lists every key: {err}");
             Ok(())
         });
     }

@@ -52,6 +52,10 @@ pub enum EndpointsCmd {
         inbox: bool,
         #[arg(long)]
         description: Option<String>,
+        /// Signature schemes: `v1` (HMAC, the default), `v1a` (Ed25519); repeat for
+        /// both.
+        #[arg(long = "signature-scheme", value_parser = ["v1", "v1a"])]
+        signature_schemes: Vec<String>,
     },
     List,
     Get {
@@ -66,6 +70,14 @@ pub enum EndpointsCmd {
     },
     /// Rotate the signing secret.
     Rotate {
+        id: String,
+    },
+    /// Print the Ed25519 public keys `v1a` signatures verify with.
+    PublicKey {
+        id: String,
+    },
+    /// Rotate the Ed25519 key pair (`v1a`).
+    RotatePublicKey {
         id: String,
     },
 }
@@ -250,8 +262,12 @@ async fn execute(c: &Client, command: Command) -> Result<Value, String> {
                 url,
                 inbox,
                 description,
+                signature_schemes,
             } => {
                 let mut body = json!({"kind": if inbox { "inbox" } else { "http" }});
+                if !signature_schemes.is_empty() {
+                    body["signature_schemes"] = json!(signature_schemes);
+                }
                 if let Some(u) = url {
                     body["url"] = json!(u);
                 }
@@ -275,6 +291,18 @@ async fn execute(c: &Client, command: Command) -> Result<Value, String> {
                     M::POST,
                     &format!("/v1/endpoints/{id}/secret/rotate"),
                     Some(json!({})),
+                )
+                .await
+            }
+            EndpointsCmd::PublicKey { id } => {
+                c.call(M::GET, &format!("/v1/endpoints/{id}/public-key"), None)
+                    .await
+            }
+            EndpointsCmd::RotatePublicKey { id } => {
+                c.call(
+                    M::POST,
+                    &format!("/v1/endpoints/{id}/public-key/rotate"),
+                    None,
                 )
                 .await
             }
@@ -337,6 +365,7 @@ async fn execute(c: &Client, command: Command) -> Result<Value, String> {
         | Command::Store(_)
         | Command::Secrets(_)
         | Command::Audit(_)
+        | Command::Doctor(_)
         | Command::Tail(_)
         | Command::Plugins(_)
         | Command::Openapi => Err("not a client command".into()),

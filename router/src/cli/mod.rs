@@ -3,6 +3,7 @@
 
 mod audit;
 mod client;
+mod doctor;
 mod filter;
 mod plugins;
 mod secrets;
@@ -67,6 +68,19 @@ pub enum Command {
     /// Read the audit log and verify its hash chains.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
+    /// Find the usual setup problems (configuration, data directory, disk, store,
+    /// database, master key, server health, clock, token) and say how to fix each.
+    /// Exit code 0: no problem, 1: problems found, 2: usage.
+    Doctor(doctor::DoctorArgs),
+}
+
+/// How a command prints its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// For people.
+    Text,
+    /// For scripts.
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +111,7 @@ pub fn main(cli: Cli) -> i32 {
         Command::Plugins(cmd) => plugins::run(cmd),
         Command::Secrets(cmd) => secrets::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Doctor(args) => doctor::run(args),
         Command::Openapi => {
             println!("{}", crate::api::openapi::document_json());
             0

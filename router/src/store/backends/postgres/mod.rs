@@ -130,6 +130,56 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     }
 }
 
+/// What a database says about itself, read over one connection without writing (for
+/// `gp doctor`).
+#[derive(Debug, Clone)]
+pub struct PgInspected {
+    /// `SHOW server_version`.
+    pub server_version: String,
+    /// GatePulse's schema version there; `None` in a database GatePulse has not used.
+    pub schema_version: Option<u32>,
+}
+
+/// Connects to `url` (tables in `schema`, if given) and reads the server's and the
+/// schema's versions.
+pub async fn inspect(
+    url: &str,
+    schema: Option<&str>,
+    timeout: std::time::Duration,
+) -> StoreResult<PgInspected> {
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Backend(format!("store: not a PostgreSQL URL ({e})")))?;
+    config.connect_timeout(timeout);
+    config.application_name("gatepulse-doctor");
+    if let Some(schema) = schema {
+        config.options(format!("-c search_path={schema}"));
+    }
+    let (client, conn) = tokio::time::timeout(timeout, config.connect(NoTls))
+        .await
+        .map_err(|_| StoreError::Backend(format!("postgres: no answer in {timeout:?}")))??;
+    let task = tokio::spawn(conn);
+    let server_version: String = client.query_one("SHOW server_version", &[]).await?.get(0);
+    let has_meta: bool = client
+        .query_one("SELECT to_regclass('gp_meta') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    let schema_version = if has_meta {
+        client
+            .query_opt("SELECT version FROM gp_meta WHERE id = 1", &[])
+            .await?
+            .map(|r| u32::try_from(r.get::<_, i32>(0)).unwrap_or(0))
+    } else {
+        None
+    };
+    drop(client);
+    let _ = task.await;
+    Ok(PgInspected {
+        server_version,
+        schema_version,
+    })
+}
+
 /// Whether a database error is a unique violation.
 pub(super) fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
     e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
