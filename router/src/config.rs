@@ -414,7 +414,15 @@ impl Config {
         fig.merge(
             Env::prefixed(ENV_PREFIX)
                 .split("__")
-                .ignore(&["config", "url", "token", "tenant"]),
+                // The client's variables (cli/profile.rs), not server settings.
+                .ignore(&[
+                    "config",
+                    "url",
+                    "token",
+                    "tenant",
+                    "profile",
+                    "client_config",
+                ]),
         )
         .merge(Serialized::defaults(cli))
     }

@@ -135,7 +135,8 @@ pub fn gp_binary() -> Result<PathBuf> {
     Ok(bin)
 }
 
-fn free_port() -> Result<u16> {
+/// A TCP port on 127.0.0.1 nothing listens on right now.
+pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
 }

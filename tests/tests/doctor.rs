@@ -20,7 +20,13 @@ fn doctor(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
         .env("GATEPULSE_MASTER_KEY", MASTER_KEY)
         .env_remove("GATEPULSE_TOKEN")
         .env_remove("GATEPULSE_URL")
-        .env_remove("GATEPULSE_CONFIG");
+        .env_remove("GATEPULSE_CONFIG")
+        .env_remove("GATEPULSE_PROFILE")
+        // No client profile of the machine's user leaks into the checks.
+        .env(
+            "GATEPULSE_CLIENT_CONFIG",
+            "/nonexistent/gatepulse/config.toml",
+        );
     for (k, v) in env {
         cmd.env(k, v);
     }

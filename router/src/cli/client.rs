@@ -136,19 +136,24 @@ pub(super) struct Client {
 }
 
 impl Client {
-    pub(super) fn from_env() -> Result<Self, String> {
-        let base =
-            std::env::var("GATEPULSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
-        let token = std::env::var("GATEPULSE_TOKEN")
-            .map_err(|_| "set GATEPULSE_TOKEN to an API key or the admin token".to_owned())?;
-        let tenant = std::env::var("GATEPULSE_TENANT").ok();
+    /// The server and token the command line, the environment and the profile name
+    /// ([`super::profile`]).
+    pub(super) fn configured() -> Result<Self, String> {
+        let resolved = super::profile::resolve()?;
+        let token = resolved.token.ok_or_else(|| {
+            "no token: set GATEPULSE_TOKEN to an API key or the admin token, or write a \
+             profile with `gp init`"
+                .to_owned()
+        })?;
         let http = reqwest::Client::builder()
             .build()
             .map_err(|e| format!("http client: {e}"))?;
         Ok(Self {
-            base: base.trim_end_matches('/').to_owned(),
+            base: resolved
+                .url
+                .unwrap_or_else(|| super::profile::DEFAULT_URL.to_owned()),
             token,
-            tenant,
+            tenant: resolved.tenant,
             http,
         })
     }
@@ -209,7 +214,7 @@ pub(super) fn run_with(f: impl AsyncFnOnce(&Client) -> Result<Value, String>) ->
         }
     };
     let result = runtime.block_on(async move {
-        let client = Client::from_env()?;
+        let client = Client::configured()?;
         f(&client).await
     });
     match result {
@@ -366,6 +371,7 @@ async fn execute(c: &Client, command: Command) -> Result<Value, String> {
         | Command::Secrets(_)
         | Command::Audit(_)
         | Command::Doctor(_)
+        | Command::Init(_)
         | Command::Tail(_)
         | Command::Plugins(_)
         | Command::Openapi => Err("not a client command".into()),

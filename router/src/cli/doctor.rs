@@ -3,13 +3,13 @@
 //! It reads the configuration the way `gp serve` would (same file, same
 //! `GATEPULSE_*` variables), looks at what the server needs on this machine (data
 //! directory, free disk, the store's version, PostgreSQL, the master keys, the listen
-//! port), then asks the server (`GATEPULSE_URL`, or the configured listen address)
-//! whether it is healthy and ready, how far its clock is from ours, what the token can
-//! do, and what its own numbers warn about. It writes nothing anywhere.
+//! port), then asks the server (`--server`, `GATEPULSE_URL` or the client profile, else
+//! the configured listen address) whether it is healthy and ready, how far its clock
+//! is from ours, what the token (`GATEPULSE_TOKEN` or the profile's) can do, and what
+//! its own numbers warn about. It writes nothing anywhere.
 //!
 //! Exit codes: 0 no problem (warnings allowed), 1 a check failed, 2 usage.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::Output;
 use crate::config::{CliOverrides, Config};
-use crate::store::backends::{postgres, redb};
+use crate::store::Inspection;
 
 /// Warn below this much free space in the data directory; fail below a tenth of it.
 const LOW_DISK_BYTES: u64 = 1 << 30;
@@ -37,9 +37,6 @@ pub struct DoctorArgs {
     /// The server's data directory, if not the configured one.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// The server to ask (also GATEPULSE_URL; default: the configured listen address).
-    #[arg(long)]
-    pub url: Option<String>,
     /// `text` for people, `json` for scripts.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
@@ -201,13 +198,40 @@ async fn examine(args: &DoctorArgs) -> Report {
         check_store(&mut report, config).await;
         check_master_key(&mut report, config);
     }
-    let url = args
+    let client = match super::profile::resolve() {
+        Ok(client) => {
+            if let Some(name) = &client.profile {
+                let file = super::profile::path().map(|p| p.display().to_string());
+                report.add(
+                    "profile",
+                    Status::Ok,
+                    format!("client profile {name:?} ({})", file.unwrap_or_default()),
+                );
+            }
+            client
+        }
+        Err(e) => {
+            report.problem(
+                "profile",
+                Status::Fail,
+                e,
+                "correct the client configuration (gp init --force rewrites it), or pick \
+                 another with --profile",
+            );
+            super::profile::Resolved {
+                url: None,
+                token: None,
+                tenant: None,
+                profile: None,
+            }
+        }
+    };
+    let url = client
         .url
         .clone()
-        .or_else(|| std::env::var("GATEPULSE_URL").ok())
-        .or_else(|| config.as_ref().map(|c| local_url(c.listen)))
-        .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
-    check_server(&mut report, config.as_ref(), url.trim_end_matches('/')).await;
+        .or_else(|| config.as_ref().map(|c| super::profile::local_url(c.listen)))
+        .unwrap_or_else(|| super::profile::DEFAULT_URL.to_owned());
+    check_server(&mut report, config.as_ref(), &url, &client).await;
     report
 }
 
@@ -216,51 +240,15 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// The address a local client reaches a server listening on `listen` at.
-fn local_url(listen: SocketAddr) -> String {
-    let host = if listen.ip().is_unspecified() {
-        "127.0.0.1".to_owned()
-    } else if listen.is_ipv6() {
-        format!("[{}]", listen.ip())
-    } else {
-        listen.ip().to_string()
-    };
-    format!("http://{host}:{}", listen.port())
-}
-
 async fn check_store(report: &mut Report, config: &Config) {
-    if let Some(url) = config.postgres_url() {
-        let schema =
-            (!config.postgres.schema.is_empty()).then_some(config.postgres.schema.as_str());
-        let timeout = Duration::from_secs(config.postgres.connect_timeout_secs.clamp(1, 10));
-        match postgres::inspect(url, schema, timeout).await {
-            Ok(found) => {
-                report.add(
-                    "database",
-                    Status::Ok,
-                    format!("PostgreSQL {} answers", found.server_version),
-                );
-                store_version(
-                    report,
-                    found.schema_version,
-                    postgres::schema::SCHEMA_VERSION,
-                    "schema",
-                );
-            }
-            Err(e) => report.problem(
-                "database",
-                Status::Fail,
-                format!("cannot reach PostgreSQL: {e}"),
-                "check that the server runs and that `store` (GATEPULSE_STORE) names the \
-                 right host, port, database, user and password",
-            ),
-        }
-        return;
+    let postgres = config.postgres_url().is_some();
+    let what = if postgres { "schema" } else { "store" };
+    if !postgres {
+        check_data_dir(report, &config.data_dir);
     }
-    check_data_dir(report, &config.data_dir);
     let path = config.data_dir.join(crate::store::REDB_FILE);
-    match redb::inspect(&path) {
-        Ok(redb::Inspected::Missing) => report.add(
+    match crate::store::inspect(config).await {
+        Ok(Inspection::Missing) => report.add(
             "store",
             Status::Ok,
             format!(
@@ -268,22 +256,37 @@ async fn check_store(report: &mut Report, config: &Config) {
                 path.display()
             ),
         ),
-        Ok(redb::Inspected::InUse) => report.add(
+        Ok(Inspection::InUse) => report.add(
             "store",
             Status::Ok,
             format!("{} is open in a running server", path.display()),
         ),
-        Ok(redb::Inspected::NeedsRepair) => report.problem(
+        Ok(Inspection::NeedsRepair) => report.problem(
             "store",
             Status::Warn,
             format!("{} was not closed cleanly", path.display()),
             "the next start repairs it before serving (it can take a while on a large store)",
         ),
-        Ok(redb::Inspected::Meta(meta)) => store_version(
-            report,
-            Some(meta.version),
-            crate::store::STORE_VERSION,
-            "store",
+        Ok(Inspection::Version {
+            stored,
+            current,
+            server,
+        }) => {
+            if let Some(server) = server {
+                report.add(
+                    "database",
+                    Status::Ok,
+                    format!("PostgreSQL {server} answers"),
+                );
+            }
+            store_version(report, stored, current, what);
+        }
+        Err(e) if postgres => report.problem(
+            "database",
+            Status::Fail,
+            format!("cannot reach PostgreSQL: {e}"),
+            "check that the server runs and that `store` (GATEPULSE_STORE) names the \
+             right host, port, database, user and password",
         ),
         Err(e) => report.problem(
             "store",
@@ -446,7 +449,12 @@ fn check_master_key(report: &mut Report, config: &Config) {
     }
 }
 
-async fn check_server(report: &mut Report, config: Option<&Config>, base: &str) {
+async fn check_server(
+    report: &mut Report,
+    config: Option<&Config>,
+    base: &str,
+    client: &super::profile::Resolved,
+) {
     let http = match reqwest::Client::builder().timeout(HTTP_TIMEOUT).build() {
         Ok(c) => c,
         Err(e) => {
@@ -465,7 +473,7 @@ async fn check_server(report: &mut Report, config: Option<&Config>, base: &str) 
                         Status::Fail,
                         format!("nothing answers at {base} ({reason}), but {listen} is taken"),
                         "another program holds the listen address: stop it, or set listen \
-                         (GATEPULSE_LISTEN) and GATEPULSE_URL to a free one",
+                         (GATEPULSE_LISTEN) and the client's server (GATEPULSE_URL) to a free one",
                     );
                 }
                 Some(_) => report.problem(
@@ -478,7 +486,7 @@ async fn check_server(report: &mut Report, config: Option<&Config>, base: &str) 
                     "server",
                     Status::Fail,
                     format!("nothing answers at {base}: {reason}"),
-                    "start it, or set GATEPULSE_URL (--url) to where it runs",
+                    "start it, or point --server (GATEPULSE_URL) at where it runs",
                 ),
             }
             return;
@@ -537,7 +545,7 @@ async fn check_server(report: &mut Report, config: Option<&Config>, base: &str) 
         ),
         None => report.add("clock", Status::Skip, "the server sent no Date header"),
     }
-    check_token(report, &http, base).await;
+    check_token(report, &http, base, client).await;
 }
 
 fn header_text<'a>(r: &'a reqwest::Response, name: &str) -> Option<&'a str> {
@@ -565,18 +573,24 @@ fn reqwest_reason(e: &reqwest::Error) -> String {
     }
 }
 
-async fn check_token(report: &mut Report, http: &reqwest::Client, base: &str) {
-    let Ok(token) = std::env::var("GATEPULSE_TOKEN") else {
+async fn check_token(
+    report: &mut Report,
+    http: &reqwest::Client,
+    base: &str,
+    client: &super::profile::Resolved,
+) {
+    let Some(token) = client.token.as_deref() else {
         report.problem(
             "token",
             Status::Skip,
-            "GATEPULSE_TOKEN is not set: the API checks were skipped",
-            "export GATEPULSE_TOKEN=<an API key or the admin token> to check it too",
+            "no token (GATEPULSE_TOKEN or a profile's): the API checks were skipped",
+            "export GATEPULSE_TOKEN=<an API key or the admin token>, or gp init, to check it too",
         );
         return;
     };
-    let mut who = http.get(format!("{base}/v1/whoami")).bearer_auth(&token);
-    if let Ok(tenant) = std::env::var("GATEPULSE_TENANT") {
+    let tenant = client.tenant.as_deref();
+    let mut who = http.get(format!("{base}/v1/whoami")).bearer_auth(token);
+    if let Some(tenant) = tenant {
         who = who.header("GatePulse-Tenant", tenant);
     }
     let me: Value = match who.send().await {
@@ -588,11 +602,12 @@ async fn check_token(report: &mut Report, http: &reqwest::Client, base: &str) {
                 "token",
                 Status::Fail,
                 format!(
-                    "the server refuses GATEPULSE_TOKEN ({status}, {}): {}",
+                    "the server refuses the token ({status}, {}): {}",
                     problem["code"].as_str().unwrap_or("?"),
                     problem["detail"].as_str().unwrap_or("no detail")
                 ),
-                "set GATEPULSE_TOKEN to a live API key (gp keys create) or the server's admin token",
+                "set GATEPULSE_TOKEN (or the profile's token) to a live API key (gp keys \
+                 create) or the server's admin token",
             );
             return;
         }
@@ -620,14 +635,20 @@ async fn check_token(report: &mut Report, http: &reqwest::Client, base: &str) {
         ),
     };
     report.add("token", Status::Ok, format!("accepted: {described}"));
-    check_stats(report, http, base, &token).await;
+    check_stats(report, http, base, token, tenant).await;
 }
 
 /// What the server's own numbers warn about: dead letters, disabled endpoints, open
 /// circuits.
-async fn check_stats(report: &mut Report, http: &reqwest::Client, base: &str, token: &str) {
+async fn check_stats(
+    report: &mut Report,
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    tenant: Option<&str>,
+) {
     let mut req = http.get(format!("{base}/v1/stats")).bearer_auth(token);
-    if let Ok(tenant) = std::env::var("GATEPULSE_TENANT") {
+    if let Some(tenant) = tenant {
         req = req.header("GatePulse-Tenant", tenant);
     }
     let stats: Value = match req.send().await {
@@ -721,15 +742,7 @@ mod tests {
     }
 
     #[test]
-    fn local_urls_reach_wildcard_and_ipv6_listeners() {
-        assert_eq!(
-            local_url("0.0.0.0:8080".parse().unwrap()),
-            "http://127.0.0.1:8080"
-        );
-        assert_eq!(
-            local_url("[::1]:9000".parse().unwrap()),
-            "http://[::1]:9000"
-        );
+    fn sizes_and_lines_read_well() {
         assert_eq!(human_bytes(3 << 30), "3.0 GiB");
         assert_eq!(one_line("a\n  b"), "a b");
     }

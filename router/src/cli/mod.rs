@@ -1,11 +1,14 @@
 //! The `gp` command line. `gp serve` runs the server; `gp filter` works locally; every
-//! other command is a client of the HTTP API (`GATEPULSE_URL`, `GATEPULSE_TOKEN`).
+//! other command is a client of the HTTP API (`--server`/`GATEPULSE_URL`,
+//! `GATEPULSE_TOKEN`, or a profile written by `gp init`: `profile.rs`).
 
 mod audit;
 mod client;
 mod doctor;
 mod filter;
+mod init;
 mod plugins;
+mod profile;
 mod secrets;
 mod store;
 mod tail;
@@ -24,6 +27,13 @@ use crate::config::{CliOverrides, Config};
     about = "GatePulse: a self-hosted webhook and event router"
 )]
 pub struct Cli {
+    /// Client profile to use (also GATEPULSE_PROFILE; default "default"); `gp init`
+    /// writes one.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Server URL for client commands; wins over GATEPULSE_URL and the profile.
+    #[arg(long, global = true, value_name = "URL")]
+    pub server: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -32,6 +42,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Write a commented server configuration and a client profile (generating the
+    /// admin token and the master key), check the connection, print what to run next.
+    Init(init::InitArgs),
     /// Manage tenants (admin token).
     #[command(subcommand)]
     Tenants(client::TenantsCmd),
@@ -103,7 +116,12 @@ pub struct ServeArgs {
 /// Runs a parsed command line; returns the process exit code.
 pub fn main(cli: Cli) -> i32 {
     crate::dispatch::client::install_crypto_provider();
+    profile::select(profile::Selection {
+        profile: cli.profile,
+        url: cli.server,
+    });
     match cli.command {
+        Command::Init(args) => init::run(args),
         Command::Serve(args) => serve(args),
         Command::Filter(cmd) => filter::run(cmd),
         Command::Store(cmd) => store::run(cmd),

@@ -75,7 +75,7 @@ fn remote_command(cmd: PluginsCmd) -> Result<Value, String> {
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(async move {
-        let c = Client::from_env()?;
+        let c = Client::configured()?;
         match cmd {
             PluginsCmd::Upload {
                 file,

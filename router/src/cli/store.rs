@@ -132,12 +132,16 @@ fn copy(
 
 fn snapshot_create(out: &std::path::Path) -> Result<String, String> {
     let dir = std::path::absolute(out).map_err(|e| e.to_string())?;
-    let base = std::env::var("GATEPULSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
-    let token = std::env::var("GATEPULSE_TOKEN")
-        .map_err(|_| "set GATEPULSE_TOKEN to the admin token".to_owned())?;
+    let server = super::profile::resolve()?;
+    let token = server.token.ok_or_else(|| {
+        "no token: set GATEPULSE_TOKEN to the admin token (or use a profile: gp init)".to_owned()
+    })?;
     runtime()?.block_on(async move {
         let resp = reqwest::Client::new()
-            .post(format!("{}/v1/admin/snapshots", base.trim_end_matches('/')))
+            .post(format!(
+                "{}/v1/admin/snapshots",
+                server.url.as_deref().unwrap_or(super::profile::DEFAULT_URL)
+            ))
             .bearer_auth(token)
             .json(&serde_json::json!({"path": dir}))
             .send()

@@ -96,7 +96,7 @@ pub(super) fn run(args: TailArgs) -> i32 {
         }
     };
     runtime.block_on(async move {
-        let client = match Client::from_env() {
+        let client = match Client::configured() {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("gp: {e}");

@@ -87,6 +87,55 @@ pub fn compact_offline(config: &crate::config::Config) -> StoreResult<(u64, u64)
 
 /// Opens the backend the configuration names (`store = "redb"` or a `postgres://`
 /// URL); it announces its commits on `feed`.
+/// What a store says about itself, read without changing it (`gp doctor`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inspection {
+    /// Embedded: no store file yet (the first start creates it).
+    Missing,
+    /// Embedded: a running server holds the file.
+    InUse,
+    /// Embedded: the file was not closed cleanly; the next start repairs it.
+    NeedsRepair,
+    /// The stored version against the one this build writes (`stored` is `None` in a
+    /// PostgreSQL database GatePulse has not used yet); `server` is PostgreSQL's
+    /// version.
+    Version {
+        stored: Option<u32>,
+        current: u32,
+        server: Option<String>,
+    },
+}
+
+/// Looks at the configured store without opening it for writes: the embedded file
+/// through a read-only handle, PostgreSQL over one connection.
+pub async fn inspect(config: &crate::config::Config) -> StoreResult<Inspection> {
+    if let Some(url) = config.postgres_url() {
+        let schema =
+            (!config.postgres.schema.is_empty()).then_some(config.postgres.schema.as_str());
+        let timeout =
+            std::time::Duration::from_secs(config.postgres.connect_timeout_secs.clamp(1, 10));
+        let found = backends::postgres::inspect(url, schema, timeout).await?;
+        return Ok(Inspection::Version {
+            stored: found.schema_version,
+            current: backends::postgres::schema::SCHEMA_VERSION,
+            server: Some(found.server_version),
+        });
+    }
+    use backends::redb::Inspected;
+    Ok(
+        match backends::redb::inspect(&config.data_dir.join(REDB_FILE))? {
+            Inspected::Missing => Inspection::Missing,
+            Inspected::InUse => Inspection::InUse,
+            Inspected::NeedsRepair => Inspection::NeedsRepair,
+            Inspected::Meta(meta) => Inspection::Version {
+                stored: Some(meta.version),
+                current: STORE_VERSION,
+                server: None,
+            },
+        },
+    )
+}
+
 pub async fn open(
     config: &crate::config::Config,
     feed: std::sync::Arc<feed::CommitFeed>,
