@@ -133,6 +133,15 @@ async fn init_writes_a_setup_that_serves_and_the_profile_drives_the_client() {
     assert_eq!(code, 0, "{err}");
     let tenant: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(tenant["name"], "acme");
+    // For people: the list as a table, the id first.
+    let mut cmd = gp(&client);
+    cmd.args(["tenants", "list", "--output", "text"]);
+    let (code, out, err) = run(cmd);
+    assert_eq!(code, 0, "{err}");
+    let mut lines = out.lines();
+    assert!(lines.next().unwrap().starts_with("ID "), "{out}");
+    let row = lines.find(|l| l.contains("acme")).expect("a row for acme");
+    assert!(row.starts_with(tenant["id"].as_str().unwrap()), "{out}");
 
     // The environment beats the profile, the command line beats both.
     let mut cmd = gp(&client);

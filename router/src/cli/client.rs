@@ -219,7 +219,7 @@ pub(super) fn run_with(f: impl AsyncFnOnce(&Client) -> Result<Value, String>) ->
     });
     match result {
         Ok(v) => {
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            super::output::print(&v);
             0
         }
         Err(e) => {

@@ -17,7 +17,7 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::Output;
+use super::output::{self, Output};
 use crate::config::{CliOverrides, Config};
 use crate::store::Inspection;
 
@@ -37,9 +37,6 @@ pub struct DoctorArgs {
     /// The server's data directory, if not the configured one.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// `text` for people, `json` for scripts.
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -108,7 +105,7 @@ pub fn run(args: DoctorArgs) -> i32 {
         }
     };
     let report = runtime.block_on(examine(&args));
-    match args.output {
+    match output::chosen(Output::Text) {
         Output::Json => {
             let doc = serde_json::json!({
                 "ok": report.count(Status::Fail) == 0,

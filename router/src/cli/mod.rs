@@ -7,6 +7,7 @@ mod client;
 mod doctor;
 mod filter;
 mod init;
+mod output;
 mod plugins;
 mod profile;
 mod secrets;
@@ -34,6 +35,10 @@ pub struct Cli {
     /// Server URL for client commands; wins over GATEPULSE_URL and the profile.
     #[arg(long, global = true, value_name = "URL")]
     pub server: Option<String>,
+    /// How answers print: `json` (the client commands' default) or `text` (tables
+    /// and fields for people; `gp doctor`'s default).
+    #[arg(long, global = true, value_enum)]
+    pub output: Option<output::Output>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -87,15 +92,6 @@ pub enum Command {
     Doctor(doctor::DoctorArgs),
 }
 
-/// How a command prints its answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
-    /// For people.
-    Text,
-    /// For scripts.
-    Json,
-}
-
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// TOML configuration file (also GATEPULSE_CONFIG).
@@ -116,6 +112,7 @@ pub struct ServeArgs {
 /// Runs a parsed command line; returns the process exit code.
 pub fn main(cli: Cli) -> i32 {
     crate::dispatch::client::install_crypto_provider();
+    output::select(cli.output);
     profile::select(profile::Selection {
         profile: cli.profile,
         url: cli.server,

@@ -59,7 +59,7 @@ pub(super) fn run(cmd: PluginsCmd) -> i32 {
     };
     match result {
         Ok(v) => {
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            super::output::print(&v);
             0
         }
         Err(e) => {

@@ -13,7 +13,7 @@ export const SCOPES = [
   "stats:read", "audit:read",
 ];
 
-const empty = () => ({ token: null, admin: false, tenant: null, tenants: [], scopes: [], tenantName: null, audit: "unknown", message: null });
+const empty = () => ({ token: null, admin: false, tenant: null, tenants: [], scopes: [], tenantName: null, message: null });
 
 function load() {
   try {
@@ -82,7 +82,6 @@ export function cannot(scope, s = current) {
       ? null
       : "This key has neither the stats:read nor the endpoints:manage scope.";
   }
-  if (scope === "audit:read" && s.audit === "absent") return "This server has no audit log yet.";
   return s.scopes.includes(scope) ? null : `This key lacks the ${scope} scope.`;
 }
 
@@ -99,42 +98,19 @@ export async function probe(token, apiCall) {
         return { status: e.status, code: e.code, problem: e.problem };
       },
     );
-  const tenants = await call("GET", "/v1/tenants?limit=1000", undefined);
-  if (tenants.status === 200) {
-    const audit = await call("GET", "/v1/audit?limit=1");
-    return {
-      token, admin: true, tenants: tenants.data.data, tenant: null, scopes: SCOPES.slice(),
-      audit: audit.status === 404 && audit.code === "route_not_found" ? "absent" : "present",
-    };
+  // The server says what the token is and may do (GET /v1/whoami), instead of the
+  // console guessing from a probe per scope.
+  const me = await call("GET", "/v1/whoami");
+  if (me.status !== 200) throw Object.assign(new Error(me.problem?.detail || `whoami: ${me.status}`), me);
+  if (me.data.kind === "admin") {
+    const tenants = await call("GET", "/v1/tenants?limit=1000");
+    if (tenants.status !== 200) throw Object.assign(new Error(tenants.problem?.detail || `tenants: ${tenants.status}`), tenants);
+    return { token, admin: true, tenants: tenants.data.data, tenant: null, scopes: SCOPES.slice() };
   }
-  // An API key: one harmless request per scope.
-  const [read, manage, dlq, stats, write, replay, audit] = await Promise.all([
-    call("GET", "/v1/events?limit=1"),
-    call("GET", "/v1/endpoints?limit=1"),
-    call("GET", "/v1/dlq?limit=1"),
-    call("GET", "/v1/stats"),
-    // A reserved topic: refused (422 reserved_topic) after the scope check, never stored.
-    call("POST", "/v1/events", { topic: "gatepulse.console-scope-check", payload: {} }),
-    // No selection: refused (422) after the scope check, nothing replayed.
-    call("POST", "/v1/replay", {}),
-    call("GET", "/v1/audit?limit=1"),
-  ]);
-  const scopes = [];
-  if (read.status === 200) scopes.push("events:read");
-  if (manage.status === 200) scopes.push("endpoints:manage");
-  if (dlq.status === 200) scopes.push("dlq:manage");
-  if (stats.status === 200 && manage.status !== 200) scopes.push("stats:read");
-  if (write.status !== 403) scopes.push("events:write");
-  if (replay.status !== 403) scopes.push("replay:write");
-  // The audit log is listed once the server has the route (a 404 route_not_found means
-  // it does not yet).
-  const auditState = audit.status === 404 && audit.code === "route_not_found" ? "absent" : "present";
-  if (audit.status === 200) scopes.push("audit:read");
   return {
     token,
     admin: false,
-    tenant: stats.status === 200 ? stats.data.tenant_id : null,
-    scopes,
-    audit: auditState,
+    tenant: me.data.tenant_id,
+    scopes: me.data.scopes,
   };
 }
