@@ -155,6 +155,28 @@ impl DeliveryId {
         })
     }
 
+    /// A listing cursor just before every delivery of the events created at or after
+    /// `ms`: the last possible id of the millisecond before, and past its sequence.
+    pub fn cursor_before_time(ms: i64) -> String {
+        let before = u128::from(ms.saturating_sub(1).max(0) as u64) & 0xffff_ffff_ffff;
+        let value = (before << 80) | ((1u128 << 80) - 1);
+        let mut s = String::with_capacity(Self::PREFIX.len() + 27);
+        s.push_str(Self::PREFIX);
+        encode_128(value, &mut s);
+        s.push('\u{7f}');
+        s
+    }
+
+    /// When the event of a delivery (id or listing cursor) was created, in Unix ms.
+    pub fn event_time_ms(id: &str) -> Option<i64> {
+        let body = id.strip_prefix(Self::PREFIX)?.get(..26)?;
+        let value = body.bytes().try_fold(0u128, |acc, b| {
+            let digit = CROCKFORD.iter().position(|c| *c == b)?;
+            Some((acc << 5) | digit as u128)
+        })?;
+        i64::try_from(value >> 80).ok()
+    }
+
     /// The common prefix of every delivery id of `event`.
     pub fn event_prefix(event: &EventId) -> String {
         let body = &event.as_str()[EventId::PREFIX.len()..];
@@ -194,6 +216,19 @@ mod tests {
         let b = EventId::generate(2_000);
         let c = EventId::generate(1_000_000_000_000);
         assert!(a < b && b < c);
+    }
+
+    #[test]
+    fn a_time_cursor_starts_right_before_that_millisecond() {
+        let at = 1_700_000_000_123;
+        let before = DeliveryId::for_event(&EventId::generate(at - 1), DeliveryId::MAX_SEQ);
+        let first = DeliveryId::for_event(&EventId::generate(at), 0);
+        let cursor = DeliveryId::cursor_before_time(at);
+        assert!(before.as_str() < cursor.as_str(), "{before} {cursor}");
+        assert!(cursor.as_str() < first.as_str(), "{cursor} {first}");
+        assert_eq!(DeliveryId::event_time_ms(first.as_str()), Some(at));
+        assert_eq!(DeliveryId::event_time_ms(&cursor), Some(at - 1));
+        assert_eq!(DeliveryId::event_time_ms("evt_x"), None);
     }
 
     #[test]

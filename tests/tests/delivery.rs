@@ -1254,3 +1254,75 @@ async fn a_lone_failed_delivery_is_retried_on_schedule() {
         .unwrap();
     assert_eq!(rx.count(), 2, "one failure, one retry");
 }
+
+/// `since` and `until` select deliveries by their event's creation time, page by page,
+/// without the client knowing how ids or cursors are made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_list_by_event_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let gp = Gp::start(dir.path(), &[]).await.unwrap();
+    let (_, key) = gp.tenant_with_key().await.unwrap();
+    let ep = create_endpoint(&gp, &key, json!({"kind": "inbox"})).await;
+    subscribe(&gp, &key, &ep, &["timed.#"]).await;
+    let mut created = Vec::new();
+    for n in 0..4 {
+        let id = publish(&gp, &key, "timed.x", &json!({"n": n})).await;
+        let (_, ev) = gp
+            .call(&key, Method::GET, &format!("/v1/events/{id}"), None)
+            .await
+            .unwrap();
+        created.push(ev["created_at"].as_str().unwrap().to_owned());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let events_of = |ds: &[Value]| -> Vec<String> {
+        ds.iter()
+            .map(|d| d["event_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = deliveries(&gp, &key, "").await.unwrap();
+    assert_eq!(all.len(), 4);
+    let enc = |t: &str| t.replace(':', "%3A").replace('+', "%2B");
+    // One delivery per page, following next_cursor.
+    let paged = async |query: String| -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let (s, page) = gp
+                .call(
+                    &key,
+                    Method::GET,
+                    &format!("/v1/deliveries?limit=1&{query}{cursor}"),
+                    None,
+                )
+                .await
+                .unwrap();
+            assert_eq!(s, StatusCode::OK, "{page}");
+            out.extend(page["data"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = format!("&cursor={}", c.replace('\u{7f}', "%7F")),
+                None => return out,
+            }
+        }
+    };
+    // From the third event on, one per page, across pages.
+    let later = paged(format!("since={}", enc(&created[2]))).await;
+    assert_eq!(events_of(&later), events_of(&all[2..]));
+    // Before the second event; and a window holding the middle two.
+    let early = deliveries(&gp, &key, &format!("until={}", enc(&created[1])))
+        .await
+        .unwrap();
+    assert_eq!(events_of(&early), events_of(&all[..1]));
+    let middle = paged(format!(
+        "since={}&until={}",
+        enc(&created[1]),
+        enc(&created[3])
+    ))
+    .await;
+    assert_eq!(events_of(&middle), events_of(&all[1..3]));
+    let (s, v) = gp
+        .call(&key, Method::GET, "/v1/deliveries?since=yesterday", None)
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["code"], "invalid_query");
+}

@@ -84,6 +84,10 @@ pub struct DeliveryListParams {
     pub endpoint_id: Option<String>,
     /// `pending`, `in_flight`, `succeeded`, `retrying`, `dead` or `cancelled`.
     pub status: Option<String>,
+    /// Only deliveries of events created at or after this time (RFC 3339).
+    pub since: Option<String>,
+    /// Only deliveries of events created before this time (RFC 3339).
+    pub until: Option<String>,
     pub limit: Option<usize>,
     pub cursor: Option<String>,
 }
@@ -98,11 +102,33 @@ pub async fn list_deliveries(
     ApiQuery(params): ApiQuery<DeliveryListParams>,
 ) -> Result<axum::Json<ListOut<DeliverySummary>>, ApiError> {
     let tenant = principal.tenant_for(Scope::EventsRead)?;
-    let page = ListParams {
+    let time = |name: &str, value: &Option<String>| -> Result<Option<i64>, ApiError> {
+        value
+            .as_deref()
+            .map(|v| {
+                crate::clock::parse_rfc3339(v).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_query",
+                        format!("{name} must be an RFC 3339 time, e.g. 2026-12-04T10:00:00Z"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let (since, until) = (time("since", &params.since)?, time("until", &params.until)?);
+    let mut page = ListParams {
         limit: params.limit,
         cursor: params.cursor,
     }
     .page()?;
+    // Delivery ids begin with their event's creation time, so a time range is a key
+    // range: start right before `since`, stop at `until`.
+    if let Some(since) = since {
+        let start = DeliveryId::cursor_before_time(since);
+        if page.after.as_ref().is_none_or(|c| *c < start) {
+            page.after = Some(start);
+        }
+    }
     let empty = || {
         axum::Json(ListOut {
             data: Vec::new(),
@@ -139,6 +165,15 @@ pub async fn list_deliveries(
             },
         )
         .await?;
+    let mut page = page;
+    if let Some(until) = until {
+        let before_end = |id: &str| DeliveryId::event_time_ms(id).is_some_and(|t| t < until);
+        let whole = page.items.len();
+        page.items.retain(|d| before_end(d.id.as_str()));
+        if page.items.len() < whole || page.next.as_deref().is_some_and(|c| !before_end(c)) {
+            page.next = None;
+        }
+    }
     Ok(axum::Json(ListOut::from_page(page, DeliverySummary::from)))
 }
 

@@ -6,7 +6,6 @@ import { html, useEffect, useState } from "../lib/html.js";
 import { get, post, collect, listAll } from "../lib/api.js";
 import { cannot } from "../lib/session.js";
 import { Link, setQuery } from "../lib/router.js";
-import { deliveryCursorAt, deliveryEventTime } from "../lib/seek.js";
 import {
   Badge, Empty, Gated, Id, Loading, PageHead, Problem, Time, useAction, useId, useLoad, notify,
 } from "../ui.js";
@@ -29,18 +28,22 @@ export function DeliveriesPage({ q }) {
   const [draftEvent, setDraftEvent] = useState(eventId);
   const eps = useLoad((signal) => (cannot("endpoints:manage") ? [] : listAll("/v1/endpoints", { signal })), []);
   const ids = { st: useId("d-st"), ep: useId("d-ep"), ev: useId("d-ev") };
-  const stop = to ? (d) => (deliveryEventTime(d.id) || new Date(d.created_at)) >= to : undefined;
-  const query = { status: status || undefined, endpoint_id: endpointId || undefined, event_id: eventId || undefined };
+  // The server selects by event time (since, until); one event's deliveries need none.
+  const query = {
+    status: status || undefined,
+    endpoint_id: endpointId || undefined,
+    event_id: eventId || undefined,
+    since: !eventId && from ? from.toISOString() : undefined,
+    until: !eventId && to ? to.toISOString() : undefined,
+  };
   const first = useLoad(async (signal) => {
     setPages([]);
     if (why) return null;
-    // One event's deliveries are its own key range; otherwise start at the time.
-    const cursor = !eventId && from ? deliveryCursorAt(from) : null;
-    return collect("/v1/deliveries", { query, cursor, want: 50, signal, stop: eventId ? undefined : stop });
+    return collect("/v1/deliveries", { query, want: 50, signal });
   }, [status, endpointId, eventId, q.get("from"), q.get("to")]);
   const more = useAction(async () => {
     const last = pages.length ? pages[pages.length - 1] : first.data;
-    const page = await collect("/v1/deliveries", { query, cursor: last.next, want: 50, stop: eventId ? undefined : stop });
+    const page = await collect("/v1/deliveries", { query, cursor: last.next, want: 50 });
     setPages([...pages, page]);
   });
   const apply = (next) => setQuery({

@@ -6,7 +6,6 @@ import { html, useEffect, useState } from "../lib/html.js";
 import { get, post, patch, del, listAll, collect } from "../lib/api.js";
 import { cannot } from "../lib/session.js";
 import { Link, navigate, href, setQuery } from "../lib/router.js";
-import { deliveryCursorAt } from "../lib/seek.js";
 import { topicMatches, sampleTopic } from "../lib/topic.js";
 import {
   Badge, Confirm, Copy, Dialog, Empty, Field, Gated, Id, Loading, PageHead, Problem, Time,
@@ -268,8 +267,8 @@ function SecretPanel({ id }) {
 function RecentDeliveries({ id, tick }) {
   const d = useLoad(async (signal) => {
     for (const [mins, label] of [[15, "15 minutes"], [24 * 60, "24 hours"], [7 * 24 * 60, "7 days"]]) {
-      const cursor = deliveryCursorAt(new Date(Date.now() - mins * 60000));
-      const page = await collect("/v1/deliveries", { query: { endpoint_id: id }, cursor, want: 1000, maxRequests: 5, signal });
+      const since = new Date(Date.now() - mins * 60000).toISOString();
+      const page = await collect("/v1/deliveries", { query: { endpoint_id: id, since }, want: 1000, maxRequests: 5, signal });
       if (page.items.length) return { items: page.items.slice(-10).reverse(), label, more: Boolean(page.next) || page.items.length > 10 };
     }
     return { items: [], label: "7 days" };
