@@ -673,6 +673,11 @@ fn attempt(t: &TenantId, d: &Delivery, number: u32, at: i64, code: u16) -> Attem
         latency_ms: 3,
         response_excerpt: None,
         error_kind: None,
+        sent: Some(SentRequest {
+            timestamp: at / 1000,
+            signature: format!("v1,sig{number}"),
+            custom_headers: vec!["X-Token".into()],
+        }),
     }
 }
 

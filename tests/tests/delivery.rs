@@ -1326,3 +1326,76 @@ async fn deliveries_list_by_event_time() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     assert_eq!(v["code"], "invalid_query");
 }
+
+/// Each attempt keeps the headers it was sent with: the exact timestamp and signature
+/// the receiver got, and the custom headers' names with their values redacted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_show_the_headers_they_were_sent_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let gp = Gp::start(dir.path(), &[]).await.unwrap();
+    let (_, key) = gp.tenant_with_key().await.unwrap();
+    let rx = Receiver::start(Behaviour::FailFirst(1), None).await.unwrap();
+    let ep = create_endpoint(
+        &gp,
+        &key,
+        json!({"url": rx.url(), "retry_schedule_secs": [1],
+               "headers": {"X-Api-Token": "do-not-store-me"}}),
+    )
+    .await;
+    subscribe(&gp, &key, &ep, &["sent.#"]).await;
+    publish(&gp, &key, "sent.x", &json!({"a": 1})).await;
+    rx.wait_for(|l| l.requests.len() >= 2, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let got = rx.requests();
+    let ds = deliveries(&gp, &key, &format!("endpoint_id={ep}"))
+        .await
+        .unwrap();
+    let id = ds[0]["id"].as_str().unwrap();
+    let delivery = eventually(
+        "both attempts recorded",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        async || {
+            let (_, d) = gp
+                .call(&key, Method::GET, &format!("/v1/deliveries/{id}"), None)
+                .await
+                .map_err(|e| e.to_string())?;
+            match d["attempts"].as_array().map(Vec::len) {
+                Some(2) => Ok(d),
+                other => Err(format!("{other:?} attempts")),
+            }
+        },
+    )
+    .await;
+    for (attempt, request) in delivery["attempts"].as_array().unwrap().iter().zip(&got) {
+        let headers: HashMap<String, String> = attempt["request_headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p[0].as_str().unwrap().to_owned(),
+                    p[1].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        for name in [
+            "webhook-id",
+            "webhook-timestamp",
+            "webhook-signature",
+            "gatepulse-event-id",
+            "gatepulse-topic",
+            "gatepulse-attempt",
+        ] {
+            assert_eq!(
+                headers.get(name).map(String::as_str),
+                request.header(name),
+                "{name} of attempt {}",
+                attempt["number"]
+            );
+        }
+        assert_eq!(headers["x-api-token"], "[redacted]");
+    }
+    assert!(!delivery.to_string().contains("do-not-store-me"));
+}

@@ -54,10 +54,35 @@ pub struct AttemptOut {
     pub latency_ms: u64,
     pub response_excerpt: Option<String>,
     pub error_kind: Option<String>,
+    /// The headers the request carried, as `[name, value]` pairs in the order sent
+    /// (the endpoint's custom header values shown as `[redacted]`: they are secrets);
+    /// null for an attempt that sent nothing, or one recorded before GatePulse kept them.
+    #[schema(value_type = Option<Vec<Vec<String>>>)]
+    pub request_headers: Option<Vec<[String; 2]>>,
 }
 
-impl From<Attempt> for AttemptOut {
-    fn from(a: Attempt) -> Self {
+impl AttemptOut {
+    /// `a` of `delivery`, whose event has `topic` (when it is still stored).
+    fn new(a: Attempt, delivery: &Delivery, topic: Option<&str>) -> Self {
+        let request_headers = a.sent.map(|sent| {
+            let mut h = vec![
+                pair("content-type", "application/json"),
+                pair("webhook-id", delivery.id.as_str()),
+                pair("webhook-timestamp", &sent.timestamp.to_string()),
+                pair("webhook-signature", &sent.signature),
+                pair("gatepulse-event-id", delivery.event_id.as_str()),
+            ];
+            if let Some(topic) = topic {
+                h.push(pair("gatepulse-topic", topic));
+            }
+            h.push(pair("gatepulse-attempt", &a.number.to_string()));
+            h.extend(
+                sent.custom_headers
+                    .iter()
+                    .map(|name| pair(name, crate::dispatch::REDACTED)),
+            );
+            h
+        });
         Self {
             id: a.id.to_string(),
             number: a.number,
@@ -66,8 +91,13 @@ impl From<Attempt> for AttemptOut {
             latency_ms: a.latency_ms,
             response_excerpt: a.response_excerpt,
             error_kind: a.error_kind,
+            request_headers,
         }
     }
+}
+
+fn pair(name: &str, value: &str) -> [String; 2] {
+    [name.to_owned(), value.to_owned()]
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -195,9 +225,21 @@ pub async fn get_delivery(
         .await?
         .ok_or_else(|| ApiError::not_found("delivery"))?;
     let attempts = state.store.list_attempts(tenant, &id).await?;
+    let topic = match attempts.iter().any(|a| a.sent.is_some()) {
+        true => state
+            .store
+            .get_event(tenant, &delivery.event_id)
+            .await?
+            .map(|e| e.topic),
+        false => None,
+    };
+    let attempts = attempts
+        .into_iter()
+        .map(|a| AttemptOut::new(a, &delivery, topic.as_deref()))
+        .collect();
     Ok(axum::Json(DeliveryOut {
         delivery: delivery.into(),
-        attempts: attempts.into_iter().map(AttemptOut::from).collect(),
+        attempts,
     }))
 }
 

@@ -19,6 +19,7 @@ pub mod client;
 mod health;
 pub use health::Health;
 pub use lane::is_reserved_header;
+pub use send::REDACTED;
 mod lane;
 pub mod retry;
 mod send;

@@ -15,7 +15,8 @@ use crate::clock::now_ms;
 use crate::ids::{AttemptId, EndpointId, TenantId};
 use crate::pipeline::{Lookup, OnError, SpecError, StageFailure, Transformed};
 use crate::store::{
-    Attempt, Claim, Claimed, Endpoint, EndpointKind, NextState, Outcome, RECORD_VERSION, StoreError,
+    Attempt, Claim, Claimed, Endpoint, EndpointKind, NextState, Outcome, RECORD_VERSION,
+    SentRequest, StoreError,
 };
 use crate::telemetry;
 
@@ -164,6 +165,7 @@ pub(super) async fn expire_parked(ctx: &Ctx, cutoff: i64) -> Result<usize, Store
                         ctx.settings.parked_max_age_ms / 1000
                     )),
                     error_kind: Some("parked_too_long".into()),
+                    sent: None,
                 };
                 let outcome = Outcome {
                     tenant: tenant.clone(),
@@ -208,6 +210,9 @@ pub(super) struct Response {
     /// The request reached (or was meant for) the endpoint: its answer, or its
     /// failure to answer, is the endpoint's doing.
     pub(super) sent: bool,
+    /// What the request carried that the delivery alone does not tell (kept with the
+    /// attempt); `None` when nothing was built.
+    pub(super) request: Option<SentRequest>,
 }
 
 impl Response {
@@ -219,6 +224,7 @@ impl Response {
             excerpt: Some(detail),
             error_kind: Some(kind.to_owned()),
             sent: false,
+            request: None,
         }
     }
 }
@@ -324,6 +330,7 @@ pub(super) async fn send(
         latency_ms: elapsed.as_millis() as u64,
         response_excerpt: response.excerpt,
         error_kind: response.error_kind.clone(),
+        sent: response.request,
     };
     let outcome = Outcome {
         tenant: tenant.clone(),
@@ -471,6 +478,30 @@ pub(super) async fn attempt(
     put("gatepulse-event-id", event.id.as_str());
     put("gatepulse-topic", &event.topic);
     put("gatepulse-attempt", &number.to_string());
+    let request = SentRequest {
+        timestamp,
+        signature: headers
+            .get("webhook-signature")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+        custom_headers: rt.headers.keys().map(|k| k.as_str().to_owned()).collect(),
+    };
+    let mut response = transmit(ctx, rt, delivery, event, url, headers, body).await;
+    response.request = Some(request);
+    response
+}
+
+/// Sends the built request (or hands it to the inbox) and reads the answer.
+async fn transmit(
+    ctx: &Ctx,
+    rt: &Target,
+    delivery: &crate::store::Delivery,
+    event: &crate::store::Event,
+    url: Option<reqwest::Url>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
     let Some(url) = url else {
         return capture(ctx, delivery, event, &headers, &rt.headers, &body).await;
     };
@@ -499,6 +530,7 @@ pub(super) async fn attempt(
                 excerpt: Some(strip_urls(&error_chain(&e.without_url()))),
                 error_kind: Some(kind.into()),
                 sent: true,
+                request: None,
             };
         }
     };
@@ -536,6 +568,7 @@ pub(super) async fn attempt(
         excerpt: (!excerpt.is_empty()).then(|| String::from_utf8_lossy(&excerpt).into_owned()),
         error_kind,
         sent: true,
+        request: None,
     }
 }
 
@@ -586,6 +619,7 @@ pub(super) async fn capture(
             excerpt: Some("captured by the inbox".into()),
             error_kind: None,
             sent: true,
+            request: None,
         },
         Err(e) => Response::without_sending(
             AttemptResult::Unavailable,

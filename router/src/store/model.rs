@@ -242,6 +242,22 @@ pub struct Attempt {
     pub latency_ms: u64,
     pub response_excerpt: Option<String>,
     pub error_kind: Option<String>,
+    /// What the request carried beyond what the delivery tells; `None` for an attempt
+    /// that built no request (and attempts recorded before this field existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<SentRequest>,
+}
+
+/// The parts of an attempt's request that change per attempt: the rest of its headers
+/// follow from the delivery (`webhook-id`, `gatepulse-event-id`, …).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SentRequest {
+    /// `webhook-timestamp`, Unix seconds.
+    pub timestamp: i64,
+    /// `webhook-signature` exactly as sent (signatures are not secrets).
+    pub signature: String,
+    /// The endpoint's custom header names; their values are secrets and not kept.
+    pub custom_headers: Vec<String>,
 }
 
 /// What ingest hands the store for one publish.
@@ -544,6 +560,7 @@ impl Outcome {
                 latency_ms: 0,
                 response_excerpt: Some("its event is gone or unreadable; nothing was sent".into()),
                 error_kind: Some("event_missing".into()),
+                sent: None,
             },
             next: NextState::Cancelled,
             body: None,

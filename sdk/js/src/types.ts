@@ -248,6 +248,8 @@ export interface Attempt {
   response_excerpt: string | null;
   /** `http_500`, `timeout`, `connect`, … */
   error_kind: string | null;
+  /** `[name, value]` pairs as sent (custom header values `[redacted]`); null when nothing was sent. */
+  request_headers: [string, string][] | null;
 }
 
 export interface DeliveryWithAttempts extends Delivery {

@@ -228,6 +228,9 @@ class Attempt(TypedDict):
     latency_ms: int
     response_excerpt: Optional[str]
     error_kind: Optional[str]
+    request_headers: Optional[list[list[str]]]
+    """``[name, value]`` pairs as sent (custom header values ``[redacted]``); None when
+    nothing was sent."""
 
 
 class DeliveryWithAttempts(Delivery):

@@ -86,11 +86,12 @@ export function DeliveriesPage({ q }) {
 }
 
 /**
- * The headers an attempt carried. The server does not store sent headers; they follow
- * from the delivery (API.md, "Delivery request"), except the signature and the exact
- * timestamp, and the endpoint's custom headers as they are configured now.
+ * The headers an attempt carried: as the server recorded them (`request_headers`,
+ * custom values redacted), or, for an attempt recorded before it kept them, what
+ * follows from the delivery (the signature and exact timestamp are then unknown).
  */
 function requestHeaders(d, a, ev, ep) {
+  if (a.request_headers) return a.request_headers.map(([k, v]) => [k, v]);
   const h = [
     ["content-type", "application/json"],
     ["webhook-id", d.id],

@@ -864,6 +864,7 @@ mod tests {
                 latency_ms: 1,
                 response_excerpt: None,
                 error_kind: None,
+                sent: None,
             },
             next: NextState::Succeeded,
             body: None,
