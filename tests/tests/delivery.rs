@@ -1334,7 +1334,9 @@ async fn attempts_show_the_headers_they_were_sent_with() {
     let dir = tempfile::tempdir().unwrap();
     let gp = Gp::start(dir.path(), &[]).await.unwrap();
     let (_, key) = gp.tenant_with_key().await.unwrap();
-    let rx = Receiver::start(Behaviour::FailFirst(1), None).await.unwrap();
+    let rx = Receiver::start(Behaviour::FailFirst(1), None)
+        .await
+        .unwrap();
     let ep = create_endpoint(
         &gp,
         &key,
