@@ -209,6 +209,12 @@ pub(super) struct Lane {
     /// store announced new work): a freed slot should trigger another claim. When
     /// false, only an announcement or the next-due timer brings the lane back.
     pub(super) backlog: bool,
+    /// The store announced new work while a claim was in flight. That claim may
+    /// have read the queue (and the next due time) before the commit announced, so
+    /// when it returns short the lane claims once more instead of going quiet
+    /// ([`Lane::claim_returned`]). Freed slots and timers do not set it: they bring
+    /// no work that the claim's reads could have missed.
+    pub(super) announced_while_claiming: bool,
     /// The circuit state last counted in [`CircuitCounts`].
     pub(super) circuit: &'static str,
     /// Last claim or outcome: an idle lane is dropped after a while.
@@ -226,9 +232,20 @@ impl Lane {
             bucket: None,
             disabling: false,
             backlog: true,
+            announced_while_claiming: false,
             circuit: CircuitState::Closed.as_str(),
             last_used: Instant::now(),
         }
+    }
+
+    /// A claim returned with `full` (it got all it asked for) or short: whether the
+    /// lane should claim again now. A full claim may have left more behind; a short
+    /// one saw the whole queue, unless new work was announced while it ran. Otherwise
+    /// only an announcement or the next-due timer brings the lane back.
+    pub(super) fn claim_returned(&mut self, full: bool) -> bool {
+        let woken = std::mem::take(&mut self.announced_while_claiming);
+        self.backlog = full || woken;
+        self.backlog
     }
 
     /// Nothing in flight, nothing known to wait, a closed circuit without failures
@@ -281,6 +298,26 @@ impl CircuitCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_claim_claims_again_only_when_work_was_announced_while_it_ran() {
+        let mut lane = Lane::new(Breaker::new(super::super::circuit::BreakerConfig {
+            threshold: 3,
+            cooldown_ms: 1_000,
+            max_cooldown_ms: 3_000,
+        }));
+        lane.claiming = true;
+        assert!(!lane.claim_returned(false), "nothing woke it: quiet");
+        assert!(!lane.backlog);
+        // An announcement arrives while the claim reads the queue: that claim may
+        // not see what was announced.
+        lane.announced_while_claiming = true;
+        assert!(lane.claim_returned(false));
+        assert!(lane.backlog);
+        // Consumed: the next short claim goes quiet again.
+        assert!(!lane.claim_returned(false));
+        assert!(lane.claim_returned(true), "a full claim may have left more");
+    }
 
     #[test]
     fn circuit_counts_follow_lanes() {

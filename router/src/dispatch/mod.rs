@@ -278,7 +278,7 @@ impl Engine {
                 }
             }
             for (t, e) in self.signal.take() {
-                self.make_ready(t, e);
+                self.announced(t, e);
             }
             self.fire_timers(now_ms());
             self.schedule();
@@ -337,6 +337,17 @@ impl Engine {
                 "grace period over with attempts in flight; their leases return them to the queue at next start"
             );
         }
+    }
+
+    /// The store committed new work for the endpoint.
+    fn announced(&mut self, tenant: TenantId, endpoint: EndpointId) {
+        if let Some(lane) = self.lanes.get_mut(&endpoint)
+            && lane.claiming
+        {
+            // That claim may have read the queue before this commit.
+            lane.announced_while_claiming = true;
+        }
+        self.make_ready(tenant, endpoint);
     }
 
     /// Marks an endpoint as possibly having due work and queues it for a turn.
@@ -467,6 +478,7 @@ impl Engine {
             tracing::warn!(tenant_id = %r.tenant, endpoint_id = %r.endpoint, error = %e, "claim failed; retrying shortly");
             if let Some(lane) = self.lanes.get_mut(&r.endpoint) {
                 lane.claiming = false;
+                lane.announced_while_claiming = false; // the timer looks again
             }
             self.add_timer(now_ms() + 1000, r.tenant.clone(), r.endpoint.clone());
             return;
@@ -480,12 +492,13 @@ impl Engine {
             return;
         }
         let now = now_ms();
-        if full {
+        let again = match self.lanes.get_mut(&endpoint) {
+            Some(lane) => lane.claim_returned(full),
+            None => full,
+        };
+        if again {
             self.make_ready(tenant, endpoint);
             return;
-        }
-        if let Some(lane) = self.lanes.get_mut(&endpoint) {
-            lane.backlog = false;
         }
         if let Some(at) = next_due {
             if at <= now {
