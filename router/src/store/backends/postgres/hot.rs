@@ -43,6 +43,8 @@ enum Op {
 pub(super) struct HotHandle {
     tx: mpsc::UnboundedSender<Op>,
     stopped: Arc<std::sync::atomic::AtomicBool>,
+    /// The committer's own connections, closed on stop.
+    pub(super) pool: Pool,
 }
 
 impl HotHandle {
@@ -50,18 +52,19 @@ impl HotHandle {
         let (tx, rx) = mpsc::unbounded_channel();
         let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
         tokio::spawn(collect(
-            pool,
+            pool.clone(),
             rx,
             options.commit_max_batch.max(1),
             options.commit_concurrency.max(1),
             options.stream_status,
         ));
-        Self { tx, stopped }
+        Self { tx, stopped, pool }
     }
 
     pub(super) fn stop(&self) {
         self.stopped
             .store(true, std::sync::atomic::Ordering::Release);
+        self.pool.close();
     }
 
     fn send(&self, op: Op) -> StoreResult<()> {
@@ -222,6 +225,14 @@ struct Writes {
     st_data: Vec<String>,
 }
 
+/// The deliveries that a batch's outcomes settle, locked in key order.
+pub(super) static LOCK_DELIVERIES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE (tenant, id) IN \
+         (SELECT * FROM unnest($1::text[], $2::text[])) ORDER BY tenant, id FOR UPDATE"
+    )
+});
+
 async fn transact(pool: &Pool, batch: &[Op], stream_status: bool) -> StoreResult<Vec<Decided>> {
     let mut client = pool.get().await?;
     let txn = client.transaction().await?;
@@ -276,11 +287,7 @@ async fn transact(pool: &Pool, batch: &[Op], stream_status: bool) -> StoreResult
     // What the checks need.
     let mut deliveries: HashMap<(String, String), Delivery> = HashMap::new();
     if !outcome_keys.0.is_empty() {
-        let sql = format!(
-            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE (tenant, id) IN \
-             (SELECT * FROM unnest($1::text[], $2::text[])) ORDER BY tenant, id FOR UPDATE"
-        );
-        let sql = txn.prepare_cached(&sql).await?;
+        let sql = txn.prepare_cached(&LOCK_DELIVERIES).await?;
         for r in txn.query(&sql, &[&outcome_keys.0, &outcome_keys.1]).await? {
             let d = delivery_from_row(&r)?;
             deliveries.insert((d.tenant_id.to_string(), d.id.to_string()), d);

@@ -18,11 +18,14 @@
 mod audit;
 mod hot;
 mod import;
+#[cfg(test)]
+mod plans;
 mod queue;
 mod reads;
 mod records;
 mod retention;
 pub mod schema;
+mod stats;
 mod tail;
 
 use std::sync::{Arc, Mutex};
@@ -89,6 +92,7 @@ pub struct PgStore {
     feed: Arc<CommitFeed>,
     hot: hot::HotHandle,
     tail: tail::TailHandle,
+    stats: stats::StatsHandle,
     options: PgOptions,
 }
 
@@ -283,6 +287,19 @@ pub(super) fn limit_of(page: &PageRequest) -> usize {
     page.limit.max(1)
 }
 
+/// Planner settings for connections whose every statement reaches its rows by key:
+/// the claims and the group commit. Their plans are prepared once per connection,
+/// often while the tables are still empty, and the statistics lag a queue that
+/// changes by thousands of rows a second, so the planner otherwise keeps plans made
+/// for empty tables: measured under load, sequential scans and hash joins over
+/// `deliveries` (the outcome's row locks: 17 ms for one row of 49,600) and
+/// `delivery_queue` (a claim of 48: 17–22 ms against ~1 ms), and bitmap scans that
+/// read and sort an endpoint's whole queue (8.7 ms against 1.2 ms with 5,000 queued).
+/// Switched off, a scan that is never right for these statements costs what it
+/// should; none of them is without an index path.
+const KEYED_ONLY: &str = "-c enable_bitmapscan=off -c enable_seqscan=off \
+    -c enable_hashjoin=off -c enable_mergejoin=off";
+
 impl PgStore {
     /// Connects, migrates (under an advisory lock) and starts the group committer
     /// and the commit-feed tail. Fails with an instruction when the database cannot
@@ -304,45 +321,20 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("gatepulse");
         }
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(options.pool_size.max(2))
-            .wait_timeout(Some(options.connect_timeout))
-            .create_timeout(Some(options.connect_timeout))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .map_err(|e| StoreError::Backend(format!("postgres pool: {e}")))?;
-        // Claims may be forgotten by a crash (the delivery is then simply queued
-        // again: `Store::claim_due`), so they commit without waiting for the WAL
-        // flush; the next durable commit makes them durable. The pool serves claims
-        // only, and a claim must walk `delivery_queue_due` in order and stop after
-        // `LIMIT` rows: on a queue table that changes faster than `ANALYZE` follows,
-        // the planner otherwise estimates a handful of rows and picks a bitmap scan
-        // that reads and sorts the endpoint's whole queue (measured: 8.7 ms against
-        // 1.2 ms with 5,000 queued, and ~100 ms under load).
+        let pool = Self::pool(config.clone(), options.pool_size.max(2), &options)?;
+        // The claims and the group commit each have connections of their own, on
+        // which nothing else runs, so that the planner can be told what their
+        // statements need (`KEYED_ONLY`). Claims may be forgotten by a crash (the
+        // delivery is then simply queued again: `Store::claim_due`), so they commit
+        // without waiting for the WAL flush; the next durable commit makes them
+        // durable.
         let mut relaxed_config = config.clone();
-        relaxed_config.options(
-            format!("{search_path} -c synchronous_commit=off -c enable_bitmapscan=off").trim(),
-        );
-        let relaxed = Pool::builder(Manager::from_config(
-            relaxed_config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        ))
-        .max_size(4)
-        .wait_timeout(Some(options.connect_timeout))
-        .create_timeout(Some(options.connect_timeout))
-        .runtime(deadpool_postgres::Runtime::Tokio1)
-        .build()
-        .map_err(|e| StoreError::Backend(format!("postgres pool: {e}")))?;
+        relaxed_config
+            .options(format!("{search_path} -c synchronous_commit=off {KEYED_ONLY}").trim());
+        let relaxed = Self::pool(relaxed_config, 4, &options)?;
+        let mut hot_config = config.clone();
+        hot_config.options(format!("{search_path} {KEYED_ONLY}").trim());
+        let hot_pool = Self::pool(hot_config, options.commit_concurrency.max(1) + 1, &options)?;
         if let Some(name) = &options.schema {
             // Before any pooled connection uses it as its search path.
             let (client, conn) = config.connect(NoTls).await.map_err(|e| {
@@ -367,8 +359,9 @@ impl PgStore {
             let _ = task.await;
         }
         let (meta, read_only) = Self::prepare(&pool).await?;
-        let hot = hot::HotHandle::spawn(pool.clone(), &options);
+        let hot = hot::HotHandle::spawn(hot_pool, &options);
         let tail = tail::TailHandle::spawn(pool.clone(), config, feed.clone(), &options).await?;
+        let stats = stats::StatsHandle::spawn(pool.clone());
         Ok(Self {
             pool,
             relaxed,
@@ -377,8 +370,27 @@ impl PgStore {
             feed,
             hot,
             tail,
+            stats,
             options,
         })
+    }
+
+    /// A connection pool on `config`.
+    fn pool(config: tokio_postgres::Config, size: usize, options: &PgOptions) -> StoreResult<Pool> {
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        Pool::builder(manager)
+            .max_size(size)
+            .wait_timeout(Some(options.connect_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Backend(format!("postgres pool: {e}")))
     }
 
     /// Creates or migrates the schema; reads the metadata.
@@ -504,6 +516,7 @@ impl Store for PgStore {
     fn close(&self) {
         self.hot.stop();
         self.tail.stop();
+        self.stats.stop();
         self.pool.close();
         self.relaxed.close();
     }

@@ -43,23 +43,36 @@ fn qualified(table: &str, columns: &str) -> String {
 /// event, in due order. The first CTE is materialized so that the planner cannot turn
 /// the `LIMIT` into "lock more rows than asked"; the event is a left join so that a
 /// delivery whose event is gone still comes back (and is settled).
-static CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+///
+/// Each step must touch only its own rows whatever the statistics say, since the
+/// queue changes faster than `ANALYZE` follows:
+/// - the queue rows go by the `ctid`s just locked (a TID scan), never by a join the
+///   planner may turn into a scan of the whole queue;
+/// - the deliveries go by primary key. Their status test is a `CASE`, which no index
+///   predicate can be proved from: written as `status IN (…)`, it let the planner
+///   pick the partial index `deliveries_open (tenant, status, id)` on a table it
+///   believed empty, and walk every open delivery of the tenant for each row
+///   (measured: 85 ms per claim of 48 with 5,000 queued, 1.7 ms per row). The other
+///   index that starts with `tenant` looks as cheap as the key to a planner without
+///   statistics; `stats.rs` keeps them current.
+pub(super) static CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH c AS MATERIALIZED (
-            SELECT tenant, delivery_id FROM delivery_queue
+            SELECT ctid FROM delivery_queue
             WHERE endpoint_id = $1 AND due <= $2
             ORDER BY due, delivery_id LIMIT $3
             FOR UPDATE SKIP LOCKED
         ), q AS (
-            DELETE FROM delivery_queue dq USING c
-            WHERE dq.tenant = c.tenant AND dq.delivery_id = c.delivery_id
+            DELETE FROM delivery_queue dq
+            WHERE dq.ctid = ANY(ARRAY(SELECT ctid FROM c))
             RETURNING dq.tenant, dq.delivery_id, dq.due
         ), u AS (
             UPDATE deliveries d SET status = 'in_flight', claimed_by = $4, lease_until = $5,
                 lease_token = d.lease_token + 1, updated_at = $2
             FROM q
             WHERE d.tenant = q.tenant AND d.id = q.delivery_id
-                AND d.status IN ('pending', 'retrying')
+                AND CASE d.status WHEN 'pending' THEN true WHEN 'retrying' THEN true
+                    ELSE false END
             RETURNING q.due AS claim_due, {}
         )
         SELECT u.claim_due, {}, {}
