@@ -82,6 +82,7 @@ pub struct Config {
     pub stream: StreamConfig,
     pub plugins: PluginsConfig,
     pub console: ConsoleConfig,
+    pub tracing: TracingConfig,
     /// Set by `gp serve --dev`; not a file key.
     #[serde(skip)]
     pub dev: bool,
@@ -192,6 +193,41 @@ pub struct ConsoleConfig {
     /// Serve the console's files from this directory instead of the copy built into
     /// the binary (empty: the built-in copy). For working on the console.
     pub assets_dir: PathBuf,
+}
+
+/// OpenTelemetry trace export (`[tracing]`, docs/observability.md#tracing).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingConfig {
+    /// OTLP/HTTP endpoint (`http://collector:4318`; `/v1/traces` is appended unless
+    /// given). Empty: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, then
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`; none of them: tracing is off.
+    pub otlp_endpoint: String,
+    /// Headers sent with every export (credentials of a hosted backend); added to
+    /// those of `OTEL_EXPORTER_OTLP_HEADERS`. Never logged.
+    pub otlp_headers: std::collections::BTreeMap<String, String>,
+    /// `service.name` of the spans.
+    pub service_name: String,
+    /// Share of new traces kept (0.0–1.0). A publish that carries a `traceparent`
+    /// follows its sampled flag instead.
+    pub sample_ratio: f64,
+    /// Finished spans waiting for export at most; more are dropped (and counted).
+    pub max_queue_spans: usize,
+    /// Timeout of one export request.
+    pub export_timeout_secs: u64,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: String::new(),
+            otlp_headers: std::collections::BTreeMap::new(),
+            service_name: "gatepulse".into(),
+            sample_ratio: 1.0,
+            max_queue_spans: 4096,
+            export_timeout_secs: 10,
+        }
+    }
 }
 
 /// Limits of the WASM plugin sandbox (`[plugins]`, docs/plugins.md).
@@ -545,6 +581,14 @@ impl Config {
                 ));
             }
         }
+        let t = &self.tracing;
+        if !(0.0..=1.0).contains(&t.sample_ratio) {
+            return Err(invalid(
+                "tracing.sample_ratio",
+                "must be between 0.0 and 1.0",
+            ));
+        }
+        positive("tracing.max_queue_spans", t.max_queue_spans)?;
         let api = &self.api;
         positive("api.max_body_bytes", api.max_body_bytes)?;
         positive("api.max_payload_bytes", api.max_payload_bytes)?;

@@ -17,6 +17,7 @@ pub mod destination;
 pub mod dispatch;
 pub mod ids;
 pub mod ingest;
+pub mod otel;
 pub mod pipeline;
 pub mod retention;
 pub mod secrets;

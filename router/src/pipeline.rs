@@ -604,6 +604,7 @@ mod tests {
             payload: serde_json::value::RawValue::from_string("{\"x\":1}".into()).unwrap(),
             idempotency_key: None,
             created_at: 0,
+            traceparent: None,
         };
         let input = plugin_input(&event, br#"{"y":[1,2]}"#);
         let v: Value = serde_json::from_slice(&input).unwrap();

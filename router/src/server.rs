@@ -35,6 +35,8 @@ pub enum ServeError {
     Dev(String),
     #[error("http server: {0}")]
     Http(std::io::Error),
+    #[error(transparent)]
+    Tracing(#[from] crate::otel::TracingError),
 }
 
 /// Dev-mode credentials as written to the data dir.
@@ -136,12 +138,14 @@ pub async fn run(
         crate::stream::session::Streams::hub_config(&config.stream),
     ));
     let signal = Arc::new(store::QueueSignal::default());
+    let tracer = crate::otel::Tracer::start(&config.tracing, &|name| std::env::var(name).ok())?;
     let (dispatch, dispatcher) = crate::dispatch::start(
         &config,
         dyn_store.clone(),
         keys.clone(),
         pipelines.clone(),
         signal.clone(),
+        tracer.clone(),
         stop_rx.clone(),
     )
     .map_err(|e| ServeError::Http(std::io::Error::other(e)))?;
@@ -173,6 +177,7 @@ pub async fn run(
         ready: ready.clone(),
         pipelines,
         streams: streams.clone(),
+        tracer,
     });
     let app = api::app(state);
     let stream_runtime = StreamRuntime(Some(

@@ -44,6 +44,7 @@ pub const STREAM_RESETS_TOTAL: &str = "gatepulse_stream_resets_total";
 pub const CONNECTIONS_OPEN: &str = "gatepulse_connections_open";
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "gatepulse_connections_refused_total";
 pub const CLUSTER_LEADER: &str = "gatepulse_cluster_leader";
+pub const TRACE_SPANS_DROPPED_TOTAL: &str = "gatepulse_trace_spans_dropped_total";
 
 /// Every metric name this build exports (checked against the dashboards by a test).
 pub const ALL_METRICS: &[&str] = &[
@@ -78,6 +79,7 @@ pub const ALL_METRICS: &[&str] = &[
     CONNECTIONS_OPEN,
     CONNECTIONS_REFUSED_TOTAL,
     CLUSTER_LEADER,
+    TRACE_SPANS_DROPPED_TOTAL,
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -195,6 +197,10 @@ fn describe() {
          max_connections, max_connections_per_ip)."
     );
     describe_counter!(
+        TRACE_SPANS_DROPPED_TOTAL,
+        "Finished trace spans not exported: the export queue (tracing.max_queue_spans) was full or the OTLP collector did not accept them."
+    );
+    describe_counter!(
         ENDPOINTS_AUTO_DISABLED_TOTAL,
         "Endpoints disabled automatically (410 Gone or failing too long)."
     );
@@ -275,6 +281,10 @@ pub fn record_http(route: &str, method: &str, status: u16, elapsed: Duration) {
         "method" => method.to_owned()
     )
     .record(elapsed.as_secs_f64());
+}
+
+pub fn record_trace_spans_dropped(n: u64) {
+    counter!(TRACE_SPANS_DROPPED_TOTAL).increment(n);
 }
 
 pub fn record_publish(deduped: bool) {

@@ -65,6 +65,10 @@ fn subscription(t: &TenantId, e: &EndpointId) -> Subscription {
     }
 }
 
+/// The trace context every test event carries (kept with the event, handed back with
+/// every claim: the parent of its attempts' spans).
+const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
 fn new_event(
     t: &TenantId,
     key: Option<&str>,
@@ -79,6 +83,7 @@ fn new_event(
         payload: RawValue::from_string(r#"{"amount":42,"name":"é"}"#.into()).unwrap(),
         idempotency_key: key.map(str::to_owned),
         created_at: at,
+        traceparent: Some(TRACEPARENT.into()),
         deliveries: subs
             .iter()
             .enumerate()
@@ -609,6 +614,7 @@ async fn events_are_stored_with_pending_deliveries(store: Arc<dyn Store>) {
         r#"{"amount":42,"name":"é"}"#,
         "payload kept byte for byte"
     );
+    assert_eq!(got.traceparent.as_deref(), Some(TRACEPARENT));
     assert!(store.get_event(&b.id, &id).await.unwrap().is_none());
 
     let q = DeliveryQuery {
@@ -717,6 +723,7 @@ async fn the_stream_interleaves_events_and_attempt_statuses(store: Arc<dyn Store
     let claimed = store.claim_due(claim(&t, &e1, 2_000, 10)).await.unwrap();
     assert_eq!(claimed.len(), 3);
     for c in &claimed {
+        assert_eq!(c.event.traceparent.as_deref(), Some(TRACEPARENT));
         let d = &c.delivery;
         let recorded = store
             .record_outcome(Outcome {

@@ -91,6 +91,7 @@ fn event(t: &TenantId, i: u64) -> NewEvent {
         payload: RawValue::from_string(format!(r#"{{"n":{i}}}"#)).unwrap(),
         idempotency_key: None,
         created_at: 1_700_000_000_000,
+        traceparent: None,
         deliveries: vec![],
     }
 }
@@ -161,14 +162,15 @@ async fn a_tail_sees_every_writers_cursor_once_and_in_order() {
 async fn a_newer_schema_opens_read_only_and_refuses_writes() {
     let schema = Schema::new();
     let store = schema.open().await;
-    // Version 3: secrets sealed (2), stream positions with their topic (3).
-    assert_eq!(store.meta().version, 3);
+    // Version 4: secrets sealed (2), stream positions with their topic (3), events
+    // with their trace context (4).
+    assert_eq!(store.meta().version, 4);
     assert!(store.read_only_reason().is_none());
     store.close();
-    // A schema of version 1 (before encryption at rest) is migrated on open, to 3.
+    // A schema of version 1 (before encryption at rest) is migrated on open, to 4.
     sql(&format!("UPDATE {}.gp_meta SET version = 1", schema.0)).await;
     let migrated = schema.open().await;
-    assert_eq!(migrated.meta().version, 3);
+    assert_eq!(migrated.meta().version, 4);
     assert!(migrated.read_only_reason().is_none());
     migrated.close();
     sql(&format!("UPDATE {}.gp_meta SET version = 99", schema.0)).await;

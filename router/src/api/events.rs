@@ -173,7 +173,35 @@ fn into_publish(body: EventIn, header: Option<&String>) -> Result<Publish, ApiEr
         topic: body.topic,
         payload: body.payload,
         idempotency_key: key,
+        traceparent: None,
     })
+}
+
+/// The publisher's `traceparent`, when its request carries one.
+fn traceparent(headers: &HeaderMap) -> Option<&str> {
+    headers.get("traceparent").and_then(|v| v.to_str().ok())
+}
+
+/// Ends a publish span with the answer's status.
+fn end_publish_span<T>(
+    span: Option<crate::otel::Span>,
+    tenant: &str,
+    result: &Result<T, ApiError>,
+    status: impl FnOnce(&T) -> u16,
+) {
+    let Some(mut span) = span else {
+        return;
+    };
+    span.set("gatepulse.tenant_id", tenant);
+    span.set("http.request.method", "POST");
+    match result {
+        Ok(out) => span.set("http.response.status_code", status(out)),
+        Err(e) => {
+            span.set("http.response.status_code", e.status.as_u16());
+            span.fail(e.code);
+        }
+    }
+    span.end();
 }
 
 /// Publishes one event. Answers after the event and its deliveries are on disk.
@@ -190,14 +218,30 @@ pub async fn create_event(
     ApiJson(body): ApiJson<EventIn>,
 ) -> Result<(StatusCode, axum::Json<PublishOut>), ApiError> {
     let tenant = principal.tenant_for(Scope::EventsWrite)?;
-    let publish = into_publish(body, header_key(&headers)?.as_ref())?;
-    state.ingest.validate(&publish)?;
-    let mut outcomes = state.ingest.publish(tenant, vec![publish]).await?;
-    let outcome = outcomes
-        .pop()
-        .ok_or_else(ApiError::internal)?
-        .map_err(|o| overloaded(&state, o))?;
-    Ok((StatusCode::ACCEPTED, axum::Json(outcome.into())))
+    let mut span = state.tracer.start_span(
+        "POST /v1/events",
+        crate::otel::SpanKind::Server,
+        traceparent(&headers),
+    );
+    let result = async {
+        let mut publish = into_publish(body, header_key(&headers)?.as_ref())?;
+        publish.traceparent = span.as_ref().map(|s| s.context().traceparent());
+        if let Some(span) = span.as_mut() {
+            span.set("gatepulse.topic", publish.topic.as_str());
+        }
+        state.ingest.validate(&publish)?;
+        let mut outcomes = state.ingest.publish(tenant, vec![publish]).await?;
+        outcomes
+            .pop()
+            .ok_or_else(ApiError::internal)?
+            .map_err(|o| overloaded(&state, o))
+    }
+    .await;
+    if let (Some(span), Ok(o)) = (span.as_mut(), &result) {
+        span.set("gatepulse.event_id", o.id.as_str());
+    }
+    end_publish_span(span, tenant.as_str(), &result, |_| 202);
+    Ok((StatusCode::ACCEPTED, axum::Json(result?.into())))
 }
 
 /// Publishes several events in one durable commit; each item answers for itself.
@@ -209,9 +253,29 @@ pub async fn create_events_batch(
     State(state): State<AppState>,
     principal: Principal,
     _slot: PublishSlot,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<BatchIn>,
 ) -> Result<(StatusCode, axum::Json<BatchOut>), ApiError> {
     let tenant = principal.tenant_for(Scope::EventsWrite)?;
+    let span = state.tracer.start_span(
+        "POST /v1/events/batch",
+        crate::otel::SpanKind::Server,
+        traceparent(&headers),
+    );
+    let trace = span.as_ref().map(|s| s.context().traceparent());
+    let result = publish_batch(&state, tenant, body, trace).await;
+    end_publish_span(span, tenant.as_str(), &result, |_| 202);
+    Ok((StatusCode::ACCEPTED, axum::Json(result?)))
+}
+
+/// A batch's events, each validated on its own; the valid ones stored together,
+/// all children of the request's span (`trace`).
+async fn publish_batch(
+    state: &AppState,
+    tenant: &crate::ids::TenantId,
+    body: BatchIn,
+    trace: Option<String>,
+) -> Result<BatchOut, ApiError> {
     let max = state.config.api.max_batch_events;
     if body.events.is_empty() || body.events.len() > max {
         return Err(ApiError::invalid_field(
@@ -225,6 +289,10 @@ pub async fn create_events_batch(
     for raw in &body.events {
         let item = parse_json::<EventIn>(raw.get().as_bytes())
             .and_then(|e| into_publish(e, None))
+            .map(|mut p| {
+                p.traceparent.clone_from(&trace);
+                p
+            })
             .and_then(|p| {
                 state
                     .ingest
@@ -248,7 +316,7 @@ pub async fn create_events_batch(
             Ok(i) => match outcomes.get(i).cloned() {
                 Some(Ok(o)) => BatchItemOut::Ok(o.into()),
                 Some(Err(overload)) => BatchItemOut::Err {
-                    error: overloaded(&state, overload).to_json(),
+                    error: overloaded(state, overload).to_json(),
                 },
                 None => BatchItemOut::Err {
                     error: ApiError::internal().to_json(),
@@ -257,7 +325,7 @@ pub async fn create_events_batch(
             Err(e) => BatchItemOut::Err { error: e.to_json() },
         })
         .collect();
-    Ok((StatusCode::ACCEPTED, axum::Json(BatchOut { data })))
+    Ok(BatchOut { data })
 }
 
 /// Lists events in stream order.

@@ -71,6 +71,8 @@ pub struct AppInner {
     pub pipelines: Arc<crate::pipeline::Pipelines>,
     /// Stream (SSE) connections: limits, count, shutdown signal.
     pub streams: Arc<crate::stream::session::Streams>,
+    /// Spans of publishes (off unless tracing is configured).
+    pub tracer: crate::otel::Tracer,
 }
 
 impl AppState {

@@ -555,6 +555,7 @@ pub async fn preview_subscription(
             .map_err(|_| ApiError::internal())?,
         idempotency_key: None,
         created_at: now,
+        traceparent: None,
     };
     let mut reports = Vec::new();
     let result = state

@@ -176,6 +176,8 @@ struct Ctx {
     settings: Settings,
     node: String,
     done: mpsc::UnboundedSender<Done>,
+    /// Spans of delivery attempts (off unless tracing is configured).
+    tracer: crate::otel::Tracer,
 }
 
 /// Starts the engine. It stops when `shutdown` turns true, after in-flight sends finish
@@ -186,6 +188,7 @@ pub fn start(
     keys: Arc<Keyring>,
     pipelines: Arc<Pipelines>,
     signal: Arc<QueueSignal>,
+    tracer: crate::otel::Tracer,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(DispatchHandle, tokio::task::JoinHandle<()>), reqwest::Error> {
     let settings = Settings::from_config(config);
@@ -200,6 +203,7 @@ pub fn start(
         settings,
         node: format!("node-{:08x}", rand::random::<u32>()),
         done: done_tx,
+        tracer,
     });
     let engine = Engine {
         ctx,

@@ -282,7 +282,17 @@ pub(super) async fn send(
         Some(t) => match prepare(&ctx, &tenant, &delivery, &event).await {
             Prepared::Send { body, keep: k } => {
                 keep = k;
-                attempt(&ctx, t, &delivery, &event, number, body).await
+                let mut span = ctx.tracer.start_span(
+                    "POST",
+                    crate::otel::SpanKind::Client,
+                    event.traceparent.as_deref(),
+                );
+                let trace = span.as_ref().map(|s| *s.context());
+                let response = attempt(&ctx, t, &delivery, &event, number, body, trace).await;
+                if let Some(span) = span.take() {
+                    end_attempt_span(span, t, &tenant, &delivery, &event, number, &response);
+                }
+                response
             }
             Prepared::Dropped => Response::without_sending(
                 AttemptResult::Skipped,
@@ -437,7 +447,41 @@ pub(super) async fn prepare(
     }
 }
 
-/// Sends one attempt over HTTP (or hands it to the inbox).
+/// Ends an attempt's span with what the attempt did (never the URL: it may hold a
+/// token; only its host).
+fn end_attempt_span(
+    mut span: crate::otel::Span,
+    rt: &Target,
+    tenant: &TenantId,
+    delivery: &crate::store::Delivery,
+    event: &crate::store::Event,
+    number: u32,
+    response: &Response,
+) {
+    span.set("gatepulse.tenant_id", tenant.as_str());
+    span.set("gatepulse.event_id", event.id.as_str());
+    span.set("gatepulse.delivery_id", delivery.id.as_str());
+    span.set("gatepulse.endpoint_id", delivery.endpoint_id.as_str());
+    span.set("gatepulse.topic", event.topic.as_str());
+    span.set("gatepulse.attempt", number);
+    span.set("http.request.method", "POST");
+    if let Ok(url) = &rt.url
+        && let Some(host) = url.host_str()
+    {
+        span.set("server.address", host);
+    }
+    if let Some(code) = response.status {
+        span.set("http.response.status_code", code);
+    }
+    if let Some(kind) = &response.error_kind {
+        span.set("error.type", kind.as_str());
+        span.fail(kind.as_str());
+    }
+    span.end();
+}
+
+/// Sends one attempt over HTTP (or hands it to the inbox). `trace` is the attempt
+/// span's context, sent as `traceparent` (tracing on).
 pub(super) async fn attempt(
     ctx: &Ctx,
     rt: &Target,
@@ -445,6 +489,7 @@ pub(super) async fn attempt(
     event: &crate::store::Event,
     number: u32,
     body: bytes::Bytes,
+    trace: Option<crate::otel::SpanContext>,
 ) -> Response {
     // The endpoint's own settings forbid sending: that counts against it.
     let refused = |kind: &str, detail: String| Response {
@@ -478,6 +523,9 @@ pub(super) async fn attempt(
     put("gatepulse-event-id", event.id.as_str());
     put("gatepulse-topic", &event.topic);
     put("gatepulse-attempt", &number.to_string());
+    if let Some(trace) = trace {
+        put("traceparent", &trace.traceparent());
+    }
     let request = SentRequest {
         timestamp,
         signature: headers

@@ -92,6 +92,8 @@ pub struct Publish {
     pub topic: String,
     pub payload: Box<RawValue>,
     pub idempotency_key: Option<String>,
+    /// The publish span's trace context, kept with the event (tracing on).
+    pub traceparent: Option<String>,
 }
 
 /// One subscription as the index sees it.
@@ -465,6 +467,7 @@ impl Ingest {
                 payload: p.payload,
                 idempotency_key: p.idempotency_key,
                 created_at: now,
+                traceparent: p.traceparent,
                 deliveries,
             });
         }

@@ -154,6 +154,10 @@ pub struct Event {
     pub payload: Box<RawValue>,
     pub idempotency_key: Option<String>,
     pub created_at: i64,
+    /// The W3C trace context of the publish span (`docs/observability.md#tracing`),
+    /// kept while tracing is on: the parent of every attempt's span.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -269,6 +273,8 @@ pub struct NewEvent {
     pub payload: Box<RawValue>,
     pub idempotency_key: Option<String>,
     pub created_at: i64,
+    /// The publish span's trace context (see [`Event::traceparent`]).
+    pub traceparent: Option<String>,
     /// One pending delivery is created per entry, in the same transaction.
     pub deliveries: Vec<NewDelivery>,
 }

@@ -195,6 +195,7 @@ struct Writes {
     ev_created: Vec<i64>,
     ev_key: Vec<Option<String>>,
     ev_payload: Vec<String>,
+    ev_trace: Vec<Option<String>>,
     // idempotency
     idem_tenant: Vec<String>,
     idem_key: Vec<String>,
@@ -397,6 +398,7 @@ fn append_one(
     w.ev_created.push(ev.created_at);
     w.ev_key.push(ev.idempotency_key.clone());
     w.ev_payload.push(ev.payload.get().to_owned());
+    w.ev_trace.push(ev.traceparent.clone());
     if let Some(key) = ev.idempotency_key.as_deref() {
         w.idem_tenant.push(t.to_owned());
         w.idem_key.push(key.to_owned());
@@ -528,9 +530,9 @@ async fn exec(
 }
 
 const INSERT_EVENTS: &str = "INSERT INTO events (tenant, cursor, id, topic, created_at, \
-     idempotency_key, payload, record_version) \
-     SELECT t, c, i, tp, ca, k, p, $8 FROM unnest($1::text[], $2::int8[], $3::text[], \
-     $4::text[], $5::int8[], $6::text[], $7::text[]) AS u(t, c, i, tp, ca, k, p)";
+     idempotency_key, payload, record_version, traceparent) \
+     SELECT t, c, i, tp, ca, k, p, $8, tr FROM unnest($1::text[], $2::int8[], $3::text[], \
+     $4::text[], $5::int8[], $6::text[], $7::text[], $9::text[]) AS u(t, c, i, tp, ca, k, p, tr)";
 const UPSERT_IDEMPOTENCY: &str = "INSERT INTO idempotency (tenant, key, cursor, created_at, \
      event_id) SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[]) \
      ON CONFLICT (tenant, key) DO UPDATE SET cursor = EXCLUDED.cursor, \
@@ -614,7 +616,7 @@ async fn write(
             heads.2.push(row.queued);
         }
     }
-    let p_events: [&(dyn ToSql + Sync); 8] = [
+    let p_events: [&(dyn ToSql + Sync); 9] = [
         &w.ev_tenant,
         &w.ev_cursor,
         &w.ev_id,
@@ -623,6 +625,7 @@ async fn write(
         &w.ev_key,
         &w.ev_payload,
         &version,
+        &w.ev_trace,
     ];
     let p_idem: [&(dyn ToSql + Sync); 5] = [&idem.0, &idem.1, &idem.2, &idem.3, &idem.4];
     let p_new: [&(dyn ToSql + Sync); 7] = [

@@ -146,7 +146,7 @@ async fn insert(txn: &deadpool_postgres::Transaction<'_>, record: &Exported) -> 
         Exported::Event(e) => {
             txn.execute(
                 "INSERT INTO events (tenant, cursor, id, topic, created_at, idempotency_key, \
-                 payload, record_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                 payload, record_version, traceparent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 &[
                     &e.tenant_id.as_str(),
                     &big(e.cursor),
@@ -156,6 +156,7 @@ async fn insert(txn: &deadpool_postgres::Transaction<'_>, record: &Exported) -> 
                     &e.idempotency_key,
                     &e.payload.get(),
                     &i32::try_from(e.record_version).unwrap_or(1),
+                    &e.traceparent,
                 ],
             )
             .await?;

@@ -246,7 +246,7 @@ pub(super) fn delivery_at(row: &tokio_postgres::Row, at: usize) -> StoreResult<D
 
 /// The columns of `events`, in the order [`event_from_row`] reads them.
 pub(super) const EVENT_COLUMNS: &str =
-    "tenant, cursor, id, topic, created_at, idempotency_key, payload, record_version";
+    "tenant, cursor, id, topic, created_at, idempotency_key, payload, record_version, traceparent";
 
 pub(super) fn event_from_row(row: &tokio_postgres::Row) -> StoreResult<Event> {
     event_at(row, 0)
@@ -269,6 +269,7 @@ pub(super) fn event_at(row: &tokio_postgres::Row, at: usize) -> StoreResult<Even
         idempotency_key: row.try_get(at + 5)?,
         payload,
         record_version: u32::try_from(row.try_get::<_, i32>(at + 7)?).unwrap_or(1),
+        traceparent: row.try_get(at + 8)?,
     })
 }
 

@@ -425,6 +425,7 @@ pub(super) async fn stream_page(
                     })?,
                     idempotency_key: r.try_get(4)?,
                     created_at,
+                    traceparent: None,
                 };
                 Ok(Arc::new(StreamItem::from_event(&event)))
             })

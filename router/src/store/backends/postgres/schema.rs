@@ -7,13 +7,20 @@
 //! small however long the delivery history grows.
 
 /// The schema version this build writes (`gp_meta.version`).
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Migration `n` takes the schema from version `n` to `n + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// Key of the advisory lock held while migrating.
 pub const MIGRATION_LOCK: i64 = 0x6770_6d69_6772_6174; // "gpmigrat"
+
+/// 3 → 4: an event keeps its publish span's trace context (tracing); endpoints may
+/// hold Ed25519 signing keys (`signature_schemes`, v1a), which a build that predates
+/// them would drop on update: the version keeps such builds read-only.
+const V4: &str = r#"
+ALTER TABLE events ADD COLUMN IF NOT EXISTS traceparent text COLLATE "C";
+"#;
 
 /// 2 → 3: stream positions of topics other than `deliveries.status` (audit records)
 /// share `stream_status`, with their topic (`NULL`: `deliveries.status`).

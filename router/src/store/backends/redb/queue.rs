@@ -38,6 +38,8 @@ pub(super) struct EventRef<'a> {
     payload: &'a RawValue,
     idempotency_key: Option<&'a str>,
     created_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traceparent: Option<&'a str>,
 }
 
 /// An event encoded for storage before it reaches the writer.
@@ -65,6 +67,7 @@ impl PreparedEvent {
             payload: &ev.payload,
             idempotency_key: ev.idempotency_key.as_deref(),
             created_at: ev.created_at,
+            traceparent: ev.traceparent.as_deref(),
         })
         .map_err(|e| StoreError::Backend(format!("encode event: {e}")))?;
         let deliveries = ev
@@ -793,6 +796,7 @@ mod tests {
             payload: RawValue::from_string("{}".into()).unwrap(),
             idempotency_key: None,
             created_at: at,
+            traceparent: None,
         }
     }
 
