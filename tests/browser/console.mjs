@@ -555,14 +555,29 @@ async function desktop(browser) {
   await form.getByLabel("Name", { exact: true }).fill("console-limited");
   await form.getByLabel(/events:write/).uncheck();
   await form.getByLabel(/endpoints:manage/).check();
+  // An end date thirty days from now, written in the viewer's zone (the browser's, not
+  // this script's).
+  const [local, endsMs] = await page.evaluate(() => {
+    const d = new Date(Date.now() + 30 * 86_400_000);
+    const pad = (n) => String(n).padStart(2, "0");
+    return [`${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`, d.getTime()];
+  });
+  const ends = new Date(endsMs);
+  await form.getByLabel("Expires (optional)").fill(local);
   await page.getByRole("button", { name: "Create key" }).click();
   const secretKey = (await page.locator("#new-key-value").textContent()).trim();
   check(secretKey.startsWith("gpk_"), "the new key is not shown");
+  check((await page.locator("#new-key").textContent()).includes("Expires"), "the new key's end date is not shown");
   await shot(page, "keys", { doc: true });
   await page.getByRole("button", { name: "I have stored it" }).click();
   check((await page.locator("#new-key-value").count()) === 0, "the key is still shown after dismissing it");
   const keyRow = page.locator('#keys tr[data-key-name="console-limited"]');
   const keyId = await keyRow.getAttribute("data-key-id");
+  const expiresCell = keyRow.locator(".key-expires time");
+  await expiresCell.waitFor();
+  const expiresUtc = Date.parse(await expiresCell.getAttribute("datetime"));
+  check(Math.abs(expiresUtc - Math.floor(ends.getTime() / 60_000) * 60_000) < 60_000, `the key expires at ${expiresUtc}, not at the chosen ${ends.toISOString()}`);
+  await keyRow.locator(".badge", { hasText: "active" }).waitFor();
 
   // A second tab signed in with the limited key: what it lacks is disabled, with why.
   const limited = await browser.newContext({ viewport: { width: 1280, height: 900 } });

@@ -54,7 +54,7 @@ export function Loading({ label = "Loading…" }) {
 const STATUS_KIND = {
   succeeded: "ok", delivered: "ok", healthy: "ok", closed: "ok", enabled: "ok", active: "ok",
   pending: "info", in_flight: "info", retrying: "warn", half_open: "warn", degraded: "warn", paused: "muted",
-  dead: "bad", failing: "bad", open: "bad", cancelled: "muted", revoked: "muted", idle: "muted",
+  dead: "bad", failing: "bad", open: "bad", cancelled: "muted", revoked: "muted", expired: "warn", idle: "muted",
 };
 
 export function Badge({ status, children }) {

@@ -38,11 +38,16 @@ function NewTenant() {
 function NewKey({ tenant, onCreated }) {
   const [name, setName] = useState("");
   const [scopes, setScopes] = useState(new Set(["events:write", "events:read"]));
+  const [expires, setExpires] = useState("");
   const id = useId("kn");
   const create = useAction(async () => {
-    const out = await post(`/v1/tenants/${tenant}/keys`, { name: name.trim(), scopes: [...scopes] });
+    const body = { name: name.trim(), scopes: [...scopes] };
+    // datetime-local is the viewer's local time; the API takes RFC 3339.
+    if (expires) body.expires_at = new Date(expires).toISOString();
+    const out = await post(`/v1/tenants/${tenant}/keys`, body);
     onCreated(out);
     setName("");
+    setExpires("");
     return out;
   });
   const toggle = (s) => {
@@ -56,6 +61,9 @@ function NewKey({ tenant, onCreated }) {
     <${Field} id=${id} label="Name" hint="Who or what uses it, e.g. checkout-service or on-call.">
       <input id=${id} value=${name} onInput=${(e) => setName(e.target.value)} required />
     <//>
+    <${Field} id=${`${id}-exp`} label="Expires (optional)" hint="In your time zone. Empty: the key works until it is revoked. Give keys for people and temporary tools an end.">
+      <input id=${`${id}-exp`} type="datetime-local" value=${expires} onInput=${(e) => setExpires(e.target.value)} />
+    <//>
     <fieldset class="scopes"><legend>Scopes</legend>
       ${SCOPES.map((s) => html`<div class="check"><input type="checkbox" id=${`${id}-${s}`} checked=${scopes.has(s)} onChange=${() => toggle(s)} value=${s} />
         <label for=${`${id}-${s}`}><code>${s}</code> <span class="muted">${SCOPE_HELP[s]}</span></label></div>`)}
@@ -63,6 +71,15 @@ function NewKey({ tenant, onCreated }) {
     <${Problem} error=${create.error} title="Not created" />
     <div class="actions"><button type="submit" class="btn btn-primary" disabled=${create.busy || !scopes.size}>Create key</button></div>
   </form>`;
+}
+
+/** Revoked, expired (the server answers 401 key_expired) or active. */
+function keyState(k) {
+  if (k.revoked_at) return html`<${Badge} status="revoked">revoked <${Time} iso=${k.revoked_at} /><//>`;
+  if (k.expires_at && new Date(k.expires_at).getTime() <= Date.now()) {
+    return html`<${Badge} status="expired">expired<//>`;
+  }
+  return html`<${Badge} status="active">active<//>`;
 }
 
 export function KeysPage({ s }) {
@@ -94,6 +111,7 @@ export function KeysPage({ s }) {
           <p>This is the only time <strong>${created.name}</strong>'s secret is shown; the server keeps only its hash.</p>
           <p><code class="wrap" id="new-key-value">${created.key}</code> <${Copy} text=${created.key} /></p>
           <p class="small">Scopes: ${created.scopes.map((x) => html`<code>${x}</code> `)}</p>
+          <p class="small">${created.expires_at ? html`Expires <${Time} iso=${created.expires_at} />` : "Does not expire."}</p>
           <button type="button" class="btn" onClick=${() => setCreated(null)}>I have stored it</button>
         </div>`
       : null}
@@ -104,12 +122,13 @@ export function KeysPage({ s }) {
         ? html`<${Empty} title="No keys in this tenant"><p>Create one below for a publisher or an operator.</p><//>`
         : html`<table class="table" id="keys">
             <caption class="sr-only">API keys</caption>
-            <thead><tr><th scope="col">Name</th><th scope="col">Scopes</th><th scope="col">Created</th><th scope="col">State</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
+            <thead><tr><th scope="col">Name</th><th scope="col">Scopes</th><th scope="col">Created</th><th scope="col">Expires</th><th scope="col">State</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
             <tbody>${keys.data.map((k) => html`<tr data-key-id=${k.id} data-key-name=${k.name}>
               <td data-label="Name">${k.name}<div class="muted small"><code>${k.id}</code></div></td>
               <td data-label="Scopes">${k.scopes.map((x) => html`<code class="scope">${x}</code> `)}</td>
               <td data-label="Created"><${Time} iso=${k.created_at} /></td>
-              <td data-label="State">${k.revoked_at ? html`<${Badge} status="revoked">revoked <${Time} iso=${k.revoked_at} /><//>` : html`<${Badge} status="active">active<//>`}</td>
+              <td data-label="Expires" class="key-expires">${k.expires_at ? html`<${Time} iso=${k.expires_at} />` : html`<span class="muted">never</span>`}</td>
+              <td data-label="State">${keyState(k)}</td>
               <td>${k.revoked_at ? null : html`<${Gated} need="admin" class="btn btn-small btn-danger" onClick=${() => { revoke.reset(); setRevoking(k); }} aria-label=${`Revoke key ${k.name}`}>Revoke<//>`}</td>
             </tr>`)}</tbody>
           </table>`}
