@@ -124,8 +124,8 @@ export function KeysPage({ s }) {
             <caption class="sr-only">API keys</caption>
             <thead><tr><th scope="col">Name</th><th scope="col">Scopes</th><th scope="col">Created</th><th scope="col">Expires</th><th scope="col">State</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
             <tbody>${keys.data.map((k) => html`<tr data-key-id=${k.id} data-key-name=${k.name}>
-              <td data-label="Name">${k.name}<div class="muted small"><code>${k.id}</code></div></td>
-              <td data-label="Scopes">${k.scopes.map((x) => html`<code class="scope">${x}</code> `)}</td>
+              <td data-label="Name"><div>${k.name}<div class="muted small"><code>${k.id}</code></div></div></td>
+              <td data-label="Scopes"><div>${k.scopes.map((x) => html`<code class="scope">${x}</code> `)}</div></td>
               <td data-label="Created"><${Time} iso=${k.created_at} /></td>
               <td data-label="Expires" class="key-expires">${k.expires_at ? html`<${Time} iso=${k.expires_at} />` : html`<span class="muted">never</span>`}</td>
               <td data-label="State">${keyState(k)}</td>
