@@ -83,6 +83,7 @@ pub struct Config {
     pub plugins: PluginsConfig,
     pub console: ConsoleConfig,
     pub tracing: TracingConfig,
+    pub cluster: ClusterConfig,
     /// Set by `gp serve --dev`; not a file key.
     #[serde(skip)]
     pub dev: bool,
@@ -195,7 +196,16 @@ pub struct ConsoleConfig {
     pub assets_dir: PathBuf,
 }
 
-/// OpenTelemetry trace export (`[tracing]`, docs/observability.md#tracing).
+/// This node among the nodes sharing a store (`[cluster]`, docs/configuration.md).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Names this node in leases (`claimed_by`) and logs. Empty: generated at the
+    /// first start and kept in the data dir (`node-id`).
+    pub node_id: String,
+}
+
+/// OpenTelemetry trace export (`[tracing]`, docs/operations.md#tracing).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TracingConfig {
@@ -589,6 +599,13 @@ impl Config {
             ));
         }
         positive("tracing.max_queue_spans", t.max_queue_spans)?;
+        let node = self.cluster.node_id.trim();
+        if !node.is_empty() && !crate::cluster::valid_node_id(node) {
+            return Err(invalid(
+                "cluster.node_id",
+                "1 to 64 letters, digits, '.', '_' or '-'",
+            ));
+        }
         let api = &self.api;
         positive("api.max_body_bytes", api.max_body_bytes)?;
         positive("api.max_payload_bytes", api.max_payload_bytes)?;

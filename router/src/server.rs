@@ -37,6 +37,8 @@ pub enum ServeError {
     Http(std::io::Error),
     #[error(transparent)]
     Tracing(#[from] crate::otel::TracingError),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// Dev-mode credentials as written to the data dir.
@@ -139,13 +141,18 @@ pub async fn run(
     ));
     let signal = Arc::new(store::QueueSignal::default());
     let tracer = crate::otel::Tracer::start(&config.tracing, &|name| std::env::var(name).ok())?;
+    let node = crate::cluster::node_id(&config)?;
+    tracing::info!(node_id = %node, "this node");
     let (dispatch, dispatcher) = crate::dispatch::start(
         &config,
-        dyn_store.clone(),
-        keys.clone(),
-        pipelines.clone(),
-        signal.clone(),
-        tracer.clone(),
+        crate::dispatch::Parts {
+            store: dyn_store.clone(),
+            keys: keys.clone(),
+            pipelines: pipelines.clone(),
+            signal: signal.clone(),
+            tracer: tracer.clone(),
+            node,
+        },
         stop_rx.clone(),
     )
     .map_err(|e| ServeError::Http(std::io::Error::other(e)))?;

@@ -968,6 +968,19 @@ async fn expired_leases_return_to_the_queue(store: Arc<dyn Store>) {
     );
 }
 
+async fn a_restarting_node_returns_its_leases_whatever_their_end(store: Arc<dyn Store>) {
+    let (t, e1, _) = two_endpoint_queue(&store, 2).await;
+    let c = store.claim_due(claim(&t, &e1, 2_000, 10)).await.unwrap();
+    assert_eq!(c.len(), 2);
+    // Leased until 12,000, but node n1 is starting again: they come back now.
+    assert_eq!(store.reclaim_node_leases("n1").await.unwrap(), 2);
+    let back = store.claim_due(claim(&t, &e1, 2_001, 10)).await.unwrap();
+    assert_eq!(back.len(), 2);
+    assert!(back.iter().all(|c| c.delivery.lease_token == 2));
+    assert_eq!(store.reclaim_node_leases("n1").await.unwrap(), 2);
+    assert_eq!(store.reclaim_node_leases("n1").await.unwrap(), 0);
+}
+
 async fn replays_add_fresh_deliveries_to_old_events(store: Arc<dyn Store>) {
     let (t, e1, e2) = two_endpoint_queue(&store, 1).await;
     let ev = store
@@ -1708,6 +1721,7 @@ macro_rules! conformance {
             conformance!(@case $make, claims_lease_one_endpoints_due_deliveries_in_order);
             conformance!(@case $make, outcomes_move_deliveries_through_retry_success_and_dead);
             conformance!(@case $make, expired_leases_return_to_the_queue);
+            conformance!(@case $make, a_restarting_node_returns_its_leases_whatever_their_end);
             conformance!(@case $make, replays_add_fresh_deliveries_to_old_events);
             conformance!(@case $make, the_queue_never_grows_past_its_limit);
             conformance!(@case $make, replays_and_requeues_respect_the_queue_limit);
@@ -1797,6 +1811,41 @@ async fn pg_store() -> (Arc<dyn Store>, PgSchema) {
 }
 
 conformance!(postgres, pg_store().await);
+
+/// PostgreSQL is shared by nodes: a restarting node takes back its own leases and
+/// leaves another node's running sends alone (SPEC HA-2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_restarting_node_leaves_other_nodes_leases() {
+    let (store, _guard) = pg_store().await;
+    let (t, e1, e2) = two_endpoint_queue(&store, 2).await;
+    let mine = store.claim_due(claim(&t, &e1, 2_000, 10)).await.unwrap();
+    let theirs = store
+        .claim_due(Claim {
+            node: "n2".into(),
+            ..claim(&t, &e2, 2_000, 10)
+        })
+        .await
+        .unwrap();
+    assert_eq!((mine.len(), theirs.len()), (2, 2));
+    assert_eq!(store.reclaim_node_leases("n1").await.unwrap(), 2);
+    // n2's sends still hold their leases: their outcomes are accepted.
+    for c in &theirs {
+        let d = &c.delivery;
+        let ok = store
+            .record_outcome(Outcome {
+                tenant: t.clone(),
+                delivery: d.id.clone(),
+                lease_token: d.lease_token,
+                attempt: attempt(&t, d, 1, 3_000, 200),
+                next: NextState::Succeeded,
+                body: None,
+            })
+            .await
+            .unwrap();
+        assert!(ok, "n2's lease was taken by n1's restart");
+    }
+    assert_eq!(store.reclaim_node_leases("n2").await.unwrap(), 0);
+}
 
 // Backend-specific behaviour of redb: persistence and versioning.
 

@@ -180,17 +180,33 @@ struct Ctx {
     tracer: crate::otel::Tracer,
 }
 
+/// What the engine works with.
+pub struct Parts {
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<Keyring>,
+    pub pipelines: Arc<Pipelines>,
+    /// Endpoints with new work, as the store announces them.
+    pub signal: Arc<QueueSignal>,
+    pub tracer: crate::otel::Tracer,
+    /// This node's id (`cluster.node_id`): what its leases carry.
+    pub node: String,
+}
+
 /// Starts the engine. It stops when `shutdown` turns true, after in-flight sends finish
 /// (bounded by `shutdown_grace_secs`).
 pub fn start(
     config: &Config,
-    store: Arc<dyn Store>,
-    keys: Arc<Keyring>,
-    pipelines: Arc<Pipelines>,
-    signal: Arc<QueueSignal>,
-    tracer: crate::otel::Tracer,
+    parts: Parts,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(DispatchHandle, tokio::task::JoinHandle<()>), reqwest::Error> {
+    let Parts {
+        store,
+        keys,
+        pipelines,
+        signal,
+        tracer,
+        node,
+    } = parts;
     let settings = Settings::from_config(config);
     let client = client::build(settings.allow_private, 64, &config.delivery.proxy_url)?;
     let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -201,7 +217,7 @@ pub fn start(
         pipelines,
         client,
         settings,
-        node: format!("node-{:08x}", rand::random::<u32>()),
+        node,
         done: done_tx,
         tracer,
     });
@@ -248,8 +264,8 @@ impl Engine {
         mut done_rx: mpsc::UnboundedReceiver<Done>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        // One node per store: every lease still recorded is from a previous run.
-        match self.ctx.store.reclaim_leases(None).await {
+        // This node's leases from its previous run; other nodes' stay theirs.
+        match self.ctx.store.reclaim_node_leases(&self.ctx.node).await {
             Ok(n) if n > 0 => tracing::info!(
                 deliveries = n,
                 "returned leases of the previous run to the queue"

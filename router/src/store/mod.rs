@@ -424,6 +424,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Returns to the queue (due at once) every in-flight delivery whose lease ended
     /// before `now`, or every in-flight delivery with `None`. Returns how many.
     async fn reclaim_leases(&self, now: Option<i64>) -> StoreResult<usize>;
+    /// Returns to the queue (due at once) every in-flight delivery claimed by `node`,
+    /// whatever its lease's end: that node is starting again, so none of its sends
+    /// still runs. Other nodes' leases stay; theirs return when they restart or when
+    /// their leases end. A store that one process opens at a time (redb) returns
+    /// every lease: all are that process's. Returns how many.
+    async fn reclaim_node_leases(&self, node: &str) -> StoreResult<usize>;
     /// Dead deliveries (the DLQ) of a tenant, in id order, optionally of one endpoint.
     async fn list_dead(
         &self,

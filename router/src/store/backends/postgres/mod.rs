@@ -729,7 +729,12 @@ impl Store for PgStore {
 
     async fn reclaim_leases(&self, now: Option<i64>) -> StoreResult<usize> {
         self.writable()?;
-        self.reclaim_leases(now).await
+        self.reclaim_leases(now, None).await
+    }
+
+    async fn reclaim_node_leases(&self, node: &str) -> StoreResult<usize> {
+        self.writable()?;
+        self.reclaim_leases(None, Some(node)).await
     }
 
     async fn list_dead(

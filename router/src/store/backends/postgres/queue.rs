@@ -149,7 +149,13 @@ impl PgStore {
         Ok(out)
     }
 
-    pub(super) async fn reclaim_leases(&self, now: Option<i64>) -> StoreResult<usize> {
+    /// Leases that ended before `now` (`None`: whatever their end), held by `node`
+    /// (`None`: by anyone).
+    pub(super) async fn reclaim_leases(
+        &self,
+        now: Option<i64>,
+        node: Option<&str>,
+    ) -> StoreResult<usize> {
         let mut client = self.client().await?;
         let txn = client.transaction().await?;
         let rows = txn
@@ -159,8 +165,9 @@ impl PgStore {
                     claimed_by = NULL, lease_until = NULL,
                     next_attempt_at = GREATEST(coalesce($1, next_attempt_at), next_attempt_at)
                  WHERE status = 'in_flight' AND ($1::int8 IS NULL OR lease_until < $1)
+                    AND ($2::text IS NULL OR claimed_by = $2)
                  RETURNING tenant, id, endpoint_id, next_attempt_at",
-                &[&now],
+                &[&now, &node],
             )
             .await?;
         let mut cols: (Vec<String>, Vec<String>, Vec<String>, Vec<i64>) = Default::default();

@@ -531,6 +531,11 @@ impl Store for RedbStore {
         self.reclaim_leases(now).await
     }
 
+    async fn reclaim_node_leases(&self, _node: &str) -> StoreResult<usize> {
+        // One process opens a redb store: every recorded lease is its previous run's.
+        self.reclaim_leases(None).await
+    }
+
     async fn list_dead(
         &self,
         tenant: &TenantId,
