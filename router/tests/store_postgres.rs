@@ -201,3 +201,84 @@ async fn file_snapshots_are_refused_with_what_to_do() {
     assert!(matches!(err, StoreError::Unsupported(_)));
     assert!(err.to_string().contains("pg_dump"), "{err}");
 }
+
+#[derive(Debug, Default)]
+struct Queued(Mutex<std::collections::HashSet<(String, String)>>);
+
+impl FeedListener for Queued {
+    fn wants_stream(&self, _tenant: &str) -> bool {
+        false
+    }
+
+    fn committed(&self, batch: &Committed) {
+        self.0.lock().unwrap().extend(
+            batch
+                .queued
+                .iter()
+                .map(|(t, e)| (t.to_string(), e.to_string())),
+        );
+    }
+}
+
+/// An event queued for each endpoint of `endpoints`.
+fn queued_event(t: &TenantId, i: u64, endpoints: &[EndpointId]) -> NewEvent {
+    let mut ev = event(t, i);
+    ev.deliveries = endpoints
+        .iter()
+        .enumerate()
+        .map(|(n, e)| NewDelivery {
+            id: DeliveryId::for_event(&ev.id, n as u32),
+            subscription_id: SubscriptionId::generate(1),
+            endpoint_id: e.clone(),
+        })
+        .collect();
+    ev
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_nodes_hear_of_work_queued_on_one() {
+    let schema = Schema::new();
+    let (a, b) = tokio::join!(schema.open(), schema.open());
+    let heard = Arc::new(Queued::default());
+    b.feed().subscribe(heard.clone());
+    let t = TenantId::generate(1);
+    let limits = AppendLimits {
+        idempotency_window_ms: 0,
+        max_queue_depth: u64::MAX,
+    };
+    let wait_for = |want: Vec<(String, String)>| {
+        let heard = heard.clone();
+        async move {
+            for _ in 0..500 {
+                let got = heard.0.lock().unwrap().clone();
+                if want.iter().all(|w| got.contains(w)) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("node B never heard of {want:?}");
+        }
+    };
+    // One endpoint: named in A's notification.
+    let one = EndpointId::generate(1);
+    a.append_events(
+        vec![queued_event(&t, 1, std::slice::from_ref(&one))],
+        limits,
+    )
+    .await
+    .unwrap();
+    wait_for(vec![(t.to_string(), one.to_string())]).await;
+    // More than a notification holds: B reads the queue instead.
+    let many: Vec<EndpointId> = (0..400).map(|i| EndpointId::generate(i + 2)).collect();
+    a.append_events(vec![queued_event(&t, 2, &many)], limits)
+        .await
+        .unwrap();
+    wait_for(
+        many.iter()
+            .map(|e| (t.to_string(), e.to_string()))
+            .collect(),
+    )
+    .await;
+    a.close();
+    b.close();
+}

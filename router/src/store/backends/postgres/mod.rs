@@ -499,6 +499,17 @@ impl PgStore {
     pub(super) fn committed(&self) {
         self.tail.wake();
     }
+
+    /// Announces committed queued work to this node's listeners (the dispatcher) and,
+    /// with the tail's next notification, to the other nodes'.
+    pub(super) fn announce_queued(&self, woken: Vec<(TenantId, EndpointId)>) {
+        if woken.is_empty() {
+            return;
+        }
+        self.tail.queued(&woken);
+        self.feed
+            .announce(crate::store::feed::Committed::queued(woken));
+    }
 }
 
 #[async_trait]
@@ -657,8 +668,7 @@ impl Store for PgStore {
     ) -> StoreResult<Vec<Appended>> {
         self.writable()?;
         let (outcomes, queued) = self.hot.append(events, limits).await?;
-        self.feed
-            .announce(crate::store::feed::Committed::queued(queued));
+        self.announce_queued(queued);
         self.committed();
         Ok(outcomes)
     }

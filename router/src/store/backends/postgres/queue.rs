@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::ids::{DeliveryId, EndpointId, TenantId};
-use crate::store::feed::Committed;
 use crate::store::{
     Claim, Claimed, Event, Outcome, RECORD_VERSION, Replay, ReplayDelivery, RequeueBatch,
     RequeueSelection, Requeued, Store, StoreError, StoreResult,
@@ -195,7 +194,7 @@ impl PgStore {
         }
         txn.commit().await?;
         let n = woken.len();
-        self.feed.announce(Committed::queued(woken));
+        self.announce_queued(woken);
         Ok(n)
     }
 
@@ -300,7 +299,7 @@ impl PgStore {
             .await?;
         }
         self.commit(txn).await?;
-        self.feed.announce(Committed::queued(out.woken.clone()));
+        self.announce_queued(out.woken.clone());
         Ok(out)
     }
 
@@ -402,7 +401,7 @@ impl PgStore {
             .iter()
             .map(|nd| (replay.tenant_id.clone(), nd.endpoint_id.clone()))
             .collect();
-        self.feed.announce(Committed::queued(woken));
+        self.announce_queued(woken);
         Ok(new.len())
     }
 }

@@ -250,22 +250,8 @@ impl PgStore {
     }
 
     pub(super) async fn queued_endpoints(&self) -> StoreResult<Vec<(TenantId, EndpointId)>> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT DISTINCT tenant, endpoint_id FROM delivery_queue",
-                &[],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    TenantId::from_trusted(r.try_get(0)?),
-                    EndpointId::from_trusted(r.try_get(1)?),
-                ))
-            })
-            .collect()
+        let client = self.client().await?;
+        queued_endpoints_on(&client).await
     }
 
     pub(super) async fn next_due(&self, endpoint: &EndpointId) -> StoreResult<Option<i64>> {
@@ -433,4 +419,24 @@ pub(super) async fn stream_page(
         out.push((cursor, created_at, item.transpose()?));
     }
     Ok(out)
+}
+
+/// Every endpoint with queued deliveries, on `client`.
+pub(super) async fn queued_endpoints_on(
+    client: &tokio_postgres::Client,
+) -> StoreResult<Vec<(TenantId, EndpointId)>> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT tenant, endpoint_id FROM delivery_queue",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                TenantId::from_trusted(r.try_get(0)?),
+                EndpointId::from_trusted(r.try_get(1)?),
+            ))
+        })
+        .collect()
 }
