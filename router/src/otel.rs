@@ -40,6 +40,10 @@ impl SpanContext {
     /// anything malformed, and the all-zero ids, give `None`.
     pub fn parse(header: &str) -> Option<Self> {
         let h = header.trim();
+        // Byte offsets below: ASCII only (a header value always is).
+        if !h.is_ascii() {
+            return None;
+        }
         let version = h.get(0..2)?;
         if version == "ff" || !is_lower_hex(version) {
             return None;
@@ -533,6 +537,7 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
             "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e47é-00f067aa0ba902b7-01",
         ] {
             assert_eq!(SpanContext::parse(bad), None, "{bad:?}");
         }
