@@ -667,6 +667,18 @@ fn claim(t: &TenantId, e: &EndpointId, now: i64, limit: usize) -> Claim {
     }
 }
 
+/// The outcome of `d`'s first attempt, a 200 at 3,000, under its current lease.
+fn first_attempt_succeeded(t: &TenantId, d: &Delivery) -> Outcome {
+    Outcome {
+        tenant: t.clone(),
+        delivery: d.id.clone(),
+        lease_token: d.lease_token,
+        attempt: attempt(t, d, 1, 3_000, 200),
+        next: NextState::Succeeded,
+        body: None,
+    }
+}
+
 fn attempt(t: &TenantId, d: &Delivery, number: u32, at: i64, code: u16) -> Attempt {
     Attempt {
         record_version: RECORD_VERSION,
@@ -726,14 +738,7 @@ async fn the_stream_interleaves_events_and_attempt_statuses(store: Arc<dyn Store
         assert_eq!(c.event.traceparent.as_deref(), Some(TRACEPARENT));
         let d = &c.delivery;
         let recorded = store
-            .record_outcome(Outcome {
-                tenant: t.clone(),
-                delivery: d.id.clone(),
-                lease_token: d.lease_token,
-                attempt: attempt(&t, d, 1, 3_000, 200),
-                next: NextState::Succeeded,
-                body: None,
-            })
+            .record_outcome(first_attempt_succeeded(&t, d))
             .await
             .unwrap();
         assert!(recorded);
@@ -1832,14 +1837,7 @@ async fn postgres_a_restarting_node_leaves_other_nodes_leases() {
     for c in &theirs {
         let d = &c.delivery;
         let ok = store
-            .record_outcome(Outcome {
-                tenant: t.clone(),
-                delivery: d.id.clone(),
-                lease_token: d.lease_token,
-                attempt: attempt(&t, d, 1, 3_000, 200),
-                next: NextState::Succeeded,
-                body: None,
-            })
+            .record_outcome(first_attempt_succeeded(&t, d))
             .await
             .unwrap();
         assert!(ok, "n2's lease was taken by n1's restart");

@@ -97,6 +97,22 @@ async fn wait_spans<T>(got: &Mutex<Collected>, mut pick: impl FnMut(&[Value]) ->
     }
 }
 
+/// Publishes `trace.created` with `payload` from inside the publisher's trace
+/// `traceparent`; returns the 202's body.
+async fn publish_in_trace(gp: &Gp, token: &str, traceparent: &str, payload: Value) -> Value {
+    let resp = gp
+        .http
+        .post(format!("{}/v1/events", gp.base))
+        .bearer_auth(token)
+        .header("traceparent", traceparent)
+        .json(&json!({"topic": "trace.created", "payload": payload}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    resp.json().await.unwrap()
+}
+
 /// (trace id, span id) of a `traceparent`.
 fn ids(traceparent: &str) -> (String, String) {
     let parts: Vec<&str> = traceparent.split('-').collect();
@@ -138,20 +154,13 @@ async fn follow_one_event(backend: Backend) {
     // A publisher inside a trace of its own.
     let publisher_trace = "0af7651916cd43dd8448eb211c80319c";
     let publisher_span = "b7ad6b7169203331";
-    let resp = gp
-        .http
-        .post(format!("{}/v1/events", gp.base))
-        .bearer_auth(&token)
-        .header(
-            "traceparent",
-            format!("00-{publisher_trace}-{publisher_span}-01"),
-        )
-        .json(&json!({"topic": "trace.created", "payload": {"n": 1}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    let event: Value = resp.json().await.unwrap();
+    let event = publish_in_trace(
+        &gp,
+        &token,
+        &format!("00-{publisher_trace}-{publisher_span}-01"),
+        json!({"n": 1}),
+    )
+    .await;
     let event_id = event["id"].as_str().unwrap().to_owned();
 
     rx.wait_for(|l| l.requests.len() >= 2, Duration::from_secs(30))
@@ -283,19 +292,13 @@ async fn without_an_endpoint_nothing_is_traced_or_sent() {
     gp.subscribe(&token, json!({"url": rx.url()}), &["trace.#"], None)
         .await
         .unwrap();
-    let resp = gp
-        .http
-        .post(format!("{}/v1/events", gp.base))
-        .bearer_auth(&token)
-        .header(
-            "traceparent",
-            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-        )
-        .json(&json!({"topic": "trace.created", "payload": {}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    publish_in_trace(
+        &gp,
+        &token,
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        json!({}),
+    )
+    .await;
     rx.wait_for(|l| !l.requests.is_empty(), Duration::from_secs(30))
         .await
         .unwrap();
