@@ -196,13 +196,50 @@ pub struct ConsoleConfig {
     pub assets_dir: PathBuf,
 }
 
-/// This node among the nodes sharing a store (`[cluster]`, docs/configuration.md).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// This node among the nodes sharing a store (`[cluster]`, docs/production/ha.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     /// Names this node in leases (`claimed_by`) and logs. Empty: generated at the
     /// first start and kept in the data dir (`node-id`).
     pub node_id: String,
+    /// Who dispatches: the elected leader alone (`leader`, the default) or every node
+    /// (`active-active`, experimental).
+    pub mode: ClusterMode,
+    /// How long a leadership lasts without renewal, in the database's clock.
+    pub leader_ttl_ms: u64,
+    /// How often a node beats: the leader renews, the others bid.
+    pub election_interval_ms: u64,
+    /// A leader stops acting this long before its leadership could expire (counted
+    /// from the start of the renewal that last succeeded).
+    pub trust_margin_ms: u64,
+    /// The address other nodes and operators see for this node (empty: the listen
+    /// address).
+    pub advertise_address: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            node_id: String::new(),
+            mode: ClusterMode::Leader,
+            leader_ttl_ms: 5000,
+            election_interval_ms: 1000,
+            trust_margin_ms: 1000,
+            advertise_address: String::new(),
+        }
+    }
+}
+
+/// Which nodes of a cluster dispatch deliveries (`cluster.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClusterMode {
+    /// Mode A: only the elected leader dispatches, reaps leases and runs retention.
+    Leader,
+    /// Mode B: every node dispatches under its own leases; the leader alone reaps
+    /// and runs retention.
+    ActiveActive,
 }
 
 /// OpenTelemetry trace export (`[tracing]`, docs/operations.md#tracing).
@@ -604,6 +641,24 @@ impl Config {
             return Err(invalid(
                 "cluster.node_id",
                 "1 to 64 letters, digits, '.', '_' or '-'",
+            ));
+        }
+        let c = &self.cluster;
+        if c.leader_ttl_ms < 1000 {
+            return Err(invalid("cluster.leader_ttl_ms", "at least 1000"));
+        }
+        if c.trust_margin_ms < 100 || c.trust_margin_ms >= c.leader_ttl_ms {
+            return Err(invalid(
+                "cluster.trust_margin_ms",
+                "at least 100 and less than cluster.leader_ttl_ms",
+            ));
+        }
+        if c.election_interval_ms == 0
+            || c.election_interval_ms.saturating_mul(2) > c.leader_ttl_ms - c.trust_margin_ms
+        {
+            return Err(invalid(
+                "cluster.election_interval_ms",
+                "positive, and at most half of leader_ttl_ms - trust_margin_ms (a leader renews at least twice within its trust window)",
             ));
         }
         let api = &self.api;

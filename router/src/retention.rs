@@ -17,8 +17,13 @@ use crate::telemetry;
 /// Pause between batches, so other writes interleave.
 const BETWEEN_BATCHES: Duration = Duration::from_millis(5);
 
-/// Runs every batch of one retention pass; returns the totals.
-pub async fn run_pass(store: &dyn Store, config: &RetentionConfig) -> StoreResult<PurgeReport> {
+/// Runs every batch of one retention pass while `go_on()` holds (the node still
+/// leads its cluster); returns the totals.
+pub async fn run_pass(
+    store: &dyn Store,
+    config: &RetentionConfig,
+    go_on: impl Fn() -> bool,
+) -> StoreResult<PurgeReport> {
     let started = Instant::now();
     let policy = config.policy(now_ms());
     let mut total = PurgeReport::default();
@@ -37,6 +42,10 @@ pub async fn run_pass(store: &dyn Store, config: &RetentionConfig) -> StoreResul
             _ => break,
         }
         tokio::time::sleep(BETWEEN_BATCHES).await;
+        if !go_on() {
+            tracing::info!("retention pass stopped: this node no longer leads the cluster");
+            return Ok(total);
+        }
     }
     total.other += purge_audit(store, config).await?;
     total.done = true;
@@ -65,9 +74,11 @@ async fn purge_audit(store: &dyn Store, config: &RetentionConfig) -> StoreResult
 }
 
 /// Runs passes on the configured schedule until `shutdown`.
+/// Only the cluster's leader runs a pass.
 pub fn start(
     store: Arc<dyn Store>,
     config: RetentionConfig,
+    leadership: Arc<crate::cluster::Leadership>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let schedule = match config.schedule() {
@@ -85,7 +96,12 @@ pub fn start(
                 _ = shutdown.changed() => return,
                 () = tokio::time::sleep(wait) => {}
             }
-            match run_pass(store.as_ref(), &config).await {
+            if leadership.acting().is_none() {
+                tracing::debug!("retention pass skipped: another node leads the cluster");
+                continue;
+            }
+            let leads = || leadership.acting().is_some();
+            match run_pass(store.as_ref(), &config, leads).await {
                 Ok(r) => tracing::info!(
                     events = r.events,
                     deliveries = r.deliveries,

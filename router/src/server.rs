@@ -142,7 +142,18 @@ pub async fn run(
     let signal = Arc::new(store::QueueSignal::default());
     let tracer = crate::otel::Tracer::start(&config.tracing, &|name| std::env::var(name).ok())?;
     let node = crate::cluster::node_id(&config)?;
-    tracing::info!(node_id = %node, "this node");
+    tracing::info!(node_id = %node, mode = ?config.cluster.mode, "this node");
+    let leadership =
+        crate::cluster::Leadership::new(node, config.cluster.mode, config.postgres_url().is_some());
+    // The first beat runs before anything acts as leader: a single node leads at once.
+    let (leave_tx, leave_rx) = tokio::sync::watch::channel(false);
+    let election = crate::cluster::start(
+        dyn_store.clone(),
+        leadership.clone(),
+        crate::cluster::Election::from_config(&config.cluster, addr.to_string()),
+        leave_rx,
+    )
+    .await;
     let (dispatch, dispatcher) = crate::dispatch::start(
         &config,
         crate::dispatch::Parts {
@@ -151,7 +162,7 @@ pub async fn run(
             pipelines: pipelines.clone(),
             signal: signal.clone(),
             tracer: tracer.clone(),
-            node,
+            leadership: leadership.clone(),
         },
         stop_rx.clone(),
     )
@@ -161,8 +172,12 @@ pub async fn run(
     feed.subscribe(ingest.clone());
     feed.subscribe(pipelines.clone());
     feed.subscribe(Arc::new(dispatch.clone()));
-    let retention =
-        crate::retention::start(dyn_store.clone(), config.retention.clone(), stop_rx.clone());
+    let retention = crate::retention::start(
+        dyn_store.clone(),
+        config.retention.clone(),
+        leadership.clone(),
+        stop_rx.clone(),
+    );
     let auth = Authenticator::new(dyn_store.clone(), &config.admin_token);
     feed.subscribe(auth.key_cache());
     let streams = Arc::new(crate::stream::session::Streams::new(
@@ -172,6 +187,21 @@ pub async fn run(
     ));
     // Revoked keys end the streams they opened.
     feed.subscribe(streams.clone());
+    // Leadership changes go to the streams that asked for them.
+    {
+        let mut view = leadership.subscribe();
+        let (streams, node) = (streams.clone(), leadership.node().to_owned());
+        tokio::spawn(async move {
+            let mut last = (None, 0);
+            while view.changed().await.is_ok() {
+                let now = view.borrow_and_update().clone();
+                if (now.leader.clone(), now.term) != last {
+                    last = (now.leader.clone(), now.term);
+                    streams.announce_cluster(&node, &now);
+                }
+            }
+        });
+    }
     let state = AppState::new(AppInner {
         auth,
         config: config.clone(),
@@ -185,6 +215,7 @@ pub async fn run(
         pipelines,
         streams: streams.clone(),
         tracer,
+        leadership,
     });
     let app = api::app(state);
     let stream_runtime = StreamRuntime(Some(
@@ -235,6 +266,15 @@ pub async fn run(
     // The dispatcher finishes in-flight attempts within the same grace period.
     if let Err(e) = dispatcher.await {
         tracing::error!(error = %e, "dispatcher ended abnormally");
+    }
+    // Its sends are done: the leadership is handed back, so another node takes over
+    // at its next beat instead of after the leadership's expiry.
+    let _ = leave_tx.send(true);
+    if tokio::time::timeout(std::time::Duration::from_secs(5), election)
+        .await
+        .is_err()
+    {
+        tracing::warn!("leaving the cluster took too long; the leadership expires by itself");
     }
     // Every write that was acknowledged is already durable; stop the writer.
     let closing = dyn_store.clone();

@@ -44,6 +44,7 @@ pub const STREAM_RESETS_TOTAL: &str = "gatepulse_stream_resets_total";
 pub const CONNECTIONS_OPEN: &str = "gatepulse_connections_open";
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "gatepulse_connections_refused_total";
 pub const CLUSTER_LEADER: &str = "gatepulse_cluster_leader";
+pub const CLUSTER_LEADER_CHANGES_TOTAL: &str = "gatepulse_cluster_leader_changes_total";
 pub const TRACE_SPANS_DROPPED_TOTAL: &str = "gatepulse_trace_spans_dropped_total";
 
 /// Every metric name this build exports (checked against the dashboards by a test).
@@ -79,6 +80,7 @@ pub const ALL_METRICS: &[&str] = &[
     CONNECTIONS_OPEN,
     CONNECTIONS_REFUSED_TOTAL,
     CLUSTER_LEADER,
+    CLUSTER_LEADER_CHANGES_TOTAL,
     TRACE_SPANS_DROPPED_TOTAL,
 ];
 
@@ -124,6 +126,10 @@ fn describe() {
     describe_gauge!(
         CLUSTER_LEADER,
         "1 on the node holding the cluster leadership, 0 on the others; exported only by nodes in a cluster."
+    );
+    describe_counter!(
+        CLUSTER_LEADER_CHANGES_TOTAL,
+        "Leadership changes this node saw (a new term), by outcome: won (this node took it) or other."
     );
     describe_counter!(
         HTTP_REQUESTS_TOTAL,
@@ -360,6 +366,13 @@ pub fn set_circuits(closed: u64, half_open: u64, open: u64) {
     gauge!(ENDPOINT_CIRCUITS, "state" => "closed").set(closed as f64);
     gauge!(ENDPOINT_CIRCUITS, "state" => "half_open").set(half_open as f64);
     gauge!(ENDPOINT_CIRCUITS, "state" => "open").set(open as f64);
+}
+
+/// This node saw the leadership change hands (a new term: `won` by this node, or
+/// by another).
+pub fn record_leader_change(won: bool) {
+    counter!(CLUSTER_LEADER_CHANGES_TOTAL, "outcome" => if won { "won" } else { "other" })
+        .increment(1);
 }
 
 /// Whether this node leads its cluster (only nodes in a cluster set it, so that a

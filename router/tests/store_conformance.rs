@@ -664,7 +664,71 @@ fn claim(t: &TenantId, e: &EndpointId, now: i64, limit: usize) -> Claim {
         now,
         lease_until: now + 10_000,
         limit,
+        fence: None,
     }
+}
+
+fn beat(node: &str, ttl_ms: u64, held: Option<u64>) -> Beat {
+    Beat {
+        node: node.into(),
+        address: format!("{node}:8080"),
+        version: "test".into(),
+        started_at: 1_000,
+        ttl_ms,
+        campaign: true,
+        held,
+    }
+}
+
+/// A node that beats is listed, leads (alone, or as the first to bid), and shows
+/// its leases; after it leaves it is no longer listed.
+async fn a_beating_node_is_listed_and_leads(store: Arc<dyn Store>) {
+    let (t, e1, _) = two_endpoint_queue(&store, 2).await;
+    let won = store.cluster_beat(beat("n1", 5_000, None)).await.unwrap();
+    assert!(won.held, "{won:?}");
+    assert_eq!(won.leader.as_deref(), Some("n1"));
+    let term = won.term;
+    assert!(term >= 1);
+    let renewed = store
+        .cluster_beat(beat("n1", 5_000, Some(term)))
+        .await
+        .unwrap();
+    assert_eq!(renewed, won, "a renewal keeps the term");
+    let fenced = Claim {
+        fence: Some(term),
+        ..claim(&t, &e1, 2_000, 10)
+    };
+    assert_eq!(
+        store.claim_due(fenced).await.unwrap().len(),
+        2,
+        "the leader's fenced claim"
+    );
+    let state = store.cluster_state().await.unwrap();
+    assert_eq!(
+        state.leader.as_ref().map(|l| (l.node.as_str(), l.term)),
+        Some(("n1", term))
+    );
+    let n1 = state.nodes.iter().find(|n| n.id == "n1").unwrap();
+    assert_eq!((n1.address.as_str(), n1.leases), ("n1:8080", 2));
+    assert!(
+        n1.last_heartbeat_at > 0 && n1.last_heartbeat_at <= state.now + 1,
+        "{state:?}"
+    );
+    assert_eq!(
+        store.reclaim_foreign_leases("n1", None).await.unwrap(),
+        0,
+        "its own leases stay"
+    );
+    store.cluster_leave("n1", Some(term)).await.unwrap();
+    assert!(
+        store
+            .cluster_state()
+            .await
+            .unwrap()
+            .nodes
+            .iter()
+            .all(|n| n.id != "n1" || n.leases > 0)
+    );
 }
 
 /// The outcome of `d`'s first attempt, a 200 at 3,000, under its current lease.
@@ -1727,6 +1791,7 @@ macro_rules! conformance {
             conformance!(@case $make, outcomes_move_deliveries_through_retry_success_and_dead);
             conformance!(@case $make, expired_leases_return_to_the_queue);
             conformance!(@case $make, a_restarting_node_returns_its_leases_whatever_their_end);
+            conformance!(@case $make, a_beating_node_is_listed_and_leads);
             conformance!(@case $make, replays_add_fresh_deliveries_to_old_events);
             conformance!(@case $make, the_queue_never_grows_past_its_limit);
             conformance!(@case $make, replays_and_requeues_respect_the_queue_limit);
@@ -1843,6 +1908,155 @@ async fn postgres_a_restarting_node_leaves_other_nodes_leases() {
         assert!(ok, "n2's lease was taken by n1's restart");
     }
     assert_eq!(store.reclaim_node_leases("n2").await.unwrap(), 0);
+}
+
+/// A second node on `first`'s schema.
+async fn pg_node(schema: &PgSchema) -> Arc<dyn Store> {
+    let store = PgStore::open(
+        PgOptions {
+            url: pg_url(),
+            schema: Some(schema.0.clone()),
+            pool_size: 4,
+            commit_max_batch: 256,
+            commit_concurrency: 1,
+            poll_interval: std::time::Duration::from_millis(200),
+            connect_timeout: std::time::Duration::from_secs(5),
+            stream_status: true,
+        },
+        CommitFeed::new(),
+    )
+    .await
+    .unwrap();
+    Arc::new(store)
+}
+
+/// Two nodes on one database: one leader at a time, a term that only goes up,
+/// renewal by the holder alone, a handed-back leadership taken at once, an expired
+/// one taken by the next bid, and claims fenced by a term that ended refused
+/// (SPEC HA-1, HA-2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_nodes_elect_one_leader_at_a_time() {
+    let (n1, guard) = pg_store().await;
+    let n2 = pg_node(&guard).await;
+    let (t, e1, _) = two_endpoint_queue(&n1, 2).await;
+
+    let a = n1.cluster_beat(beat("n1", 60_000, None)).await.unwrap();
+    assert!(a.held);
+    let b = n2.cluster_beat(beat("n2", 60_000, None)).await.unwrap();
+    assert!(!b.held, "n1's leadership has not expired: {b:?}");
+    assert_eq!((b.leader.as_deref(), b.term), (Some("n1"), a.term));
+    // n2 cannot renew a term it does not hold.
+    let c = n2
+        .cluster_beat(beat("n2", 60_000, Some(a.term)))
+        .await
+        .unwrap();
+    assert!(!c.held);
+    assert_eq!(
+        n1.cluster_beat(beat("n1", 60_000, Some(a.term)))
+            .await
+            .unwrap(),
+        a
+    );
+
+    // Handed back: the next bid wins at once, with a higher term.
+    n1.cluster_leave("n1", Some(a.term)).await.unwrap();
+    let d = n2.cluster_beat(beat("n2", 60_000, None)).await.unwrap();
+    assert!(d.held);
+    assert_eq!(d.term, a.term + 1);
+    // The former leader's term is over, whatever it believes.
+    let e = n1
+        .cluster_beat(beat("n1", 60_000, Some(a.term)))
+        .await
+        .unwrap();
+    assert!(!e.held);
+    assert_eq!(e.leader.as_deref(), Some("n2"));
+    let stale = Claim {
+        fence: Some(a.term),
+        ..claim(&t, &e1, 2_000, 10)
+    };
+    assert!(
+        n1.claim_due(stale).await.unwrap().is_empty(),
+        "a claim under an ended term"
+    );
+    let current = Claim {
+        node: "n2".into(),
+        fence: Some(d.term),
+        ..claim(&t, &e1, 2_000, 10)
+    };
+    assert_eq!(n2.claim_due(current).await.unwrap().len(), 2);
+
+    // Not renewed: it expires in the database's clock and the next bid takes it.
+    let short = n2
+        .cluster_beat(beat("n2", 1_000, Some(d.term)))
+        .await
+        .unwrap();
+    assert!(short.held);
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    let f = n1.cluster_beat(beat("n1", 60_000, None)).await.unwrap();
+    assert!(f.held, "{f:?}");
+    assert_eq!(f.term, d.term + 1);
+
+    // A node restarted under the same id takes a new term at once.
+    let g = n1.cluster_beat(beat("n1", 60_000, None)).await.unwrap();
+    assert!(g.held);
+    assert_eq!(g.term, f.term + 1);
+
+    let state = n1.cluster_state().await.unwrap();
+    let ids: Vec<_> = state
+        .nodes
+        .iter()
+        .map(|n| (n.id.as_str(), n.leases))
+        .collect();
+    assert_eq!(ids, [("n1", 0), ("n2", 2)]);
+}
+
+/// The new leader takes back the leases of nodes that went silent (a killed
+/// leader's), never those of a node that still beats (SPEC HA-2, HA-3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_silent_nodes_leases_return_to_the_queue() {
+    let (store, _guard) = pg_store().await;
+    let (t, e1, e2) = two_endpoint_queue(&store, 2).await;
+    store
+        .cluster_beat(beat("alive", 60_000, None))
+        .await
+        .unwrap();
+    let alive = Claim {
+        node: "alive".into(),
+        ..claim(&t, &e1, 2_000, 10)
+    };
+    assert_eq!(store.claim_due(alive).await.unwrap().len(), 2);
+    // Never registered (or gone from the list): silent.
+    let gone = Claim {
+        node: "gone".into(),
+        ..claim(&t, &e2, 2_000, 10)
+    };
+    assert_eq!(store.claim_due(gone).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .reclaim_foreign_leases("me", Some(60_000))
+            .await
+            .unwrap(),
+        2,
+        "only the silent node's"
+    );
+    let state = store.cluster_state().await.unwrap();
+    let leases: Vec<_> = state
+        .nodes
+        .iter()
+        .map(|n| (n.id.as_str(), n.leases))
+        .collect();
+    assert_eq!(leases, [("alive", 2)]);
+    assert_eq!(
+        store
+            .claim_due(claim(&t, &e2, 2_000, 10))
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "queued again"
+    );
+    // Everyone's but mine.
+    assert_eq!(store.reclaim_foreign_leases("n1", None).await.unwrap(), 2);
 }
 
 // Backend-specific behaviour of redb: persistence and versioning.

@@ -162,16 +162,38 @@ async fn a_tail_sees_every_writers_cursor_once_and_in_order() {
 async fn a_newer_schema_opens_read_only_and_refuses_writes() {
     let schema = Schema::new();
     let store = schema.open().await;
-    // Version 4: secrets sealed (2), stream positions with their topic (3), events
-    // with their trace context (4).
-    assert_eq!(store.meta().version, 4);
+    // Version 5: secrets sealed (2), stream positions with their topic (3), events
+    // with their trace context (4), the cluster's tables (5).
+    assert_eq!(store.meta().version, 5);
     assert!(store.read_only_reason().is_none());
     store.close();
-    // A schema of version 1 (before encryption at rest) is migrated on open, to 4.
+    // A schema of version 1 (before encryption at rest) is migrated on open, to 5.
     sql(&format!("UPDATE {}.gp_meta SET version = 1", schema.0)).await;
     let migrated = schema.open().await;
-    assert_eq!(migrated.meta().version, 4);
+    assert_eq!(migrated.meta().version, 5);
     assert!(migrated.read_only_reason().is_none());
+    // From 4 (v1.2), the cluster's tables appear.
+    migrated.close();
+    sql(&format!(
+        "UPDATE {0}.gp_meta SET version = 4; DROP TABLE {0}.cluster_nodes, {0}.cluster_leader, {0}.endpoint_health",
+        schema.0
+    ))
+    .await;
+    let migrated = schema.open().await;
+    assert_eq!(migrated.meta().version, 5);
+    let beat = migrated
+        .cluster_beat(Beat {
+            node: "n1".into(),
+            address: String::new(),
+            version: "test".into(),
+            started_at: 1,
+            ttl_ms: 5_000,
+            campaign: true,
+            held: None,
+        })
+        .await
+        .unwrap();
+    assert!(beat.held, "{beat:?}");
     migrated.close();
     sql(&format!("UPDATE {}.gp_meta SET version = 99", schema.0)).await;
     let newer = schema.open().await;

@@ -1,6 +1,7 @@
 //! End-to-end harness: starts the real `gp` binary on a free port with a temp data dir
 //! and talks to it over HTTP only. Nothing here links GatePulse itself.
 
+pub mod cluster;
 pub mod plugins;
 pub mod receiver;
 pub mod sse;
@@ -278,6 +279,19 @@ impl Gp {
         if let Some(mut child) = self.child.take() {
             child.kill()?; // SIGKILL on Unix
             child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`, …) to the running server.
+    pub fn signal(&self, name: &str) -> Result<()> {
+        let pid = self.pid().context("gp is not running")?;
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()?;
+        if !status.success() {
+            bail!("kill -{name} {pid} failed");
         }
         Ok(())
     }

@@ -580,7 +580,12 @@ pub async fn get_health(
 ) -> Result<axum::Json<HealthOut>, ApiError> {
     let tenant = principal.tenant_for(Scope::EndpointsManage)?;
     let endpoint = load(&state, tenant, &raw).await?;
-    let health = state.dispatch.health(&endpoint.id);
+    let health = state
+        .dispatch
+        .cluster_health(tenant, std::slice::from_ref(&endpoint.id))
+        .await
+        .remove(&endpoint.id)
+        .unwrap_or_default();
     Ok(axum::Json(HealthOut {
         endpoint_id: endpoint.id.to_string(),
         enabled: endpoint.enabled,

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod cluster;
 pub mod console;
 pub mod deliveries;
 pub mod dlq;
@@ -73,6 +74,8 @@ pub struct AppInner {
     pub streams: Arc<crate::stream::session::Streams>,
     /// Spans of publishes (off unless tracing is configured).
     pub tracer: crate::otel::Tracer,
+    /// This node and its part in the cluster's leadership.
+    pub leadership: std::sync::Arc<crate::cluster::Leadership>,
 }
 
 impl AppState {
@@ -102,6 +105,7 @@ pub fn app(state: AppState) -> Router {
         .merge(replay::router())
         .merge(stats::router())
         .merge(admin::router())
+        .merge(cluster::router())
         .merge(secrets::router())
         .merge(audit::router())
         .merge(whoami::router())

@@ -8,8 +8,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    admin, audit, deliveries, dlq, endpoint_keys, endpoints, error, events, extract, inbox, ops,
-    plugins, replay, secrets, stats, stream, subscriptions, tenants, whoami,
+    admin, audit, cluster, deliveries, dlq, endpoint_keys, endpoints, error, events, extract,
+    inbox, ops, plugins, replay, secrets, stats, stream, subscriptions, tenants, whoami,
 };
 
 #[derive(OpenApi)]
@@ -30,7 +30,7 @@ use super::{
         endpoints::update_endpoint, endpoints::delete_endpoint, endpoints::get_health,
         endpoint_keys::get_secret, endpoint_keys::rotate_secret, endpoint_keys::get_public_key,
         endpoint_keys::rotate_signing_key,
-        dlq::list_dlq, dlq::requeue_dlq, replay::create_replay, stats::get_stats, admin::create_snapshot,
+        dlq::list_dlq, dlq::requeue_dlq, replay::create_replay, stats::get_stats, admin::create_snapshot, cluster::get_cluster,
         secrets::get_secrets, secrets::rotate, audit::list_audit, audit::verify_audit, whoami::whoami, inbox::list_inbox_messages,
         subscriptions::create_subscription, subscriptions::list_subscriptions,
         subscriptions::get_subscription, subscriptions::update_subscription,

@@ -52,6 +52,7 @@ pub const ROUTES: &[(&str, &str, Needs)] = &[
     ("GET", "/v1/tenants/{tenant_id}/keys", Admin),
     ("DELETE", "/v1/tenants/{tenant_id}/keys/{key_id}", Admin),
     ("POST", "/v1/admin/snapshots", Admin),
+    ("GET", "/v1/admin/cluster", Admin),
     ("GET", "/v1/admin/secrets", Admin),
     ("POST", "/v1/admin/secrets/rotate", Admin),
     ("POST", "/v1/events", Any(&[EventsWrite])),

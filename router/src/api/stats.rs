@@ -83,8 +83,10 @@ async fn tenant_stats(state: &AppState, tenant: &TenantId) -> Result<StatsOut, A
             .store
             .list_endpoints(tenant, PageRequest { after, limit: 1000 })
             .await?;
+        let ids: Vec<_> = page.items.iter().map(|ep| ep.id.clone()).collect();
+        let mut health = state.dispatch.cluster_health(tenant, &ids).await;
         for ep in page.items {
-            let h = state.dispatch.health(&ep.id);
+            let h = health.remove(&ep.id).unwrap_or_default();
             endpoints.push(EndpointStatsOut {
                 endpoint_id: ep.id.to_string(),
                 enabled: ep.enabled,

@@ -370,6 +370,7 @@ async fn execute(c: &Client, command: Command) -> Result<Value, String> {
         | Command::Store(_)
         | Command::Secrets(_)
         | Command::Audit(_)
+        | Command::Cluster(_)
         | Command::Doctor(_)
         | Command::Init(_)
         | Command::Tail(_)

@@ -4,6 +4,7 @@
 
 mod audit;
 mod client;
+mod cluster;
 mod doctor;
 mod filter;
 mod init;
@@ -83,6 +84,9 @@ pub enum Command {
     /// under the newest key (admin token).
     #[command(subcommand)]
     Secrets(secrets::SecretsCmd),
+    /// The nodes sharing the server's store and the leadership (admin token).
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCmd),
     /// Read the audit log and verify its hash chains.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
@@ -126,6 +130,7 @@ pub fn main(cli: Cli) -> i32 {
         Command::Plugins(cmd) => plugins::run(cmd),
         Command::Secrets(cmd) => secrets::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Cluster(cmd) => cluster::run(cmd),
         Command::Doctor(args) => doctor::run(args),
         Command::Openapi => {
             println!("{}", crate::api::openapi::document_json());

@@ -194,6 +194,7 @@ fn compact(args: &StoreArgs) -> Result<String, String> {
     let pass = rt.block_on(crate::retention::run_pass(
         store.as_ref(),
         &config.retention,
+        || true,
     ));
     store.close();
     drop(store);

@@ -11,8 +11,14 @@
 //!
 //! Wake-ups: the store announces endpoints with new queued work after each commit
 //! ([`QueueSignal`]), retries wait on timers, and a reaper returns expired leases.
-//! At start every lease left by a previous run of this node is returned to the queue
-//! (one node per store file), so a `kill -9` loses nothing: delivery is at least once.
+//! At start every lease left by a previous run of this node is returned to the queue,
+//! so a `kill -9` loses nothing: delivery is at least once.
+//!
+//! In a cluster (`crate::cluster`) the engine claims only while the node may dispatch:
+//! in mode `leader` while it is the trusted leader, each claim fenced by its term; in
+//! `active-active` always. Taking over returns the leases of nodes that went silent
+//! (a killed leader's) and reads which endpoints have queued work. The reaper and the
+//! parked sweep run on the leader alone.
 
 pub mod circuit;
 pub mod client;
@@ -60,6 +66,9 @@ const TARGET_TTL: Duration = Duration::from_secs(1);
 pub struct DispatchHandle {
     shared: Arc<Shared>,
     signal: Arc<QueueSignal>,
+    /// Where nodes share their endpoints' health, and this node's id in it: a store
+    /// that several nodes use (PostgreSQL). `None`: this node's health is the whole.
+    cluster: Option<(Arc<dyn Store>, String)>,
 }
 
 #[derive(Debug, Default)]
@@ -68,9 +77,70 @@ struct Shared {
     /// Endpoints whose settings changed through the API: their cached settings are
     /// dropped before the next claim (secret rotation, URL, headers, enabling).
     changed: Mutex<HashSet<EndpointId>>,
+    /// Endpoints whose health changed since this node last shared it, with their
+    /// tenant (only when nodes share health).
+    unshared: Mutex<HashMap<EndpointId, TenantId>>,
 }
 
+/// How often a node shares the health of endpoints it attempted (and of those with
+/// sends in flight) when nodes share a store.
+const HEALTH_SHARE_EVERY: Duration = Duration::from_secs(1);
+
 impl DispatchHandle {
+    /// The cluster's health of `endpoints` of `tenant`: on a store several nodes share,
+    /// this node's own merged with every other node's latest report (a report is at
+    /// most about [`HEALTH_SHARE_EVERY`] old; see `Health::merge`); otherwise this
+    /// node's. A store error falls back to this node's own.
+    pub async fn cluster_health(
+        &self,
+        tenant: &TenantId,
+        endpoints: &[EndpointId],
+    ) -> HashMap<EndpointId, Health> {
+        let local = || {
+            endpoints
+                .iter()
+                .map(|e| (e.clone(), self.health(e)))
+                .collect::<HashMap<_, _>>()
+        };
+        let Some((store, node)) = &self.cluster else {
+            return local();
+        };
+        let one = match endpoints {
+            [e] => Some(e),
+            _ => None,
+        };
+        let reports = match store.health_reports(tenant, one).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading other nodes' endpoint health failed; answering with this node's");
+                return local();
+            }
+        };
+        let mut by_endpoint: HashMap<&EndpointId, Vec<(i64, &str)>> = HashMap::new();
+        for r in reports.iter().filter(|r| &r.node != node) {
+            by_endpoint
+                .entry(&r.endpoint)
+                .or_default()
+                .push((r.at, r.data.as_str()));
+        }
+        let now = now_ms();
+        endpoints
+            .iter()
+            .map(|e| {
+                let own = self.health(e);
+                let others = by_endpoint.remove(e).unwrap_or_default();
+                if others.is_empty() {
+                    return (e.clone(), own);
+                }
+                // This node's report is its live state, when it has one.
+                let own =
+                    (own.last_attempt_at.is_some() || own.in_flight > 0).then(|| own.encode());
+                let all = others.into_iter().chain(own.as_deref().map(|d| (now, d)));
+                (e.clone(), Health::merge(all, now))
+            })
+            .collect()
+    }
+
     /// Health of one endpoint; defaults when it was never attempted.
     pub fn health(&self, endpoint: &EndpointId) -> Health {
         self.shared
@@ -136,6 +206,12 @@ struct Settings {
     grace: Duration,
     /// Queued deliveries due longer ago than this go to the DLQ (0: never).
     parked_max_age_ms: i64,
+    /// A node without a heartbeat this long is gone: its leases return to the queue
+    /// (`cluster.leader_ttl_ms`: by then a leader it was has lost its leadership).
+    node_silence_ms: u64,
+    /// The store is reached over a network (PostgreSQL): outcome writes that fail
+    /// on the connection are tried again.
+    remote_store: bool,
 }
 
 impl Settings {
@@ -162,6 +238,8 @@ impl Settings {
             reaper_interval: Duration::from_secs(d.reaper_interval_secs),
             grace: c.shutdown_grace(),
             parked_max_age_ms: (d.parked_max_age_secs as i64).saturating_mul(1000),
+            node_silence_ms: c.cluster.leader_ttl_ms,
+            remote_store: c.postgres_url().is_some(),
         }
     }
 }
@@ -174,7 +252,8 @@ struct Ctx {
     pipelines: Arc<Pipelines>,
     client: reqwest::Client,
     settings: Settings,
-    node: String,
+    /// This node (its id is what its leases carry) and whether it may dispatch.
+    leadership: Arc<crate::cluster::Leadership>,
     done: mpsc::UnboundedSender<Done>,
     /// Spans of delivery attempts (off unless tracing is configured).
     tracer: crate::otel::Tracer,
@@ -188,8 +267,9 @@ pub struct Parts {
     /// Endpoints with new work, as the store announces them.
     pub signal: Arc<QueueSignal>,
     pub tracer: crate::otel::Tracer,
-    /// This node's id (`cluster.node_id`): what its leases carry.
-    pub node: String,
+    /// This node (`cluster.node_id`: what its leases carry) and its part in the
+    /// leadership: in mode `leader` it claims only while it may act as leader.
+    pub leadership: Arc<crate::cluster::Leadership>,
 }
 
 /// Starts the engine. It stops when `shutdown` turns true, after in-flight sends finish
@@ -205,7 +285,7 @@ pub fn start(
         pipelines,
         signal,
         tracer,
-        node,
+        leadership,
     } = parts;
     let settings = Settings::from_config(config);
     let client = client::build(settings.allow_private, 64, &config.delivery.proxy_url)?;
@@ -217,10 +297,15 @@ pub fn start(
         pipelines,
         client,
         settings,
-        node,
+        leadership,
         done: done_tx,
         tracer,
     });
+    let cluster = ctx
+        .settings
+        .remote_store
+        .then(|| (ctx.store.clone(), ctx.leadership.node().to_owned()));
+    let view = ctx.leadership.subscribe();
     let engine = Engine {
         ctx,
         shared: shared.clone(),
@@ -235,9 +320,77 @@ pub fn start(
         circuits: CircuitCounts::default(),
         parked_sweep: None,
         parked_swept_at: None,
+        view,
+        dispatching: false,
     };
+    if let Some((store, node)) = cluster.clone() {
+        tokio::spawn(share_health(store, node, shared.clone(), shutdown.clone()));
+    }
     let task = tokio::spawn(engine.run(done_rx, shutdown));
-    Ok((DispatchHandle { shared, signal }, task))
+    Ok((
+        DispatchHandle {
+            shared,
+            signal,
+            cluster,
+        },
+        task,
+    ))
+}
+
+/// Writes this node's health of the endpoints whose health changed (and of those
+/// with sends in flight, so their count stays fresh) every [`HEALTH_SHARE_EVERY`].
+async fn share_health(
+    store: Arc<dyn Store>,
+    node: String,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(HEALTH_SHARE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let due: Vec<(EndpointId, TenantId)> = match shared.unshared.lock() {
+            Ok(mut u) => u.drain().collect(),
+            Err(_) => return,
+        };
+        if due.is_empty() {
+            continue;
+        }
+        let at = now_ms();
+        let mut reports = Vec::with_capacity(due.len());
+        let mut busy = Vec::new();
+        if let Ok(health) = shared.health.lock() {
+            for (endpoint, tenant) in &due {
+                let Some(h) = health.get(endpoint) else {
+                    continue; // deleted
+                };
+                if h.in_flight > 0 {
+                    busy.push((endpoint.clone(), tenant.clone()));
+                }
+                reports.push(crate::store::HealthReport {
+                    tenant: tenant.clone(),
+                    endpoint: endpoint.clone(),
+                    node: node.clone(),
+                    at,
+                    data: h.encode(),
+                });
+            }
+        }
+        let failed = match store.put_health(reports).await {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "sharing endpoint health failed; trying again");
+                Some(due)
+            }
+        };
+        if let Ok(mut u) = shared.unshared.lock() {
+            u.extend(busy);
+            u.extend(failed.into_iter().flatten());
+        }
+    }
 }
 
 struct Engine {
@@ -256,6 +409,9 @@ struct Engine {
     /// The running sweep of parked deliveries, and when the last one started.
     parked_sweep: Option<tokio::task::JoinHandle<()>>,
     parked_swept_at: Option<Instant>,
+    /// The leadership as last seen, and whether this node was dispatching then.
+    view: watch::Receiver<crate::cluster::View>,
+    dispatching: bool,
 }
 
 impl Engine {
@@ -265,7 +421,12 @@ impl Engine {
         mut shutdown: watch::Receiver<bool>,
     ) {
         // This node's leases from its previous run; other nodes' stay theirs.
-        match self.ctx.store.reclaim_node_leases(&self.ctx.node).await {
+        match self
+            .ctx
+            .store
+            .reclaim_node_leases(self.ctx.leadership.node())
+            .await
+        {
             Ok(n) if n > 0 => tracing::info!(
                 deliveries = n,
                 "returned leases of the previous run to the queue"
@@ -273,14 +434,11 @@ impl Engine {
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "reclaiming leases at start failed"),
         }
-        match self.ctx.store.queued_endpoints().await {
-            Ok(list) => {
-                for (t, e) in list {
-                    self.make_ready(t, e);
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "listing queued endpoints failed"),
+        self.dispatching = self.ctx.leadership.dispatching().is_some();
+        if self.dispatching {
+            self.take_over().await;
         }
+        self.view.mark_unchanged();
         let mut reaper = tokio::time::interval(self.ctx.settings.reaper_interval);
         reaper.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -327,11 +485,57 @@ impl Engine {
                     }
                 }
                 () = self.signal.notified() => {}
+                Ok(()) = self.view.changed() => self.leadership_changed().await,
                 () = sleep => {}
                 _ = reaper.tick() => self.reap().await,
             }
         }
         self.drain(done_rx).await;
+    }
+
+    /// This node starts dispatching (at start, or on becoming the leader): leases of
+    /// nodes that went silent for a leadership's length (a leader killed or paused)
+    /// return to the queue at once, and every endpoint with queued work gets a turn.
+    async fn take_over(&mut self) {
+        let node = self.ctx.leadership.node();
+        match self
+            .ctx
+            .store
+            .reclaim_foreign_leases(node, Some(self.ctx.settings.node_silence_ms))
+            .await
+        {
+            Ok(n) if n > 0 => {
+                tracing::warn!(
+                    deliveries = n,
+                    "returned leases of silent nodes to the queue"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "reclaiming silent nodes' leases failed"),
+        }
+        match self.ctx.store.queued_endpoints().await {
+            Ok(list) => {
+                for (t, e) in list {
+                    self.make_ready(t, e);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "listing queued endpoints failed"),
+        }
+    }
+
+    /// The leadership changed: a node that may now dispatch takes over; one that may
+    /// not simply stops claiming (`schedule`), its claims' sends finishing under their
+    /// leases.
+    async fn leadership_changed(&mut self) {
+        self.view.mark_unchanged();
+        let now = self.ctx.leadership.dispatching().is_some();
+        if now && !self.dispatching {
+            self.dispatching = true;
+            self.take_over().await;
+        } else if !now && self.dispatching {
+            self.dispatching = false;
+            tracing::info!("dispatching stopped: another node leads the cluster");
+        }
     }
 
     /// Stops claiming and waits for in-flight sends, at most the grace period.
@@ -416,6 +620,11 @@ impl Engine {
 
     /// One round-robin turn over the ready endpoints.
     fn schedule(&mut self) {
+        // Asked at every turn, not only on a change of view: the trust window ends by
+        // the clock. Ready endpoints wait for the next turn this node may take.
+        let Some(fence) = self.ctx.leadership.dispatching() else {
+            return;
+        };
         let now = now_ms();
         let turns = self.ready.len();
         for _ in 0..turns {
@@ -423,11 +632,11 @@ impl Engine {
                 break;
             };
             self.in_ready.remove(&endpoint);
-            self.try_claim(tenant, endpoint, now);
+            self.try_claim(tenant, endpoint, now, fence);
         }
     }
 
-    fn try_claim(&mut self, tenant: TenantId, endpoint: EndpointId, now: i64) {
+    fn try_claim(&mut self, tenant: TenantId, endpoint: EndpointId, now: i64, fence: Option<u64>) {
         let settings = &self.ctx.settings;
         let global_free = settings
             .max_in_flight_global
@@ -490,7 +699,7 @@ impl Engine {
         let target = if stale { None } else { lane.target.clone() };
         let ctx = self.ctx.clone();
         self.claims
-            .spawn(claim(ctx, tenant, endpoint, target, limit, now));
+            .spawn(claim(ctx, tenant, endpoint, target, limit, now, fence));
     }
 
     fn on_claimed(&mut self, r: ClaimResult) {
@@ -603,6 +812,11 @@ impl Engine {
                 reason,
             ));
         }
+        if self.ctx.settings.remote_store
+            && let Ok(mut unshared) = self.shared.unshared.lock()
+        {
+            unshared.insert(done.endpoint.clone(), done.tenant.clone());
+        }
         if let Ok(mut health) = self.shared.health.lock() {
             let h = health.entry(done.endpoint.clone()).or_default();
             h.circuit = circuit.as_str();
@@ -627,15 +841,31 @@ impl Engine {
     }
 
     async fn reap(&mut self) {
+        // The queue gauges are the cluster's (the store's counts), on every node.
+        if let Ok(c) = self.ctx.store.queue_counts(None).await {
+            telemetry::set_queue(c.pending, c.retrying, c.dead);
+        }
+        self.prune_lanes();
+        if self.ctx.leadership.acting().is_none() {
+            return; // the reaper and the parked sweep are the leader's
+        }
         match self.ctx.store.reclaim_leases(Some(now_ms())).await {
             Ok(n) if n > 0 => tracing::warn!(deliveries = n, "reclaimed expired leases"),
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "reaper failed"),
         }
-        if let Ok(c) = self.ctx.store.queue_counts(None).await {
-            telemetry::set_queue(c.pending, c.retrying, c.dead);
+        // Nodes that died while dispatching beside the leader (active-active).
+        let node = self.ctx.leadership.node();
+        match self
+            .ctx
+            .store
+            .reclaim_foreign_leases(node, Some(self.ctx.settings.node_silence_ms))
+            .await
+        {
+            Ok(n) if n > 0 => tracing::warn!(deliveries = n, "reclaimed leases of silent nodes"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "reclaiming silent nodes' leases failed"),
         }
-        self.prune_lanes();
         self.expire_parked();
     }
 

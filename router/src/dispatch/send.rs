@@ -56,6 +56,7 @@ pub(super) async fn claim(
     cached: Option<Arc<Target>>,
     limit: usize,
     now: i64,
+    fence: Option<u64>,
 ) -> ClaimResult {
     let mut result = ClaimResult {
         tenant: tenant.clone(),
@@ -87,12 +88,13 @@ pub(super) async fn claim(
         .map_or(ctx.settings.default_timeout, |rt| rt.timeout)
         .as_millis() as i64;
     let claim = Claim {
-        node: ctx.node.clone(),
+        node: ctx.leadership.node().to_owned(),
         tenant,
         endpoint: endpoint.clone(),
         now,
         lease_until: now + timeout_ms + LEASE_MARGIN_MS,
         limit,
+        fence,
     };
     let started = Instant::now();
     match ctx.store.claim_due(claim).await {
@@ -133,11 +135,16 @@ pub(super) async fn expire_parked(ctx: &Ctx, cutoff: i64) -> Result<usize, Store
             continue;
         }
         loop {
+            // Leader's work: it stops the moment this node may no longer act.
+            let Some(term) = ctx.leadership.acting() else {
+                return Ok(moved);
+            };
             let now = now_ms();
             let claimed = ctx
                 .store
                 .claim_due(Claim {
-                    node: ctx.node.clone(),
+                    node: ctx.leadership.node().to_owned(),
+                    fence: Some(term),
                     tenant: tenant.clone(),
                     endpoint: endpoint.clone(),
                     // Only what was due before the cutoff.
@@ -185,6 +192,31 @@ pub(super) async fn expire_parked(ctx: &Ctx, cutoff: i64) -> Result<usize, Store
         }
     }
     Ok(moved)
+}
+
+/// Writes an attempt's outcome, trying again a few times over about five seconds when
+/// the database connection failed (a restart, a failover): a delivery that was sent
+/// is then settled instead of waiting for its lease to end and being sent again.
+/// Only over a network: the embedded store's failures are not transient (and its
+/// outcomes are not copied for a retry).
+async fn record_outcome(ctx: &Ctx, outcome: Outcome) -> Result<bool, StoreError> {
+    const BACKOFF_MS: [u64; 4] = [100, 400, 1_500, 3_000];
+    if !ctx.settings.remote_store {
+        return ctx.store.record_outcome(outcome).await;
+    }
+    let mut waits = BACKOFF_MS.iter();
+    loop {
+        match ctx.store.record_outcome(outcome.clone()).await {
+            Err(StoreError::Backend(e)) => match waits.next() {
+                Some(ms) => {
+                    tracing::debug!(error = %e, "recording an outcome failed; trying again");
+                    tokio::time::sleep(std::time::Duration::from_millis(*ms)).await;
+                }
+                None => return Err(StoreError::Backend(e)),
+            },
+            other => return other,
+        }
+    }
 }
 
 /// Reports to the engine when dropped, so a slot is never leaked.
@@ -351,7 +383,7 @@ pub(super) async fn send(
         body: keep,
     };
     let mut retry_at = None;
-    match ctx.store.record_outcome(outcome).await {
+    match record_outcome(&ctx, outcome).await {
         Ok(true) => {
             if let NextState::Retry { at } = next {
                 retry_at = Some(at);

@@ -430,6 +430,35 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// their leases end. A store that one process opens at a time (redb) returns
     /// every lease: all are that process's. Returns how many.
     async fn reclaim_node_leases(&self, node: &str) -> StoreResult<usize>;
+    /// Returns to the queue (due at once) every in-flight delivery claimed by a node
+    /// other than `node`: all of them with `silent_for_ms = None` (the new leader
+    /// of a cluster where only the leader dispatches: every other lease is a former
+    /// leader's), else only those of nodes with no heartbeat for that long (or none
+    /// registered). A single-process store (redb) has no other nodes: 0.
+    async fn reclaim_foreign_leases(
+        &self,
+        node: &str,
+        silent_for_ms: Option<u64>,
+    ) -> StoreResult<usize>;
+    /// Registers `beat.node`'s heartbeat and, when it campaigns, wins, renews or loses
+    /// the leadership, in the store's clock: a node wins when no unexpired leadership
+    /// exists (the term goes up by one); the holder renews only under its own unexpired
+    /// term. A single-process store (redb) makes its one node the leader (term 1).
+    async fn cluster_beat(&self, beat: Beat) -> StoreResult<LeaderState>;
+    /// The node leaves: its heartbeat row goes, and its leadership ends now if it still
+    /// holds `held` (the next node's bid wins at once).
+    async fn cluster_leave(&self, node: &str, held: Option<u64>) -> StoreResult<()>;
+    /// The registered nodes (with their lease counts) and the leadership.
+    async fn cluster_state(&self) -> StoreResult<ClusterState>;
+    /// Replaces each report's `(tenant, endpoint, node)` entry. A single-process store
+    /// (redb) keeps none: its one node answers from its own dispatcher.
+    async fn put_health(&self, reports: Vec<HealthReport>) -> StoreResult<()>;
+    /// Every node's report on a tenant's endpoint, or on all its endpoints.
+    async fn health_reports(
+        &self,
+        tenant: &TenantId,
+        endpoint: Option<&EndpointId>,
+    ) -> StoreResult<Vec<HealthReport>>;
     /// Dead deliveries (the DLQ) of a tenant, in id order, optionally of one endpoint.
     async fn list_dead(
         &self,

@@ -509,6 +509,10 @@ pub struct Claim {
     pub now: i64,
     pub lease_until: i64,
     pub limit: usize,
+    /// The leader term the claim is made under (a node claiming as the elected
+    /// leader): the store leases nothing unless that term still holds in its own
+    /// clock. `None`: no fence (one node, or every node dispatching).
+    pub fence: Option<u64>,
 }
 
 /// A leased delivery with the event it carries.
@@ -701,4 +705,81 @@ pub struct PluginRecord {
     /// The SDK version the module says it was built with.
     pub sdk: Option<String>,
     pub created_at: i64,
+}
+
+/// One node's heartbeat and, when it stands, its bid for the leadership
+/// (`Store::cluster_beat`). Times of the leadership are the database's, never the
+/// node's clock.
+#[derive(Debug, Clone)]
+pub struct Beat {
+    pub node: String,
+    /// Where the node says it can be reached (shown in `GET /v1/admin/cluster`).
+    pub address: String,
+    pub version: String,
+    pub started_at: i64,
+    /// How long a leadership won or renewed by this beat lasts.
+    pub ttl_ms: u64,
+    /// Whether the node bids for the leadership (or renews it).
+    pub campaign: bool,
+    /// The term the node believes it holds: renewed only while it is still that term's
+    /// and has not expired. A node whose row names it as leader with any other term is
+    /// a previous run of itself (restarted): it takes a new term at once.
+    pub held: Option<u64>,
+}
+
+/// The leadership as one beat left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderState {
+    /// The beating node holds the leadership for `term` until the database's
+    /// `now + ttl` (won or renewed by this beat).
+    pub held: bool,
+    /// The node holding an unexpired leadership, if any.
+    pub leader: Option<String>,
+    pub term: u64,
+}
+
+/// A node as its heartbeats registered it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeRecord {
+    pub id: String,
+    pub address: String,
+    pub version: String,
+    pub started_at: i64,
+    /// In the store's clock (ms since the epoch).
+    pub last_heartbeat_at: i64,
+    /// Deliveries it holds leases on now.
+    pub leases: u64,
+}
+
+/// The nodes and the leadership, read together (`GET /v1/admin/cluster`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterState {
+    /// The store's clock when read (ms since the epoch): heartbeat ages are relative
+    /// to it, not to the reading node's clock.
+    pub now: i64,
+    pub leader: Option<LeaderRecord>,
+    pub nodes: Vec<NodeRecord>,
+}
+
+/// The leadership row: held by `node` for `term` until `expires_at` (store clock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderRecord {
+    pub node: String,
+    pub term: u64,
+    pub elected_at: i64,
+    pub expires_at: i64,
+}
+
+/// One node's view of one endpoint's delivery health (circuit, failures, success rate,
+/// in flight), shared through a store that several nodes use so that any node can
+/// answer with the cluster's (`Store::put_health`). `data` is the dispatcher's own
+/// encoding; the store keeps it as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthReport {
+    pub tenant: TenantId,
+    pub endpoint: EndpointId,
+    pub node: String,
+    /// When the node wrote it (its clock, ms since the epoch).
+    pub at: i64,
+    pub data: String,
 }

@@ -29,6 +29,10 @@ pub const STATUS_TOPIC: &str = "deliveries.status";
 /// read the audit log.
 pub const AUDIT_TOPIC: &str = "audit";
 
+/// Leadership notices (`Streams::announce_cluster`): sent only to streams whose topic
+/// pattern names them (`gatepulse.cluster`, `gatepulse.*`), without a cursor.
+pub const CLUSTER_TOPIC: &str = "gatepulse.cluster";
+
 /// Topics publishers may not use: the stream's own.
 pub fn is_reserved_topic(topic: &str) -> bool {
     topic == STATUS_TOPIC || topic == AUDIT_TOPIC || topic.starts_with("gatepulse.")

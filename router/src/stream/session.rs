@@ -69,10 +69,31 @@ pub struct Streams {
     hub: Arc<crate::stream::hub::StreamHub>,
     /// Ids of API keys changed (revoked) on any node, from the commit feed.
     keys_changed: tokio::sync::broadcast::Sender<KeyId>,
+    /// `gatepulse.cluster` notices (leadership changes as this node sees them), for
+    /// the streams whose topic pattern asks for them.
+    cluster: tokio::sync::broadcast::Sender<Bytes>,
 }
 
 /// Key changes a stream can miss before it re-checks its own key from the store.
 const KEY_CHANGES_BUFFERED: usize = 1024;
+
+impl Streams {
+    /// Tells the streams that asked for `gatepulse.cluster` who leads now, as `node`
+    /// (this node) sees it: a frame with no cursor (it is not part of the tenant's
+    /// history and is not replayed on resume).
+    pub fn announce_cluster(&self, node: &str, view: &crate::cluster::View) {
+        let data = serde_json::json!({
+            "node": node,
+            "leader": view.leader,
+            "term": view.term,
+            "at": crate::clock::rfc3339(crate::clock::now_ms()),
+        });
+        // No stream open is not an error.
+        let _ = self
+            .cluster
+            .send(super::frame(None, super::CLUSTER_TOPIC, &data.to_string()));
+    }
+}
 
 impl crate::store::feed::FeedListener for Streams {
     fn committed(&self, batch: &crate::store::feed::Committed) {
@@ -152,6 +173,7 @@ impl Streams {
             stop,
             hub,
             keys_changed: tokio::sync::broadcast::channel(KEY_CHANGES_BUFFERED).0,
+            cluster: tokio::sync::broadcast::channel(16).0,
         }
     }
 
@@ -321,6 +343,7 @@ pub async fn run(
     let Opened { mut live, head } = opened;
     let mut stop = streams.stop.clone();
     let mut keys_changed = streams.keys_changed.subscribe();
+    let mut cluster = streams.cluster.subscribe();
     let topic = req.topic.as_ref().map_or("#", TopicPattern::as_str);
     let mut s = Session {
         store: store.as_ref(),
@@ -344,8 +367,14 @@ pub async fn run(
             tracing::info!(tenant_id = %req.tenant, topic, resume_cursor = ?req.after,
                 from = s.last, "stream: client connected");
             s.count_sent();
-            s.follow(&mut live, &mut stop, &mut keys_changed, &streams.config)
-                .await
+            s.follow(
+                &mut live,
+                &mut stop,
+                &mut keys_changed,
+                &mut cluster,
+                &streams.config,
+            )
+            .await
         }
     };
     s.count_sent();
@@ -476,6 +505,7 @@ impl Session<'_> {
         live: &mut crate::stream::hub::Receiver,
         stop: &mut watch::Receiver<bool>,
         keys_changed: &mut tokio::sync::broadcast::Receiver<KeyId>,
+        cluster: &mut tokio::sync::broadcast::Receiver<Bytes>,
         config: &StreamConfig,
     ) -> End {
         let keepalive = Duration::from_secs(config.keepalive_secs);
@@ -504,6 +534,12 @@ impl Session<'_> {
             }
         };
         tokio::pin!(expiry);
+        // Only a pattern that names them: "everything" means the tenant's items.
+        let wants_cluster = self
+            .req
+            .topic
+            .as_ref()
+            .is_some_and(|p| p.matches(super::CLUSTER_TOPIC));
         loop {
             let sent_before = self.sent_count;
             let next = tokio::select! {
@@ -511,6 +547,16 @@ impl Session<'_> {
                 () = &mut stopped => return End::Shutdown,
                 () = &mut gone => return End::Client,
                 () = &mut expiry => return self.end_for_key(End::KeyExpired),
+                notice = cluster.recv(), if wants_cluster => {
+                    // A missed notice is superseded by the next one.
+                    if let Ok(frame) = notice {
+                        if let Err(end) = self.send_live(frame).await {
+                            return end;
+                        }
+                        self.last_frame_at = Instant::now();
+                    }
+                    continue;
+                }
                 changed = keys_changed.recv(), if key.is_some() => {
                     let Some(k) = &key else { continue };
                     let ours = match changed {

@@ -16,6 +16,7 @@
 //!   commits and by `NOTIFY` from other nodes, with a poll as the fallback.
 
 mod audit;
+mod cluster;
 mod hot;
 mod import;
 #[cfg(test)]
@@ -739,12 +740,52 @@ impl Store for PgStore {
 
     async fn reclaim_leases(&self, now: Option<i64>) -> StoreResult<usize> {
         self.writable()?;
-        self.reclaim_leases(now, None).await
+        self.reclaim_leases(now, queue::Holders::Any).await
     }
 
     async fn reclaim_node_leases(&self, node: &str) -> StoreResult<usize> {
         self.writable()?;
-        self.reclaim_leases(None, Some(node)).await
+        self.reclaim_leases(None, queue::Holders::Node(node)).await
+    }
+
+    async fn reclaim_foreign_leases(
+        &self,
+        node: &str,
+        silent_for_ms: Option<u64>,
+    ) -> StoreResult<usize> {
+        self.writable()?;
+        self.reclaim_leases(None, queue::Holders::OtherThan(node, silent_for_ms))
+            .await
+    }
+
+    async fn cluster_beat(
+        &self,
+        beat: crate::store::Beat,
+    ) -> StoreResult<crate::store::LeaderState> {
+        self.writable()?;
+        self.beat(beat).await
+    }
+
+    async fn cluster_leave(&self, node: &str, held: Option<u64>) -> StoreResult<()> {
+        self.writable()?;
+        self.leave(node, held).await
+    }
+
+    async fn cluster_state(&self) -> StoreResult<crate::store::ClusterState> {
+        self.cluster_state().await
+    }
+
+    async fn put_health(&self, reports: Vec<crate::store::HealthReport>) -> StoreResult<()> {
+        self.writable()?;
+        self.put_health(reports).await
+    }
+
+    async fn health_reports(
+        &self,
+        tenant: &TenantId,
+        endpoint: Option<&EndpointId>,
+    ) -> StoreResult<Vec<crate::store::HealthReport>> {
+        self.health_reports(tenant, endpoint).await
     }
 
     async fn list_dead(

@@ -37,6 +37,16 @@ fn qualified(table: &str, columns: &str) -> String {
         .join(", ")
 }
 
+/// Whose leases a reclaim returns.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Holders<'a> {
+    Any,
+    Node(&'a str),
+    /// Every node's but this one's; with a silence, only nodes without a heartbeat
+    /// for that many milliseconds (or never registered).
+    OtherThan(&'a str, Option<u64>),
+}
+
 /// One claim in one round trip: lease up to `$3` due deliveries of endpoint `$1`,
 /// delete their queue rows (the hot table stays small) and return each with its
 /// event, in due order. The first CTE is materialized so that the planner cannot turn
@@ -54,11 +64,24 @@ fn qualified(table: &str, columns: &str) -> String {
 ///   (measured: 85 ms per claim of 48 with 5,000 queued, 1.7 ms per row). The other
 ///   index that starts with `tenant` looks as cheap as the key to a planner without
 ///   statistics; `stats.rs` keeps them current.
-pub(super) static CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+///
+/// The fenced form (`$6`, `$7`: the leadership's name and the claimer's term) leases
+/// nothing unless the claiming node still holds that term in the database's clock,
+/// whatever its own clock says (a node paused or suspended past its lease).
+pub(super) static CLAIM_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| claim_sql(""));
+pub(super) static CLAIM_FENCED_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    claim_sql(
+        " AND EXISTS (SELECT 1 FROM cluster_leader l WHERE l.name = $6 \
+         AND l.leader_id = $4 AND l.term = $7 AND l.expires_at > now())",
+    )
+});
+
+fn claim_sql(fence: &str) -> String {
     format!(
         "WITH c AS MATERIALIZED (
             SELECT ctid FROM delivery_queue
-            WHERE endpoint_id = $1 AND due <= $2
+            WHERE endpoint_id = $1 AND due <= $2{fence}
             ORDER BY due, delivery_id LIMIT $3
             FOR UPDATE SKIP LOCKED
         ), q AS (
@@ -81,7 +104,7 @@ pub(super) static CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::
         qualified("u", DELIVERY_COLUMNS),
         qualified("e", EVENT_COLUMNS),
     )
-});
+}
 
 /// A claim row's event, decoded once per event id (deliveries of one event share
 /// it); `None` when the event is gone (the left join's NULLs) or unreadable.
@@ -114,19 +137,25 @@ fn claimed_event(
 impl PgStore {
     pub(super) async fn claim_due(&self, claim: Claim) -> StoreResult<Vec<Claimed>> {
         let client = self.relaxed.get().await?;
-        let sql = client.prepare_cached(&CLAIM_SQL).await?;
-        let rows = client
-            .query(
-                &sql,
-                &[
-                    &claim.endpoint.as_str(),
-                    &claim.now,
-                    &(claim.limit.max(1) as i64),
-                    &claim.node,
-                    &claim.lease_until,
-                ],
-            )
-            .await?;
+        let limit = claim.limit.max(1) as i64;
+        let endpoint = claim.endpoint.as_str();
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+            &endpoint,
+            &claim.now,
+            &limit,
+            &claim.node,
+            &claim.lease_until,
+        ];
+        let term = claim.fence.map(|t| i64::try_from(t).unwrap_or(i64::MAX));
+        let sql = match &term {
+            Some(term) => {
+                params.push(&super::schema::LEADERSHIP);
+                params.push(term);
+                client.prepare_cached(&CLAIM_FENCED_SQL).await?
+            }
+            None => client.prepare_cached(&CLAIM_SQL).await?,
+        };
+        let rows = client.query(&sql, &params).await?;
         drop(client);
         let mut events: HashMap<String, Arc<Event>> = HashMap::new();
         let mut out = Vec::with_capacity(rows.len());
@@ -148,25 +177,38 @@ impl PgStore {
         Ok(out)
     }
 
-    /// Leases that ended before `now` (`None`: whatever their end), held by `node`
-    /// (`None`: by anyone).
+    /// Leases that ended before `now` (`None`: whatever their end), held by whom
+    /// `holders` says.
     pub(super) async fn reclaim_leases(
         &self,
         now: Option<i64>,
-        node: Option<&str>,
+        holders: Holders<'_>,
     ) -> StoreResult<usize> {
+        let (node, other_than, silent_ms) = match holders {
+            Holders::Any => (None, None, None),
+            Holders::Node(n) => (Some(n), None, None),
+            Holders::OtherThan(n, silent) => (
+                None,
+                Some(n),
+                silent.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+            ),
+        };
         let mut client = self.client().await?;
         let txn = client.transaction().await?;
         let rows = txn
             .query(
-                "UPDATE deliveries SET
+                "UPDATE deliveries d SET
                     status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'retrying' END,
                     claimed_by = NULL, lease_until = NULL,
                     next_attempt_at = GREATEST(coalesce($1, next_attempt_at), next_attempt_at)
                  WHERE status = 'in_flight' AND ($1::int8 IS NULL OR lease_until < $1)
                     AND ($2::text IS NULL OR claimed_by = $2)
+                    AND ($3::text IS NULL OR (claimed_by IS DISTINCT FROM $3
+                        AND ($4::int8 IS NULL OR NOT EXISTS (
+                            SELECT 1 FROM cluster_nodes n WHERE n.id = d.claimed_by
+                            AND n.last_heartbeat_at > now() - ($4::int8)::float8 * interval '1 millisecond'))))
                  RETURNING tenant, id, endpoint_id, next_attempt_at",
-                &[&now, &node],
+                &[&now, &node, &other_than, &silent_ms],
             )
             .await?;
         let mut cols: (Vec<String>, Vec<String>, Vec<String>, Vec<i64>) = Default::default();

@@ -7,13 +7,47 @@
 //! small however long the delivery history grows.
 
 /// The schema version this build writes (`gp_meta.version`).
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Migration `n` takes the schema from version `n` to `n + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+
+/// The leadership row's name: the node holding it dispatches (cluster mode
+/// `leader`) and runs the reaper and scheduled maintenance.
+pub const LEADERSHIP: &str = "gatepulse";
 
 /// Key of the advisory lock held while migrating.
 pub const MIGRATION_LOCK: i64 = 0x6770_6d69_6772_6174; // "gpmigrat"
+
+/// 4 → 5: the cluster. Nodes register with a heartbeat (in the database's clock); one
+/// row holds the leadership, with a term that only goes up and an expiry renewed by
+/// the holder alone (`cluster.rs`).
+const V5: &str = r#"
+CREATE TABLE IF NOT EXISTS cluster_nodes (
+    id text COLLATE "C" PRIMARY KEY,
+    address text NOT NULL,
+    version text NOT NULL,
+    started_at bigint NOT NULL,
+    last_heartbeat_at timestamptz NOT NULL
+);
+-- Each node's view of an endpoint's delivery health, so that any node answers with
+-- the cluster's (written by dispatching nodes about once a second).
+CREATE TABLE IF NOT EXISTS endpoint_health (
+    tenant text COLLATE "C" NOT NULL,
+    endpoint_id text COLLATE "C" NOT NULL,
+    node text COLLATE "C" NOT NULL,
+    at bigint NOT NULL,
+    data text NOT NULL,
+    PRIMARY KEY (tenant, endpoint_id, node)
+);
+CREATE TABLE IF NOT EXISTS cluster_leader (
+    name text COLLATE "C" PRIMARY KEY,
+    leader_id text COLLATE "C" NOT NULL,
+    term bigint NOT NULL,
+    elected_at timestamptz NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+"#;
 
 /// 3 → 4: an event keeps its publish span's trace context (tracing); endpoints may
 /// hold Ed25519 signing keys (`signature_schemes`, v1a), which a build that predates

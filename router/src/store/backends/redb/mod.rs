@@ -12,6 +12,7 @@
 //! each trait method to the inherent method of the same name in those files.
 
 mod audit;
+mod cluster;
 pub mod export;
 mod feed;
 mod open;
@@ -86,6 +87,8 @@ pub struct RedbStore {
     /// Where commits are announced (stream items, queued work, config changes).
     feed: Arc<CommitFeed>,
     path: std::path::PathBuf,
+    /// The one node (this process) as its heartbeats describe it (`cluster.rs`).
+    node: Mutex<Option<crate::store::NodeRecord>>,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -534,6 +537,42 @@ impl Store for RedbStore {
     async fn reclaim_node_leases(&self, _node: &str) -> StoreResult<usize> {
         // One process opens a redb store: every recorded lease is its previous run's.
         self.reclaim_leases(None).await
+    }
+
+    async fn reclaim_foreign_leases(
+        &self,
+        _node: &str,
+        _silent_for_ms: Option<u64>,
+    ) -> StoreResult<usize> {
+        Ok(0) // one process, one node: no lease is another node's
+    }
+
+    async fn cluster_beat(
+        &self,
+        beat: crate::store::Beat,
+    ) -> StoreResult<crate::store::LeaderState> {
+        Ok(self.beat(beat))
+    }
+
+    async fn cluster_leave(&self, _node: &str, _held: Option<u64>) -> StoreResult<()> {
+        self.leave();
+        Ok(())
+    }
+
+    async fn cluster_state(&self) -> StoreResult<crate::store::ClusterState> {
+        self.cluster_state().await
+    }
+
+    async fn put_health(&self, _reports: Vec<crate::store::HealthReport>) -> StoreResult<()> {
+        Ok(()) // one node: its dispatcher's health is the whole truth
+    }
+
+    async fn health_reports(
+        &self,
+        _tenant: &TenantId,
+        _endpoint: Option<&EndpointId>,
+    ) -> StoreResult<Vec<crate::store::HealthReport>> {
+        Ok(Vec::new())
     }
 
     async fn list_dead(

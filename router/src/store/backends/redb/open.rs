@@ -148,6 +148,7 @@ impl RedbStore {
             read_only,
             feed,
             path: path.to_path_buf(),
+            node: Mutex::new(None),
         })
     }
 

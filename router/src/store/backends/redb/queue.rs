@@ -832,6 +832,7 @@ mod tests {
             now: 1_000,
             lease_until: 100_000,
             limit: 10,
+            fence: None,
         };
         // The claim and a publish beside it both succeed; the bad row is set aside.
         let (claimed, published) = tokio::join!(
@@ -907,6 +908,7 @@ mod tests {
             now: 1_000,
             lease_until: 100_000,
             limit: 10,
+            fence: None,
         };
         assert!(store.claim_due(claim.clone()).await.unwrap().is_empty());
         let d = store.get_delivery(&tenant, &did).await.unwrap().unwrap();
