@@ -495,8 +495,8 @@ pub async fn run_load(gp: &std::path::Path, spec: LoadSpec) -> Result<LoadResult
             spec.clone(),
             shared.clone(),
             rx.clone(),
-            format!("{}/v1/events", server.base),
-            format!("{}/v1/events/batch", server.base),
+            format!("{}/v1/events", server.bases[w % server.bases.len()]),
+            format!("{}/v1/events/batch", server.bases[w % server.bases.len()]),
             key.clone(),
         )));
     }
@@ -506,9 +506,15 @@ pub async fn run_load(gp: &std::path::Path, spec: LoadSpec) -> Result<LoadResult
     shared.measuring.store(true, Ordering::Relaxed);
     rx.measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
-    let pid = server.pid().map(|p| p.to_string()).unwrap_or_default();
+    // Every node's CPU (with --nodes); threads are the first node's.
+    let pids: Vec<String> = server.pids().iter().map(u32::to_string).collect();
+    let server_ticks = || {
+        pids.iter().try_fold((0, 0), |(u, s), pid| {
+            crate::stream::process_ticks(pid).map(|(u1, s1)| (u + u1, s + s1))
+        })
+    };
     let cpu0 = (
-        crate::stream::process_ticks(&pid),
+        server_ticks(),
         crate::stream::process_ticks("self"),
         server.pid().map(crate::stream::thread_ticks),
     );
@@ -516,7 +522,7 @@ pub async fn run_load(gp: &std::path::Path, spec: LoadSpec) -> Result<LoadResult
     shared.measuring.store(false, Ordering::Relaxed);
     rx.measuring.store(false, Ordering::Relaxed);
     let cpu1 = (
-        crate::stream::process_ticks(&pid),
+        server_ticks(),
         crate::stream::process_ticks("self"),
         server.pid().map(crate::stream::thread_ticks),
     );

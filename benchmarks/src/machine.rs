@@ -130,7 +130,11 @@ pub fn describe(
         kernel: format!("Linux {}", read("/proc/sys/kernel/osrelease").trim()),
         os,
         rustc: run("rustc", &["--version"]),
-        gp: format!("{gp_version} (store: {})", crate::server::store_name()),
+        gp: format!(
+            "{gp_version} (store: {}, {})",
+            crate::server::store_name(),
+            crate::server::cluster_name()
+        ),
     };
     let hypervisor = if cpuinfo.contains(" hypervisor") {
         "yes (virtual machine)"

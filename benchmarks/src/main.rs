@@ -99,6 +99,14 @@ struct GpArgs {
     /// postgres://postgres@127.0.0.1:5432/test, dropped afterwards).
     #[arg(long, default_value = "redb")]
     store: String,
+    /// Run each server as this many nodes on one PostgreSQL schema (needs
+    /// `--store postgres`); publishers spread over every node.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// The nodes' `cluster.mode`: `leader` (the elected leader dispatches) or
+    /// `active-active` (every node does).
+    #[arg(long, default_value = "leader")]
+    cluster_mode: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -180,6 +188,7 @@ fn unix_now() -> u64 {
 
 fn prepare_gp(args: &GpArgs) -> Result<PathBuf> {
     server::use_store(&args.store)?;
+    server::use_cluster(args.nodes, &args.cluster_mode)?;
     let gp = server::gp_path(args.gp.as_deref())?;
     if !args.no_build && args.gp.is_none() {
         server::build_gp(&gp)?;

@@ -72,6 +72,40 @@ pub fn use_store(store: &str) -> Result<()> {
     Ok(())
 }
 
+/// How many nodes each server is (`--nodes`, PostgreSQL only) and their cluster mode.
+static NODES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+static ACTIVE_ACTIVE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Runs every server as `nodes` nodes on one PostgreSQL schema, in `mode` (`leader`
+/// or `active-active`).
+pub fn use_cluster(nodes: usize, mode: &str) -> Result<()> {
+    if nodes == 0 {
+        bail!("--nodes 0: at least one");
+    }
+    if nodes > 1 && !POSTGRES.load(std::sync::atomic::Ordering::Relaxed) {
+        bail!("--nodes {nodes} needs --store postgres (the embedded store has one node)");
+    }
+    let active = match mode {
+        "leader" => false,
+        "active-active" => true,
+        other => bail!("--cluster-mode {other}: expected leader or active-active"),
+    };
+    NODES.store(nodes, std::sync::atomic::Ordering::Relaxed);
+    ACTIVE_ACTIVE.store(active, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+/// The cluster the servers run as, for reports (`1 node`, `3 nodes, leader`).
+pub fn cluster_name() -> String {
+    match NODES.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => "1 node".to_owned(),
+        n if ACTIVE_ACTIVE.load(std::sync::atomic::Ordering::Relaxed) => {
+            format!("{n} nodes, active-active")
+        }
+        n => format!("{n} nodes, leader"),
+    }
+}
+
 /// The store servers run on, for reports.
 pub fn store_name() -> &'static str {
     if POSTGRES.load(std::sync::atomic::Ordering::Relaxed) {
@@ -81,10 +115,15 @@ pub fn store_name() -> &'static str {
     }
 }
 
-/// A running `gp serve`; killed when dropped.
+/// A running `gp serve` (with `--nodes`, its first node and the others beside it);
+/// killed when dropped.
 pub struct Server {
     child: Option<Child>,
     pub base: String,
+    /// Every node's base URL, the first one's first: publishers spread over them.
+    pub bases: Vec<String>,
+    /// The other nodes, with their data dirs.
+    others: Vec<(Child, tempfile::TempDir)>,
     _dir: Option<tempfile::TempDir>,
     /// Declared after `child`: the schema is dropped once the server is gone.
     _backend: gatepulse_e2e::Backend,
@@ -99,6 +138,10 @@ impl std::fmt::Debug for Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for (mut c, _) in self.others.drain(..) {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -134,14 +177,34 @@ impl Server {
             gatepulse_e2e::Backend::redb()
         };
         let started = Instant::now();
-        let child = Command::new(gp)
-            .args([
+        let nodes = NODES.load(std::sync::atomic::Ordering::Relaxed);
+        let mode = if ACTIVE_ACTIVE.load(std::sync::atomic::Ordering::Relaxed) {
+            "active-active"
+        } else {
+            "leader"
+        };
+        let mut env: Vec<(String, String)> = backend
+            .env(env)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        // Only when asked for: a binary from before the cluster refuses the key
+        // (`--compare` runs against older builds).
+        if nodes > 1 || mode != "leader" {
+            env.push(("GATEPULSE_CLUSTER__MODE".into(), mode.into()));
+        }
+        let spawn = |port: u16, dir: &Path, node: &str| {
+            let mut cmd = Command::new(gp);
+            if nodes > 1 {
+                cmd.env("GATEPULSE_CLUSTER__NODE_ID", node);
+            }
+            cmd.args([
                 "serve",
                 "--listen",
                 &format!("127.0.0.1:{port}"),
                 "--data-dir",
             ])
-            .arg(data_dir)
+            .arg(dir)
             .env("GATEPULSE_ADMIN_TOKEN", ADMIN)
             // A benchmark-only key: the store is thrown away after the run.
             .env(
@@ -150,27 +213,50 @@ impl Server {
             )
             .env("GATEPULSE_DELIVERY__ALLOW_PRIVATE_DESTINATIONS", "true")
             .env("RUST_LOG", "warn")
-            .envs(backend.env(env))
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .spawn()
-            .with_context(|| format!("starting {}", gp.display()))?;
-        let server = Server {
+            .with_context(|| format!("starting {}", gp.display()))
+        };
+        let child = spawn(port, data_dir, "bench-0")?;
+        let mut server = Server {
             child: Some(child),
             base: format!("http://127.0.0.1:{port}"),
+            bases: vec![format!("http://127.0.0.1:{port}")],
+            others: Vec::new(),
             _dir: None,
             _backend: backend,
         };
+        for i in 1..nodes {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            let dir = tempfile::tempdir()?;
+            let child = spawn(port, dir.path(), &format!("bench-{i}"))?;
+            server.others.push((child, dir));
+            server.bases.push(format!("http://127.0.0.1:{port}"));
+        }
         let http = reqwest::Client::new();
         let deadline = started + Duration::from_secs(600);
-        while Instant::now() < deadline {
-            if let Ok(r) = http.get(format!("{}/readyz", server.base)).send().await
-                && r.status().is_success()
-            {
-                return Ok((server, started.elapsed()));
+        for base in server.bases.clone() {
+            loop {
+                if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+                    && r.status().is_success()
+                {
+                    break;
+                }
+                if let Some(c) = server.child.as_mut()
+                    && let Some(status) = c.try_wait()?
+                {
+                    bail!("gp exited before it was ready ({status})");
+                }
+                if Instant::now() > deadline {
+                    bail!("gp at {base} did not become ready within 600 s");
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        bail!("gp did not become ready within 600 s")
+        Ok((server, started.elapsed()))
     }
 
     /// Stops the server: SIGTERM and wait (a clean shutdown), or SIGKILL.
@@ -194,9 +280,17 @@ impl Server {
         Ok(())
     }
 
-    /// The server's process id (while it runs).
+    /// The server's process id (while it runs); with `--nodes`, the first node's.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Every node's process id.
+    pub fn pids(&self) -> Vec<u32> {
+        self.pid()
+            .into_iter()
+            .chain(self.others.iter().map(|(c, _)| c.id()))
+            .collect()
     }
 
     /// Reads `/metrics` (Prometheus text).
