@@ -427,3 +427,76 @@ async fn nodes_killed_restarted_and_rolled_in_turn_lose_nothing() {
         acked.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_open_circuit_stays_open_when_the_leader_changes() {
+    let env = [
+        ("GATEPULSE_DELIVERY__CIRCUIT_FAILURE_THRESHOLD", "3"),
+        ("GATEPULSE_DELIVERY__CIRCUIT_COOLDOWN_SECS", "120"),
+        ("GATEPULSE_DELIVERY__CIRCUIT_MAX_COOLDOWN_SECS", "120"),
+    ];
+    let mut cluster = Cluster::start(2, &env).await;
+    let receiver = Receiver::start(Behaviour::Status(500), None).await.unwrap();
+    let (leader, _, _) = cluster.leader(0, None, 2).await;
+    let other = 1 - leader;
+    let key = tenant(&cluster.nodes[other], &receiver).await;
+    for i in 0..5 {
+        cluster.nodes[other]
+            .publish(&key, "chaos.fail", &json!({"i": i}))
+            .await
+            .unwrap();
+    }
+    // The leader's breaker opens after three failures; the follower sees it.
+    let (_, eps) = cluster.nodes[other]
+        .call(&key, reqwest::Method::GET, "/v1/endpoints", None)
+        .await
+        .unwrap();
+    let ep = eps["data"][0]["id"].as_str().unwrap().to_owned();
+    let end = Instant::now() + Duration::from_secs(30);
+    while health(&cluster.nodes[other], &key, &ep).await["circuit"] != "open" {
+        assert!(
+            Instant::now() < end,
+            "the circuit never opened: {}",
+            health(&cluster.nodes[other], &key, &ep).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Let the leader share its last report, then kill it.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let attempts_before = receiver.count();
+    cluster.nodes[leader].kill9().unwrap();
+    cluster.leader(other, Some(leader), 1).await;
+    // The new leader takes the open circuit over: new events wait instead of being
+    // sent to the failing endpoint at once.
+    for i in 0..5 {
+        cluster.nodes[other]
+            .publish(&key, "chaos.fail", &json!({"after": i}))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        receiver.count(),
+        attempts_before,
+        "the new leader sent to an endpoint whose circuit was open"
+    );
+    assert_eq!(
+        health(&cluster.nodes[other], &key, &ep).await["circuit"],
+        "open"
+    );
+    let log = cluster.log(other);
+    assert!(log.contains("circuit carried over"), "{log}");
+}
+
+/// `GET /v1/endpoints/{ep}/health` on `gp`.
+async fn health(gp: &Gp, key: &str, ep: &str) -> Value {
+    gp.call(
+        key,
+        reqwest::Method::GET,
+        &format!("/v1/endpoints/{ep}/health"),
+        None,
+    )
+    .await
+    .unwrap()
+    .1
+}

@@ -63,6 +63,25 @@ impl Breaker {
         }
     }
 
+    /// A breaker carried over from another node's report (a new leader taking over an
+    /// endpoint whose circuit was open): open until `open_until`, or half-open when
+    /// that has passed, with the failures counted so far. Auto-disable counts afresh.
+    pub fn resume(
+        config: BreakerConfig,
+        consecutive_failures: u32,
+        open_until: Option<i64>,
+        now: i64,
+    ) -> Self {
+        let mut b = Self::new(config);
+        b.consecutive_failures = consecutive_failures;
+        b.state = match open_until {
+            Some(until) if until > now => CircuitState::Open { until },
+            Some(_) => CircuitState::HalfOpen,
+            None => CircuitState::Closed,
+        };
+        b
+    }
+
     pub fn state(&self) -> CircuitState {
         self.state
     }
@@ -126,6 +145,18 @@ mod tests {
         cooldown_ms: 1_000,
         max_cooldown_ms: 3_000,
     };
+
+    #[test]
+    fn a_resumed_breaker_stays_open_until_its_time_then_probes() {
+        let mut b = Breaker::resume(CFG, 5, Some(2_000), 1_000);
+        assert_eq!(b.permit(1_500), Permit::None { until: 2_000 });
+        assert_eq!(b.permit(2_000), Permit::One);
+        assert_eq!(b.consecutive_failures(), 5);
+        let mut late = Breaker::resume(CFG, 5, Some(500), 1_000);
+        assert_eq!(late.permit(1_000), Permit::One);
+        let mut closed = Breaker::resume(CFG, 0, None, 1_000);
+        assert_eq!(closed.permit(1_000), Permit::Any);
+    }
 
     #[test]
     fn opens_after_threshold_probes_and_recovers() {

@@ -25,6 +25,9 @@ pub struct Health {
     #[serde(skip)]
     pub last_attempt_at: Option<i64>,
     pub in_flight: u32,
+    /// While the circuit is open: until when (ms).
+    #[serde(skip)]
+    pub(super) open_until: Option<i64>,
     #[serde(skip)]
     recent: VecDeque<bool>,
 }
@@ -41,6 +44,7 @@ impl Default for Health {
             last_error: None,
             last_attempt_at: None,
             in_flight: 0,
+            open_until: None,
             recent: VecDeque::new(),
         }
     }
@@ -74,6 +78,8 @@ struct Shared {
     last_error: Option<String>,
     last_attempt_at: Option<i64>,
     in_flight: u32,
+    #[serde(default)]
+    open_until: Option<i64>,
 }
 
 /// A report counts towards the circuit, failures and success rate this long after it
@@ -94,6 +100,7 @@ impl Health {
             last_error: self.last_error.clone(),
             last_attempt_at: self.last_attempt_at,
             in_flight: self.in_flight,
+            open_until: self.open_until,
         })
         .unwrap_or_default()
     }
@@ -109,6 +116,7 @@ impl Health {
             last_error: s.last_error,
             last_attempt_at: s.last_attempt_at,
             in_flight: s.in_flight,
+            open_until: s.open_until,
             recent: VecDeque::new(),
         })
     }
@@ -142,6 +150,9 @@ impl Health {
         for h in &recent {
             if rank(h.circuit) > rank(out.circuit) {
                 out.circuit = h.circuit;
+            }
+            if h.circuit == "open" {
+                out.open_until = out.open_until.max(h.open_until);
             }
             out.consecutive_failures = out.consecutive_failures.max(h.consecutive_failures);
             if let Some(rate) = h.success_rate {
@@ -199,6 +210,7 @@ mod tests {
             last_error: None,
             last_attempt_at: Some(last),
             in_flight,
+            open_until: (circuit == "open").then_some(last + 30_000),
             recent: VecDeque::new(),
         }
         .encode()
@@ -219,6 +231,7 @@ mod tests {
             now,
         );
         assert_eq!(h.circuit, "open", "the worst recent circuit");
+        assert_eq!(h.open_until, Some(now - 500 + 30_000));
         assert_eq!(h.consecutive_failures, 7);
         assert_eq!(h.recent_attempts, 150);
         let rate = h.success_rate.unwrap();

@@ -515,11 +515,60 @@ impl Engine {
         }
         match self.ctx.store.queued_endpoints().await {
             Ok(list) => {
+                self.resume_circuits(&list).await;
                 for (t, e) in list {
                     self.make_ready(t, e);
                 }
             }
             Err(e) => tracing::error!(error = %e, "listing queued endpoints failed"),
+        }
+    }
+
+    /// On a store nodes share: endpoints this node has no lane for yet, whose circuit
+    /// another node (the former leader) reported open or half-open, start with that
+    /// breaker, so a failing endpoint is not hit again at once because the leader
+    /// changed.
+    async fn resume_circuits(&mut self, queued: &[(TenantId, EndpointId)]) {
+        if !self.ctx.settings.remote_store {
+            return;
+        }
+        let mut tenants: HashMap<&TenantId, Vec<&EndpointId>> = HashMap::new();
+        for (t, e) in queued {
+            if !self.lanes.contains_key(e) {
+                tenants.entry(t).or_default().push(e);
+            }
+        }
+        let now = now_ms();
+        for (tenant, endpoints) in tenants {
+            let reports = match self.ctx.store.health_reports(tenant, None).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading other nodes' circuits failed");
+                    continue;
+                }
+            };
+            for endpoint in endpoints {
+                let mine = reports
+                    .iter()
+                    .filter(|r| &r.endpoint == endpoint)
+                    .map(|r| (r.at, r.data.as_str()));
+                let h = Health::merge(mine, now);
+                if h.circuit == CircuitState::Closed.as_str() {
+                    continue;
+                }
+                let breaker = Breaker::resume(
+                    self.ctx.settings.breaker,
+                    h.consecutive_failures,
+                    h.open_until.or(Some(now)),
+                    now,
+                );
+                let state = breaker.state().as_str();
+                let mut lane = Lane::new(breaker);
+                lane.circuit = state;
+                self.circuits.moved(None, Some(state));
+                self.lanes.insert(endpoint.clone(), lane);
+                tracing::info!(endpoint_id = %endpoint, circuit = state, "circuit carried over from the previous leader");
+            }
         }
     }
 
@@ -820,6 +869,10 @@ impl Engine {
         if let Ok(mut health) = self.shared.health.lock() {
             let h = health.entry(done.endpoint.clone()).or_default();
             h.circuit = circuit.as_str();
+            h.open_until = match circuit {
+                CircuitState::Open { until } => Some(until),
+                _ => None,
+            };
             h.consecutive_failures = lane.breaker.consecutive_failures();
             h.in_flight = lane.in_flight;
             if let Some(ok) = done.success {
