@@ -283,6 +283,16 @@ impl Gp {
         Ok(())
     }
 
+    /// `GET /metrics` (Prometheus text).
+    pub async fn metrics(&self) -> Result<String> {
+        let resp = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await?;
+        Ok(resp.text().await?)
+    }
+
     /// Sends a signal by name (`STOP`, `CONT`, …) to the running server.
     pub fn signal(&self, name: &str) -> Result<()> {
         let pid = self.pid().context("gp is not running")?;

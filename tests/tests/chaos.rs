@@ -263,15 +263,7 @@ async fn a_leader_paused_past_its_leadership_does_not_act_as_leader_when_resumed
         attempts_before, attempts_after,
         "the resumed former leader made delivery attempts"
     );
-    let metrics = cluster.nodes[leader]
-        .http
-        .get(format!("{}/metrics", cluster.nodes[leader].base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = cluster.nodes[leader].metrics().await.unwrap();
     assert!(metrics.contains("gatepulse_cluster_leader 0"), "{metrics}");
     no_leases_left(&cluster, other).await;
     let log = cluster.log(leader);
@@ -289,15 +281,7 @@ async fn a_leader_paused_past_its_leadership_does_not_act_as_leader_when_resumed
 
 /// Delivery attempts a node made (its `gatepulse_delivery_attempts_total`, all labels).
 async fn attempts(gp: &Gp) -> f64 {
-    let text = gp
-        .http
-        .get(format!("{}/metrics", gp.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = gp.metrics().await.unwrap();
     text.lines()
         .filter(|l| l.starts_with("gatepulse_delivery_attempts_total"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

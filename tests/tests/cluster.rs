@@ -75,15 +75,7 @@ async fn a_single_node_leads_itself() {
         .unwrap();
     assert_eq!(s, 403);
     // A single redb node does not export the cluster gauge (no "no leader" alert).
-    let metrics = gp
-        .http
-        .get(format!("{}/metrics", gp.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gp.metrics().await.unwrap();
     assert!(!metrics.contains("gatepulse_cluster_leader "), "{metrics}");
 }
 
