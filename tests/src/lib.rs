@@ -136,6 +136,18 @@ pub fn gp_binary() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// The workspace's root directory (the tests read its files: docs, assets, configs).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A file of the workspace as text, `relative` to its root; panics naming the path
+/// when it cannot be read (tests only).
+pub fn workspace_file(relative: &str) -> String {
+    let path = workspace_root().join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
 /// A TCP port on 127.0.0.1 nothing listens on right now.
 pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;

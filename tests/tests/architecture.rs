@@ -9,9 +9,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use gatepulse_e2e::workspace_root;
 
 /// package name → its normal and build dependency names.
 fn dependencies() -> BTreeMap<String, BTreeSet<String>> {

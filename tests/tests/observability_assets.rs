@@ -18,14 +18,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn read(relative: &str) -> String {
-    let path = workspace_root().join(relative);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-}
+use gatepulse_e2e::{workspace_file as read, workspace_root};
 
 /// The metric names telemetry.rs exports, and which of them are histograms.
 struct Exported {

@@ -497,22 +497,7 @@ impl Engine {
     /// nodes that went silent for a leadership's length (a leader killed or paused)
     /// return to the queue at once, and every endpoint with queued work gets a turn.
     async fn take_over(&mut self) {
-        let node = self.ctx.leadership.node();
-        match self
-            .ctx
-            .store
-            .reclaim_foreign_leases(node, Some(self.ctx.settings.node_silence_ms))
-            .await
-        {
-            Ok(n) if n > 0 => {
-                tracing::warn!(
-                    deliveries = n,
-                    "returned leases of silent nodes to the queue"
-                )
-            }
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "reclaiming silent nodes' leases failed"),
-        }
+        self.reclaim_silent_leases().await;
         match self.ctx.store.queued_endpoints().await {
             Ok(list) => {
                 self.resume_circuits(&list).await;
@@ -569,6 +554,21 @@ impl Engine {
                 self.lanes.insert(endpoint.clone(), lane);
                 tracing::info!(endpoint_id = %endpoint, circuit = state, "circuit carried over from the previous leader");
             }
+        }
+    }
+
+    /// Returns to the queue the leases of nodes without a heartbeat for a leadership's
+    /// length (a killed or paused leader, a dead active-active worker).
+    async fn reclaim_silent_leases(&self) {
+        let node = self.ctx.leadership.node();
+        let silence = Some(self.ctx.settings.node_silence_ms);
+        match self.ctx.store.reclaim_foreign_leases(node, silence).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                deliveries = n,
+                "returned leases of silent nodes to the queue"
+            ),
+            Err(e) => tracing::error!(error = %e, "reclaiming silent nodes' leases failed"),
         }
     }
 
@@ -861,8 +861,10 @@ impl Engine {
                 reason,
             ));
         }
+        // Marked once per sharing interval, not copied per delivery.
         if self.ctx.settings.remote_store
             && let Ok(mut unshared) = self.shared.unshared.lock()
+            && !unshared.contains_key(&done.endpoint)
         {
             unshared.insert(done.endpoint.clone(), done.tenant.clone());
         }
@@ -908,17 +910,7 @@ impl Engine {
             Err(e) => tracing::error!(error = %e, "reaper failed"),
         }
         // Nodes that died while dispatching beside the leader (active-active).
-        let node = self.ctx.leadership.node();
-        match self
-            .ctx
-            .store
-            .reclaim_foreign_leases(node, Some(self.ctx.settings.node_silence_ms))
-            .await
-        {
-            Ok(n) if n > 0 => tracing::warn!(deliveries = n, "reclaimed leases of silent nodes"),
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "reclaiming silent nodes' leases failed"),
-        }
+        self.reclaim_silent_leases().await;
         self.expire_parked();
     }
 
