@@ -1401,3 +1401,100 @@ async fn attempts_show_the_headers_they_were_sent_with() {
     }
     assert!(!delivery.to_string().contains("do-not-store-me"));
 }
+
+/// `max_in_flight` bounds requests to the endpoint, not the store's latency: once
+/// the endpoint answered, its slot goes to the next delivery while the outcome waits
+/// for its commit. On PostgreSQL a test transaction holds a lock on `attempts`, so
+/// every outcome write waits; with `max_in_flight` 1 the second delivery must still
+/// be sent (before the change it waited behind the first outcome's commit). Then the
+/// lock goes and both outcomes land: nothing sent twice, nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_outcome_write_does_not_hold_the_endpoint_slot() {
+    let backend = Backend::postgres();
+    let dir = tempfile::tempdir().unwrap();
+    let gp = Gp::start(dir.path(), &backend.env(ENGINE_ENV))
+        .await
+        .unwrap();
+    let (_, key) = gp.tenant_with_key().await.unwrap();
+    let rx = Receiver::start(Behaviour::Ok, None).await.unwrap();
+    let ep = create_endpoint(&gp, &key, json!({"url": rx.url(), "max_in_flight": 1})).await;
+    subscribe(&gp, &key, &ep, &["slot.#"]).await;
+    // One delivery first, so the lane knows the endpoint's settings.
+    publish(&gp, &key, "slot.warm", &json!({})).await;
+    all_succeeded(&gp, &key, &ep, 1, MINUTE).await;
+
+    let (db, conn) = tokio_postgres::connect(&gatepulse_e2e::pg_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let schema = backend.schema().unwrap();
+    // SHARE ROW EXCLUSIVE conflicts with the INSERT of an outcome's attempt, with
+    // nothing a publish or a claim takes.
+    db.batch_execute(&format!(
+        "BEGIN; LOCK TABLE {schema}.attempts IN SHARE ROW EXCLUSIVE MODE"
+    ))
+    .await
+    .unwrap();
+    publish_batch(
+        &gp,
+        &key,
+        (0..2)
+            .map(|i| json!({"topic": "slot.test", "payload": {"i": i}}))
+            .collect(),
+    )
+    .await;
+    rx.wait_for(|log| log.requests.len() >= 3, MINUTE)
+        .await
+        .expect("the second delivery is sent while the first outcome waits for its commit");
+    let ds = deliveries(&gp, &key, &format!("endpoint_id={ep}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (status_counts(&ds).get("in_flight"), ds.len()),
+        (Some(&2), 3),
+        "no outcome can be recorded while attempts is locked: {ds:?}"
+    );
+    db.batch_execute("COMMIT").await.unwrap();
+    all_succeeded(&gp, &key, &ep, 3, MINUTE).await;
+    assert_eq!(rx.unique_webhook_ids().len(), 3);
+    assert_eq!(rx.count(), 3, "each delivery sent once");
+}
+
+/// An endpoint's first claim, made before the engine has its settings, still leases
+/// no more than its `max_in_flight` (it used to take the default, 32).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_claim_respects_the_endpoints_max_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let gp = Gp::start(dir.path(), ENGINE_ENV).await.unwrap();
+    let (_, key) = gp.tenant_with_key().await.unwrap();
+    let rx = Receiver::start(Behaviour::BlackHole, None).await.unwrap();
+    let ep = create_endpoint(
+        &gp,
+        &key,
+        json!({"url": rx.url(), "max_in_flight": 1, "timeout_ms": 30000}),
+    )
+    .await;
+    subscribe(&gp, &key, &ep, &["first.#"]).await;
+    publish_batch(
+        &gp,
+        &key,
+        (0..3)
+            .map(|i| json!({"topic": "first.claim", "payload": {"i": i}}))
+            .collect(),
+    )
+    .await;
+    rx.wait_for(|log| !log.requests.is_empty(), MINUTE)
+        .await
+        .unwrap();
+    // The held request is the only one leased until it times out (30 s).
+    let ds = deliveries(&gp, &key, &format!("endpoint_id={ep}"))
+        .await
+        .unwrap();
+    let counts = status_counts(&ds);
+    assert_eq!(
+        (counts.get("in_flight"), counts.get("pending")),
+        (Some(&1), Some(&2)),
+        "{counts:?}"
+    );
+    assert_eq!(rx.count(), 1);
+}

@@ -31,7 +31,7 @@ pub mod retry;
 mod send;
 
 use lane::{Bucket, CircuitCounts, Lane};
-use send::{ClaimResult, Done, claim, disable_endpoint, send};
+use send::{ClaimResult, Done, Recorded, Report, claim, disable_endpoint, send};
 pub mod signing;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -254,7 +254,7 @@ struct Ctx {
     settings: Settings,
     /// This node (its id is what its leases carry) and whether it may dispatch.
     leadership: Arc<crate::cluster::Leadership>,
-    done: mpsc::UnboundedSender<Done>,
+    done: mpsc::UnboundedSender<Report>,
     /// Spans of delivery attempts (off unless tracing is configured).
     tracer: crate::otel::Tracer,
 }
@@ -316,6 +316,7 @@ pub fn start(
         timers: BTreeMap::new(),
         timer_of: HashMap::new(),
         in_flight_total: 0,
+        unsettled_total: 0,
         claims: JoinSet::new(),
         circuits: CircuitCounts::default(),
         parked_sweep: None,
@@ -403,7 +404,11 @@ struct Engine {
     timers: BTreeMap<i64, Vec<(TenantId, EndpointId)>>,
     /// The earliest pending timer of each endpoint.
     timer_of: HashMap<EndpointId, i64>,
+    /// Requests in flight, over every endpoint.
     in_flight_total: usize,
+    /// Deliveries sent or being sent whose outcome is not written yet (at least
+    /// `in_flight_total`): what `max_in_flight_global` bounds.
+    unsettled_total: usize,
     claims: JoinSet<ClaimResult>,
     circuits: CircuitCounts,
     /// The running sweep of parked deliveries, and when the last one started.
@@ -417,7 +422,7 @@ struct Engine {
 impl Engine {
     async fn run(
         mut self,
-        mut done_rx: mpsc::UnboundedReceiver<Done>,
+        mut done_rx: mpsc::UnboundedReceiver<Report>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         // This node's leases from its previous run; other nodes' stay theirs.
@@ -477,7 +482,7 @@ impl Engine {
                         break;
                     }
                 }
-                Some(done) = done_rx.recv() => self.on_done(done),
+                Some(report) = done_rx.recv() => self.on_report(report),
                 Some(joined) = self.claims.join_next(), if !self.claims.is_empty() => {
                     match joined {
                         Ok(result) => self.on_claimed(result),
@@ -588,7 +593,7 @@ impl Engine {
     }
 
     /// Stops claiming and waits for in-flight sends, at most the grace period.
-    async fn drain(mut self, mut done_rx: mpsc::UnboundedReceiver<Done>) {
+    async fn drain(mut self, mut done_rx: mpsc::UnboundedReceiver<Report>) {
         let deadline = tokio::time::Instant::now() + self.ctx.settings.grace;
         // Claims already running finish and their deliveries are sent.
         while let Ok(Some(joined)) =
@@ -598,15 +603,16 @@ impl Engine {
                 self.start_sends(result);
             }
         }
-        while self.in_flight_total > 0 {
+        // Every attempt's outcome is written, not only its request answered.
+        while self.unsettled_total > 0 {
             match tokio::time::timeout_at(deadline, done_rx.recv()).await {
-                Ok(Some(done)) => self.on_done(done),
+                Ok(Some(report)) => self.on_report(report),
                 _ => break,
             }
         }
-        if self.in_flight_total > 0 {
+        if self.unsettled_total > 0 {
             tracing::warn!(
-                in_flight = self.in_flight_total,
+                in_flight = self.unsettled_total,
                 "grace period over with attempts in flight; their leases return them to the queue at next start"
             );
         }
@@ -689,7 +695,7 @@ impl Engine {
         let settings = &self.ctx.settings;
         let global_free = settings
             .max_in_flight_global
-            .saturating_sub(self.in_flight_total);
+            .saturating_sub(self.unsettled_total);
         let lane = match self.lanes.entry(endpoint.clone()) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
@@ -747,8 +753,10 @@ impl Engine {
         lane.claiming = true;
         let target = if stale { None } else { lane.target.clone() };
         let ctx = self.ctx.clone();
-        self.claims
-            .spawn(claim(ctx, tenant, endpoint, target, limit, now, fence));
+        let in_flight = lane.in_flight;
+        self.claims.spawn(claim(
+            ctx, tenant, endpoint, target, limit, in_flight, now, fence,
+        ));
     }
 
     fn on_claimed(&mut self, r: ClaimResult) {
@@ -811,6 +819,7 @@ impl Engine {
         for claimed in r.claimed {
             lane.in_flight += 1;
             self.in_flight_total += 1;
+            self.unsettled_total += 1;
             let ctx = self.ctx.clone();
             let target = r.target.clone();
             tokio::spawn(send(ctx, target, r.tenant.clone(), claimed));
@@ -818,6 +827,31 @@ impl Engine {
         telemetry::set_in_flight(self.in_flight_total);
     }
 
+    fn on_report(&mut self, report: Report) {
+        match report {
+            Report::Answered(done) => self.on_done(done),
+            Report::Recorded(recorded) => self.on_recorded(recorded),
+        }
+    }
+
+    /// A delivery's outcome is settled: a retry is due later, and nothing else may
+    /// wake the lane by then.
+    fn on_recorded(&mut self, recorded: Recorded) {
+        self.unsettled_total = self.unsettled_total.saturating_sub(1);
+        if let Some(at) = recorded.retry_at {
+            self.add_timer(at, recorded.tenant.clone(), recorded.endpoint.clone());
+        }
+        // Its lane may have been held back by the global bound.
+        if self
+            .lanes
+            .get(&recorded.endpoint)
+            .is_some_and(|lane| lane.backlog)
+        {
+            self.make_ready(recorded.tenant, recorded.endpoint);
+        }
+    }
+
+    /// An attempt ended: its request slot is free.
     fn on_done(&mut self, done: Done) {
         self.in_flight_total = self.in_flight_total.saturating_sub(1);
         telemetry::set_in_flight(self.in_flight_total);
@@ -880,10 +914,6 @@ impl Engine {
             if let Some(ok) = done.success {
                 h.record(ok, done.status, done.error.clone(), done.at);
             }
-        }
-        // A retry is due later: nothing else may wake the lane by then.
-        if let Some(at) = done.retry_at {
-            self.add_timer(at, done.tenant.clone(), done.endpoint.clone());
         }
         // A freed slot matters only if work may be waiting for it.
         let Some(lane) = self.lanes.get_mut(&done.endpoint) else {

@@ -20,7 +20,18 @@ use crate::store::{
 };
 use crate::telemetry;
 
-/// A send task's report.
+/// What a send task tells the engine: twice per delivery, in this order.
+#[derive(Debug)]
+pub(super) enum Report {
+    /// The attempt ended (the endpoint answered, failed to, or nothing was sent): its
+    /// request slot is free. The outcome is being recorded.
+    Answered(Done),
+    /// The outcome was written, or writing it failed (the lease then returns the
+    /// delivery to the queue).
+    Recorded(Recorded),
+}
+
+/// The end of an attempt, as the endpoint's lane and health see it.
 #[derive(Debug)]
 pub(super) struct Done {
     pub(super) tenant: TenantId,
@@ -31,6 +42,13 @@ pub(super) struct Done {
     pub(super) error: Option<String>,
     pub(super) at: i64,
     pub(super) disable: Option<String>,
+}
+
+/// A delivery's outcome is settled in the store (or could not be).
+#[derive(Debug)]
+pub(super) struct Recorded {
+    pub(super) tenant: TenantId,
+    pub(super) endpoint: EndpointId,
     /// The delivery was rescheduled for this time (Unix ms): the lane must wake then.
     pub(super) retry_at: Option<i64>,
 }
@@ -48,13 +66,18 @@ pub(super) struct ClaimResult {
     pub(super) error: Option<String>,
 }
 
-/// Loads the endpoint (when not cached) and leases its due deliveries.
+/// Loads the endpoint (when not cached) and leases its due deliveries: at most
+/// `limit`, and never more than the endpoint's `max_in_flight` leaves beside the
+/// `in_flight` requests its lane has (the engine could only guess the limit when it
+/// did not have the endpoint's settings yet).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn claim(
     ctx: Arc<Ctx>,
     tenant: TenantId,
     endpoint: EndpointId,
     cached: Option<Arc<Target>>,
     limit: usize,
+    in_flight: u32,
     now: i64,
     fence: Option<u64>,
 ) -> ClaimResult {
@@ -80,6 +103,13 @@ pub(super) async fn claim(
         }
     }
     if result.target.as_ref().is_some_and(|rt| !rt.sends()) {
+        return result;
+    }
+    if let Some(rt) = &result.target {
+        result.limit = limit.min(rt.max_in_flight.saturating_sub(in_flight) as usize);
+    }
+    let limit = result.limit;
+    if limit == 0 {
         return result;
     }
     let timeout_ms = result
@@ -219,16 +249,29 @@ async fn record_outcome(ctx: &Ctx, outcome: Outcome) -> Result<bool, StoreError>
     }
 }
 
-/// Reports to the engine when dropped, so a slot is never leaked.
-pub(super) struct SlotGuard {
-    pub(super) ctx: Arc<Ctx>,
-    pub(super) done: Option<Done>,
+/// Reports to the engine, at the latest when dropped, so neither the request slot
+/// nor the delivery's place among the unsettled ones is ever leaked (a send task
+/// that panics or is cut short still reports both).
+struct SlotGuard {
+    ctx: Arc<Ctx>,
+    done: Option<Done>,
+    recorded: Option<Recorded>,
+}
+
+impl SlotGuard {
+    /// Frees the request slot with what the attempt did.
+    fn answered(&mut self) {
+        if let Some(done) = self.done.take() {
+            let _ = self.ctx.done.send(Report::Answered(done));
+        }
+    }
 }
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        if let Some(done) = self.done.take() {
-            let _ = self.ctx.done.send(done);
+        self.answered();
+        if let Some(recorded) = self.recorded.take() {
+            let _ = self.ctx.done.send(Report::Recorded(recorded));
         }
     }
 }
@@ -297,6 +340,10 @@ pub(super) async fn send(
             error: None,
             at: now_ms(),
             disable: None,
+        }),
+        recorded: Some(Recorded {
+            tenant: tenant.clone(),
+            endpoint: delivery.endpoint_id.clone(),
             retry_at: None,
         }),
     };
@@ -382,20 +429,6 @@ pub(super) async fn send(
         next,
         body: keep,
     };
-    let mut retry_at = None;
-    match record_outcome(&ctx, outcome).await {
-        Ok(true) => {
-            if let NextState::Retry { at } = next {
-                retry_at = Some(at);
-            }
-        }
-        Ok(false) => {
-            tracing::warn!(tenant_id = %tenant, delivery_id = %delivery.id, "lease lost before the outcome was recorded")
-        }
-        Err(e) => {
-            tracing::error!(tenant_id = %tenant, delivery_id = %delivery.id, error = %e, "recording outcome failed; the lease will return it to the queue")
-        }
-    }
     if let Some(done) = guard.done.as_mut() {
         // Only what the endpoint did moves its circuit breaker and health: a transform
         // that failed or a cancelled delivery says nothing about the receiver.
@@ -403,12 +436,28 @@ pub(super) async fn send(
         done.status = response.status;
         done.error = response.error_kind;
         done.at = finished;
-        done.retry_at = retry_at;
         if let Verdict::GiveUp {
             disable_endpoint: true,
         } = verdict
         {
             done.disable = Some("the endpoint answered 410 Gone".into());
+        }
+    }
+    // The endpoint's part is over: its slot goes to the next request while the
+    // outcome waits for its commit (`max_in_flight` bounds requests to the endpoint,
+    // not the store's latency; the lease still covers the delivery until then).
+    guard.answered();
+    match record_outcome(&ctx, outcome).await {
+        Ok(true) => {
+            if let (NextState::Retry { at }, Some(recorded)) = (next, guard.recorded.as_mut()) {
+                recorded.retry_at = Some(at);
+            }
+        }
+        Ok(false) => {
+            tracing::warn!(tenant_id = %tenant, delivery_id = %delivery.id, "lease lost before the outcome was recorded")
+        }
+        Err(e) => {
+            tracing::error!(tenant_id = %tenant, delivery_id = %delivery.id, error = %e, "recording outcome failed; the lease will return it to the queue")
         }
     }
 }
