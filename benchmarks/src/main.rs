@@ -5,6 +5,7 @@
 //! generator, and writes a report with charts to `benchmarks/results/<UTC time>/`.
 //! See `benchmarks/README.md`.
 
+mod backlog;
 mod load;
 mod machine;
 mod plugins;
@@ -435,6 +436,9 @@ async fn main() -> Result<()> {
                         "{} SSE clients, {} publishers, {} events/s, batch 1",
                         st.clients, st.publishers, st.rate
                     ),
+                    Kind::Backlog { events } => {
+                        format!("{events} pending deliveries, batches of 500, then a drain")
+                    }
                     Kind::NotAvailable(_) => "not available in this build".to_owned(),
                 };
                 println!("{:<24} {shape}\n{:<24} {}\n", s.name, "", s.description);

@@ -93,6 +93,9 @@ pub struct Receiver {
     pub measuring: AtomicBool,
     /// Every request, all groups (for backlog control).
     pub total: AtomicU64,
+    /// While set, every request is answered `503` and not counted: the endpoints
+    /// are down.
+    pub down: AtomicBool,
     pub timeline: Arc<Timeline>,
 }
 
@@ -116,6 +119,7 @@ impl Receiver {
             delays,
             measuring: AtomicBool::new(false),
             total: AtomicU64::new(0),
+            down: AtomicBool::new(false),
             timeline,
         }))
     }
@@ -171,6 +175,9 @@ async fn hook(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
+    if rx.down.load(Ordering::Relaxed) {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
     let now = now_us();
     rx.total.fetch_add(1, Ordering::Relaxed);
     rx.timeline.add(1);

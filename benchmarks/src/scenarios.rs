@@ -39,6 +39,8 @@ pub struct Options {
     pub stream_clients: usize,
     /// Events/s the `stream_fanout` publishers offer.
     pub stream_rate: u64,
+    /// Pending deliveries the `pending-1m` scenario builds up.
+    pub backlog_events: u64,
 }
 
 impl Options {
@@ -58,6 +60,7 @@ impl Options {
             snapshot_mb: snapshot_mb.unwrap_or(if quick { 16 } else { 1024 }),
             stream_clients: 1000,
             stream_rate: 1000,
+            backlog_events: if quick { 20_000 } else { 1_000_000 },
         }
     }
 }
@@ -75,6 +78,11 @@ pub enum Kind {
     Snapshot(SnapshotSpec),
     /// SSE clients following one tenant's stream while publishers post events.
     Stream(StreamSpec),
+    /// A backlog of pending deliveries for an endpoint that is down, then back
+    /// ([`crate::backlog`]).
+    Backlog {
+        events: u64,
+    },
     /// A stage the server does not have yet: listed, not measured (none at the moment;
     /// kept for the next one).
     #[allow(dead_code)]
@@ -137,14 +145,14 @@ pub fn catalog(o: &Options) -> Vec<Scenario> {
         drain: false,
     };
     let parked = GroupSpec {
-        name: "disabled (stored, not attempted)",
+        name: "disabled (no deliveries)",
         ..disabled_group()
     };
     let disabled = disabled_group();
     vec![
         Scenario {
             name: "ingest",
-            description: "durable publishes alone: POST /v1/events, one subscription whose endpoint is disabled (deliveries stored, not attempted); latency is publish → 202",
+            description: "durable publishes alone: POST /v1/events, one subscription whose endpoint is disabled (a disabled endpoint gets no deliveries: events alone are stored); latency is publish → 202",
             kind: Kind::Load(base(32, None, vec![disabled])),
         },
         Scenario {
@@ -156,6 +164,11 @@ pub fn catalog(o: &Options) -> Vec<Scenario> {
             name: "e2e-concurrency",
             description: "end to end at fixed concurrency: each publisher publishes again as soon as its 202 arrives",
             kind: Kind::Load(base(4, None, vec![healthy(1)])),
+        },
+        Scenario {
+            name: "closed-loop",
+            description: "delivery keeping up with ingest: 32 closed-loop publishers, one healthy endpoint; latency is publish → receipt, so a delivery queue that grows shows as latency",
+            kind: Kind::Load(base(32, None, vec![healthy(1)])),
         },
         Scenario {
             name: "max-deliveries",
@@ -183,6 +196,11 @@ pub fn catalog(o: &Options) -> Vec<Scenario> {
             name: "fanout-10",
             description: "fan-out 10 (ten endpoints, each subscribed to every event) at 3,000 deliveries/s",
             kind: Kind::Load(base(8, Some(300), vec![healthy(10)])),
+        },
+        Scenario {
+            name: "fanout-10-closed",
+            description: "fan-out 10 under 32 closed-loop publishers: the most deliveries/s the server makes from single publishes",
+            kind: Kind::Load(base(32, None, vec![healthy(10)])),
         },
         Scenario {
             name: "fanout-100",
@@ -219,7 +237,7 @@ pub fn catalog(o: &Options) -> Vec<Scenario> {
         },
         Scenario {
             name: "slow-endpoint-baseline",
-            description: "four healthy endpoints plus a disabled one (its deliveries are stored and queued but never attempted, so each publish writes as much as in slow-endpoint): the reference for slow-endpoint",
+            description: "four healthy endpoints plus a disabled one (which gets no deliveries, so each publish writes one delivery less than in slow-endpoint): the reference for slow-endpoint",
             kind: Kind::Load(base(8, Some(500), vec![healthy(4), parked])),
         },
         Scenario {
@@ -245,6 +263,13 @@ pub fn catalog(o: &Options) -> Vec<Scenario> {
             description: "store recovery: fill a store with publishes (endpoint disabled), stop, restart, time until /readyz answers 200",
             kind: Kind::Recovery {
                 target_mb: o.recovery_mb,
+            },
+        },
+        Scenario {
+            name: "pending-1m",
+            description: "a million pending deliveries (~230-byte events) for an endpoint that is down (disabled), then back: server RSS while and after they are accepted, store bytes per pending event, restart to /readyz with the backlog, drain deliveries/s once the endpoint is enabled",
+            kind: Kind::Backlog {
+                events: o.backlog_events,
             },
         },
         Scenario {
@@ -287,6 +312,9 @@ pub async fn run(gp: &Path, s: &Scenario) -> ScenarioResult {
         Kind::Recovery { target_mb } => recovery(gp, s, *target_mb).await,
         Kind::Snapshot(spec) => run_snapshot(gp, s.name, s.description, spec.clone()).await,
         Kind::Stream(spec) => run_stream(gp, s.name, s.description, spec.clone()).await,
+        Kind::Backlog { events } => {
+            crate::backlog::run_backlog(gp, s.name, s.description, *events).await
+        }
     };
     outcome.unwrap_or_else(|e| {
         ScenarioResult::new(s.name, s.description, Status::Failed(format!("{e:#}")))
@@ -333,6 +361,13 @@ pub fn load_result(s: &Scenario, spec: &LoadSpec, r: LoadResult) -> ScenarioResu
         m.insert("server CPU % user".into(), pct(u));
         m.insert("server CPU % system".into(), pct(sys));
         let delivered = r.deliveries_per_sec * r.measured_secs;
+        let published = r.publishes_per_sec * r.measured_secs;
+        if published > 0.0 {
+            m.insert(
+                "server CPU µs per event".into(),
+                r1((u + sys) * 1e6 / published),
+            );
+        }
         if out.fanout > 0 && delivered > 0.0 {
             m.insert(
                 "server CPU µs per delivery".into(),
@@ -344,11 +379,9 @@ pub fn load_result(s: &Scenario, spec: &LoadSpec, r: LoadResult) -> ScenarioResu
         out.metrics
             .insert("harness CPU % (of one core)".into(), pct(u + sys));
     }
-    if spec.payload == PayloadShape::Order {
-        for (name, secs) in r.server_threads.iter().take(6) {
-            out.metrics
-                .insert(format!("server CPU % thread {name}"), pct(*secs));
-        }
+    for (name, secs) in r.server_threads.iter().take(6) {
+        out.metrics
+            .insert(format!("server CPU % thread {name}"), pct(*secs));
     }
     for (stage, us) in &r.stage_mean_us {
         out.metrics
