@@ -130,11 +130,19 @@ pub fn describe(
         kernel: format!("Linux {}", read("/proc/sys/kernel/osrelease").trim()),
         os,
         rustc: run("rustc", &["--version"]),
-        gp: format!(
-            "{gp_version} (store: {}, {})",
-            crate::server::store_name(),
-            crate::server::cluster_name()
-        ),
+        gp: {
+            let env = crate::server::extra_env();
+            let env = if env.is_empty() {
+                String::new()
+            } else {
+                format!(", env: {}", env.join(" "))
+            };
+            format!(
+                "{gp_version} (store: {}, {}{env})",
+                crate::server::store_name(),
+                crate::server::cluster_name()
+            )
+        },
     };
     let hypervisor = if cpuinfo.contains(" hypervisor") {
         "yes (virtual machine)"

@@ -108,6 +108,10 @@ struct GpArgs {
     /// `active-active` (every node does).
     #[arg(long, default_value = "leader")]
     cluster_mode: String,
+    /// Extra environment for every server, `KEY=VALUE` (repeatable): a configuration
+    /// override to measure, e.g. `GATEPULSE_REDB__CACHE_SIZE_MIB=64`.
+    #[arg(long = "server-env", value_name = "KEY=VALUE")]
+    server_env: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -190,6 +194,7 @@ fn unix_now() -> u64 {
 fn prepare_gp(args: &GpArgs) -> Result<PathBuf> {
     server::use_store(&args.store)?;
     server::use_cluster(args.nodes, &args.cluster_mode)?;
+    server::use_env(&args.server_env)?;
     let gp = server::gp_path(args.gp.as_deref())?;
     if !args.no_build && args.gp.is_none() {
         server::build_gp(&gp)?;

@@ -72,6 +72,30 @@ pub fn use_store(store: &str) -> Result<()> {
     Ok(())
 }
 
+/// Extra environment of every server (`--server-env`).
+static EXTRA_ENV: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+
+/// Sets the `KEY=VALUE` pairs every server started later gets in its environment.
+pub fn use_env(pairs: &[String]) -> Result<()> {
+    let parsed = pairs
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+            _ => bail!("--server-env {p}: expected KEY=VALUE"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let _ = EXTRA_ENV.set(parsed);
+    Ok(())
+}
+
+/// The `--server-env` pairs, as `KEY=VALUE` (for reports).
+pub fn extra_env() -> Vec<String> {
+    EXTRA_ENV
+        .get()
+        .map(|v| v.iter().map(|(k, v)| format!("{k}={v}")).collect())
+        .unwrap_or_default()
+}
+
 /// How many nodes each server is (`--nodes`, PostgreSQL only) and their cluster mode.
 static NODES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
 static ACTIVE_ACTIVE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -188,6 +212,7 @@ impl Server {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
+        env.extend(EXTRA_ENV.get().into_iter().flatten().cloned());
         // Only when asked for: a binary from before the cluster refuses the key
         // (`--compare` runs against older builds).
         if nodes > 1 || mode != "leader" {
